@@ -1,0 +1,197 @@
+//! `doppel`: run, validate and inspect synthetic-data pipelines.
+//!
+//! ```text
+//! doppel run pipelines/quickstart.toml --input data/adult.csv --out out/
+//! doppel validate pipelines/quickstart.toml
+//! doppel plugins list
+//! ```
+//!
+//! Every flag can also be set from the environment (`DOPPEL_…`, see `--help`).
+//! Exit status: 0 success, 1 the run failed, 2 the pipeline or the command line
+//! is invalid, 130 cancelled (Ctrl-C).
+
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command-line tool prints")]
+
+mod commands;
+mod logging;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Turn sensitive tables into privacy-safe synthetic twins.
+#[derive(Debug, Parser)]
+#[command(name = "doppel", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+struct Global {
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, env = "DOPPEL_VERBOSE")]
+    verbose: u8,
+    /// Log filter in `tracing` syntax (overrides -v), e.g. `doppel_host=debug`.
+    #[arg(long, global = true, env = "DOPPEL_LOG")]
+    log_filter: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "DOPPEL_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Extra plugin directories (`*.toml` manifests, or `*/plugin.toml`).
+    #[arg(
+        long = "plugin-dir",
+        global = true,
+        env = "DOPPEL_PLUGIN_PATH",
+        value_delimiter = ':'
+    )]
+    plugin_dirs: Vec<PathBuf>,
+    /// Cache of compiled plugins [default: $XDG_CACHE_HOME/doppel/components].
+    #[arg(long, global = true, env = "DOPPEL_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile plugins on every run instead of caching them.
+    #[arg(long, global = true, env = "DOPPEL_NO_CACHE")]
+    no_cache: bool,
+    /// Let plugins that declare it read this environment variable (repeatable).
+    #[arg(long = "allow-env", global = true, env = "DOPPEL_ALLOW_ENV", value_delimiter = ',')]
+    allow_env: Vec<String>,
+    /// Let plugins that declare it read clocks.
+    #[arg(long, global = true, env = "DOPPEL_ALLOW_CLOCK")]
+    allow_clock: bool,
+    /// Mount a host directory read-only at a guest path for plugins that
+    /// declare it: `--mount /models=./models` (repeatable).
+    #[arg(
+        long = "mount",
+        global = true,
+        env = "DOPPEL_MOUNT",
+        value_delimiter = ',',
+        value_name = "GUEST=HOST"
+    )]
+    mounts: Vec<String>,
+    /// Largest memory limit (MiB) a pipeline may give a plugin.
+    #[arg(long, global = true, default_value_t = 4096, env = "DOPPEL_MAX_PLUGIN_MEMORY_MB")]
+    max_plugin_memory_mb: u64,
+    /// Largest per-call time limit (ms) a pipeline may give a plugin.
+    #[arg(long, global = true, default_value_t = 600_000, env = "DOPPEL_MAX_PLUGIN_TIMEOUT_MS")]
+    max_plugin_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TableFormat {
+    /// Apache Parquet.
+    Parquet,
+    /// CSV with a header.
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProgressMode {
+    /// Bars on a terminal, log lines otherwise.
+    Auto,
+    /// Always draw bars.
+    Always,
+    /// Never draw bars.
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline and write its outputs and report.json.
+    Run(RunArgs),
+    /// Check a pipeline and report every problem with its location.
+    Validate(ValidateArgs),
+    /// Inspect installed plugins.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+/// What to run on.
+#[derive(Debug, Args)]
+struct Target {
+    /// Pipeline file.
+    #[arg(env = "DOPPEL_PIPELINE")]
+    pipeline: PathBuf,
+    /// Input table for the pipeline's `builtin:source` stage (CSV, Parquet, NDJSON).
+    #[arg(short, long, env = "DOPPEL_INPUT")]
+    input: Option<PathBuf>,
+    /// Override a stage setting: `--set synth.seed=7` (repeatable).
+    #[arg(
+        long = "set",
+        value_name = "STAGE.KEY=VALUE",
+        env = "DOPPEL_SET",
+        value_delimiter = ';'
+    )]
+    overrides: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Output directory.
+    #[arg(short, long, default_value = "out", env = "DOPPEL_OUT")]
+    out: PathBuf,
+    /// Format of output tables.
+    #[arg(long, value_enum, default_value_t = TableFormat::Parquet, env = "DOPPEL_FORMAT")]
+    format: TableFormat,
+    /// Rows per batch sent to plugins (at least 8192).
+    #[arg(long, default_value_t = doppel_host::exec::DEFAULT_BATCH_ROWS, env = "DOPPEL_BATCH_ROWS")]
+    batch_rows: usize,
+    /// Progress display.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, env = "DOPPEL_PROGRESS")]
+    progress: ProgressMode,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// List builtins and installed plugins.
+    List {
+        /// Print JSON.
+        #[arg(long, env = "DOPPEL_JSON")]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let bars = match &cli.command {
+        Command::Run(args) => progress::Bars::new(args.progress),
+        _ => progress::Bars::hidden(),
+    };
+    if let Err(e) = logging::init(&cli.global, &bars) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Run(args) => commands::run(&cli.global, args, &bars),
+        Command::Validate(args) => commands::validate(&cli.global, &args),
+        Command::Plugins(PluginsCommand::List { json }) => commands::plugins_list(&cli.global, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            bars.clear();
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Errors a generator reports.
+
+use arrow::datatypes::DataType;
+use arrow::error::ArrowError;
+
+/// Why fitting or sampling failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A column's Arrow type has no model in this generator.
+    #[error(
+        "column `{column}` has type {data_type}, which the {generator} generator cannot model; \
+         leave it out of the stage's input"
+    )]
+    UnsupportedType {
+        /// Generator name.
+        generator: &'static str,
+        /// Column name.
+        column: String,
+        /// The column's type.
+        data_type: DataType,
+    },
+    /// The training table has no rows.
+    #[error("the training table has no rows")]
+    EmptyTable,
+    /// The table and its semantic types disagree (a caller bug).
+    #[error("{columns} columns but {semantics} semantic types were given")]
+    SemanticsMismatch {
+        /// Columns in the table.
+        columns: usize,
+        /// Semantic types given.
+        semantics: usize,
+    },
+    /// A parameter value is out of range or of the wrong type.
+    #[error("parameter `{name}`: {message}")]
+    InvalidParam {
+        /// Parameter name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The caller asked to stop.
+    #[error("cancelled")]
+    Cancelled,
+    /// Building an output array failed.
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

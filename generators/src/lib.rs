@@ -1,0 +1,132 @@
+//! Native synthetic-data generators for doppel.
+//!
+//! A generator learns a table and samples a synthetic twin with the same
+//! columns, types and row count (or any row count asked for). Generators run
+//! natively, not in the WASM sandbox: they are first-party code and the heavy
+//! part of a pipeline.
+//!
+//! # Overview
+//! - [`Generator`]: a named model family with declared parameters
+//!   ([`ParamSpec`]); [`Generator::fit`] returns a fitted [`Model`].
+//! - [`Model::sample`]: draw rows, deterministically for a seed.
+//! - [`GaussianCopula`]: the built-in Gaussian copula.
+//! - [`semantic`]: the column roles (id, categorical, numerical, datetime,
+//!   boolean, text) that every doppel component shares.
+//! - [`builtin`]: every generator compiled in, by name.
+//!
+//! # Example
+//! ```
+//! use std::sync::Arc;
+//! use arrow::array::{Float64Array, RecordBatch, StringArray};
+//! use arrow::datatypes::{DataType, Field, Schema};
+//! use doppel_generators::{GaussianCopula, Generator, NoProgress, Params, TrainingData, semantic};
+//!
+//! let schema = Arc::new(Schema::new(vec![
+//!     Field::new("plan", DataType::Utf8, false),
+//!     Field::new("spend", DataType::Float64, false),
+//! ]));
+//! let batch = RecordBatch::try_new(schema, vec![
+//!     Arc::new(StringArray::from_iter_values((0..100).map(|i| ["free", "pro"][i % 2]))),
+//!     Arc::new(Float64Array::from_iter_values((0..100).map(|i| i as f64 * 1.5))),
+//! ])?;
+//! let semantics: Vec<_> = batch.schema().fields().iter().zip(batch.columns())
+//!     .map(|(f, c)| semantic::infer(f.name(), c.as_ref()))
+//!     .collect();
+//! let data = TrainingData { batch: &batch, semantics: &semantics };
+//! let model = GaussianCopula.fit(&data, &Params::new(), 42, &NoProgress)?;
+//! let synthetic = model.sample(500, 42, &NoProgress)?;
+//! assert_eq!(synthetic.num_rows(), 500);
+//! assert_eq!(synthetic.schema(), batch.schema());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+
+mod copula;
+mod error;
+mod linalg;
+mod params;
+pub mod semantic;
+mod stats;
+
+pub use copula::{CopulaModel, GaussianCopula};
+pub use error::{Error, Result};
+pub use params::{ParamSpec, ParamType, ParamValue, Params};
+pub use semantic::SemanticType;
+
+/// The table a generator learns from.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainingData<'a> {
+    /// All rows, in one batch.
+    pub batch: &'a RecordBatch,
+    /// The semantic type of each column, in schema order.
+    pub semantics: &'a [SemanticType],
+}
+
+/// Where long work reports progress and learns about cancellation.
+pub trait Progress: Sync {
+    /// `done` of `total` units finished.
+    fn advance(&self, done: u64, total: u64);
+    /// Whether the caller asked to stop; checked between units of work.
+    fn is_cancelled(&self) -> bool;
+}
+
+/// A [`Progress`] that reports nowhere and never cancels.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn advance(&self, _done: u64, _total: u64) {}
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// A model family that learns tables.
+pub trait Generator: Send + Sync + std::fmt::Debug {
+    /// Name used in pipelines: `uses = "builtin:<name>"`.
+    fn name(&self) -> &'static str;
+    /// One-line description.
+    fn summary(&self) -> &'static str;
+    /// Parameters accepted in the stage's `with` table (besides `rows` and
+    /// `seed`, which every generator stage takes).
+    fn params(&self) -> Vec<ParamSpec>;
+    /// Learn the table. `seed` drives any randomness in fitting.
+    fn fit(
+        &self,
+        data: &TrainingData<'_>,
+        params: &Params,
+        seed: u64,
+        progress: &dyn Progress,
+    ) -> Result<Box<dyn Model>>;
+}
+
+/// How one column was modelled, for reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnModel {
+    /// Column name.
+    pub column: String,
+    /// Its semantic type.
+    pub semantic: SemanticType,
+    /// Human-readable description of the model.
+    pub model: String,
+}
+
+/// A fitted generator.
+pub trait Model: Send + Sync + std::fmt::Debug {
+    /// Sample `rows` rows with the training schema. Same seed, same rows.
+    fn sample(&self, rows: usize, seed: u64, progress: &dyn Progress) -> Result<RecordBatch>;
+    /// How each column was modelled.
+    fn columns(&self) -> Vec<ColumnModel>;
+    /// Anything a user should know about the fit.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Every generator compiled into this build, for `builtin:<name>` lookup.
+pub fn builtin() -> Vec<Arc<dyn Generator>> {
+    vec![Arc::new(GaussianCopula)]
+}

@@ -1,0 +1,108 @@
+//! Native stages: `builtin:source`, `builtin:profile` and one
+//! `builtin:<generator>` per generator compiled in.
+
+pub mod profile;
+pub mod source;
+
+use std::sync::Arc;
+
+use doppel_generators::{Generator, ParamType, ParamValue};
+
+use crate::config::{ConfigField, ConfigValue, ValueType, field};
+
+pub use source::SourceError;
+
+/// A native stage.
+#[derive(Debug, Clone)]
+pub enum Builtin {
+    /// Reads a file.
+    Source,
+    /// Profiles a table.
+    Profile,
+    /// Learns a table and samples a synthetic one.
+    Generator(Arc<dyn Generator>),
+}
+
+impl Builtin {
+    /// The `with` schema.
+    pub fn schema(&self) -> Vec<ConfigField> {
+        match self {
+            Builtin::Source => source::schema(),
+            Builtin::Profile => profile::schema(),
+            Builtin::Generator(g) => generator_schema(g.as_ref()),
+        }
+    }
+
+    /// `builtin:<name>`.
+    pub fn name(&self) -> &str {
+        match self {
+            Builtin::Source => "source",
+            Builtin::Profile => "profile",
+            Builtin::Generator(g) => g.name(),
+        }
+    }
+
+    /// One line for `doppel plugins list`.
+    pub fn summary(&self) -> &str {
+        match self {
+            Builtin::Source => "Read a CSV, Parquet or NDJSON file.",
+            Builtin::Profile => "Per-column types, nulls, distinct values, ranges, quantiles, top values.",
+            Builtin::Generator(g) => g.summary(),
+        }
+    }
+}
+
+fn convert(value: &ParamValue) -> ConfigValue {
+    match value {
+        ParamValue::String(s) => ConfigValue::String(s.clone()),
+        ParamValue::Integer(i) => ConfigValue::Integer(*i),
+        ParamValue::Float(f) => ConfigValue::Float(*f),
+        ParamValue::Boolean(b) => ConfigValue::Boolean(*b),
+        ParamValue::Strings(s) => ConfigValue::Strings(s.clone()),
+    }
+}
+
+/// Convert a config value back to a generator parameter.
+pub(crate) fn to_param(value: &ConfigValue) -> ParamValue {
+    match value {
+        ConfigValue::String(s) => ParamValue::String(s.clone()),
+        ConfigValue::Integer(i) => ParamValue::Integer(*i),
+        ConfigValue::Float(f) => ParamValue::Float(*f),
+        ConfigValue::Boolean(b) => ParamValue::Boolean(*b),
+        ConfigValue::Strings(s) => ParamValue::Strings(s.clone()),
+    }
+}
+
+/// Every generator stage takes `rows` and `seed`, then its own parameters.
+fn generator_schema(g: &dyn Generator) -> Vec<ConfigField> {
+    let mut rows = field(
+        "rows",
+        ValueType::Integer,
+        "Rows to sample (default: as many as the input).",
+    );
+    rows.minimum = Some(1.0);
+    let mut seed = field(
+        "seed",
+        ValueType::Integer,
+        "Seed: the same seed and input give the same table.",
+    );
+    seed.default = Some(ConfigValue::Integer(0));
+    seed.minimum = Some(0.0);
+    let mut out = vec![rows, seed];
+    for p in g.params() {
+        let ty = match p.ty {
+            ParamType::String => ValueType::String,
+            ParamType::Integer => ValueType::Integer,
+            ParamType::Float => ValueType::Float,
+            ParamType::Boolean => ValueType::Boolean,
+            ParamType::Strings => ValueType::Strings,
+        };
+        let mut f = field(p.name, ty, p.description);
+        f.default = p.default.as_ref().map(convert);
+        f.allowed = p.allowed.iter().map(|s| (*s).to_owned()).collect();
+        f.minimum = p.minimum;
+        f.maximum = p.maximum;
+        out.push(f);
+    }
+    out
+}

@@ -1,0 +1,283 @@
+//! `builtin:profile`: what each column holds — Arrow type, semantic type, nulls,
+//! distinct values, range, quantiles, most frequent values.
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type};
+use arrow::row::{RowConverter, SortField};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use serde::Serialize;
+
+use crate::Result;
+use crate::config::{ConfigField, ConfigValue, Settings, ValueType, field, get};
+use crate::table::Table;
+
+/// The `with` schema of `builtin:profile`.
+pub fn schema() -> Vec<ConfigField> {
+    let mut top = field("top", ValueType::Integer, "Most frequent values listed per column.");
+    top.default = Some(ConfigValue::Integer(10));
+    top.minimum = Some(0.0);
+    top.maximum = Some(1000.0);
+    vec![top]
+}
+
+/// Numeric quantiles (linear interpolation, as numpy's default).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Quantiles {
+    /// 1st percentile.
+    pub p01: f64,
+    /// 5th percentile.
+    pub p05: f64,
+    /// First quartile.
+    pub p25: f64,
+    /// Median.
+    pub p50: f64,
+    /// Third quartile.
+    pub p75: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+/// A frequent value.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TopValue {
+    /// The value as text (`null` for missing).
+    pub value: String,
+    /// Rows holding it.
+    pub count: u64,
+    /// Share of rows.
+    pub share: f64,
+}
+
+/// One column's profile.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ColumnProfile {
+    /// Name.
+    pub name: String,
+    /// Arrow type.
+    pub data_type: String,
+    /// Semantic type guess.
+    pub semantic_type: String,
+    /// Missing cells.
+    pub nulls: u64,
+    /// Share of missing cells.
+    pub null_share: f64,
+    /// Distinct values (null not counted).
+    pub distinct: u64,
+    /// Smallest value, as text.
+    pub min: Option<String>,
+    /// Largest value, as text.
+    pub max: Option<String>,
+    /// Mean (numeric columns).
+    pub mean: Option<f64>,
+    /// Standard deviation (numeric columns, population).
+    pub std: Option<f64>,
+    /// Quantiles (numeric columns).
+    pub quantiles: Option<Quantiles>,
+    /// Mean length in characters (text columns).
+    pub mean_length: Option<f64>,
+    /// Most frequent values.
+    pub top: Vec<TopValue>,
+}
+
+/// A table's profile.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TableProfile {
+    /// Rows.
+    pub rows: u64,
+    /// One entry per column, in order.
+    pub columns: Vec<ColumnProfile>,
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+    let pos = q * (sorted.len() - 1) as f64;
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "pos is within the slice"
+    )]
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(sorted.len() - 1);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - pos.floor())
+}
+
+fn format_value(array: &dyn Array, i: usize) -> String {
+    if array.is_null(i) {
+        return "null".to_owned();
+    }
+    ArrayFormatter::try_new(array, &FormatOptions::default())
+        .map(|f| f.value(i).to_string())
+        .unwrap_or_default()
+}
+
+fn numeric(column: &ArrayRef) -> Option<Vec<f64>> {
+    let dt = column.data_type();
+    let as_number = match dt {
+        DataType::Date32 => arrow::compute::cast(column, &DataType::Int32).ok()?,
+        DataType::Date64 | DataType::Timestamp(_, _) => arrow::compute::cast(column, &DataType::Int64).ok()?,
+        d if d.is_numeric() => ArrayRef::clone(column),
+        _ => return None,
+    };
+    let floats = arrow::compute::cast(&as_number, &DataType::Float64).ok()?;
+    Some(
+        floats
+            .as_primitive::<Float64Type>()
+            .iter()
+            .flatten()
+            .filter(|v| v.is_finite())
+            .collect(),
+    )
+}
+
+fn profile_column(name: &str, semantic: &str, column: &ArrayRef, top_n: usize) -> Result<ColumnProfile> {
+    let rows = column.len();
+    let nulls = column.null_count();
+    let converter = RowConverter::new(vec![SortField::new(column.data_type().clone())])?;
+    let encoded = converter.convert_columns(std::slice::from_ref(column))?;
+    let mut counts: HashMap<&[u8], (usize, u64)> = HashMap::new();
+    for (i, row) in encoded.iter().enumerate() {
+        counts.entry(row.data()).or_insert((i, 0)).1 += 1;
+    }
+    let distinct = counts.len() - usize::from(nulls > 0);
+    // Sorting by the row encoding orders values the way Arrow sorts them, so
+    // min and max come out right for every type.
+    let mut by_value: Vec<(&[u8], usize)> = counts
+        .iter()
+        .filter(|(_, (i, _))| !column.is_null(*i))
+        .map(|(k, (i, _))| (*k, *i))
+        .collect();
+    by_value.sort_unstable();
+    let min = by_value.first().map(|(_, i)| format_value(column.as_ref(), *i));
+    let max = by_value.last().map(|(_, i)| format_value(column.as_ref(), *i));
+    let mut frequent: Vec<(usize, u64)> = counts.values().copied().collect();
+    frequent.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+    let top = frequent
+        .iter()
+        .take(top_n)
+        .map(|(i, c)| TopValue {
+            value: format_value(column.as_ref(), *i),
+            count: *c,
+            share: *c as f64 / rows.max(1) as f64,
+        })
+        .collect();
+    let (mean, std, quantiles) = match numeric(column) {
+        Some(mut v) if !v.is_empty() => {
+            v.sort_by(f64::total_cmp);
+            #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+            let n = v.len() as f64;
+            let mean = v.iter().sum::<f64>() / n;
+            let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let q = Quantiles {
+                p01: quantile(&v, 0.01),
+                p05: quantile(&v, 0.05),
+                p25: quantile(&v, 0.25),
+                p50: quantile(&v, 0.5),
+                p75: quantile(&v, 0.75),
+                p95: quantile(&v, 0.95),
+                p99: quantile(&v, 0.99),
+            };
+            (Some(mean), Some(std), Some(q))
+        }
+        _ => (None, None, None),
+    };
+    let mean_length = match column.data_type() {
+        DataType::Utf8 => {
+            let s = column.as_string::<i32>();
+            let present = rows - nulls;
+            #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+            (present > 0).then(|| s.iter().flatten().map(|v| v.chars().count()).sum::<usize>() as f64 / present as f64)
+        }
+        _ => None,
+    };
+    #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+    Ok(ColumnProfile {
+        name: name.to_owned(),
+        data_type: column.data_type().to_string(),
+        semantic_type: semantic.to_owned(),
+        nulls: nulls as u64,
+        null_share: nulls as f64 / rows.max(1) as f64,
+        distinct: distinct as u64,
+        min,
+        max,
+        mean,
+        std,
+        quantiles,
+        mean_length,
+        top,
+    })
+}
+
+/// Profile a table.
+pub fn profile(table: &Table, settings: &Settings) -> Result<TableProfile> {
+    let top_n = match get(settings, "top") {
+        Some(ConfigValue::Integer(n)) => usize::try_from(*n).unwrap_or(10),
+        _ => 10,
+    };
+    let all: RecordBatch = table.concat()?;
+    let mut columns = Vec::with_capacity(all.num_columns());
+    for ((f, c), s) in table
+        .schema
+        .fields()
+        .iter()
+        .zip(all.columns())
+        .zip(table.semantics.iter())
+    {
+        columns.push(profile_column(f.name(), s.as_str(), c, top_n)?);
+    }
+    Ok(TableProfile {
+        rows: all.num_rows() as u64,
+        columns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Date32Array, Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn profiles_numbers_text_and_dates() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+            Field::new("d", DataType::Date32, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), Some(2), Some(3), None, Some(3)])),
+                Arc::new(StringArray::from(vec![
+                    Some("b"),
+                    Some("a"),
+                    Some("b"),
+                    Some("b"),
+                    None,
+                ])),
+                Arc::new(Date32Array::from(vec![Some(0), Some(365), None, Some(1), Some(2)])),
+            ],
+        )
+        .unwrap();
+        let t = Table::infer(schema, vec![batch]).unwrap();
+        let p = profile(&t, &vec![]).unwrap();
+        let n = &p.columns[0];
+        assert_eq!((n.nulls, n.distinct), (1, 3));
+        assert_eq!(n.min.as_deref(), Some("1"));
+        assert_eq!(n.max.as_deref(), Some("3"));
+        assert_eq!(n.quantiles.as_ref().unwrap().p50, 2.5);
+        let s = &p.columns[1];
+        assert_eq!(s.top[0].value, "b");
+        assert_eq!(s.top[0].count, 3);
+        assert_eq!(s.min.as_deref(), Some("a"));
+        let d = &p.columns[2];
+        assert_eq!(d.semantic_type, "datetime");
+        assert_eq!(d.min.as_deref(), Some("1970-01-01"));
+        assert_eq!(d.max.as_deref(), Some("1971-01-01"));
+    }
+}

@@ -1,0 +1,635 @@
+//! Run a [`Plan`]: stages in dependency order, independent stages at the same
+//! time, tables streamed to plugins in batches, progress reported as events,
+//! and cancellation honoured everywhere (between batches natively, within
+//! 10 ms inside a plugin).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::array::Array;
+use doppel_generators::{ColumnModel, Params, Progress, TrainingData};
+use tokio::task::JoinSet;
+
+use crate::builtins::profile::{self, TableProfile};
+use crate::builtins::source::{self, SourceOptions};
+use crate::builtins::{Builtin, to_param};
+use crate::config::{ConfigValue, Settings, get};
+use crate::plan::{Operation, Plan, PlannedStage};
+use crate::plugin::bindings::types::{
+    Batch, ColumnFact, ColumnFinding, Facts, Finding, MetricValue, TableFacts, TableRole, Verdict,
+};
+use crate::plugin::{LoadedPlugin, PluginKind};
+use crate::table::Table;
+use crate::{Error, Result};
+
+/// Rows per batch sent to a plugin. Per-call costs are fixed (~tens of µs), so
+/// batches below 8k rows would let them dominate.
+pub const DEFAULT_BATCH_ROWS: usize = 16_384;
+/// The smallest batch the executor sends (except a table's last batch).
+pub const MIN_BATCH_ROWS: usize = 8_192;
+/// Cell findings kept per detector stage (the rest are counted).
+pub const MAX_KEPT_FINDINGS: usize = 100_000;
+
+/// Something that happened during a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A stage began.
+    StageStarted {
+        /// Stage id.
+        stage: String,
+        /// Its `uses`.
+        uses: String,
+    },
+    /// A stage made progress.
+    StageProgress {
+        /// Stage id.
+        stage: String,
+        /// Units done.
+        done: u64,
+        /// Units in all.
+        total: u64,
+        /// What is counted (`rows`, `columns`).
+        unit: &'static str,
+    },
+    /// A stage finished.
+    StageFinished {
+        /// Stage id.
+        stage: String,
+        /// Wall time.
+        elapsed: Duration,
+        /// One line on what it produced.
+        summary: String,
+    },
+    /// A stage failed (the run stops).
+    StageFailed {
+        /// Stage id.
+        stage: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Receives events, from any thread.
+pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// How to run.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Rows per batch sent to plugins (at least [`MIN_BATCH_ROWS`]).
+    pub batch_rows: usize,
+    /// Set to stop the run.
+    pub cancel: Arc<AtomicBool>,
+    /// Where events go.
+    pub events: Option<EventSink>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("batch_rows", &self.batch_rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            batch_rows: DEFAULT_BATCH_ROWS,
+            cancel: Arc::new(AtomicBool::new(false)),
+            events: None,
+        }
+    }
+}
+
+/// What a generator stage learned, for the report.
+#[derive(Debug, Clone)]
+pub struct ModelSummary {
+    /// Generator name.
+    pub generator: String,
+    /// How each column was modelled.
+    pub columns: Vec<ColumnModel>,
+    /// Remarks from the fit.
+    pub notes: Vec<String>,
+    /// Time to fit.
+    pub fit: Duration,
+    /// Time to sample.
+    pub sample: Duration,
+    /// Seed used.
+    pub seed: u64,
+}
+
+/// What a detector stage found.
+#[derive(Debug, Clone, Default)]
+pub struct DetectorOutput {
+    /// One verdict per column.
+    pub columns: Vec<ColumnFinding>,
+    /// Cell-level spans (the first [`MAX_KEPT_FINDINGS`]).
+    pub findings: Vec<Finding>,
+    /// All cell-level spans found, kept or not.
+    pub total_findings: u64,
+    /// Rows the detector looked at before it had enough.
+    pub rows_scanned: u64,
+}
+
+/// A stage's result.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// A table, and how it was generated if a generator made it.
+    Table(Arc<Table>, Option<Arc<ModelSummary>>),
+    /// A profile.
+    Profile(Arc<TableProfile>),
+    /// A detector's findings.
+    Findings(Arc<DetectorOutput>),
+    /// A metric's scores.
+    Metrics(Arc<Vec<MetricValue>>),
+    /// A rule's verdicts.
+    Verdicts(Arc<Vec<Verdict>>),
+}
+
+impl Output {
+    /// The table, if this is one.
+    pub fn table(&self) -> Option<&Arc<Table>> {
+        match self {
+            Output::Table(t, _) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// One stage's run.
+#[derive(Debug, Clone)]
+pub struct StageRun {
+    /// Stage id.
+    pub id: String,
+    /// Its `uses`.
+    pub uses: String,
+    /// Result.
+    pub output: Output,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Rows read from its inputs.
+    pub rows_in: u64,
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Stages in file order.
+    pub stages: Vec<StageRun>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl RunResult {
+    /// A stage's run by id.
+    pub fn stage(&self, id: &str) -> Option<&StageRun> {
+        self.stages.iter().find(|s| s.id == id)
+    }
+}
+
+/// Everything a stage task needs, moved onto a blocking thread.
+struct StageCtx {
+    stage: PlannedStage,
+    inputs: Vec<(String, Output)>,
+    attributes: Settings,
+    base_dir: std::path::PathBuf,
+    options: RunOptions,
+}
+
+impl StageCtx {
+    fn emit(&self, event: Event) {
+        if let Some(sink) = &self.options.events {
+            sink(&event);
+        }
+    }
+
+    fn progress(&self, done: u64, total: u64, unit: &'static str) {
+        self.emit(Event::StageProgress {
+            stage: self.stage.id.clone(),
+            done,
+            total,
+            unit,
+        });
+    }
+
+    fn cancelled(&self) -> bool {
+        self.options.cancel.load(Ordering::Relaxed)
+    }
+
+    fn stage_err(&self, message: impl Into<String>) -> Error {
+        Error::Stage {
+            stage: self.stage.id.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// The i-th input as a table, restricted to `columns` if the stage says so.
+    fn table(&self, i: usize) -> Result<Arc<Table>> {
+        let Some((_, Output::Table(t, _))) = self.inputs.get(i) else {
+            return Err(Error::Internal(format!(
+                "stage `{}` input {i} is not a table",
+                self.stage.id
+            )));
+        };
+        match &self.stage.columns {
+            Some(cols) => Ok(Arc::new(t.select(&self.stage.id, cols)?)),
+            None => Ok(Arc::clone(t)),
+        }
+    }
+}
+
+/// Run a plan to completion.
+pub async fn run(plan: &Plan, options: &RunOptions) -> Result<RunResult> {
+    let started = Instant::now();
+    let mut options = options.clone();
+    options.batch_rows = options.batch_rows.max(MIN_BATCH_ROWS);
+    let n = plan.stages.len();
+    let mut outputs: Vec<Option<StageRun>> = vec![None; n];
+    let mut launched = vec![false; n];
+    let mut tasks: JoinSet<(usize, Result<StageRun>)> = JoinSet::new();
+    loop {
+        for &i in &plan.order {
+            let stage = &plan.stages[i];
+            if launched[i] || !stage.inputs.iter().all(|&j| outputs[j].is_some()) {
+                continue;
+            }
+            launched[i] = true;
+            let ctx = StageCtx {
+                stage: stage.clone(),
+                inputs: stage
+                    .inputs
+                    .iter()
+                    .map(|&j| {
+                        let run = outputs[j].as_ref().expect("inputs are done");
+                        (run.id.clone(), run.output.clone())
+                    })
+                    .collect(),
+                attributes: plan.attributes.clone(),
+                base_dir: plan.base_dir.clone(),
+                options: options.clone(),
+            };
+            tasks.spawn_blocking(move || (i, run_stage(&ctx)));
+        }
+        let Some(joined) = tasks.join_next().await else { break };
+        let (i, result) = joined.map_err(|e| Error::Internal(format!("a stage task failed: {e}")))?;
+        match result {
+            Ok(run) => outputs[i] = Some(run),
+            Err(e) => {
+                // Stop everything still running; their errors are secondary.
+                options.cancel.store(true, Ordering::Relaxed);
+                while tasks.join_next().await.is_some() {}
+                return Err(e);
+            }
+        }
+    }
+    if options.cancel.load(Ordering::Relaxed) {
+        return Err(Error::Cancelled);
+    }
+    let stages = outputs
+        .into_iter()
+        .map(|o| o.ok_or_else(|| Error::Internal("a stage never ran".to_owned())))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RunResult {
+        pipeline: plan.name.clone(),
+        stages,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn run_stage(ctx: &StageCtx) -> Result<StageRun> {
+    let started = Instant::now();
+    ctx.emit(Event::StageStarted {
+        stage: ctx.stage.id.clone(),
+        uses: ctx.stage.uses.clone(),
+    });
+    if ctx.cancelled() {
+        return Err(Error::Cancelled);
+    }
+    let rows_in: u64 = ctx
+        .inputs
+        .iter()
+        .filter_map(|(_, o)| o.table())
+        .map(|t| t.rows() as u64)
+        .sum();
+    let result = match &ctx.stage.operation {
+        Operation::Builtin(Builtin::Source) => run_source(ctx),
+        Operation::Builtin(Builtin::Profile) => {
+            let table = ctx.table(0)?;
+            profile::profile(&table, &ctx.stage.settings).map(|p| Output::Profile(Arc::new(p)))
+        }
+        Operation::Builtin(Builtin::Generator(g)) => run_generator(ctx, g.as_ref()),
+        Operation::Plugin(p) => match p.manifest.kind {
+            PluginKind::Detector => run_detector(ctx, p),
+            PluginKind::Metric => run_metric(ctx, p),
+            PluginKind::Rule => run_rule(ctx, p),
+        },
+    };
+    match result {
+        Ok(output) => {
+            let elapsed = started.elapsed();
+            ctx.emit(Event::StageFinished {
+                stage: ctx.stage.id.clone(),
+                elapsed,
+                summary: summarize(&output),
+            });
+            Ok(StageRun {
+                id: ctx.stage.id.clone(),
+                uses: ctx.stage.uses.clone(),
+                output,
+                elapsed,
+                rows_in,
+            })
+        }
+        Err(e) => {
+            let e = if ctx.cancelled() && !matches!(e, Error::Cancelled) && is_cancellation(&e) {
+                Error::Cancelled
+            } else {
+                e
+            };
+            ctx.emit(Event::StageFailed {
+                stage: ctx.stage.id.clone(),
+                error: e.to_string(),
+            });
+            Err(e)
+        }
+    }
+}
+
+fn is_cancellation(e: &Error) -> bool {
+    matches!(e, Error::Plugin(p) if matches!(p.failure(), Some(crate::plugin::Failure::Cancelled)))
+        || matches!(
+            e,
+            Error::Generator {
+                source: doppel_generators::Error::Cancelled,
+                ..
+            }
+        )
+}
+
+/// One line on what a stage produced (as shown in progress and summaries).
+pub fn summarize(output: &Output) -> String {
+    match output {
+        Output::Table(t, _) => format!("{} rows × {} columns", t.rows(), t.schema.fields().len()),
+        Output::Profile(p) => format!("{} columns profiled", p.columns.len()),
+        Output::Findings(d) => {
+            let pii: Vec<String> = d
+                .columns
+                .iter()
+                .filter(|c| c.entity != "NONE")
+                .map(|c| format!("{}={}", c.column, c.entity))
+                .collect();
+            if pii.is_empty() {
+                "no personal data found".to_owned()
+            } else {
+                format!("personal data in {}", pii.join(", "))
+            }
+        }
+        Output::Metrics(m) => match m.iter().find(|v| v.columns.is_empty() && v.name.ends_with("Score")) {
+            Some(score) => format!("{} = {:.4}", score.name, score.value),
+            None => format!("{} scores", m.len()),
+        },
+        Output::Verdicts(v) => {
+            let failed = v
+                .iter()
+                .filter(|x| matches!(x.status, crate::plugin::bindings::types::VerdictStatus::Fail))
+                .count();
+            format!("{} verdicts, {failed} failed", v.len())
+        }
+    }
+}
+
+fn run_source(ctx: &StageCtx) -> Result<Output> {
+    let mut options = SourceOptions::from_settings(&ctx.stage.settings).map_err(|m| ctx.stage_err(m))?;
+    // Relative paths in a pipeline are relative to the pipeline file.
+    if options.path.is_relative() {
+        options.path = ctx.base_dir.join(&options.path);
+    }
+    let table = source::read_table(&options)?;
+    ctx.progress(table.rows() as u64, table.rows() as u64, "rows");
+    Ok(Output::Table(Arc::new(table), None))
+}
+
+/// Bridges generator progress to events and cancellation.
+struct GenProgress<'a> {
+    ctx: &'a StageCtx,
+    phase_offset: u64,
+}
+
+impl Progress for GenProgress<'_> {
+    fn advance(&self, done: u64, total: u64) {
+        // Two phases (fit, sample) shown as one 0-200 % bar would confuse:
+        // report fit as the first half and sampling as the second.
+        let scaled = self.phase_offset + (done * 500).checked_div(total).unwrap_or(0);
+        self.ctx.progress(scaled, 1000, "‰");
+    }
+    fn is_cancelled(&self) -> bool {
+        self.ctx.cancelled()
+    }
+}
+
+fn int_setting(settings: &Settings, key: &str) -> Option<i64> {
+    match get(settings, key) {
+        Some(ConfigValue::Integer(i)) => Some(*i),
+        _ => None,
+    }
+}
+
+fn run_generator(ctx: &StageCtx, generator: &dyn doppel_generators::Generator) -> Result<Output> {
+    let table = ctx.table(0)?;
+    let batch = table.concat()?;
+    let rows = int_setting(&ctx.stage.settings, "rows").map_or(batch.num_rows(), |r| usize::try_from(r).unwrap_or(0));
+    let seed = int_setting(&ctx.stage.settings, "seed").map_or(0, |s| u64::try_from(s).unwrap_or(0));
+    let mut params = Params::new();
+    for (k, v) in &ctx.stage.settings {
+        if k != "rows" && k != "seed" {
+            params = params.set(k, to_param(v));
+        }
+    }
+    let gen_err = |source| Error::Generator {
+        stage: ctx.stage.id.clone(),
+        generator: generator.name().to_owned(),
+        source,
+    };
+    let data = TrainingData {
+        batch: &batch,
+        semantics: &table.semantics,
+    };
+    let fit_started = Instant::now();
+    let model = generator
+        .fit(&data, &params, seed, &GenProgress { ctx, phase_offset: 0 })
+        .map_err(gen_err)?;
+    let fit = fit_started.elapsed();
+    let sample_started = Instant::now();
+    let synthetic = model
+        .sample(rows, seed, &GenProgress { ctx, phase_offset: 500 })
+        .map_err(gen_err)?;
+    let sample = sample_started.elapsed();
+    let out = Table {
+        schema: synthetic.schema(),
+        batches: vec![synthetic],
+        // The twin has the same columns with the same meaning; keeping the real
+        // table's semantic types lets metrics compare like with like.
+        semantics: Arc::clone(&table.semantics),
+    };
+    let summary = ModelSummary {
+        generator: generator.name().to_owned(),
+        columns: model.columns(),
+        notes: model.notes(),
+        fit,
+        sample,
+        seed,
+    };
+    Ok(Output::Table(Arc::new(out), Some(Arc::new(summary))))
+}
+
+fn start_session(ctx: &StageCtx, plugin: &LoadedPlugin) -> Result<crate::plugin::Session> {
+    let limits = ctx
+        .stage
+        .limits
+        .ok_or_else(|| Error::Internal(format!("plugin stage `{}` has no limits", ctx.stage.id)))?;
+    Ok(plugin.start(&ctx.stage.id, limits, Arc::clone(&ctx.options.cancel))?)
+}
+
+fn run_detector(ctx: &StageCtx, plugin: &LoadedPlugin) -> Result<Output> {
+    let table = ctx.table(0)?;
+    let projection = table.projection(&plugin.info().reads);
+    let columns: Vec<String> = projection.schema.fields().iter().map(|f| f.name().clone()).collect();
+    let mut session = start_session(ctx, plugin)?;
+    session.check(&ctx.stage.settings, &[projection.encode_schema()?])?;
+    session.create(&ctx.stage.settings)?;
+    let mut out = DetectorOutput::default();
+    let total = table.rows() as u64;
+    let mut offset = 0u64;
+    if !columns.is_empty() {
+        for chunk in table.chunks(ctx.options.batch_rows)? {
+            if ctx.cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let batch = Batch {
+                ipc: projection.encode(&chunk)?,
+                row_offset: offset,
+            };
+            let outcome = session.scan(&batch, &columns)?;
+            offset += chunk.num_rows() as u64;
+            out.total_findings += outcome.findings.len() as u64;
+            let room = MAX_KEPT_FINDINGS.saturating_sub(out.findings.len());
+            out.findings.extend(outcome.findings.into_iter().take(room));
+            ctx.progress(offset, total, "rows");
+            if !outcome.needs_more {
+                break;
+            }
+        }
+    }
+    out.rows_scanned = offset;
+    out.columns = session.finish_detector()?;
+    Ok(Output::Findings(Arc::new(out)))
+}
+
+fn run_metric(ctx: &StageCtx, plugin: &LoadedPlugin) -> Result<Output> {
+    let roles = plugin.info().tables.clone();
+    let tables = (0..roles.len()).map(|i| ctx.table(i)).collect::<Result<Vec<_>>>()?;
+    let projections: Vec<_> = tables.iter().map(|t| t.projection(&plugin.info().reads)).collect();
+    let schemas = projections
+        .iter()
+        .map(|p| p.encode_schema())
+        .collect::<Result<Vec<_>>>()?;
+    let mut session = start_session(ctx, plugin)?;
+    session.check(&ctx.stage.settings, &schemas)?;
+    session.create(&ctx.stage.settings)?;
+    let total: u64 = tables.iter().map(|t| t.rows() as u64).sum();
+    let mut done = 0u64;
+    for ((table, projection), role) in tables.iter().zip(&projections).zip(&roles) {
+        let mut offset = 0u64;
+        for chunk in table.chunks(ctx.options.batch_rows)? {
+            if ctx.cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let batch = Batch {
+                ipc: projection.encode(&chunk)?,
+                row_offset: offset,
+            };
+            session.update(role_copy(role), &batch)?;
+            offset += chunk.num_rows() as u64;
+            done += chunk.num_rows() as u64;
+            ctx.progress(done, total, "rows");
+        }
+    }
+    Ok(Output::Metrics(Arc::new(session.finish_metric()?)))
+}
+
+fn role_copy(role: &TableRole) -> TableRole {
+    match role {
+        TableRole::Real => TableRole::Real,
+        TableRole::Synthetic => TableRole::Synthetic,
+        TableRole::Holdout => TableRole::Holdout,
+    }
+}
+
+/// Column facts of a table (distinct counts by a hash of Arrow's row encoding).
+fn table_facts(stage: &str, table: &Table) -> Result<TableFacts> {
+    let all = table.concat()?;
+    let mut columns = Vec::with_capacity(all.num_columns());
+    for ((field, column), semantic) in table
+        .schema
+        .fields()
+        .iter()
+        .zip(all.columns())
+        .zip(table.semantics.iter())
+    {
+        let converter = arrow::row::RowConverter::new(vec![arrow::row::SortField::new(column.data_type().clone())])?;
+        let rows = converter.convert_columns(std::slice::from_ref(column))?;
+        let distinct: std::collections::HashSet<&[u8]> = rows.iter().map(|r| r.data()).collect();
+        #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+        columns.push(ColumnFact {
+            name: field.name().clone(),
+            data_type: field.data_type().to_string(),
+            semantic_type: semantic.as_str().to_owned(),
+            null_share: column.null_count() as f64 / column.len().max(1) as f64,
+            distinct: (distinct.len() - usize::from(column.null_count() > 0)) as u64,
+        });
+    }
+    Ok(TableFacts {
+        stage: stage.to_owned(),
+        rows: all.num_rows() as u64,
+        columns,
+    })
+}
+
+fn run_rule(ctx: &StageCtx, plugin: &LoadedPlugin) -> Result<Output> {
+    let mut facts = Facts {
+        tables: Vec::new(),
+        findings: Vec::new(),
+        metrics: Vec::new(),
+        attributes: ctx.attributes.clone(),
+    };
+    for (name, output) in &ctx.inputs {
+        match output {
+            Output::Table(t, _) => facts.tables.push(table_facts(name, t)?),
+            Output::Profile(p) => facts.tables.push(TableFacts {
+                stage: name.clone(),
+                rows: p.rows,
+                columns: p
+                    .columns
+                    .iter()
+                    .map(|c| ColumnFact {
+                        name: c.name.clone(),
+                        data_type: c.data_type.clone(),
+                        semantic_type: c.semantic_type.clone(),
+                        null_share: c.null_share,
+                        distinct: c.distinct,
+                    })
+                    .collect(),
+            }),
+            Output::Findings(d) => facts.findings.push((name.clone(), d.columns.clone())),
+            Output::Metrics(m) => facts.metrics.push((name.clone(), m.as_ref().clone())),
+            Output::Verdicts(_) => {}
+        }
+    }
+    let mut session = start_session(ctx, plugin)?;
+    session.check(&ctx.stage.settings, &[])?;
+    session.create(&ctx.stage.settings)?;
+    Ok(Output::Verdicts(Arc::new(session.evaluate(&facts)?)))
+}

@@ -1,0 +1,303 @@
+//! What a run leaves behind: the output tables (Parquet or CSV) and
+//! `report.json` (profile, findings, scores, verdicts, per-stage timings, the
+//! exact version and hash of every plugin used).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::config;
+use crate::exec::{Output, RunResult};
+use crate::plan::{Operation, Plan};
+use crate::plugin::bindings::types::VerdictStatus;
+use crate::table::Table;
+use crate::{Error, Result};
+
+/// File format of output tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TableFormat {
+    /// Apache Parquet (snappy).
+    #[default]
+    Parquet,
+    /// CSV with a header line.
+    Csv,
+}
+
+impl TableFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            TableFormat::Parquet => "parquet",
+            TableFormat::Csv => "csv",
+        }
+    }
+}
+
+/// A table written to disk.
+#[derive(Debug, Clone)]
+pub struct WrittenTable {
+    /// Output name.
+    pub name: String,
+    /// File.
+    pub path: PathBuf,
+    /// Rows written.
+    pub rows: usize,
+}
+
+fn write_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Write one table atomically (temporary file, then rename).
+pub fn write_table(table: &Table, path: &Path, format: TableFormat) -> Result<()> {
+    let tmp = path.with_extension(format!("{}.partial", format.extension()));
+    let file = std::fs::File::create(&tmp).map_err(write_err(&tmp))?;
+    match format {
+        TableFormat::Parquet => {
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::SNAPPY)
+                .build();
+            let mut writer = parquet::arrow::ArrowWriter::try_new(file, Arc::clone(&table.schema), Some(props))?;
+            for b in &table.batches {
+                writer.write(b)?;
+            }
+            writer.close()?;
+        }
+        TableFormat::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(file);
+            for b in &table.batches {
+                writer.write(b)?;
+            }
+        }
+    }
+    std::fs::rename(&tmp, path).map_err(write_err(path))
+}
+
+/// Write every `[outputs]` table into `dir`.
+pub fn write_outputs(plan: &Plan, run: &RunResult, dir: &Path, format: TableFormat) -> Result<Vec<WrittenTable>> {
+    std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+    let mut written = Vec::new();
+    for (name, index) in &plan.outputs {
+        let stage = &run.stages[*index];
+        let table = stage
+            .output
+            .table()
+            .ok_or_else(|| Error::Internal(format!("output `{name}` is not a table")))?;
+        let path = dir.join(format!("{name}.{}", format.extension()));
+        write_table(table, &path, format)?;
+        written.push(WrittenTable {
+            name: name.clone(),
+            path,
+            rows: table.rows(),
+        });
+    }
+    Ok(written)
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`2026-11-22T23:42:00Z`).
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn columns_json(batch_schema: &arrow::datatypes::Schema, table: &Table) -> Value {
+    Value::Array(
+        batch_schema
+            .fields()
+            .iter()
+            .zip(table.semantics.iter())
+            .map(|(f, s)| json!({"name": f.name(), "type": f.data_type().to_string(), "semantic_type": s.as_str()}))
+            .collect(),
+    )
+}
+
+fn output_json(output: &Output) -> Result<Value> {
+    Ok(match output {
+        Output::Table(t, model) => {
+            let mut v = json!({
+                "rows": t.rows(),
+                "columns": columns_json(&t.schema, t),
+            });
+            if let Some(m) = model {
+                v["model"] = json!({
+                    "generator": m.generator,
+                    "seed": m.seed,
+                    "fit_ms": ms(m.fit),
+                    "sample_ms": ms(m.sample),
+                    "columns": m.columns.iter().map(|c| json!({
+                        "column": c.column, "semantic_type": c.semantic.as_str(), "model": c.model,
+                    })).collect::<Vec<_>>(),
+                    "notes": m.notes,
+                });
+            }
+            v
+        }
+        Output::Profile(p) => serde_json::to_value(p.as_ref()).map_err(|e| Error::Internal(e.to_string()))?,
+        Output::Findings(d) => json!({
+            "rows_scanned": d.rows_scanned,
+            "columns": d.columns,
+            "cell_findings": d.total_findings,
+            "findings": d.findings,
+            "findings_truncated": (d.findings.len() as u64) < d.total_findings,
+        }),
+        Output::Metrics(m) => json!({ "metrics": m.as_ref() }),
+        Output::Verdicts(v) => json!({ "verdicts": v.as_ref() }),
+    })
+}
+
+fn kind_of(op: &Operation) -> &'static str {
+    match op {
+        Operation::Builtin(crate::builtins::Builtin::Source) => "source",
+        Operation::Builtin(crate::builtins::Builtin::Profile) => "profile",
+        Operation::Builtin(crate::builtins::Builtin::Generator(_)) => "generator",
+        Operation::Plugin(p) => match p.manifest.kind {
+            crate::plugin::PluginKind::Detector => "detector",
+            crate::plugin::PluginKind::Metric => "metric",
+            crate::plugin::PluginKind::Rule => "rule",
+        },
+    }
+}
+
+/// The report of a run, as JSON.
+pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: SystemTime) -> Result<Value> {
+    let mut stages = Vec::with_capacity(run.stages.len());
+    let mut pii = Vec::new();
+    let mut scores = serde_json::Map::new();
+    let mut failed_rules = Vec::new();
+    for (planned, stage) in plan.stages.iter().zip(&run.stages) {
+        let mut s = json!({
+            "id": stage.id,
+            "uses": stage.uses,
+            "kind": kind_of(&planned.operation),
+            "elapsed_ms": ms(stage.elapsed),
+            "rows_in": stage.rows_in,
+            "settings": planned.settings.iter().map(|(k, v)| (k.clone(), config::to_json(v))).collect::<serde_json::Map<_, _>>(),
+            "result": output_json(&stage.output)?,
+        });
+        if let Operation::Plugin(p) = &planned.operation {
+            s["plugin"] = json!({
+                "id": p.manifest.id,
+                "version": p.manifest.version.to_string(),
+                "sha256": p.sha256,
+                "contract": format!("doppel:plugin@{}", p.contract),
+                "origin": p.origin,
+            });
+            s["limits"] = serde_json::to_value(planned.limits).map_err(|e| Error::Internal(e.to_string()))?;
+        }
+        match &stage.output {
+            Output::Findings(d) => {
+                for c in d.columns.iter().filter(|c| c.entity != "NONE") {
+                    pii.push(
+                        json!({"stage": stage.id, "column": c.column, "entity": c.entity, "confidence": c.confidence}),
+                    );
+                }
+            }
+            Output::Metrics(m) => {
+                for v in m.iter().filter(|v| v.columns.is_empty()) {
+                    scores.insert(format!("{}.{}", stage.id, v.name), serde_json::Value::from(v.value));
+                }
+            }
+            Output::Verdicts(v) => {
+                failed_rules.extend(
+                    v.iter()
+                        .filter(|x| matches!(x.status, VerdictStatus::Fail))
+                        .map(|x| json!({"stage": stage.id, "rule": x.rule_id, "title": x.title})),
+                );
+            }
+            _ => {}
+        }
+        stages.push(s);
+    }
+    let input = plan
+        .stages
+        .iter()
+        .zip(&run.stages)
+        .find(|(p, _)| matches!(p.operation, Operation::Builtin(crate::builtins::Builtin::Source)))
+        .and_then(|(p, r)| {
+            let t = r.output.table()?;
+            Some(json!({
+                "stage": p.id,
+                "path": config::get(&p.settings, "path").map(config::to_json),
+                "rows": t.rows(),
+                "columns": t.schema.fields().len(),
+            }))
+        });
+    Ok(json!({
+        "doppel": { "version": env!("CARGO_PKG_VERSION") },
+        "pipeline": { "name": plan.name, "file": plan.file.name },
+        "finished_at": rfc3339(finished),
+        "elapsed_ms": ms(run.elapsed),
+        "input": input,
+        "summary": {
+            "pii_columns": pii,
+            "scores": scores,
+            "failed_rules": failed_rules,
+        },
+        "outputs": written.iter().map(|w| (w.name.clone(), json!({
+            "path": w.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "rows": w.rows,
+        }))).collect::<serde_json::Map<_, _>>(),
+        "stages": stages,
+    }))
+}
+
+/// Write the outputs and `report.json` (last, so a report means a complete run).
+pub fn write_all(
+    plan: &Plan,
+    run: &RunResult,
+    dir: &Path,
+    format: TableFormat,
+) -> Result<(Vec<WrittenTable>, PathBuf)> {
+    let written = write_outputs(plan, run, dir, format)?;
+    let value = report(plan, run, &written, SystemTime::now())?;
+    let path = dir.join("report.json");
+    let tmp = dir.join("report.json.partial");
+    let text = serde_json::to_string_pretty(&value).map_err(|e| Error::Internal(e.to_string()))?;
+    std::fs::write(&tmp, text).map_err(write_err(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(write_err(&path))?;
+    Ok((written, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_390_920)),
+            "2026-11-22T23:42:00Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the runtime: real WASM plugins in the real host.
+
+mod common;
+mod executor;
+mod pipelines;
+mod plugins;
+mod sandbox;
+mod sources;
+mod spec_errors;

@@ -1,0 +1,38 @@
+//! Every shipped pipeline validates and runs on the bundled table.
+
+use doppel_host::plan::plan;
+use doppel_host::spec::PipelineSpec;
+
+use crate::common::{catalog, data, repo, run};
+
+#[test]
+fn every_shipped_pipeline_validates_and_runs() {
+    let catalog = catalog();
+    let mut files: Vec<_> = std::fs::read_dir(repo().join("pipelines"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for file in files {
+        let mut spec = PipelineSpec::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        let sources: Vec<String> = spec
+            .stages
+            .iter()
+            .filter(|s| s.uses.as_ref().is_some_and(|u| u.value == "builtin:source"))
+            .map(|s| s.id.value.clone())
+            .collect();
+        for s in sources {
+            spec.set(&format!("{s}.path={}", data("adult.csv").display())).unwrap();
+        }
+        let plan = plan(&spec, &catalog).unwrap_or_else(|d| panic!("{d}"));
+        let out = run(&plan).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let dir = tempfile::tempdir().unwrap();
+        let (written, report) = doppel_host::report::write_all(&plan, &out, dir.path(), Default::default()).unwrap();
+        assert!(report.is_file());
+        for w in written {
+            assert_eq!(w.rows, 32_561, "{}", file.display());
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The `doppel` binary, driven as users drive it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow::datatypes::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn doppel() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_doppel"));
+    cmd.current_dir(repo())
+        .env_remove("DOPPEL_PLUGIN_PATH")
+        .env(
+            "DOPPEL_CACHE_DIR",
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+        )
+        .env("DOPPEL_PROGRESS", "never");
+    cmd
+}
+
+fn output_of(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn parquet_schema_and_rows(path: &Path) -> (Vec<(String, DataType)>, usize) {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
+    let schema = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect();
+    let rows = builder.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    (schema, rows)
+}
+
+#[test]
+fn quickstart_on_adult_writes_a_faithful_twin_and_a_report() {
+    let out = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = output_of(
+        doppel()
+            .args(["run", "pipelines/quickstart.toml", "--input", "data/adult.csv", "--out"])
+            .arg(out.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("Quality Score"), "{stdout}");
+    let (schema, rows) = parquet_schema_and_rows(&out.path().join("synthetic.parquet"));
+    assert_eq!(rows, 32_561);
+    let header = std::fs::read_to_string(repo().join("data/adult.csv")).unwrap();
+    let names: Vec<&str> = header.lines().next().unwrap().split(',').collect();
+    assert_eq!(schema.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), names);
+    // Types as read: integers stay integers, text stays text.
+    for (name, ty) in &schema {
+        let want = if [
+            "age",
+            "fnlwgt",
+            "education_num",
+            "capital_gain",
+            "capital_loss",
+            "hours_per_week",
+        ]
+        .contains(&name.as_str())
+        {
+            DataType::Int64
+        } else {
+            DataType::Utf8
+        };
+        assert_eq!(ty, &want, "{name}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+    let score = report["summary"]["scores"]["quality.Quality Score"].as_f64().unwrap();
+    assert!(score > 0.81, "quality {score}");
+    let stages = report["stages"].as_array().unwrap();
+    let pii = stages.iter().find(|s| s["id"] == "pii").unwrap();
+    assert_eq!(pii["plugin"]["id"], "doppel/pii");
+    assert_eq!(pii["plugin"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(pii["result"]["columns"].as_array().unwrap().len(), 15);
+    assert!(stages.iter().all(|s| s["elapsed_ms"].as_f64().is_some()));
+}
+
+#[test]
+fn runs_on_a_table_it_has_never_seen_and_reports_its_pii() {
+    let out = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = output_of(
+        doppel()
+            .args([
+                "run",
+                "pipelines/quickstart.toml",
+                "--input",
+                "data/customers_pii.csv",
+                "--format",
+                "csv",
+                "--out",
+            ])
+            .arg(out.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("personal data in"), "{stdout}");
+    let csv = std::fs::read_to_string(out.path().join("synthetic.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5001);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+    let flagged: Vec<&str> = report["summary"]["pii_columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["column"].as_str().unwrap())
+        .collect();
+    for column in ["email", "ssn", "credit_card", "iban", "phone", "notes"] {
+        assert!(flagged.contains(&column), "{column} not flagged: {flagged:?}");
+    }
+    for column in ["customer_id", "plan", "monthly_spend", "signup_channel"] {
+        assert!(!flagged.contains(&column), "{column} wrongly flagged");
+    }
+}
+
+#[test]
+fn settings_can_be_overridden_from_the_command_line() {
+    let out = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = output_of(
+        doppel()
+            .args([
+                "run",
+                "pipelines/quickstart.toml",
+                "--set",
+                "synth.rows=250",
+                "--set",
+                "synth.seed=9",
+                "--out",
+            ])
+            .arg(out.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(parquet_schema_and_rows(&out.path().join("synthetic.parquet")).1, 250);
+}
+
+#[test]
+fn invalid_pipelines_exit_2_with_every_problem_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "version = 1\n[stages.source]\nuses = \"builtin:source\"\nwith = { path = \"x.csv\" }\n[stages.pii]\nusse = \"doppel/pii@^0.1\"\n[stages.q]\nuses = \"doppel/quality@^9\"\ninputs = [\"sourc\"]\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = output_of(doppel().arg("validate").arg(&bad));
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    let shown = bad.display().to_string();
+    assert!(
+        stderr.contains(&format!("{shown}:6:1")) && stderr.contains("unknown field `usse`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `uses`?"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{shown}:5:9")) && stderr.contains("has no `uses`"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = output_of(doppel().args(["run"]).arg(&bad));
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn validate_accepts_the_shipped_pipelines() {
+    for entry in std::fs::read_dir(repo().join("pipelines")).unwrap() {
+        let path = entry.unwrap().path();
+        let (code, stdout, stderr) = output_of(doppel().arg("validate").arg(&path));
+        assert_eq!(code, 0, "{}: {stderr}", path.display());
+        assert!(stdout.starts_with("ok:"), "{stdout}");
+    }
+}
+
+#[test]
+fn plugins_list_shows_builtins_and_first_party_plugins() {
+    let (code, stdout, _) = output_of(doppel().args(["plugins", "list", "--json"]));
+    assert_eq!(code, 0);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let ids: Vec<&str> = list.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    for id in [
+        "builtin:source",
+        "builtin:profile",
+        "builtin:copula",
+        "doppel/pii",
+        "doppel/quality",
+    ] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+}
+
+#[test]
+fn third_party_plugins_load_from_a_plugin_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let guest = doppel_test_guests::guest("hostile");
+    let plugin_dir = dir.path().join("plugins").join("hostile");
+    std::fs::create_dir_all(&plugin_dir).unwrap();
+    std::fs::write(plugin_dir.join("hostile.wasm"), guest.wasm).unwrap();
+    std::fs::write(
+        plugin_dir.join("plugin.toml"),
+        guest
+            .manifest
+            .replace("[limits]", "wasm = \"hostile.wasm\"\n\n[limits]"),
+    )
+    .unwrap();
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        "version = 1\n[stages.source]\nuses = \"builtin:source\"\n[stages.third]\nuses = \"test/hostile@0.1\"\ninputs = [\"source\"]\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let (code, stdout, stderr) = output_of(
+        doppel()
+            .arg("run")
+            .arg(&pipeline)
+            .args(["--input", "data/customers_pii.csv", "--plugin-dir"])
+            .arg(dir.path().join("plugins"))
+            .arg("--out")
+            .arg(&out),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("test/hostile@0.1.0"), "{stdout}");
+    // The same plugin can come from DOPPEL_PLUGIN_PATH.
+    let (code, _, stderr) = output_of(
+        doppel()
+            .arg("validate")
+            .arg(&pipeline)
+            .env("DOPPEL_INPUT", "data/customers_pii.csv")
+            .env("DOPPEL_PLUGIN_PATH", dir.path().join("plugins")),
+    );
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let out = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = output_of(
+        doppel()
+            .args([
+                "--log-format",
+                "json",
+                "run",
+                "pipelines/quickstart.toml",
+                "--set",
+                "synth.rows=100",
+                "--out",
+            ])
+            .arg(out.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+    }
+}
+
+#[test]
+fn a_failing_run_exits_1_and_names_the_problem() {
+    let (code, _, stderr) = output_of(doppel().args([
+        "run",
+        "pipelines/quickstart.toml",
+        "--input",
+        "data/does-not-exist.csv",
+        "--out",
+        "/tmp/doppel-never",
+    ]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("does-not-exist.csv"), "{stderr}");
+}
