@@ -240,9 +240,13 @@ pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: 
         .find(|(p, _)| matches!(p.operation, Operation::Builtin(crate::builtins::Builtin::Source)))
         .and_then(|(p, r)| {
             let t = r.output.table()?;
+            let path = match config::get(&p.settings, "path") {
+                Some(config::ConfigValue::String(s)) => Some(plan.base_dir.join(s).display().to_string()),
+                _ => None,
+            };
             Some(json!({
                 "stage": p.id,
-                "path": config::get(&p.settings, "path").map(config::to_json),
+                "path": path,
                 "rows": t.rows(),
                 "columns": t.schema.fields().len(),
             }))

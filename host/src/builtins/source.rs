@@ -112,7 +112,7 @@ pub fn schema() -> Vec<ConfigField> {
         ValueType::Integer,
         "Rows used to infer column types (the whole file on a type clash).",
     );
-    infer.default = Some(ConfigValue::Integer(10_000));
+    infer.default = Some(ConfigValue::Integer(1000));
     infer.minimum = Some(1.0);
     let mut dates = field(
         "parse_dates",
@@ -151,7 +151,7 @@ impl SourceOptions {
             delimiter: b',',
             has_header: true,
             null_values: NULLS.iter().map(|s| (*s).to_owned()).collect(),
-            infer_rows: 10_000,
+            infer_rows: 1000,
             parse_dates: true,
         }
     }
@@ -227,6 +227,7 @@ pub fn read_table(options: &SourceOptions) -> Result<Table, SourceError> {
         .format
         .or_else(|| detect_format(path))
         .ok_or_else(|| SourceError::UnknownFormat { path: path.clone() })?;
+    let started = std::time::Instant::now();
     let (schema, batches) = match format {
         Format::Parquet => read_parquet(path)?,
         Format::Csv => match read_csv(options)? {
@@ -238,8 +239,17 @@ pub fn read_table(options: &SourceOptions) -> Result<Table, SourceError> {
     if schema.fields().is_empty() {
         return Err(SourceError::Empty { path: path.clone() });
     }
+    let parsed = started.elapsed();
     let (schema, batches) = normalize(path, &schema, batches)?;
-    Table::infer(schema, batches).map_err(|e| malformed(path, None, e.to_string()))
+    let table = Table::infer(schema, batches).map_err(|e| malformed(path, None, e.to_string()))?;
+    tracing::debug!(
+        path = %path.display(),
+        parse_ms = parsed.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        rows = table.rows(),
+        "Table read."
+    );
+    Ok(table)
 }
 
 fn malformed(path: &Path, line: Option<u64>, message: impl Into<String>) -> SourceError {
