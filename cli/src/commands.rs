@@ -66,7 +66,7 @@ fn load(target: &Target) -> anyhow::Result<Result<PipelineSpec, Diagnostics>> {
     let mut spec = match PipelineSpec::load(&target.pipeline) {
         Ok(spec) => spec,
         Err(doppel_host::Error::Pipeline(d)) => return Ok(Err(d)),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Ok(Err(unreadable(&target.pipeline, &e))),
     };
     let mut problems = Vec::new();
     if let Some(input) = &target.input {
@@ -108,6 +108,14 @@ fn load(target: &Target) -> anyhow::Result<Result<PipelineSpec, Diagnostics>> {
             file: Arc::clone(&spec.file),
             items: problems,
         }))
+    }
+}
+
+/// A pipeline file that cannot be read, as a diagnostic (exit status 2).
+fn unreadable(path: &Path, e: &doppel_host::Error) -> Diagnostics {
+    Diagnostics {
+        file: doppel_host::spec::SourceFile::new(path.display().to_string(), ""),
+        items: vec![doppel_host::spec::Diagnostic::at(None, e.to_string())],
     }
 }
 

@@ -244,8 +244,29 @@ impl StageCtx {
 /// Run a plan to completion.
 pub async fn run(plan: &Plan, options: &RunOptions) -> Result<RunResult> {
     let started = Instant::now();
+    // Stages stop on a flag of this run's own: a failing stage must stop its
+    // siblings without leaving the caller's flag set for its next run. The
+    // caller's flag is forwarded to it.
+    let external = Arc::clone(&options.cancel);
+    let stop = Arc::new(AtomicBool::new(external.load(Ordering::Relaxed)));
+    let forward = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            while !external.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let result = run_stages(plan, options, &stop, started).await;
+    forward.abort();
+    result
+}
+
+async fn run_stages(plan: &Plan, options: &RunOptions, stop: &Arc<AtomicBool>, started: Instant) -> Result<RunResult> {
     let mut options = options.clone();
     options.batch_rows = options.batch_rows.max(MIN_BATCH_ROWS);
+    options.cancel = Arc::clone(stop);
     let n = plan.stages.len();
     let mut outputs: Vec<Option<StageRun>> = vec![None; n];
     let mut launched = vec![false; n];

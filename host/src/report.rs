@@ -15,6 +15,9 @@ use crate::plugin::bindings::types::VerdictStatus;
 use crate::table::Table;
 use crate::{Error, Result};
 
+/// Cell-level findings written per detector stage (all are counted).
+pub const REPORT_FINDINGS: usize = 1000;
+
 /// File format of output tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TableFormat {
@@ -158,13 +161,16 @@ fn output_json(output: &Output) -> Result<Value> {
             v
         }
         Output::Profile(p) => serde_json::to_value(p.as_ref()).map_err(|e| Error::Internal(e.to_string()))?,
-        Output::Findings(d) => json!({
-            "rows_scanned": d.rows_scanned,
-            "columns": d.columns,
-            "cell_findings": d.total_findings,
-            "findings": d.findings,
-            "findings_truncated": (d.findings.len() as u64) < d.total_findings,
-        }),
+        Output::Findings(d) => {
+            let shown = &d.findings[..d.findings.len().min(REPORT_FINDINGS)];
+            json!({
+                "rows_scanned": d.rows_scanned,
+                "columns": d.columns,
+                "cell_findings": d.total_findings,
+                "findings": shown,
+                "findings_truncated": (shown.len() as u64) < d.total_findings,
+            })
+        }
         Output::Metrics(m) => json!({ "metrics": m.as_ref() }),
         Output::Verdicts(v) => json!({ "verdicts": v.as_ref() }),
     })

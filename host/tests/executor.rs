@@ -167,3 +167,32 @@ fn a_failing_stage_names_itself_and_stops_the_run() {
     );
     assert!(!events.iter().any(started("synth")));
 }
+
+#[test]
+fn a_failed_run_leaves_the_callers_options_reusable() {
+    let catalog = catalog();
+    let failing = plan_text(
+        &catalog,
+        &format!(
+            "version = 1\n[stages.source]\nuses = \"builtin:source\"\nwith = {{ path = {} }}\n[stages.evil]\nuses = \"test/hostile@^0.1\"\ninputs = [\"source\"]\nwith = {{ mode = \"panic\" }}\n[stages.slow]\nuses = \"test/hostile@^0.1\"\ninputs = [\"source\"]\nwith = {{ mode = \"spin\" }}\nlimits = {{ timeout_ms = 60000 }}\n",
+            lit(&data("customers_pii.csv"))
+        ),
+    );
+    let options = RunOptions::default();
+    // The panicking stage fails the run and stops the spinning one long before
+    // its 60 s limit.
+    let err = run_with(&failing, &options).unwrap_err();
+    assert!(err.to_string().contains("`evil`"), "{err}");
+    assert!(
+        !options.cancel.load(std::sync::atomic::Ordering::Relaxed),
+        "the caller's flag was set"
+    );
+    let ok = plan_text(
+        &catalog,
+        &format!(
+            "version = 1\n[stages.source]\nuses = \"builtin:source\"\nwith = {{ path = {} }}\n",
+            lit(&data("customers_pii.csv"))
+        ),
+    );
+    run_with(&ok, &options).expect("the same options run again");
+}

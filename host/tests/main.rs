@@ -2,6 +2,7 @@
 
 mod common;
 mod executor;
+mod loading;
 mod pipelines;
 mod plugins;
 mod sandbox;

@@ -167,6 +167,12 @@ fn invalid_pipelines_exit_2_with_every_problem_located() {
     );
     let (code, _, stderr) = output_of(doppel().args(["run"]).arg(&bad));
     assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = output_of(doppel().args(["validate", "pipelines/no-such-pipeline.toml"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("no-such-pipeline.toml") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
 }
 
 #[test]

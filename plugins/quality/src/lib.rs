@@ -233,12 +233,20 @@ impl Metric for Quality {
             for j in i + 1..self.columns.len() {
                 let ((a, sa), (b, sb)) = (&self.columns[i], &self.columns[j]);
                 let (ca, cb) = (&self.data[a], &self.data[b]);
-                let discrete = |name: &str, col: &Column, shape: Shape| -> (Vec<u32>, Vec<u32>) {
+                fn discrete<'a>(
+                    binned: &'a HashMap<&str, (Vec<u32>, Vec<u32>)>,
+                    name: &str,
+                    col: &'a Column,
+                    shape: Shape,
+                ) -> (&'a [u32], &'a [u32]) {
                     match shape {
-                        Shape::Discrete => (col.real_codes.clone(), col.synthetic_codes.clone()),
-                        Shape::Continuous => binned[name].clone(),
+                        Shape::Discrete => (&col.real_codes, &col.synthetic_codes),
+                        Shape::Continuous => {
+                            let (r, s) = &binned[name];
+                            (r, s)
+                        }
                     }
-                };
+                }
                 let (metric, r): (&str, PairScore) = if *sa == Shape::Continuous && *sb == Shape::Continuous {
                     (
                         "CorrelationSimilarity",
@@ -249,11 +257,11 @@ impl Metric for Quality {
                         ),
                     )
                 } else {
-                    let (ra, sa_) = discrete(a, ca, *sa);
-                    let (rb, sb_) = discrete(b, cb, *sb);
+                    let (ra, sa_) = discrete(&binned, a, ca, *sa);
+                    let (rb, sb_) = discrete(&binned, b, cb, *sb);
                     (
                         "ContingencySimilarity",
-                        metrics::contingency_similarity((&ra, &rb), (&sa_, &sb_), self.association_threshold),
+                        metrics::contingency_similarity((ra, rb), (sa_, sb_), self.association_threshold),
                     )
                 };
                 if r.meets_threshold && !r.score.is_nan() {
