@@ -11,7 +11,12 @@
 //!
 //! Entities: `PERSON`, `EMAIL_ADDRESS`, `PHONE_NUMBER`, `US_SSN`,
 //! `CREDIT_CARD`, `IBAN_CODE`, `IP_ADDRESS`, `MAC_ADDRESS`, `URL`,
-//! `DATE_TIME`, `LOCATION`.
+//! `DATE_TIME`, `LOCATION`, `US_PASSPORT`, `US_DRIVER_LICENSE`, `UK_NHS`,
+//! `UK_NINO`, `CRYPTO`, `MEDICAL_LICENSE`.
+//!
+//! Validators that cannot tell an entity from any other code on their own (nine
+//! bare digits as an SSN or a passport, licence formats) count only when the
+//! column's name says which entity it holds.
 
 pub mod names;
 pub mod spans;
@@ -48,13 +53,29 @@ pub enum Entity {
     DateTime,
     /// Street address, city, postcode.
     Location,
+    /// US passport number.
+    UsPassport,
+    /// US driver's licence number.
+    UsDriverLicense,
+    /// UK NHS number.
+    UkNhs,
+    /// UK National Insurance number.
+    UkNino,
+    /// Cryptocurrency (Bitcoin) address.
+    Crypto,
+    /// Medical licence (DEA registration number).
+    MedicalLicense,
 }
 
 impl Entity {
     /// Every entity, in the order ties are broken (most specific first).
-    pub const ALL: [Entity; 11] = [
+    pub const ALL: [Entity; 17] = [
         Entity::Iban,
+        Entity::Crypto,
         Entity::CreditCard,
+        Entity::UkNino,
+        Entity::MedicalLicense,
+        Entity::UkNhs,
         Entity::Ssn,
         Entity::Email,
         Entity::Ip,
@@ -64,6 +85,8 @@ impl Entity {
         Entity::DateTime,
         Entity::Location,
         Entity::Person,
+        Entity::UsPassport,
+        Entity::UsDriverLicense,
     ];
 
     /// Presidio's name.
@@ -80,6 +103,12 @@ impl Entity {
             Entity::Url => "URL",
             Entity::DateTime => "DATE_TIME",
             Entity::Location => "LOCATION",
+            Entity::UsPassport => "US_PASSPORT",
+            Entity::UsDriverLicense => "US_DRIVER_LICENSE",
+            Entity::UkNhs => "UK_NHS",
+            Entity::UkNino => "UK_NINO",
+            Entity::Crypto => "CRYPTO",
+            Entity::MedicalLicense => "MEDICAL_LICENSE",
         }
     }
 
@@ -223,7 +252,26 @@ impl PiiScanner {
             hit(Entity::DateTime, strong(validate::date(v)));
         }
         if on(Entity::Location) {
-            hit(Entity::Location, strong(validate::street_address(v)));
+            let address = validate::street_address(v).then_some(Strength::Strong);
+            hit(Entity::Location, address.or_else(|| validate::postcode(v)));
+        }
+        if on(Entity::UsPassport) {
+            hit(Entity::UsPassport, validate::us_passport(v));
+        }
+        if on(Entity::UsDriverLicense) {
+            hit(Entity::UsDriverLicense, validate::us_driver_license(v));
+        }
+        if on(Entity::UkNhs) {
+            hit(Entity::UkNhs, validate::uk_nhs(v));
+        }
+        if on(Entity::UkNino) {
+            hit(Entity::UkNino, strong(validate::uk_nino(v)));
+        }
+        if on(Entity::Crypto) {
+            hit(Entity::Crypto, strong(validate::crypto(v)));
+        }
+        if on(Entity::MedicalLicense) {
+            hit(Entity::MedicalLicense, strong(validate::dea(v)));
         }
         ev.person_shape += u64::from(validate::person_shape(v));
         ev.place_shape += u64::from(validate::place_shape(v));
@@ -246,11 +294,18 @@ impl PiiScanner {
             })
             .collect();
 
-        // Strongest validated entity (ties: most specific first).
+        // Strongest validated entity. Ties (an NHS number is also shaped like a
+        // phone number) go to the one the column's name suggests, then to the
+        // most specific, in `Entity::ALL` order.
+        let rank = |e: Entity| Entity::ALL.iter().position(|x| *x == e).unwrap_or(usize::MAX);
         let best = Entity::ALL
             .iter()
             .filter_map(|e| ev.strong.get(e).map(|c| (*e, *c)))
-            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
+            .max_by(|a, b| {
+                a.1.cmp(&b.1)
+                    .then((hint == Some(a.0)).cmp(&(hint == Some(b.0))))
+                    .then(rank(b.0).cmp(&rank(a.0)))
+            });
         let decide = |f: &mut ColumnFinding, e: Entity, matched: u64, confidence: f64| {
             f.entity = e.name().into();
             f.matched = matched;

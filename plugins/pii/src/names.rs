@@ -81,6 +81,24 @@ pub fn hint(column: &str) -> Option<Entity> {
     if has("iban") {
         return Some(Entity::Iban);
     }
+    if has("nhs") {
+        return Some(Entity::UkNhs);
+    }
+    if has("nino") || (has("national") && has("insurance")) || joined.contains("nationalinsurance") {
+        return Some(Entity::UkNino);
+    }
+    if has("passport") {
+        return Some(Entity::UsPassport);
+    }
+    if has("dea") || (has("medical") && (has("license") || has("licence"))) || has("npi") {
+        return Some(Entity::MedicalLicense);
+    }
+    if has("driver") || has("drivers") || has("dl") || joined.contains("driverslicense") || joined.contains("driverlicense") {
+        return Some(Entity::UsDriverLicense);
+    }
+    if has("btc") || has("bitcoin") || has("wallet") || has("crypto") {
+        return Some(Entity::Crypto);
+    }
     if has("ssn") || (has("social") && has("security")) || joined.contains("socialsecurity") {
         return Some(Entity::Ssn);
     }
@@ -578,5 +596,10 @@ mod tests {
         assert_eq!(hint("plan"), None);
         assert_eq!(hint("native_country"), None);
         assert_eq!(hint("signup_channel"), None);
+        assert_eq!(hint("nhs_number"), Some(Entity::UkNhs));
+        assert_eq!(hint("passport_no"), Some(Entity::UsPassport));
+        assert_eq!(hint("driversLicense"), Some(Entity::UsDriverLicense));
+        assert_eq!(hint("btc_wallet"), Some(Entity::Crypto));
+        assert_eq!(hint("dea_number"), Some(Entity::MedicalLicense));
     }
 }

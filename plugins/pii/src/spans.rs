@@ -30,12 +30,16 @@ pub struct SpanFinder {
 impl SpanFinder {
     /// Compile the patterns for `entities`.
     pub fn new(entities: &[Entity]) -> Self {
-        let all: [(Entity, &str, f32); 9] = [
+        let all: [(Entity, &str, f32); 13] = [
             (
                 Entity::Email,
                 r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}",
                 1.0,
             ),
+            (Entity::Crypto, r"\b(?:[13][1-9A-HJ-NP-Za-km-z]{25,34}|bc1[02-9ac-hj-np-z]{11,71})\b", 1.0),
+            (Entity::UkNino, r"\b[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b", 0.85),
+            (Entity::MedicalLicense, r"\b[A-Z][A-Z9]\d{7}\b", 0.8),
+            (Entity::UkNhs, r"\b\d{3}[ -]\d{3}[ -]\d{4}\b", 0.8),
             (
                 Entity::Url,
                 r"\b(?i-u:https?://|ftp://|www\.)[^\s<>()]+[^\s<>().,;:!?]",
@@ -93,6 +97,10 @@ impl SpanFinder {
                     Entity::Mac => validate::mac(m.as_str()),
                     Entity::Phone => validate::phone(m.as_str()) && !validate::date(m.as_str()),
                     Entity::DateTime => validate::date(m.as_str()),
+                    Entity::Crypto => validate::crypto(m.as_str()),
+                    Entity::UkNino => validate::uk_nino(m.as_str()),
+                    Entity::MedicalLicense => validate::dea(m.as_str()),
+                    Entity::UkNhs => validate::uk_nhs(m.as_str()) == Some(validate::Strength::Strong),
                     _ => false,
                 };
                 if ok {
@@ -220,6 +228,19 @@ mod tests {
                 (Entity::CreditCard, "4111 1111 1111 1111".into())
             ]
         );
+    }
+
+    #[test]
+    fn finds_national_numbers_and_wallets() {
+        assert_eq!(
+            entities("NHS 943 476 5919, NI AB 12 34 56 C, wallet 1BoatSLRHtKNngkdXEeobR76b53LETtpyT"),
+            vec![
+                (Entity::UkNhs, "943 476 5919".into()),
+                (Entity::UkNino, "AB 12 34 56 C".into()),
+                (Entity::Crypto, "1BoatSLRHtKNngkdXEeobR76b53LETtpyT".into())
+            ]
+        );
+        assert_eq!(entities("prescriber AB1234563"), vec![(Entity::MedicalLicense, "AB1234563".into())]);
     }
 
     #[test]

@@ -536,3 +536,215 @@ mod tests {
         assert!(place_shape("New Craig") && place_shape("Goldenmouth") && !place_shape("web"));
     }
 }
+
+/// US passport: nine digits, or a letter and eight digits (next-generation
+/// books). Never convincing alone ([`Strength::Weak`]): it needs a column name.
+pub fn us_passport(s: &str) -> Option<Strength> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    let digits = b.len() == 9 && b.iter().all(u8::is_ascii_digit) && !b.iter().all(|x| *x == b[0]);
+    let next_gen = b.len() == 9 && b[0].is_ascii_uppercase() && b[1..].iter().all(u8::is_ascii_digit);
+    let ok = digits || next_gen;
+    ok.then_some(Strength::Weak)
+}
+
+/// US driver's licence: one of the state formats (a letter and 4–14 digits,
+/// 7–13 digits, or letters and digits mixed in 6–13 characters with at least
+/// two digits). Formats overlap with every code, so only [`Strength::Weak`].
+pub fn us_driver_license(s: &str) -> Option<Strength> {
+    let s = s.trim().replace(['-', ' '], "");
+    let b = s.as_bytes();
+    if !(5..=15).contains(&b.len()) || !b.iter().all(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+    let letter_then_digits = b[0].is_ascii_alphabetic() && b[1..].iter().all(u8::is_ascii_digit) && b.len() >= 5;
+    let all_digits = digits == b.len() && (7..=13).contains(&b.len());
+    let mixed = digits >= 2 && b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) && (6..=13).contains(&b.len());
+    (letter_then_digits || all_digits || mixed).then_some(Strength::Weak)
+}
+
+/// UK NHS number: ten digits (`3-3-4` groups) whose last is the mod-11 check
+/// digit of the first nine (weights 10..2). Bare ten digits collide with phone
+/// numbers one time in eleven, so they are only [`Strength::Weak`].
+pub fn uk_nhs(s: &str) -> Option<Strength> {
+    let t = s.trim();
+    let grouped = {
+        let b = t.as_bytes();
+        b.len() == 12 && (b[3] == b' ' || b[3] == b'-') && b[7] == b[3]
+    };
+    let d = digits_of(t);
+    if d.len() != 10 || t.chars().any(|c| !(c.is_ascii_digit() || c == ' ' || c == '-')) {
+        return None;
+    }
+    if !grouped && t.len() != 10 {
+        return None;
+    }
+    let sum: u32 = d[..9].iter().zip((2..=10).rev()).map(|(x, w)| u32::from(*x) * w).sum();
+    let check = match 11 - sum % 11 {
+        11 => 0,
+        10 => return None,
+        c => c,
+    };
+    if check != u32::from(d[9]) || d.iter().all(|x| *x == d[0]) {
+        return None;
+    }
+    Some(if grouped { Strength::Strong } else { Strength::Weak })
+}
+
+/// UK National Insurance number: two prefix letters from the allowed sets (not
+/// BG, GB, KN, NK, NT, TN, ZZ), six digits, a suffix A–D; spaces allowed.
+pub fn uk_nino(s: &str) -> bool {
+    let c: Vec<char> = s.trim().chars().filter(|c| *c != ' ').collect::<String>().to_ascii_uppercase().chars().collect();
+    if c.len() != 9 {
+        return false;
+    }
+    let first_ok = c[0].is_ascii_uppercase() && !"DFIQUV".contains(c[0]);
+    let second_ok = c[1].is_ascii_uppercase() && !"DFIOQUV".contains(c[1]);
+    let prefix: String = c[..2].iter().collect();
+    first_ok
+        && second_ok
+        && !["BG", "GB", "KN", "NK", "NT", "TN", "ZZ"].contains(&prefix.as_str())
+        && c[2..8].iter().all(char::is_ascii_digit)
+        && ('A'..='D').contains(&c[8])
+}
+
+const BASE58: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+fn base58_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::new();
+    for ch in s.bytes() {
+        let mut carry = u32::try_from(BASE58.iter().position(|b| *b == ch)?).ok()?;
+        for byte in out.iter_mut().rev() {
+            carry += u32::from(*byte) * 58;
+            *byte = (carry & 0xff) as u8;
+            carry >>= 8;
+        }
+        while carry > 0 {
+            out.insert(0, (carry & 0xff) as u8);
+            carry >>= 8;
+        }
+    }
+    let zeros = s.bytes().take_while(|b| *b == b'1').count();
+    let mut full = vec![0u8; zeros];
+    full.extend(out);
+    Some(full)
+}
+
+fn bech32_polymod(values: &[u8]) -> u32 {
+    const GEN: [u32; 5] = [0x3b6a_57b2, 0x2650_8e6d, 0x1ea1_19fa, 0x3d42_33dd, 0x2a14_62b3];
+    let mut chk: u32 = 1;
+    for v in values {
+        let top = chk >> 25;
+        chk = ((chk & 0x01ff_ffff) << 5) ^ u32::from(*v);
+        for (i, g) in GEN.iter().enumerate() {
+            if (top >> i) & 1 == 1 {
+                chk ^= g;
+            }
+        }
+    }
+    chk
+}
+
+/// A Bitcoin address, as Presidio's CRYPTO recognizer checks it: legacy and
+/// P2SH addresses (`1…`, `3…`) by their Base58Check double-SHA-256 checksum,
+/// SegWit addresses (`bc1…`) by their Bech32 / Bech32m checksum.
+pub fn crypto(s: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let s = s.trim();
+    if (s.starts_with('1') || s.starts_with('3')) && (26..=35).contains(&s.len()) {
+        let Some(raw) = base58_decode(s) else { return false };
+        if raw.len() != 25 {
+            return false;
+        }
+        let (payload, check) = raw.split_at(21);
+        let digest = Sha256::digest(Sha256::digest(payload));
+        return &digest[..4] == check;
+    }
+    let lower = s.to_ascii_lowercase();
+    if lower.starts_with("bc1") && (14..=74).contains(&s.len()) && (s == lower || s == s.to_ascii_uppercase()) {
+        const CHARSET: &[u8] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+        let data: Option<Vec<u8>> = lower[3..]
+            .bytes()
+            .map(|c| CHARSET.iter().position(|x| *x == c).and_then(|p| u8::try_from(p).ok()))
+            .collect();
+        let Some(data) = data else { return false };
+        let mut values = vec![3u8, 3, 0, 2, 3]; // hrp "bc" expanded
+        values.extend(&data);
+        let m = bech32_polymod(&values);
+        return m == 1 || m == 0x2bc8_30a3;
+    }
+    false
+}
+
+/// A DEA registration number (the MEDICAL_LICENSE Presidio checks): two
+/// letters, seven digits, the last being the checksum of the first six.
+pub fn dea(s: &str) -> bool {
+    let b = s.trim().as_bytes();
+    if b.len() != 9 || !b[0].is_ascii_uppercase() || !(b[1].is_ascii_uppercase() || b[1] == b'9') {
+        return false;
+    }
+    if !b[2..].iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let d: Vec<u32> = b[2..].iter().map(|c| u32::from(c - b'0')).collect();
+    let sum = d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5]);
+    sum % 10 == d[6]
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn uk_numbers() {
+        assert_eq!(uk_nhs("943 476 5919"), Some(Strength::Strong));
+        assert_eq!(uk_nhs("9434765919"), Some(Strength::Weak));
+        assert_eq!(uk_nhs("943 476 5918"), None);
+        assert!(uk_nino("AB 12 34 56 C") && uk_nino("JG103773A"));
+        assert!(!uk_nino("QQ123456A"), "Q is never a first prefix letter");
+        assert!(!uk_nino("GB123456A") && !uk_nino("DA123456A") && !uk_nino("AB123456E"));
+    }
+
+    #[test]
+    fn bitcoin_addresses() {
+        assert!(crypto("1BoatSLRHtKNngkdXEeobR76b53LETtpyT"));
+        assert!(crypto("3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy"));
+        assert!(crypto("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"));
+        assert!(crypto("bc1p5d7rjq7g6rdk2yhzks9smlaqtedr4dekq08ge8ztwac72sfr9rusxg3297"));
+        assert!(!crypto("1BoatSLRHtKNngkdXEeobR76b53LETtpyU"));
+        assert!(!crypto("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdr"));
+    }
+
+    #[test]
+    fn licences_and_passports() {
+        assert!(dea("AB1234563") && !dea("AB1234564"));
+        assert_eq!(us_passport("912803456"), Some(Strength::Weak));
+        assert_eq!(us_passport("A12345678"), Some(Strength::Weak));
+        assert_eq!(us_passport("12345"), None);
+        assert_eq!(us_driver_license("D1234567"), Some(Strength::Weak));
+        assert_eq!(us_driver_license("plan"), None);
+    }
+}
+
+/// A postcode: US ZIP (`12345`, `12345-6789`) or UK (`SW1A 1AA`). Five
+/// digits are any number, so ZIPs are [`Strength::Weak`]; the UK shape is
+/// distinctive.
+pub fn postcode(s: &str) -> Option<Strength> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    let zip5 = |x: &[u8]| x.len() == 5 && x.iter().all(u8::is_ascii_digit);
+    if zip5(b) || (b.len() == 10 && zip5(&b[..5]) && b[5] == b'-' && b[6..].iter().all(u8::is_ascii_digit)) {
+        return Some(Strength::Weak);
+    }
+    let upper = s.to_ascii_uppercase();
+    let (outward, inward) = upper.split_once(' ')?;
+    let o = outward.as_bytes();
+    let i = inward.as_bytes();
+    let outward_ok = (2..=4).contains(&o.len())
+        && o[0].is_ascii_alphabetic()
+        && o.iter().all(u8::is_ascii_alphanumeric)
+        && o.iter().any(u8::is_ascii_digit);
+    let inward_ok = i.len() == 3 && i[0].is_ascii_digit() && i[1].is_ascii_alphabetic() && i[2].is_ascii_alphabetic();
+    (outward_ok && inward_ok).then_some(Strength::Strong)
+}
