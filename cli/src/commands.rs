@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
-use doppel_host::exec::{self, Output, RunOptions};
+use doppel_host::exec::{self, Output, Provenance, RunOptions};
 use doppel_host::plan::{Catalog, Operation, Plan, plan};
 use doppel_host::plugin::{Grants, HostConfig, PluginHost, PluginRegistry};
 use doppel_host::report::{self, TableFormat};
@@ -226,7 +226,7 @@ fn print_summary(plan: &Plan, run: &exec::RunResult, written: &[report::WrittenT
         );
     }
     for r in &run.stages {
-        if let Output::Table(_, Some(model)) = &r.output {
+        if let Output::Table(_, Provenance::Generated(model)) = &r.output {
             println!(
                 "  {}: fit {:.2}s, sample {:.2}s (seed {})",
                 r.id,

@@ -12,6 +12,8 @@
 //! - [`GaussianCopula`]: the built-in Gaussian copula.
 //! - [`semantic`]: the column roles (id, categorical, numerical, datetime,
 //!   boolean, text) that every doppel component shares.
+//! - [`fake`]: format-preserving fake values for personal data (valid
+//!   checksums, reserved ranges), and keyed pseudonyms.
 //! - [`builtin`]: every generator compiled in, by name.
 //!
 //! # Example
@@ -46,6 +48,7 @@ use arrow::record_batch::RecordBatch;
 
 mod copula;
 mod error;
+pub mod fake;
 mod linalg;
 mod params;
 pub mod semantic;

@@ -27,6 +27,9 @@ pub enum SemanticType {
     Boolean,
     /// Prose: many words per cell, mostly unique.
     Text,
+    /// Personal data a detector flagged (and a protect stage replaced): kept
+    /// as values, never modelled as a distribution nor scored for fidelity.
+    Pii,
 }
 
 impl SemanticType {
@@ -39,6 +42,7 @@ impl SemanticType {
             SemanticType::Datetime => "datetime",
             SemanticType::Boolean => "boolean",
             SemanticType::Text => "text",
+            SemanticType::Pii => "pii",
         }
     }
 }
@@ -59,6 +63,7 @@ impl FromStr for SemanticType {
             "datetime" => SemanticType::Datetime,
             "boolean" => SemanticType::Boolean,
             "text" => SemanticType::Text,
+            "pii" => SemanticType::Pii,
             other => return Err(format!("unknown semantic type `{other}`")),
         })
     }
@@ -117,7 +122,10 @@ fn infer_number(name: &str, array: &dyn Array, non_null: usize) -> SemanticType 
     if non_null > 5 && whole && non_negative && distinct.len() <= threshold {
         return SemanticType::Categorical;
     }
-    if non_null > 5 && whole && distinct.len() == non_null && name_suggests_id(name) {
+    // A key named as one, even with a few duplicates (a customer twice).
+    #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+    let unique_share = distinct.len() as f64 / non_null.max(1) as f64;
+    if non_null > 5 && whole && name_suggests_id(name) && unique_share >= 0.9 {
         return SemanticType::Id;
     }
     SemanticType::Numerical
@@ -149,7 +157,9 @@ fn infer_text(name: &str, array: &dyn Array, non_null: usize) -> SemanticType {
     if mean_words >= 4.0 || (mean_chars >= 40.0 && unique_share > 0.5) {
         return SemanticType::Text;
     }
-    if non_null > 5 && distinct.len() == non_null && (name_suggests_id(name) || mean_words <= 1.0) {
+    if non_null > 5
+        && ((distinct.len() == non_null && mean_words <= 1.0) || (name_suggests_id(name) && unique_share >= 0.9))
+    {
         return SemanticType::Id;
     }
     SemanticType::Categorical
@@ -172,6 +182,8 @@ mod tests {
     fn unique_keys_are_ids_only_with_evidence() {
         let ids = Int64Array::from_iter_values(100_000..100_200);
         assert_eq!(infer("customer_id", &ids), SemanticType::Id);
+        let mostly_unique = Int64Array::from_iter_values((0..200).map(|i| 100_000 + i - i64::from(i % 50 == 0)));
+        assert_eq!(infer("customer_id", &mostly_unique), SemanticType::Id);
         assert_eq!(infer("amount", &ids), SemanticType::Numerical);
         let codes = StringArray::from_iter_values((0..50).map(|i| format!("AB{i:04}")));
         assert_eq!(infer("code", &codes), SemanticType::Id);
@@ -195,6 +207,7 @@ mod tests {
             SemanticType::Datetime,
             SemanticType::Boolean,
             SemanticType::Text,
+            SemanticType::Pii,
         ] {
             assert_eq!(t.as_str().parse::<SemanticType>(), Ok(t));
         }

@@ -12,6 +12,7 @@ use doppel_generators::{ColumnModel, Params, Progress, TrainingData};
 use tokio::task::JoinSet;
 
 use crate::builtins::profile::{self, TableProfile};
+use crate::builtins::protect::{self, ColumnAction};
 use crate::builtins::source::{self, SourceOptions};
 use crate::builtins::{Builtin, to_param};
 use crate::config::{ConfigValue, Settings, get};
@@ -132,11 +133,22 @@ pub struct DetectorOutput {
     pub rows_scanned: u64,
 }
 
+/// Where a table came from, for the report.
+#[derive(Debug, Clone)]
+pub enum Provenance {
+    /// Read from a file.
+    Read,
+    /// Sampled by a generator.
+    Generated(Arc<ModelSummary>),
+    /// Another table with personal data replaced.
+    Protected(Arc<Vec<ColumnAction>>),
+}
+
 /// A stage's result.
 #[derive(Debug, Clone)]
 pub enum Output {
-    /// A table, and how it was generated if a generator made it.
-    Table(Arc<Table>, Option<Arc<ModelSummary>>),
+    /// A table, and where it came from.
+    Table(Arc<Table>, Provenance),
     /// A profile.
     Profile(Arc<TableProfile>),
     /// A detector's findings.
@@ -342,6 +354,7 @@ fn run_stage(ctx: &StageCtx) -> Result<StageRun> {
             profile::profile(&table, &ctx.stage.settings).map(|p| Output::Profile(Arc::new(p)))
         }
         Operation::Builtin(Builtin::Generator(g)) => run_generator(ctx, g.as_ref()),
+        Operation::Builtin(Builtin::Protect) => run_protect(ctx),
         Operation::Plugin(p) => match p.manifest.kind {
             PluginKind::Detector => run_detector(ctx, p),
             PluginKind::Metric => run_metric(ctx, p),
@@ -393,6 +406,18 @@ fn is_cancellation(e: &Error) -> bool {
 /// One line on what a stage produced (as shown in progress and summaries).
 pub fn summarize(output: &Output) -> String {
     match output {
+        Output::Table(t, Provenance::Protected(actions)) => {
+            let changed: Vec<String> = actions.iter().map(|a| format!("{}={}", a.column, a.action)).collect();
+            if changed.is_empty() {
+                format!(
+                    "{} rows × {} columns, nothing to protect",
+                    t.rows(),
+                    t.schema.fields().len()
+                )
+            } else {
+                format!("{} rows, protected {}", t.rows(), changed.join(", "))
+            }
+        }
         Output::Table(t, _) => format!("{} rows × {} columns", t.rows(), t.schema.fields().len()),
         Output::Profile(p) => format!("{} columns profiled", p.columns.len()),
         Output::Findings(d) => {
@@ -430,7 +455,7 @@ fn run_source(ctx: &StageCtx) -> Result<Output> {
     }
     let table = source::read_table(&options)?;
     ctx.progress(table.rows() as u64, table.rows() as u64, "rows");
-    Ok(Output::Table(Arc::new(table), None))
+    Ok(Output::Table(Arc::new(table), Provenance::Read))
 }
 
 /// Bridges generator progress to events and cancellation.
@@ -503,7 +528,23 @@ fn run_generator(ctx: &StageCtx, generator: &dyn doppel_generators::Generator) -
         sample,
         seed,
     };
-    Ok(Output::Table(Arc::new(out), Some(Arc::new(summary))))
+    Ok(Output::Table(Arc::new(out), Provenance::Generated(Arc::new(summary))))
+}
+
+fn run_protect(ctx: &StageCtx) -> Result<Output> {
+    let table = ctx.table(0)?;
+    let Some((_, Output::Findings(findings))) = ctx.inputs.get(1) else {
+        return Err(Error::Internal(format!(
+            "stage `{}` has no findings input",
+            ctx.stage.id
+        )));
+    };
+    let (protected, actions) = protect::protect(&ctx.stage.id, &table, findings, &ctx.stage.settings)?;
+    ctx.progress(protected.rows() as u64, table.rows() as u64, "rows");
+    Ok(Output::Table(
+        Arc::new(protected),
+        Provenance::Protected(Arc::new(actions)),
+    ))
 }
 
 fn start_session(ctx: &StageCtx, plugin: &LoadedPlugin) -> Result<crate::plugin::Session> {

@@ -34,7 +34,7 @@ impl Catalog {
 
     /// Every builtin stage.
     pub fn builtins(&self) -> Vec<Builtin> {
-        let mut out = vec![Builtin::Source, Builtin::Profile];
+        let mut out = vec![Builtin::Source, Builtin::Profile, Builtin::Protect];
         out.extend(self.generators.iter().map(|g| Builtin::Generator(Arc::clone(g))));
         out
     }
@@ -85,7 +85,7 @@ impl Operation {
     /// What the stage produces.
     pub fn produces(&self) -> Produces {
         match self {
-            Operation::Builtin(Builtin::Source | Builtin::Generator(_)) => Produces::Table,
+            Operation::Builtin(Builtin::Source | Builtin::Generator(_) | Builtin::Protect) => Produces::Table,
             Operation::Builtin(Builtin::Profile) => Produces::Profile,
             Operation::Plugin(p) => match p.manifest.kind {
                 PluginKind::Detector => Produces::Findings,
@@ -106,6 +106,7 @@ impl Operation {
         match self {
             Operation::Builtin(Builtin::Source) => "builtin:source".to_owned(),
             Operation::Builtin(Builtin::Profile) => "builtin:profile".to_owned(),
+            Operation::Builtin(Builtin::Protect) => "builtin:protect".to_owned(),
             Operation::Builtin(Builtin::Generator(g)) => format!("generator builtin:{}", g.name()),
             Operation::Plugin(p) => format!("{} plugin {}", p.manifest.kind, p.label()),
         }
@@ -363,6 +364,30 @@ pub fn plan(spec: &PipelineSpec, catalog: &Catalog) -> Result<Plan, Diagnostics>
                         )
                         .label("remove these inputs"),
                     );
+                }
+            }
+            Operation::Builtin(Builtin::Protect) => {
+                let kinds: Vec<Produces> = given.iter().map(|(_, p)| *p).collect();
+                if kinds != [Produces::Table, Produces::Findings] {
+                    diags.push(
+                        Diagnostic::at(at.clone(), format!(
+                            "stage `{id}` (builtin:protect) takes a table and the findings of a detector that scanned it: \
+                             `inputs = [\"<table>\", \"<detector>\"]`"
+                        ))
+                        .label("wrong inputs"),
+                    );
+                } else {
+                    // Cell findings point at rows of the table the detector read.
+                    let (table, detector) = (given[0].0, given[1].0);
+                    if inputs[detector].first() != Some(&table) {
+                        diags.push(
+                            Diagnostic::at(stage.inputs[1].span.clone(), format!(
+                                "`{}` scanned a different table than `{}`; protect needs the findings about the table it changes",
+                                ids[detector], ids[table]
+                            ))
+                            .label("findings about another table"),
+                        );
+                    }
                 }
             }
             Operation::Builtin(_) => need_tables(1, "", &mut diags),

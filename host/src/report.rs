@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::config;
-use crate::exec::{Output, RunResult};
+use crate::exec::{Output, Provenance, RunResult};
 use crate::plan::{Operation, Plan};
 use crate::plugin::bindings::types::VerdictStatus;
 use crate::table::Table;
@@ -108,18 +108,8 @@ fn ms(d: std::time::Duration) -> f64 {
 /// Seconds since the epoch as RFC 3339 UTC (`2026-11-22T23:42:00Z`).
 fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let (y, m, d) = doppel_generators::fake::civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0));
     let rem = secs % 86_400;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
@@ -141,12 +131,15 @@ fn columns_json(batch_schema: &arrow::datatypes::Schema, table: &Table) -> Value
 
 fn output_json(output: &Output) -> Result<Value> {
     Ok(match output {
-        Output::Table(t, model) => {
+        Output::Table(t, provenance) => {
             let mut v = json!({
                 "rows": t.rows(),
                 "columns": columns_json(&t.schema, t),
             });
-            if let Some(m) = model {
+            if let Provenance::Protected(actions) = provenance {
+                v["protected"] = serde_json::to_value(actions.as_ref()).map_err(|e| Error::Internal(e.to_string()))?;
+            }
+            if let Provenance::Generated(m) = provenance {
                 v["model"] = json!({
                     "generator": m.generator,
                     "seed": m.seed,
@@ -180,6 +173,7 @@ fn kind_of(op: &Operation) -> &'static str {
     match op {
         Operation::Builtin(crate::builtins::Builtin::Source) => "source",
         Operation::Builtin(crate::builtins::Builtin::Profile) => "profile",
+        Operation::Builtin(crate::builtins::Builtin::Protect) => "protect",
         Operation::Builtin(crate::builtins::Builtin::Generator(_)) => "generator",
         Operation::Plugin(p) => match p.manifest.kind {
             crate::plugin::PluginKind::Detector => "detector",

@@ -34,5 +34,18 @@ fn every_shipped_pipeline_validates_and_runs() {
         for w in written {
             assert_eq!(w.rows, 32_561, "{}", file.display());
         }
+        // The run is reproducible: the same pipeline and seed give the same tables.
+        let again = run(&plan).unwrap();
+        for (a, b) in out.stages.iter().zip(&again.stages) {
+            if let (Some(x), Some(y)) = (a.output.table(), b.output.table()) {
+                assert_eq!(
+                    x.concat().unwrap(),
+                    y.concat().unwrap(),
+                    "{}: stage {}",
+                    file.display(),
+                    a.id
+                );
+            }
+        }
     }
 }

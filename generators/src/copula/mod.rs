@@ -3,7 +3,9 @@
 //! 1. Each column gets a marginal model: numeric and datetime columns a
 //!    [`marginal::Marginal`] (atoms + best-of continuous families), categorical,
 //!    boolean and text columns frequency-ordered [`categorical::Categories`]
-//!    (null is a category), ids a format-preserving key generator.
+//!    (null is a category), ids a format-preserving key generator. Columns of
+//!    personal data a protect stage replaced (semantic type `pii`) are
+//!    resampled from their protected values, which keeps the fakes valid.
 //! 2. Every modelled value becomes a uniform score `u` through its marginal, and
 //!    a normal score `z = Φ⁻¹(u)`. Numeric columns with nulls get an extra
 //!    "is null" dimension, so missingness correlates with the other columns.
@@ -491,6 +493,8 @@ impl Model for CopulaModel {
                     Plan::Categorical { categories, .. } => {
                         if *semantic == SemanticType::Text {
                             format!("{} distinct texts, resampled", categories.len())
+                        } else if *semantic == SemanticType::Pii {
+                            format!("{} protected values, resampled", categories.len())
                         } else {
                             format!("{} categories (frequency intervals)", categories.len())
                         }

@@ -2,6 +2,7 @@
 //! `builtin:<generator>` per generator compiled in.
 
 pub mod profile;
+pub mod protect;
 pub mod source;
 
 use std::sync::Arc;
@@ -19,6 +20,8 @@ pub enum Builtin {
     Source,
     /// Profiles a table.
     Profile,
+    /// Fakes, hashes or drops what a detector found.
+    Protect,
     /// Learns a table and samples a synthetic one.
     Generator(Arc<dyn Generator>),
 }
@@ -29,6 +32,7 @@ impl Builtin {
         match self {
             Builtin::Source => source::schema(),
             Builtin::Profile => profile::schema(),
+            Builtin::Protect => protect::schema(),
             Builtin::Generator(g) => generator_schema(g.as_ref()),
         }
     }
@@ -38,6 +42,7 @@ impl Builtin {
         match self {
             Builtin::Source => "source",
             Builtin::Profile => "profile",
+            Builtin::Protect => "protect",
             Builtin::Generator(g) => g.name(),
         }
     }
@@ -47,6 +52,7 @@ impl Builtin {
         match self {
             Builtin::Source => "Read a CSV, Parquet or NDJSON file.",
             Builtin::Profile => "Per-column types, nulls, distinct values, ranges, quantiles, top values.",
+            Builtin::Protect => "Replace what a detector found with realistic fakes, pseudonyms or nothing.",
             Builtin::Generator(g) => g.summary(),
         }
     }

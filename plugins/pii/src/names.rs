@@ -93,7 +93,12 @@ pub fn hint(column: &str) -> Option<Entity> {
     if has("dea") || (has("medical") && (has("license") || has("licence"))) || has("npi") {
         return Some(Entity::MedicalLicense);
     }
-    if has("driver") || has("drivers") || has("dl") || joined.contains("driverslicense") || joined.contains("driverlicense") {
+    if has("driver")
+        || has("drivers")
+        || has("dl")
+        || joined.contains("driverslicense")
+        || joined.contains("driverlicense")
+    {
         return Some(Entity::UsDriverLicense);
     }
     if has("btc") || has("bitcoin") || has("wallet") || has("crypto") {

@@ -36,7 +36,11 @@ impl SpanFinder {
                 r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}",
                 1.0,
             ),
-            (Entity::Crypto, r"\b(?:[13][1-9A-HJ-NP-Za-km-z]{25,34}|bc1[02-9ac-hj-np-z]{11,71})\b", 1.0),
+            (
+                Entity::Crypto,
+                r"\b(?:[13][1-9A-HJ-NP-Za-km-z]{25,34}|bc1[02-9ac-hj-np-z]{11,71})\b",
+                1.0,
+            ),
             (Entity::UkNino, r"\b[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b", 0.85),
             (Entity::MedicalLicense, r"\b[A-Z][A-Z9]\d{7}\b", 0.8),
             (Entity::UkNhs, r"\b\d{3}[ -]\d{3}[ -]\d{4}\b", 0.8),
@@ -240,7 +244,10 @@ mod tests {
                 (Entity::Crypto, "1BoatSLRHtKNngkdXEeobR76b53LETtpyT".into())
             ]
         );
-        assert_eq!(entities("prescriber AB1234563"), vec![(Entity::MedicalLicense, "AB1234563".into())]);
+        assert_eq!(
+            entities("prescriber AB1234563"),
+            vec![(Entity::MedicalLicense, "AB1234563".into())]
+        );
     }
 
     #[test]

@@ -560,7 +560,8 @@ pub fn us_driver_license(s: &str) -> Option<Strength> {
     let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
     let letter_then_digits = b[0].is_ascii_alphabetic() && b[1..].iter().all(u8::is_ascii_digit) && b.len() >= 5;
     let all_digits = digits == b.len() && (7..=13).contains(&b.len());
-    let mixed = digits >= 2 && b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) && (6..=13).contains(&b.len());
+    let mixed =
+        digits >= 2 && b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) && (6..=13).contains(&b.len());
     (letter_then_digits || all_digits || mixed).then_some(Strength::Weak)
 }
 
@@ -595,7 +596,14 @@ pub fn uk_nhs(s: &str) -> Option<Strength> {
 /// UK National Insurance number: two prefix letters from the allowed sets (not
 /// BG, GB, KN, NK, NT, TN, ZZ), six digits, a suffix A–D; spaces allowed.
 pub fn uk_nino(s: &str) -> bool {
-    let c: Vec<char> = s.trim().chars().filter(|c| *c != ' ').collect::<String>().to_ascii_uppercase().chars().collect();
+    let c: Vec<char> = s
+        .trim()
+        .chars()
+        .filter(|c| *c != ' ')
+        .collect::<String>()
+        .to_ascii_uppercase()
+        .chars()
+        .collect();
     if c.len() != 9 {
         return false;
     }

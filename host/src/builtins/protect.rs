@@ -1,0 +1,529 @@
+//! `builtin:protect`: act on a detector's findings so personal data never
+//! reaches a generator or an output. Inputs: `[table, findings]`, where the
+//! findings come from a detector that scanned that same table.
+//!
+//! - Columns classified as an entity are **faked** (realistic, format-preserving
+//!   values of the same entity, the same real value always mapping to the same
+//!   fake within a column), **hashed** (keyed SHA-256 pseudonyms) or
+//!   **dropped**, per `action` (and the `hash` / `drop` / `keep` lists).
+//! - Free-text columns holding PII (`MIXED`) get each span replaced by a fake of
+//!   the same entity, or `<ENTITY>` (`text = "redact"`), or are dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Date32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema, TimeUnit};
+use doppel_generators::{SemanticType, fake};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::config::{ConfigField, ConfigValue, Settings, ValueType, field, get};
+use crate::exec::DetectorOutput;
+use crate::plugin::bindings::types::Finding;
+use crate::table::Table;
+use crate::{Error, Result};
+
+/// The `with` schema of `builtin:protect`.
+pub fn schema() -> Vec<ConfigField> {
+    let mut action = field(
+        "action",
+        ValueType::String,
+        "What happens to a column holding one kind of personal data.",
+    );
+    action.allowed = ["fake", "hash", "drop"].map(str::to_owned).to_vec();
+    action.default = Some(ConfigValue::String("fake".into()));
+    let mut text = field(
+        "text",
+        ValueType::String,
+        "What happens to personal data inside free text.",
+    );
+    text.allowed = ["fake", "redact", "drop"].map(str::to_owned).to_vec();
+    text.default = Some(ConfigValue::String("fake".into()));
+    let mut min = field(
+        "min_confidence",
+        ValueType::Float,
+        "Findings below this confidence are ignored.",
+    );
+    min.default = Some(ConfigValue::Float(0.5));
+    min.minimum = Some(0.0);
+    min.maximum = Some(1.0);
+    let hash = field(
+        "hash",
+        ValueType::Strings,
+        "Columns to replace by keyed pseudonyms, flagged or not.",
+    );
+    let drop = field("drop", ValueType::Strings, "Columns to remove, flagged or not.");
+    let keep = field(
+        "keep",
+        ValueType::Strings,
+        "Flagged columns to leave as they are (you vouch they are not personal).",
+    );
+    let mut salt = field(
+        "salt",
+        ValueType::String,
+        "Key of the pseudonyms; keep it secret (empty: derived from `seed`).",
+    );
+    salt.default = Some(ConfigValue::String(String::new()));
+    let mut seed = field("seed", ValueType::Integer, "Seed of the fake values.");
+    seed.default = Some(ConfigValue::Integer(0));
+    seed.minimum = Some(0.0);
+    vec![action, text, min, hash, drop, keep, salt, seed]
+}
+
+/// What was done to one column.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ColumnAction {
+    /// Column name.
+    pub column: String,
+    /// Entity found (`NONE` for columns acted on by name).
+    pub entity: String,
+    /// `fake`, `hash`, `drop`, `redact` or `keep`.
+    pub action: String,
+    /// Cells (or spans, for free text) changed.
+    pub changed: u64,
+}
+
+fn strings<'a>(settings: &'a Settings, key: &str) -> &'a [String] {
+    match get(settings, key) {
+        Some(ConfigValue::Strings(s)) => s,
+        _ => &[],
+    }
+}
+
+fn string<'a>(settings: &'a Settings, key: &str, default: &'a str) -> &'a str {
+    match get(settings, key) {
+        Some(ConfigValue::String(s)) => s,
+        _ => default,
+    }
+}
+
+/// Stable per-column seed, so adding a column does not change the others' fakes.
+fn column_seed(seed: u64, name: &str) -> u64 {
+    name.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Fake every value of a column, consistently (same value, same fake).
+fn fake_column(array: &ArrayRef, entity: &str, rng: &mut ChaCha8Rng) -> Result<(ArrayRef, u64)> {
+    let mut memo: HashMap<String, String> = HashMap::new();
+    let mut changed = 0u64;
+    let mut fake_text = |v: &str, rng: &mut ChaCha8Rng| -> String {
+        changed += 1;
+        memo.entry(v.to_owned())
+            .or_insert_with(|| fake::fake(entity, v, rng))
+            .clone()
+    };
+    let out: ArrayRef = match array.data_type() {
+        DataType::Utf8 => {
+            let a = array.as_string::<i32>();
+            Arc::new(a.iter().map(|v| v.map(|v| fake_text(v, rng))).collect::<StringArray>())
+        }
+        DataType::Int64 => {
+            // Digits-only entities (phones, SSNs, cards stored as numbers) keep
+            // their type; the fake keeps the digit count.
+            let a = array.as_primitive::<Int64Type>();
+            Arc::new(
+                a.iter()
+                    .map(|v| {
+                        v.map(|v| {
+                            fake_text(&v.to_string(), rng)
+                                .chars()
+                                .filter(char::is_ascii_digit)
+                                .collect::<String>()
+                                .parse::<i64>()
+                                .unwrap_or(v.wrapping_add(1))
+                        })
+                    })
+                    .collect::<Int64Array>(),
+            )
+        }
+        DataType::Date32 => {
+            let a = array.as_primitive::<Date32Type>();
+            let mut shifts: HashMap<i32, i32> = HashMap::new();
+            Arc::new(
+                a.iter()
+                    .map(|v| {
+                        v.map(|d| {
+                            changed += 1;
+                            d + *shifts.entry(d).or_insert_with(|| rng.random_range(-182..=182))
+                        })
+                    })
+                    .collect::<Date32Array>(),
+            )
+        }
+        DataType::Timestamp(unit, _) => {
+            let per_day: i64 = match unit {
+                TimeUnit::Second => 86_400,
+                TimeUnit::Millisecond => 86_400_000,
+                TimeUnit::Microsecond => 86_400_000_000,
+                TimeUnit::Nanosecond => 86_400_000_000_000,
+            };
+            let raw = arrow::compute::cast(array, &DataType::Int64)?;
+            let a = raw.as_primitive::<Int64Type>();
+            let shifted: Int64Array = a
+                .iter()
+                .map(|v| {
+                    v.map(|t| {
+                        changed += 1;
+                        t + per_day * rng.random_range(-182..=182i64)
+                    })
+                })
+                .collect();
+            arrow::compute::cast(&(Arc::new(shifted) as ArrayRef), array.data_type())?
+        }
+        other => {
+            // Anything else goes through text and back.
+            let text = arrow::compute::cast(array, &DataType::Utf8)?;
+            let a = text.as_string::<i32>();
+            let faked: ArrayRef = Arc::new(a.iter().map(|v| v.map(|v| fake_text(v, rng))).collect::<StringArray>());
+            arrow::compute::cast(&faked, other).unwrap_or(faked)
+        }
+    };
+    Ok((out, changed))
+}
+
+fn hash_column(array: &ArrayRef, salt: &str) -> Result<(ArrayRef, u64)> {
+    let text = arrow::compute::cast(array, &DataType::Utf8)?;
+    let a = text.as_string::<i32>();
+    let out: StringArray = a.iter().map(|v| v.map(|v| fake::pseudonym(salt, v))).collect();
+    Ok((Arc::new(out), (a.len() - a.null_count()) as u64))
+}
+
+/// Replace or redact the spans found in a free-text column.
+fn rewrite_text(
+    array: &ArrayRef,
+    column: &str,
+    findings: &DetectorOutput,
+    redact: bool,
+    rng: &mut ChaCha8Rng,
+) -> Result<(ArrayRef, u64)> {
+    let mut by_row: HashMap<u64, Vec<&Finding>> = HashMap::new();
+    for f in findings.findings.iter().filter(|f| f.column == column) {
+        by_row.entry(f.row).or_default().push(f);
+    }
+    let text = arrow::compute::cast(array, &DataType::Utf8)?;
+    let a = text.as_string::<i32>();
+    let mut changed = 0u64;
+    let mut out = Vec::with_capacity(a.len());
+    for (row, value) in a.iter().enumerate() {
+        let Some(value) = value else {
+            out.push(None);
+            continue;
+        };
+        let Some(spans) = by_row.get_mut(&(row as u64)) else {
+            out.push(Some(value.to_owned()));
+            continue;
+        };
+        // Right to left, so earlier offsets stay valid.
+        spans.sort_by_key(|f| std::cmp::Reverse(f.start));
+        let mut cell = value.to_owned();
+        for f in spans.iter() {
+            let (s, e) = (f.start as usize, f.end as usize);
+            if e > cell.len() || s > e || !cell.is_char_boundary(s) || !cell.is_char_boundary(e) {
+                return Err(Error::Stage {
+                    stage: String::new(),
+                    message: format!(
+                        "a finding in `{column}` row {row} does not fit its cell; was the detector given this table?"
+                    ),
+                });
+            }
+            let replacement = if redact {
+                format!("<{}>", f.entity)
+            } else {
+                fake::fake(&f.entity, &cell[s..e], rng)
+            };
+            cell.replace_range(s..e, &replacement);
+            changed += 1;
+        }
+        out.push(Some(cell));
+    }
+    Ok((Arc::new(StringArray::from(out)), changed))
+}
+
+/// Protect `table` according to `findings`.
+pub fn protect(
+    stage: &str,
+    table: &Table,
+    findings: &DetectorOutput,
+    settings: &Settings,
+) -> Result<(Table, Vec<ColumnAction>)> {
+    let fail = |message: String| Error::Stage {
+        stage: stage.to_owned(),
+        message,
+    };
+    let action = string(settings, "action", "fake");
+    let text_action = string(settings, "text", "fake");
+    let min_confidence = match get(settings, "min_confidence") {
+        Some(ConfigValue::Float(f)) => *f,
+        _ => 0.5,
+    };
+    let seed = match get(settings, "seed") {
+        Some(ConfigValue::Integer(i)) => u64::try_from(*i).unwrap_or(0),
+        _ => 0,
+    };
+    let salt = match string(settings, "salt", "") {
+        "" => format!("doppel-seed-{seed}"),
+        s => s.to_owned(),
+    };
+    let (hash_list, drop_list, keep_list) = (
+        strings(settings, "hash"),
+        strings(settings, "drop"),
+        strings(settings, "keep"),
+    );
+    for name in hash_list.iter().chain(drop_list).chain(keep_list) {
+        if table.schema.index_of(name).is_err() {
+            return Err(Error::UnknownColumn {
+                stage: stage.to_owned(),
+                column: name.clone(),
+                available: table
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    let rows = table.rows() as u64;
+    if let Some(f) = findings.findings.iter().find(|f| f.row >= rows) {
+        return Err(fail(format!(
+            "a finding points at row {} of a {rows}-row table; give protect the table the detector scanned",
+            f.row
+        )));
+    }
+    let all = table.concat()?;
+    let mut fields: Vec<Field> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    let mut semantics = Vec::new();
+    let mut actions = Vec::new();
+    for ((field, array), semantic) in table
+        .schema
+        .fields()
+        .iter()
+        .zip(all.columns())
+        .zip(table.semantics.iter())
+    {
+        let name = field.name();
+        let verdict = findings.columns.iter().find(|c| &c.column == name);
+        let entity = verdict
+            .filter(|c| c.entity != "NONE" && f64::from(c.confidence) >= min_confidence)
+            .map(|c| c.entity.as_str());
+        let mut rng = ChaCha8Rng::seed_from_u64(column_seed(seed, name));
+        let chosen = if keep_list.contains(name) {
+            "keep"
+        } else if drop_list.contains(name) {
+            "drop"
+        } else if hash_list.contains(name) {
+            "hash"
+        } else {
+            match entity {
+                None => "none",
+                Some("MIXED") => match text_action {
+                    "drop" => "drop",
+                    "redact" => "redact",
+                    _ => "fake-text",
+                },
+                Some(_) => action,
+            }
+        };
+        let record = |action: &str, changed: u64| ColumnAction {
+            column: name.clone(),
+            entity: entity.unwrap_or("NONE").to_owned(),
+            action: action.to_owned(),
+            changed,
+        };
+        if chosen == "drop" {
+            actions.push(record("drop", rows));
+            continue;
+        }
+        let (new, changed, shown) = match chosen {
+            "hash" => {
+                let (a, n) = hash_column(array, &salt)?;
+                (a, n, "hash")
+            }
+            "fake" => {
+                let entity = entity.unwrap_or("NONE");
+                let (a, n) = fake_column(array, entity, &mut rng).map_err(|e| fail(e.to_string()))?;
+                (a, n, "fake")
+            }
+            "redact" | "fake-text" => {
+                if findings.rows_scanned < rows {
+                    return Err(fail(format!(
+                        "`{name}` holds personal data in free text, but the detector looked at {} of {rows} rows; \
+                         set its `scan_all_text = true` or `text = \"drop\"` here",
+                        findings.rows_scanned
+                    )));
+                }
+                if (findings.findings.len() as u64) < findings.total_findings {
+                    return Err(fail(format!(
+                        "`{name}`: the detector found {} spans, more than the {} kept; use `text = \"drop\"`",
+                        findings.total_findings,
+                        findings.findings.len()
+                    )));
+                }
+                let redact = chosen == "redact";
+                let (a, n) = rewrite_text(array, name, findings, redact, &mut rng).map_err(|e| match e {
+                    Error::Stage { message, .. } => fail(message),
+                    other => other,
+                })?;
+                (a, n, if redact { "redact" } else { "fake" })
+            }
+            _ => (Arc::clone(array), 0, "keep"),
+        };
+        if chosen != "none" {
+            actions.push(record(shown, changed));
+        }
+        fields.push(Field::new(
+            name,
+            new.data_type().clone(),
+            field.is_nullable() || new.null_count() > 0,
+        ));
+        // Replaced columns are personal data in form: downstream stages keep
+        // them as values (dates stay dates, so they are still modelled).
+        let replaced = chosen != "none" && chosen != "keep" && *semantic != SemanticType::Datetime;
+        semantics.push(if replaced { SemanticType::Pii } else { *semantic });
+        columns.push(new);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new_with_options(
+        Arc::clone(&schema),
+        columns,
+        &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(all.num_rows())),
+    )?;
+    Ok((
+        Table {
+            schema,
+            batches: vec![batch],
+            semantics: Arc::new(semantics),
+        },
+        actions,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::bindings::types::ColumnFinding;
+
+    fn table() -> Table {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("email", DataType::Utf8, false),
+            Field::new("phone", DataType::Int64, false),
+            Field::new("notes", DataType::Utf8, false),
+            Field::new("plan", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(vec!["a@x.org", "b@y.org", "a@x.org"])),
+                Arc::new(Int64Array::from(vec![2_125_550_199, 3_125_550_100, 2_125_550_199])),
+                Arc::new(StringArray::from(vec!["call Anna Smith", "ok", "mail b@y.org now"])),
+                Arc::new(StringArray::from(vec!["pro", "free", "pro"])),
+            ],
+        )
+        .unwrap();
+        Table::infer(schema, vec![batch]).unwrap()
+    }
+
+    fn findings() -> DetectorOutput {
+        let col = |c: &str, e: &str| ColumnFinding {
+            column: c.into(),
+            entity: e.into(),
+            confidence: 0.9,
+            scanned: 3,
+            matched: 3,
+            free_text: e == "MIXED",
+            entities: vec![],
+        };
+        DetectorOutput {
+            columns: vec![
+                col("email", "EMAIL_ADDRESS"),
+                col("phone", "PHONE_NUMBER"),
+                col("notes", "MIXED"),
+                col("plan", "NONE"),
+            ],
+            findings: vec![
+                Finding {
+                    row: 0,
+                    column: "notes".into(),
+                    start: 5,
+                    end: 15,
+                    entity: "PERSON".into(),
+                    score: 0.8,
+                },
+                Finding {
+                    row: 2,
+                    column: "notes".into(),
+                    start: 5,
+                    end: 12,
+                    entity: "EMAIL_ADDRESS".into(),
+                    score: 1.0,
+                },
+            ],
+            total_findings: 2,
+            rows_scanned: 3,
+        }
+    }
+
+    #[test]
+    fn fakes_keep_types_consistency_and_untouched_columns() {
+        let (t, actions) = protect("p", &table(), &findings(), &vec![]).unwrap();
+        let b = t.concat().unwrap();
+        let email = b.column(0).as_string::<i32>();
+        assert!(
+            email.value(0).contains("@example.")
+                && email.value(0) == email.value(2)
+                && email.value(0) != email.value(1)
+        );
+        assert_eq!(b.column(1).data_type(), &DataType::Int64);
+        let phone = b.column(1).as_primitive::<Int64Type>();
+        assert_ne!(phone.value(0), 2_125_550_199);
+        assert_eq!(phone.value(0).to_string().len(), 10);
+        let notes = b.column(2).as_string::<i32>();
+        assert!(
+            notes.value(0).starts_with("call ") && !notes.value(0).contains("Anna Smith"),
+            "{}",
+            notes.value(0)
+        );
+        assert_eq!(notes.value(1), "ok");
+        assert!(
+            notes.value(2).starts_with("mail ")
+                && notes.value(2).ends_with(" now")
+                && notes.value(2).contains("@example.")
+        );
+        assert_eq!(b.column(3).as_string::<i32>().value(0), "pro");
+        let shown: Vec<(&str, &str)> = actions.iter().map(|a| (a.column.as_str(), a.action.as_str())).collect();
+        assert_eq!(shown, vec![("email", "fake"), ("phone", "fake"), ("notes", "fake")]);
+    }
+
+    #[test]
+    fn hash_drop_keep_and_redact() {
+        let settings = vec![
+            ("action".to_owned(), ConfigValue::String("hash".into())),
+            ("text".to_owned(), ConfigValue::String("redact".into())),
+            ("drop".to_owned(), ConfigValue::Strings(vec!["plan".into()])),
+            ("keep".to_owned(), ConfigValue::Strings(vec!["phone".into()])),
+            ("salt".to_owned(), ConfigValue::String("s3cret".into())),
+        ];
+        let (t, _) = protect("p", &table(), &findings(), &settings).unwrap();
+        let names: Vec<&str> = t.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, vec!["email", "phone", "notes"]);
+        let b = t.concat().unwrap();
+        let email = b.column(0).as_string::<i32>();
+        assert_eq!(email.value(0), fake::pseudonym("s3cret", "a@x.org"));
+        assert_eq!(b.column(1).as_primitive::<Int64Type>().value(0), 2_125_550_199);
+        assert_eq!(b.column(2).as_string::<i32>().value(0), "call <PERSON>");
+    }
+
+    #[test]
+    fn refuses_to_guess_about_unscanned_rows() {
+        let mut f = findings();
+        f.rows_scanned = 2;
+        let err = protect("p", &table(), &f, &vec![]).unwrap_err().to_string();
+        assert!(err.contains("scan_all_text"), "{err}");
+    }
+}
