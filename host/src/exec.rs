@@ -355,6 +355,12 @@ fn run_stage(ctx: &StageCtx) -> Result<StageRun> {
         }
         Operation::Builtin(Builtin::Generator(g)) => run_generator(ctx, g.as_ref()),
         Operation::Builtin(Builtin::Protect) => run_protect(ctx),
+        Operation::Builtin(Builtin::Split) => {
+            let table = ctx.table(0)?;
+            crate::builtins::split::split(&table, &ctx.stage.settings)
+                .map(|t| Output::Table(Arc::new(t), Provenance::Read))
+        }
+        Operation::Builtin(Builtin::Privacy) => run_privacy(ctx),
         Operation::Plugin(p) => match p.manifest.kind {
             PluginKind::Detector => run_detector(ctx, p),
             PluginKind::Metric => run_metric(ctx, p),
@@ -434,6 +440,14 @@ pub fn summarize(output: &Output) -> String {
             }
         }
         Output::Metrics(m) => match m.iter().find(|v| v.columns.is_empty() && v.name.ends_with("Score")) {
+            Some(score) if score.name == "Privacy Score" => {
+                format!(
+                    "{} = {:.1} ({})",
+                    score.name,
+                    score.value,
+                    score.note.as_deref().unwrap_or("")
+                )
+            }
             Some(score) => format!("{} = {:.4}", score.name, score.value),
             None => format!("{} scores", m.len()),
         },
@@ -529,6 +543,19 @@ fn run_generator(ctx: &StageCtx, generator: &dyn doppel_generators::Generator) -
         seed,
     };
     Ok(Output::Table(Arc::new(out), Provenance::Generated(Arc::new(summary))))
+}
+
+fn run_privacy(ctx: &StageCtx) -> Result<Output> {
+    let tables: Vec<Arc<Table>> = (0..ctx.inputs.len())
+        .take_while(|&i| matches!(ctx.inputs[i].1, Output::Table(..)))
+        .map(|i| ctx.table(i))
+        .collect::<Result<_>>()?;
+    let findings = ctx.inputs.iter().find_map(|(_, o)| match o {
+        Output::Findings(f) => Some(f.as_ref()),
+        _ => None,
+    });
+    let metrics = crate::builtins::privacy::privacy(&ctx.stage.id, &tables, findings, &ctx.stage.settings)?;
+    Ok(Output::Metrics(Arc::new(metrics)))
 }
 
 fn run_protect(ctx: &StageCtx) -> Result<Output> {

@@ -34,7 +34,13 @@ impl Catalog {
 
     /// Every builtin stage.
     pub fn builtins(&self) -> Vec<Builtin> {
-        let mut out = vec![Builtin::Source, Builtin::Profile, Builtin::Protect];
+        let mut out = vec![
+            Builtin::Source,
+            Builtin::Profile,
+            Builtin::Protect,
+            Builtin::Split,
+            Builtin::Privacy,
+        ];
         out.extend(self.generators.iter().map(|g| Builtin::Generator(Arc::clone(g))));
         out
     }
@@ -85,8 +91,11 @@ impl Operation {
     /// What the stage produces.
     pub fn produces(&self) -> Produces {
         match self {
-            Operation::Builtin(Builtin::Source | Builtin::Generator(_) | Builtin::Protect) => Produces::Table,
+            Operation::Builtin(Builtin::Source | Builtin::Generator(_) | Builtin::Protect | Builtin::Split) => {
+                Produces::Table
+            }
             Operation::Builtin(Builtin::Profile) => Produces::Profile,
+            Operation::Builtin(Builtin::Privacy) => Produces::Metrics,
             Operation::Plugin(p) => match p.manifest.kind {
                 PluginKind::Detector => Produces::Findings,
                 PluginKind::Metric => Produces::Metrics,
@@ -107,6 +116,8 @@ impl Operation {
             Operation::Builtin(Builtin::Source) => "builtin:source".to_owned(),
             Operation::Builtin(Builtin::Profile) => "builtin:profile".to_owned(),
             Operation::Builtin(Builtin::Protect) => "builtin:protect".to_owned(),
+            Operation::Builtin(Builtin::Split) => "builtin:split".to_owned(),
+            Operation::Builtin(Builtin::Privacy) => "builtin:privacy".to_owned(),
             Operation::Builtin(Builtin::Generator(g)) => format!("generator builtin:{}", g.name()),
             Operation::Plugin(p) => format!("{} plugin {}", p.manifest.kind, p.label()),
         }
@@ -385,6 +396,38 @@ pub fn plan(spec: &PipelineSpec, catalog: &Catalog) -> Result<Plan, Diagnostics>
                                 "`{}` scanned a different table than `{}`; protect needs the findings about the table it changes",
                                 ids[detector], ids[table]
                             ))
+                            .label("findings about another table"),
+                        );
+                    }
+                }
+            }
+            Operation::Builtin(Builtin::Privacy) => {
+                let kinds: Vec<Produces> = given.iter().map(|(_, p)| *p).collect();
+                let tables = kinds.iter().take_while(|k| **k == Produces::Table).count();
+                let rest = &kinds[tables..];
+                let fits = (2..=3).contains(&tables) && (rest.is_empty() || rest == [Produces::Findings]);
+                if !fits {
+                    diags.push(
+                        Diagnostic::at(
+                            at.clone(),
+                            format!(
+                                "stage `{id}` (builtin:privacy) takes `[real, synthetic]`, optionally a holdout table, \
+                             optionally the findings of a detector that scanned the real table"
+                            ),
+                        )
+                        .label("wrong inputs"),
+                    );
+                } else if rest == [Produces::Findings] {
+                    let (table, detector) = (given[0].0, given[tables].0);
+                    if inputs[detector].first() != Some(&table) {
+                        diags.push(
+                            Diagnostic::at(
+                                stage.inputs[tables].span.clone(),
+                                format!(
+                                    "`{}` scanned a different table than the real one (`{}`)",
+                                    ids[detector], ids[table]
+                                ),
+                            )
                             .label("findings about another table"),
                         );
                     }

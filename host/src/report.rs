@@ -174,6 +174,8 @@ fn kind_of(op: &Operation) -> &'static str {
         Operation::Builtin(crate::builtins::Builtin::Source) => "source",
         Operation::Builtin(crate::builtins::Builtin::Profile) => "profile",
         Operation::Builtin(crate::builtins::Builtin::Protect) => "protect",
+        Operation::Builtin(crate::builtins::Builtin::Split) => "split",
+        Operation::Builtin(crate::builtins::Builtin::Privacy) => "metric",
         Operation::Builtin(crate::builtins::Builtin::Generator(_)) => "generator",
         Operation::Plugin(p) => match p.manifest.kind {
             crate::plugin::PluginKind::Detector => "detector",

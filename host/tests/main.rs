@@ -5,6 +5,7 @@ mod executor;
 mod loading;
 mod pipelines;
 mod plugins;
+mod privacy;
 mod sandbox;
 mod sources;
 mod spec_errors;

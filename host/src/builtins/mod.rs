@@ -1,9 +1,11 @@
 //! Native stages: `builtin:source`, `builtin:profile` and one
 //! `builtin:<generator>` per generator compiled in.
 
+pub mod privacy;
 pub mod profile;
 pub mod protect;
 pub mod source;
+pub mod split;
 
 use std::sync::Arc;
 
@@ -22,6 +24,10 @@ pub enum Builtin {
     Profile,
     /// Fakes, hashes or drops what a detector found.
     Protect,
+    /// Splits off holdout rows.
+    Split,
+    /// Privacy metrics and the privacy score.
+    Privacy,
     /// Learns a table and samples a synthetic one.
     Generator(Arc<dyn Generator>),
 }
@@ -33,6 +39,8 @@ impl Builtin {
             Builtin::Source => source::schema(),
             Builtin::Profile => profile::schema(),
             Builtin::Protect => protect::schema(),
+            Builtin::Split => split::schema(),
+            Builtin::Privacy => privacy::schema(),
             Builtin::Generator(g) => generator_schema(g.as_ref()),
         }
     }
@@ -43,6 +51,8 @@ impl Builtin {
             Builtin::Source => "source",
             Builtin::Profile => "profile",
             Builtin::Protect => "protect",
+            Builtin::Split => "split",
+            Builtin::Privacy => "privacy",
             Builtin::Generator(g) => g.name(),
         }
     }
@@ -53,6 +63,10 @@ impl Builtin {
             Builtin::Source => "Read a CSV, Parquet or NDJSON file.",
             Builtin::Profile => "Per-column types, nulls, distinct values, ranges, quantiles, top values.",
             Builtin::Protect => "Replace what a detector found with realistic fakes, pseudonyms or nothing.",
+            Builtin::Split => "Set real rows aside (train / holdout parts), deterministically.",
+            Builtin::Privacy => {
+                "DCR baseline and overfitting protection, new rows, disclosure (CAP), copies; privacy score 0-100."
+            }
             Builtin::Generator(g) => g.summary(),
         }
     }
