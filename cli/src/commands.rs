@@ -239,6 +239,13 @@ fn print_summary(plan: &Plan, run: &exec::RunResult, written: &[report::WrittenT
     let files: Vec<String> = written
         .iter()
         .map(|w| format!("{} ({} rows)", w.path.display(), w.rows))
+        .chain(run.stages.iter().filter_map(|r| match &r.output {
+            Output::Document(d) => {
+                let path = report_path.with_file_name(&d.file_name);
+                Some(format!("{} ({} pages)", path.display(), d.pages))
+            }
+            _ => None,
+        }))
         .chain(std::iter::once(report_path.display().to_string()))
         .collect();
     println!("wrote {}", files.join(", "));

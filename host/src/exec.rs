@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use arrow::array::Array;
 use doppel_generators::{ColumnModel, Params, Progress, TrainingData};
 use tokio::task::JoinSet;
 
@@ -157,6 +156,19 @@ pub enum Output {
     Metrics(Arc<Vec<MetricValue>>),
     /// A rule's verdicts.
     Verdicts(Arc<Vec<Verdict>>),
+    /// A rendered document (written next to the output tables).
+    Document(Arc<Document>),
+}
+
+/// A file a stage rendered.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// File name in the output directory.
+    pub file_name: String,
+    /// Contents.
+    pub bytes: Vec<u8>,
+    /// Pages, for PDFs.
+    pub pages: usize,
 }
 
 impl Output {
@@ -202,12 +214,37 @@ impl RunResult {
     }
 }
 
+/// One stage of the pipeline, as reports describe it.
+#[derive(Debug, Clone)]
+pub struct StageInfo {
+    /// Stage id.
+    pub id: String,
+    /// Its `uses`.
+    pub uses: String,
+    /// `id@version` and SHA-256 of its plugin, for plugin stages.
+    pub plugin: Option<(String, String)>,
+}
+
+/// The pipeline a stage runs in, for stages that report on it.
+#[derive(Debug, Clone)]
+pub struct PipelineInfo {
+    /// Pipeline name.
+    pub name: String,
+    /// Pipeline file.
+    pub file: String,
+    /// Every stage, in file order.
+    pub stages: Vec<StageInfo>,
+    /// Pipeline attributes.
+    pub attributes: Settings,
+}
+
 /// Everything a stage task needs, moved onto a blocking thread.
 struct StageCtx {
     stage: PlannedStage,
     inputs: Vec<(String, Output)>,
     attributes: Settings,
     base_dir: std::path::PathBuf,
+    pipeline: Arc<PipelineInfo>,
     options: RunOptions,
 }
 
@@ -279,6 +316,23 @@ async fn run_stages(plan: &Plan, options: &RunOptions, stop: &Arc<AtomicBool>, s
     let mut options = options.clone();
     options.batch_rows = options.batch_rows.max(MIN_BATCH_ROWS);
     options.cancel = Arc::clone(stop);
+    let pipeline = Arc::new(PipelineInfo {
+        name: plan.name.clone(),
+        file: plan.file.name.clone(),
+        stages: plan
+            .stages
+            .iter()
+            .map(|s| StageInfo {
+                id: s.id.clone(),
+                uses: s.uses.clone(),
+                plugin: match &s.operation {
+                    Operation::Plugin(p) => Some((p.label(), p.sha256.clone())),
+                    Operation::Builtin(_) => None,
+                },
+            })
+            .collect(),
+        attributes: plan.attributes.clone(),
+    });
     let n = plan.stages.len();
     let mut outputs: Vec<Option<StageRun>> = vec![None; n];
     let mut launched = vec![false; n];
@@ -302,6 +356,7 @@ async fn run_stages(plan: &Plan, options: &RunOptions, stop: &Arc<AtomicBool>, s
                     .collect(),
                 attributes: plan.attributes.clone(),
                 base_dir: plan.base_dir.clone(),
+                pipeline: Arc::clone(&pipeline),
                 options: options.clone(),
             };
             tasks.spawn_blocking(move || (i, run_stage(&ctx)));
@@ -361,6 +416,11 @@ fn run_stage(ctx: &StageCtx) -> Result<StageRun> {
                 .map(|t| Output::Table(Arc::new(t), Provenance::Read))
         }
         Operation::Builtin(Builtin::Privacy) => run_privacy(ctx),
+        Operation::Builtin(Builtin::ReportPdf) => {
+            let inputs: Vec<(&str, &Output)> = ctx.inputs.iter().map(|(n, o)| (n.as_str(), o)).collect();
+            crate::builtins::report_pdf::render(&ctx.stage.id, &inputs, &ctx.pipeline, &ctx.stage.settings)
+                .map(|d| Output::Document(Arc::new(d)))
+        }
         Operation::Plugin(p) => match p.manifest.kind {
             PluginKind::Detector => run_detector(ctx, p),
             PluginKind::Metric => run_metric(ctx, p),
@@ -458,6 +518,12 @@ pub fn summarize(output: &Output) -> String {
                 .count();
             format!("{} verdicts, {failed} failed", v.len())
         }
+        Output::Document(d) => format!(
+            "{} ({} pages, {} KiB)",
+            d.file_name,
+            d.pages,
+            d.bytes.len().div_ceil(1024)
+        ),
     }
 }
 
@@ -657,34 +723,25 @@ fn role_copy(role: &TableRole) -> TableRole {
     }
 }
 
-/// Column facts of a table (distinct counts by a hash of Arrow's row encoding).
-fn table_facts(stage: &str, table: &Table) -> Result<TableFacts> {
-    let all = table.concat()?;
-    let mut columns = Vec::with_capacity(all.num_columns());
-    for ((field, column), semantic) in table
-        .schema
-        .fields()
-        .iter()
-        .zip(all.columns())
-        .zip(table.semantics.iter())
-    {
-        let converter = arrow::row::RowConverter::new(vec![arrow::row::SortField::new(column.data_type().clone())])?;
-        let rows = converter.convert_columns(std::slice::from_ref(column))?;
-        let distinct: std::collections::HashSet<&[u8]> = rows.iter().map(|r| r.data()).collect();
-        #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
-        columns.push(ColumnFact {
-            name: field.name().clone(),
-            data_type: field.data_type().to_string(),
-            semantic_type: semantic.as_str().to_owned(),
-            null_share: column.null_count() as f64 / column.len().max(1) as f64,
-            distinct: (distinct.len() - usize::from(column.null_count() > 0)) as u64,
-        });
-    }
-    Ok(TableFacts {
+/// Column facts of a profile.
+fn profile_facts(stage: &str, p: &TableProfile) -> TableFacts {
+    TableFacts {
         stage: stage.to_owned(),
-        rows: all.num_rows() as u64,
-        columns,
-    })
+        rows: p.rows,
+        columns: p
+            .columns
+            .iter()
+            .map(|c| ColumnFact {
+                name: c.name.clone(),
+                data_type: c.data_type.clone(),
+                semantic_type: c.semantic_type.clone(),
+                null_share: c.null_share,
+                distinct: c.distinct,
+                min: c.min.clone(),
+                max: c.max.clone(),
+            })
+            .collect(),
+    }
 }
 
 fn run_rule(ctx: &StageCtx, plugin: &LoadedPlugin) -> Result<Output> {
@@ -694,27 +751,14 @@ fn run_rule(ctx: &StageCtx, plugin: &LoadedPlugin) -> Result<Output> {
         metrics: Vec::new(),
         attributes: ctx.attributes.clone(),
     };
+    let no_top = vec![("top".to_owned(), ConfigValue::Integer(0))];
     for (name, output) in &ctx.inputs {
         match output {
-            Output::Table(t, _) => facts.tables.push(table_facts(name, t)?),
-            Output::Profile(p) => facts.tables.push(TableFacts {
-                stage: name.clone(),
-                rows: p.rows,
-                columns: p
-                    .columns
-                    .iter()
-                    .map(|c| ColumnFact {
-                        name: c.name.clone(),
-                        data_type: c.data_type.clone(),
-                        semantic_type: c.semantic_type.clone(),
-                        null_share: c.null_share,
-                        distinct: c.distinct,
-                    })
-                    .collect(),
-            }),
+            Output::Table(t, _) => facts.tables.push(profile_facts(name, &profile::profile(t, &no_top)?)),
+            Output::Profile(p) => facts.tables.push(profile_facts(name, p)),
             Output::Findings(d) => facts.findings.push((name.clone(), d.columns.clone())),
             Output::Metrics(m) => facts.metrics.push((name.clone(), m.as_ref().clone())),
-            Output::Verdicts(_) => {}
+            Output::Verdicts(_) | Output::Document(_) => {}
         }
     }
     let mut session = start_session(ctx, plugin)?;

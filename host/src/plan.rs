@@ -9,7 +9,7 @@ use std::sync::Arc;
 use doppel_generators::Generator;
 
 use crate::builtins::Builtin;
-use crate::config::{self, ConfigField, Settings};
+use crate::config::{self, ConfigField, ConfigValue, Settings};
 use crate::plugin::bindings::types::TableRole;
 use crate::plugin::{Limits, LoadedPlugin, PluginKind, PluginRegistry, ResolveError};
 use crate::spec::{Diagnostic, Diagnostics, PipelineSpec, SourceFile, StageSpec};
@@ -40,6 +40,7 @@ impl Catalog {
             Builtin::Protect,
             Builtin::Split,
             Builtin::Privacy,
+            Builtin::ReportPdf,
         ];
         out.extend(self.generators.iter().map(|g| Builtin::Generator(Arc::clone(g))));
         out
@@ -73,6 +74,8 @@ pub enum Produces {
     Metrics,
     /// Verdicts (rules).
     Verdicts,
+    /// A rendered document (reports).
+    Document,
 }
 
 impl Produces {
@@ -83,6 +86,7 @@ impl Produces {
             Produces::Findings => "findings",
             Produces::Metrics => "scores",
             Produces::Verdicts => "verdicts",
+            Produces::Document => "a document",
         }
     }
 }
@@ -96,6 +100,7 @@ impl Operation {
             }
             Operation::Builtin(Builtin::Profile) => Produces::Profile,
             Operation::Builtin(Builtin::Privacy) => Produces::Metrics,
+            Operation::Builtin(Builtin::ReportPdf) => Produces::Document,
             Operation::Plugin(p) => match p.manifest.kind {
                 PluginKind::Detector => Produces::Findings,
                 PluginKind::Metric => Produces::Metrics,
@@ -118,6 +123,7 @@ impl Operation {
             Operation::Builtin(Builtin::Protect) => "builtin:protect".to_owned(),
             Operation::Builtin(Builtin::Split) => "builtin:split".to_owned(),
             Operation::Builtin(Builtin::Privacy) => "builtin:privacy".to_owned(),
+            Operation::Builtin(Builtin::ReportPdf) => "builtin:report-pdf".to_owned(),
             Operation::Builtin(Builtin::Generator(g)) => format!("generator builtin:{}", g.name()),
             Operation::Plugin(p) => format!("{} plugin {}", p.manifest.kind, p.label()),
         }
@@ -315,6 +321,7 @@ pub fn plan(spec: &PipelineSpec, catalog: &Catalog) -> Result<Plan, Diagnostics>
     };
 
     // 5. Inputs have the right kinds and counts.
+    let mut documents: HashMap<String, String> = HashMap::new();
     for (i, stage) in spec.stages.iter().enumerate() {
         let Some(op) = &operations[i] else { continue };
         if inputs[i].len() != stage.inputs.len() {
@@ -433,6 +440,83 @@ pub fn plan(spec: &PipelineSpec, catalog: &Catalog) -> Result<Plan, Diagnostics>
                     }
                 }
             }
+            Operation::Builtin(Builtin::ReportPdf) => {
+                if given.is_empty() {
+                    diags.push(
+                        Diagnostic::at(
+                            span_of_stage(stage),
+                            format!("stage `{id}` (builtin:report-pdf) reports on other stages; give it `inputs`"),
+                        )
+                        .label("no inputs"),
+                    );
+                }
+                for (k, (j, produces)) in given.iter().enumerate() {
+                    if *produces == Produces::Document {
+                        diags.push(Diagnostic::at(
+                            stage.inputs[k].span.clone(),
+                            format!("stage `{id}` cannot report on `{}`, another document", ids[*j]),
+                        ));
+                    }
+                }
+                let with_value = |key: &str| {
+                    stage
+                        .with
+                        .iter()
+                        .find(|(k, _)| k.value == key)
+                        .map(|(_, v)| (v.span.clone(), &v.value))
+                };
+                if let Some((span, ConfigValue::String(file))) = with_value("file") {
+                    let plain = file.strip_suffix(".pdf").is_some_and(|stem| {
+                        !stem.is_empty() && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    });
+                    if !plain {
+                        diags.push(
+                            Diagnostic::at(
+                                span,
+                                format!("`file` must be a plain file name ending in `.pdf`, not `{file}`"),
+                            )
+                            .label("not a plain .pdf name")
+                            .help("the report is written into the output directory, next to report.json"),
+                        );
+                    }
+                }
+                let file = match with_value("file") {
+                    Some((_, ConfigValue::String(f))) => f.clone(),
+                    _ => "report.pdf".to_owned(),
+                };
+                if let Some(other) = documents.insert(file.clone(), id.clone()) {
+                    diags.push(
+                        Diagnostic::at(
+                            span_of_stage(stage),
+                            format!("stages `{other}` and `{id}` would both write `{file}`"),
+                        )
+                        .help("give one of them another `file`"),
+                    );
+                }
+                for key in ["real", "synthetic"] {
+                    if let Some((span, ConfigValue::String(named))) = with_value(key) {
+                        let is_table_input = given.iter().any(|(j, p)| *p == Produces::Table && ids[*j] == named);
+                        if !is_table_input {
+                            diags.push(
+                                Diagnostic::at(
+                                    span,
+                                    format!("`{key}` names `{named}`, which is not one of stage `{id}`'s table inputs"),
+                                )
+                                .label("not a table input"),
+                            );
+                        }
+                    }
+                }
+                let tables = given.iter().filter(|(_, p)| *p == Produces::Table).count();
+                if tables == 1 {
+                    diags.push(
+                        Diagnostic::at(at.clone(), format!(
+                            "stage `{id}` (builtin:report-pdf) compares two tables; give it the real and the synthetic one, or none"
+                        ))
+                        .label("one table input"),
+                    );
+                }
+            }
             Operation::Builtin(_) => need_tables(1, "", &mut diags),
             Operation::Plugin(p) => match p.manifest.kind {
                 PluginKind::Detector => need_tables(1, "", &mut diags),
@@ -471,6 +555,11 @@ pub fn plan(spec: &PipelineSpec, catalog: &Catalog) -> Result<Plan, Diagnostics>
                             diags.push(Diagnostic::at(
                                 stage.inputs[k].span.clone(),
                                 format!("stage `{id}` cannot judge `{}`, another rule's verdicts", ids[*j]),
+                            ));
+                        } else if *produces == Produces::Document {
+                            diags.push(Diagnostic::at(
+                                stage.inputs[k].span.clone(),
+                                format!("stage `{id}` cannot judge `{}`, a rendered document", ids[*j]),
                             ));
                         }
                     }

@@ -101,8 +101,29 @@ pub fn write_outputs(plan: &Plan, run: &RunResult, dir: &Path, format: TableForm
     Ok(written)
 }
 
+/// Write every rendered document (reports) into `dir`, atomically.
+pub fn write_documents(run: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+    let mut written = Vec::new();
+    for stage in &run.stages {
+        if let Output::Document(d) = &stage.output {
+            let path = dir.join(&d.file_name);
+            let tmp = dir.join(format!("{}.partial", d.file_name));
+            std::fs::write(&tmp, &d.bytes).map_err(write_err(&tmp))?;
+            std::fs::rename(&tmp, &path).map_err(write_err(&path))?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}
+
 fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Now, as RFC 3339 UTC.
+pub fn rfc3339_now() -> String {
+    rfc3339(SystemTime::now())
 }
 
 /// Seconds since the epoch as RFC 3339 UTC (`2026-11-22T23:42:00Z`).
@@ -166,6 +187,7 @@ fn output_json(output: &Output) -> Result<Value> {
         }
         Output::Metrics(m) => json!({ "metrics": m.as_ref() }),
         Output::Verdicts(v) => json!({ "verdicts": v.as_ref() }),
+        Output::Document(d) => json!({ "file": d.file_name, "bytes": d.bytes.len(), "pages": d.pages }),
     })
 }
 
@@ -176,6 +198,7 @@ fn kind_of(op: &Operation) -> &'static str {
         Operation::Builtin(crate::builtins::Builtin::Protect) => "protect",
         Operation::Builtin(crate::builtins::Builtin::Split) => "split",
         Operation::Builtin(crate::builtins::Builtin::Privacy) => "metric",
+        Operation::Builtin(crate::builtins::Builtin::ReportPdf) => "report",
         Operation::Builtin(crate::builtins::Builtin::Generator(_)) => "generator",
         Operation::Plugin(p) => match p.manifest.kind {
             crate::plugin::PluginKind::Detector => "detector",
@@ -280,7 +303,14 @@ pub fn write_all(
     format: TableFormat,
 ) -> Result<(Vec<WrittenTable>, PathBuf)> {
     let written = write_outputs(plan, run, dir, format)?;
-    let value = report(plan, run, &written, SystemTime::now())?;
+    let documents = write_documents(run, dir)?;
+    let mut value = report(plan, run, &written, SystemTime::now())?;
+    value["documents"] = Value::Array(
+        documents
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| Value::from(n.to_string_lossy().into_owned())))
+            .collect(),
+    );
     let path = dir.join("report.json");
     let tmp = dir.join("report.json.partial");
     let text = serde_json::to_string_pretty(&value).map_err(|e| Error::Internal(e.to_string()))?;

@@ -6,6 +6,8 @@ mod loading;
 mod pipelines;
 mod plugins;
 mod privacy;
+mod report_pdf;
+mod rules;
 mod sandbox;
 mod sources;
 mod spec_errors;

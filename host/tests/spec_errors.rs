@@ -167,3 +167,34 @@ fn rendering_shows_file_line_and_caret() {
     assert!(rendered.contains("7 | inputs = [\"sorce\"]"), "{rendered}");
     assert!(rendered.contains("  |           ^^^^^^^ unknown input"), "{rendered}");
 }
+
+#[test]
+fn report_pdf_names_its_file_and_its_tables() {
+    let text = format!(
+        "{GOOD_HEAD}[stages.synth]\nuses = \"builtin:copula\"\ninputs = [\"source\"]\n\
+         [stages.a]\nuses = \"builtin:report-pdf\"\ninputs = [\"source\", \"synth\"]\n\
+         with = {{ file = \"../escape.pdf\", real = \"synht\" }}\n\
+         [stages.b]\nuses = \"builtin:report-pdf\"\ninputs = [\"source\", \"synth\", \"a\"]\n\
+         [stages.c]\nuses = \"builtin:report-pdf\"\ninputs = [\"synth\"]\nwith = {{ file = \"c.pdf\" }}\n"
+    );
+    let d = diagnose(&text);
+    // A path that would leave the output directory.
+    assert_eq!(at(&d, "plain file name ending in `.pdf`"), (11, 17));
+    assert_eq!(at(&d, "`real` names `synht`"), (11, 41));
+    // One document cannot report on another.
+    assert_eq!(at(&d, "cannot report on `a`, another document"), (14, 30));
+    // Distributions compare two tables; one alone is a mistake.
+    assert_eq!(at(&d, "compares two tables"), (17, 11));
+    assert_eq!(d.items.len(), 4, "{d}");
+}
+
+#[test]
+fn two_reports_cannot_write_the_same_file() {
+    let text = format!(
+        "{GOOD_HEAD}[stages.synth]\nuses = \"builtin:copula\"\ninputs = [\"source\"]\n\
+         [stages.a]\nuses = \"builtin:report-pdf\"\ninputs = [\"source\", \"synth\"]\n\
+         [stages.b]\nuses = \"builtin:report-pdf\"\ninputs = [\"source\", \"synth\"]\n"
+    );
+    let d = diagnose(&text);
+    assert_eq!(at(&d, "stages `a` and `b` would both write `report.pdf`"), (11, 9));
+}

@@ -77,7 +77,9 @@ pub use arrow_array::{self, RecordBatch};
 pub use arrow_schema::{self, DataType, Field, Schema, SchemaRef};
 
 mod config;
+mod facts;
 pub mod ipc;
+pub mod names;
 mod types;
 pub mod values;
 

@@ -1,9 +1,11 @@
-//! Native stages: `builtin:source`, `builtin:profile` and one
-//! `builtin:<generator>` per generator compiled in.
+//! Native stages: `builtin:source`, `profile`, `protect`, `split`,
+//! `privacy`, `report-pdf`, and one `builtin:<generator>` per generator
+//! compiled in.
 
 pub mod privacy;
 pub mod profile;
 pub mod protect;
+pub mod report_pdf;
 pub mod source;
 pub mod split;
 
@@ -28,6 +30,8 @@ pub enum Builtin {
     Split,
     /// Privacy metrics and the privacy score.
     Privacy,
+    /// Renders the run as a PDF report.
+    ReportPdf,
     /// Learns a table and samples a synthetic one.
     Generator(Arc<dyn Generator>),
 }
@@ -41,6 +45,7 @@ impl Builtin {
             Builtin::Protect => protect::schema(),
             Builtin::Split => split::schema(),
             Builtin::Privacy => privacy::schema(),
+            Builtin::ReportPdf => report_pdf::schema(),
             Builtin::Generator(g) => generator_schema(g.as_ref()),
         }
     }
@@ -53,6 +58,7 @@ impl Builtin {
             Builtin::Protect => "protect",
             Builtin::Split => "split",
             Builtin::Privacy => "privacy",
+            Builtin::ReportPdf => "report-pdf",
             Builtin::Generator(g) => g.name(),
         }
     }
@@ -66,6 +72,9 @@ impl Builtin {
             Builtin::Split => "Set real rows aside (train / holdout parts), deterministically.",
             Builtin::Privacy => {
                 "DCR baseline and overfitting protection, new rows, disclosure (CAP), copies; privacy score 0-100."
+            }
+            Builtin::ReportPdf => {
+                "PDF for reviewers: scores, personal data, charts, heatmaps, privacy, compliance checklist, versions."
             }
             Builtin::Generator(g) => g.summary(),
         }

@@ -106,14 +106,37 @@ fn column_seed(seed: u64, name: &str) -> u64 {
     })
 }
 
+/// Draws of a fake that may collide with a real value before giving up.
+const FAKE_TRIES: usize = 32;
+
 /// Fake every value of a column, consistently (same value, same fake).
+///
+/// A fake never equals a real value of the column (when one can be drawn in
+/// [`FAKE_TRIES`]): a common fake name that happens to be a real customer's
+/// would read as a leak in every copy check downstream, and would be one.
 fn fake_column(array: &ArrayRef, entity: &str, rng: &mut ChaCha8Rng) -> Result<(ArrayRef, u64)> {
+    let real: std::collections::HashSet<String> = match array.data_type() {
+        DataType::Date32 | DataType::Timestamp(_, _) => Default::default(),
+        _ => {
+            let text = arrow::compute::cast(array, &DataType::Utf8)?;
+            text.as_string::<i32>().iter().flatten().map(str::to_owned).collect()
+        }
+    };
     let mut memo: HashMap<String, String> = HashMap::new();
     let mut changed = 0u64;
     let mut fake_text = |v: &str, rng: &mut ChaCha8Rng| -> String {
         changed += 1;
         memo.entry(v.to_owned())
-            .or_insert_with(|| fake::fake(entity, v, rng))
+            .or_insert_with(|| {
+                let mut candidate = fake::fake(entity, v, rng);
+                for _ in 1..FAKE_TRIES {
+                    if !real.contains(&candidate) {
+                        break;
+                    }
+                    candidate = fake::fake(entity, v, rng);
+                }
+                candidate
+            })
             .clone()
     };
     let out: ArrayRef = match array.data_type() {

@@ -273,8 +273,10 @@ impl Metric for Quality {
                     v = v
                         .extra("real_correlation", r.real_correlation)
                         .extra("synthetic_correlation", r.synthetic_correlation);
-                } else if !r.real_association.is_nan() {
-                    v = v.extra("real_association", r.real_association);
+                } else {
+                    v = v
+                        .extra("real_association", r.real_association)
+                        .extra("synthetic_association", r.synthetic_association);
                 }
                 if let Some(note) = r.note {
                     v = v.note(note);

@@ -12,7 +12,7 @@
 //!   bins of their own range (`np.histogram_bin_edges` + `np.digitize`), each
 //!   table with its own edges, as SDMetrics does.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// `null` as a discrete code.
 pub const NULL_CODE: u32 = u32::MAX;
@@ -62,6 +62,9 @@ pub fn tv_complement(real: &[u32], synthetic: &[u32]) -> f64 {
     for c in s.keys() {
         r.entry(*c).or_insert(1e-6);
     }
+    // Sums in key order: a hash map's order changes from run to run, and
+    // with it the last bits of a floating-point sum.
+    let (r, s): (BTreeMap<u32, f64>, BTreeMap<u32, f64>) = (r.into_iter().collect(), s.into_iter().collect());
     let (rt, st): (f64, f64) = (r.values().sum(), s.values().sum());
     let tv: f64 = r
         .iter()
@@ -117,8 +120,10 @@ pub struct PairScore {
     pub real_correlation: f64,
     /// Synthetic correlation (CorrelationSimilarity).
     pub synthetic_correlation: f64,
-    /// Real Cramér's V (ContingencySimilarity, when a threshold is set).
+    /// Real Cramér's V (ContingencySimilarity).
     pub real_association: f64,
+    /// Synthetic Cramér's V (ContingencySimilarity), for reports.
+    pub synthetic_association: f64,
     /// Whether the pair counts towards Column Pair Trends.
     pub meets_threshold: bool,
     /// Why the score is NaN.
@@ -132,6 +137,7 @@ pub fn correlation_similarity(real: (&[f64], &[f64]), synthetic: (&[f64], &[f64]
         real_correlation: f64::NAN,
         synthetic_correlation: f64::NAN,
         real_association: f64::NAN,
+        synthetic_association: f64::NAN,
         meets_threshold: false,
         note: None,
     };
@@ -142,14 +148,16 @@ pub fn correlation_similarity(real: (&[f64], &[f64]), synthetic: (&[f64], &[f64]
         };
     }
     let rr = pearson(real.0, real.1);
+    // Computed for unscored pairs too: reports draw both association matrices.
+    let rs = pearson(synthetic.0, synthetic.1);
     if rr.abs() <= threshold {
         return PairScore {
             real_correlation: rr,
+            synthetic_correlation: rs,
             note: Some("real correlation at or below the threshold"),
             ..nan
         };
     }
-    let rs = pearson(synthetic.0, synthetic.1);
     // SDMetrics counts the pair when no threshold is set or the real
     // correlation clears it; a NaN score is skipped by the average either way.
     let meets_threshold = threshold <= 0.0 || (!rr.is_nan() && rr.abs() > threshold);
@@ -167,22 +175,24 @@ pub fn correlation_similarity(real: (&[f64], &[f64]), synthetic: (&[f64], &[f64]
         real_correlation: rr,
         synthetic_correlation: rs,
         real_association: f64::NAN,
+        synthetic_association: f64::NAN,
         meets_threshold,
         note: None,
     }
 }
 
-fn joint_counts(a: &[u32], b: &[u32]) -> HashMap<(u32, u32), f64> {
+/// Joint counts, in key order so that sums over them are reproducible.
+fn joint_counts(a: &[u32], b: &[u32]) -> BTreeMap<(u32, u32), f64> {
     let mut m = HashMap::new();
     for (x, y) in a.iter().zip(b) {
         *m.entry((*x, *y)).or_insert(0.0) += 1.0;
     }
-    m
+    m.into_iter().collect()
 }
 
 /// Cramér's V of a joint count table (no continuity correction), as
 /// `scipy.stats.contingency.association(..., method="cramer")`.
-fn cramers_v(counts: &HashMap<(u32, u32), f64>) -> f64 {
+fn cramers_v(counts: &BTreeMap<(u32, u32), f64>) -> f64 {
     let mut rows: HashMap<u32, f64> = HashMap::new();
     let mut cols: HashMap<u32, f64> = HashMap::new();
     let mut n = 0.0;
@@ -211,17 +221,18 @@ fn cramers_v(counts: &HashMap<(u32, u32), f64>) -> f64 {
 /// ContingencySimilarity of two discrete columns (null codes are categories).
 pub fn contingency_similarity(real: (&[u32], &[u32]), synthetic: (&[u32], &[u32]), threshold: f64) -> PairScore {
     let rc = joint_counts(real.0, real.1);
+    let sc = joint_counts(synthetic.0, synthetic.1);
     let mut out = PairScore {
         score: f64::NAN,
         real_correlation: f64::NAN,
         synthetic_correlation: f64::NAN,
-        real_association: f64::NAN,
+        real_association: cramers_v(&rc),
+        synthetic_association: cramers_v(&sc),
         meets_threshold: threshold <= 0.0,
         note: None,
     };
     if threshold > 0.0 {
-        let v = cramers_v(&rc);
-        out.real_association = v;
+        let v = out.real_association;
         if v.is_nan() || v <= threshold {
             out.note = Some(if v.is_nan() {
                 "association undefined"
@@ -233,14 +244,13 @@ pub fn contingency_similarity(real: (&[u32], &[u32]), synthetic: (&[u32], &[u32]
         }
         out.meets_threshold = true;
     }
-    let sc = joint_counts(synthetic.0, synthetic.1);
     #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
     let (nr, ns) = (real.0.len() as f64, synthetic.0.len() as f64);
     if nr == 0.0 || ns == 0.0 {
         out.note = Some("empty table");
         return out;
     }
-    let keys: HashSet<&(u32, u32)> = rc.keys().chain(sc.keys()).collect();
+    let keys: BTreeSet<&(u32, u32)> = rc.keys().chain(sc.keys()).collect();
     let diff: f64 = keys
         .into_iter()
         .map(|k| (rc.get(k).copied().unwrap_or(0.0) / nr - sc.get(k).copied().unwrap_or(0.0) / ns).abs())
