@@ -104,7 +104,7 @@ fn quickstart_writes_a_report_a_reviewer_can_read() {
             "no chart for {column}"
         );
     }
-    // The failing Safe Harbor check is in the summary, with its evidence.
+    // The checklist carries each verdict's evidence (Adult's ages stop at 90).
     assert!(text.contains("ages up to 90"), "HIPAA evidence missing");
     // Each plugin's hash prefix identifies the exact build that ran.
     let quality_stage = plan.stages.iter().find(|s| s.id == "quality").unwrap();

@@ -8,6 +8,10 @@
 //!   **dropped**, per `action` (and the `hash` / `drop` / `keep` lists).
 //! - Free-text columns holding PII (`MIXED`) get each span replaced by a fake of
 //!   the same entity, or `<ENTITY>` (`text = "redact"`), or are dropped.
+//! - `safe_harbor = true` generalises what HIPAA Safe Harbor (45 CFR
+//!   §164.514(b)(2)) asks to generalise rather than remove: dates become their
+//!   year, ages over 89 become 90 ("90 or older"), ZIP codes keep their first
+//!   three digits (`000` for the prefixes with 20,000 people or fewer).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,7 +73,13 @@ pub fn schema() -> Vec<ConfigField> {
     let mut seed = field("seed", ValueType::Integer, "Seed of the fake values.");
     seed.default = Some(ConfigValue::Integer(0));
     seed.minimum = Some(0.0);
-    vec![action, text, min, hash, drop, keep, salt, seed]
+    let mut safe_harbor = field(
+        "safe_harbor",
+        ValueType::Boolean,
+        "Generalise dates to years, ages over 89 to 90, ZIP codes to 3 digits (HIPAA Safe Harbor).",
+    );
+    safe_harbor.default = Some(ConfigValue::Boolean(false));
+    vec![action, text, min, hash, drop, keep, salt, seed, safe_harbor]
 }
 
 /// What was done to one column.
@@ -266,6 +276,111 @@ fn rewrite_text(
     Ok((Arc::new(StringArray::from(out)), changed))
 }
 
+/// Three-digit ZIP prefixes covering 20,000 people or fewer (2000 census), which
+/// Safe Harbor replaces by `000` (HHS de-identification guidance).
+const RESTRICTED_ZIP3: [&str; 17] = [
+    "036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830", "831", "878", "879", "884", "890",
+    "893",
+];
+
+/// Words of a column name (lower case, split on non-alphanumerics).
+fn name_words(name: &str) -> Vec<String> {
+    name.to_ascii_lowercase()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A year in 1000..=2999 at the start of a date-like text (`1944-04-16`,
+/// `1944/04/16`) or at its end (`16/04/1944`, `April 16, 1944`).
+fn year_of_text(text: &str) -> Option<i32> {
+    let digits: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|d| !d.is_empty())
+        .collect();
+    let is_year = |d: &&&str| d.len() == 4 && d.starts_with(['1', '2']);
+    digits
+        .first()
+        .filter(is_year)
+        .or_else(|| digits.last().filter(is_year))
+        .and_then(|d| d.parse().ok())
+}
+
+/// Safe Harbor generalisation of one column, if it is a date, an age or a ZIP
+/// code: the new column, cells changed, the action's name and the semantic
+/// type downstream stages should model it as.
+fn safe_harbor_column(
+    name: &str,
+    array: &ArrayRef,
+    semantic: SemanticType,
+    entity: Option<&str>,
+) -> Result<Option<(ArrayRef, u64, &'static str, SemanticType)>> {
+    let words = name_words(name);
+    let temporal = matches!(
+        array.data_type(),
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
+    );
+    if temporal || semantic == SemanticType::Datetime || entity == Some("DATE_TIME") {
+        let years: arrow::array::Int32Array = if temporal {
+            let days = arrow::compute::cast(array, &DataType::Date32)?;
+            days.as_primitive::<Date32Type>()
+                .iter()
+                .map(|d| d.map(|d| fake::civil_from_days(i64::from(d)).0))
+                .collect()
+        } else {
+            let text = arrow::compute::cast(array, &DataType::Utf8)?;
+            text.as_string::<i32>()
+                .iter()
+                .map(|v| v.and_then(year_of_text))
+                .collect()
+        };
+        let changed = (array.len() - array.null_count()) as u64;
+        return Ok(Some((Arc::new(years), changed, "year", SemanticType::Numerical)));
+    }
+    let numeric = array.data_type().is_numeric();
+    if numeric && words.iter().any(|w| w == "age") {
+        let values = arrow::compute::cast(array, &DataType::Float64)?;
+        let values = values.as_primitive::<arrow::datatypes::Float64Type>();
+        let changed = values.iter().flatten().filter(|v| *v > 90.0).count() as u64;
+        let capped: arrow::array::Float64Array = values.iter().map(|v| v.map(|v| v.min(90.0))).collect();
+        let back = arrow::compute::cast(&(Arc::new(capped) as ArrayRef), array.data_type())?;
+        return Ok(Some((back, changed, "top-code-90", semantic)));
+    }
+    let zip_named = words
+        .iter()
+        .any(|w| ["zip", "zipcode", "postcode", "postal"].contains(&w.as_str()))
+        || name.to_ascii_lowercase().contains("zip_code");
+    if zip_named {
+        let text = arrow::compute::cast(array, &DataType::Utf8)?;
+        let mut changed = 0u64;
+        let out: StringArray = text
+            .as_string::<i32>()
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    changed += 1;
+                    let digits: String = v.chars().filter(char::is_ascii_digit).collect();
+                    // Integer columns lose leading zeros: pad US ZIPs back to five.
+                    let digits = if numeric && digits.len() < 5 {
+                        format!("{digits:0>5}")
+                    } else {
+                        digits
+                    };
+                    let zip3: String = digits.chars().take(3).collect();
+                    if zip3.len() < 3 || RESTRICTED_ZIP3.contains(&zip3.as_str()) {
+                        "000".to_owned()
+                    } else {
+                        zip3
+                    }
+                })
+            })
+            .collect();
+        return Ok(Some((Arc::new(out), changed, "zip3", SemanticType::Categorical)));
+    }
+    Ok(None)
+}
+
 /// Protect `table` according to `findings`.
 pub fn protect(
     stage: &str,
@@ -287,6 +402,7 @@ pub fn protect(
         Some(ConfigValue::Integer(i)) => u64::try_from(*i).unwrap_or(0),
         _ => 0,
     };
+    let safe_harbor = matches!(get(settings, "safe_harbor"), Some(ConfigValue::Boolean(true)));
     let salt = match string(settings, "salt", "") {
         "" => format!("doppel-seed-{seed}"),
         s => s.to_owned(),
@@ -361,6 +477,22 @@ pub fn protect(
         };
         if chosen == "drop" {
             actions.push(record("drop", rows));
+            continue;
+        }
+        let listed = keep_list.contains(name) || hash_list.contains(name);
+        if safe_harbor
+            && !listed
+            && entity != Some("MIXED")
+            && let Some((new, changed, shown, semantic)) = safe_harbor_column(name, array, *semantic, entity)?
+        {
+            actions.push(record(shown, changed));
+            fields.push(Field::new(
+                name,
+                new.data_type().clone(),
+                field.is_nullable() || new.null_count() > 0,
+            ));
+            semantics.push(semantic);
+            columns.push(new);
             continue;
         }
         let (new, changed, shown) = match chosen {
@@ -548,5 +680,76 @@ mod tests {
         f.rows_scanned = 2;
         let err = protect("p", &table(), &f, &vec![]).unwrap_err().to_string();
         assert!(err.contains("scan_all_text"), "{err}");
+    }
+
+    #[test]
+    fn safe_harbor_generalises_dates_ages_and_zip_codes() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("date_of_birth", DataType::Utf8, true),
+            Field::new("admitted", DataType::Date32, true),
+            Field::new("patient_age", DataType::Int64, false),
+            Field::new("home_zip", DataType::Int64, false),
+            Field::new("email", DataType::Utf8, false),
+            Field::new("stay_days", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(vec![Some("1944-04-16"), Some("16/04/1931"), None])),
+                // 2026-11-22 and 1970-01-01.
+                Arc::new(Date32Array::from(vec![Some(20_414), Some(0), None])),
+                Arc::new(Int64Array::from(vec![34, 95, 90])),
+                // 02139 stored as an integer; 03601 is a restricted prefix.
+                Arc::new(Int64Array::from(vec![2139, 3601, 90210])),
+                Arc::new(StringArray::from(vec!["a@x.org", "b@y.org", "c@z.org"])),
+                Arc::new(Int64Array::from(vec![3, 120, 7])),
+            ],
+        )
+        .unwrap();
+        let table = Table::infer(schema, vec![batch]).unwrap();
+        let col = |c: &str, e: &str| ColumnFinding {
+            column: c.into(),
+            entity: e.into(),
+            confidence: 0.9,
+            scanned: 3,
+            matched: 3,
+            free_text: false,
+            entities: vec![],
+        };
+        let findings = DetectorOutput {
+            columns: vec![col("date_of_birth", "DATE_TIME"), col("email", "EMAIL_ADDRESS")],
+            findings: vec![],
+            total_findings: 0,
+            rows_scanned: 3,
+        };
+        let settings = vec![("safe_harbor".to_owned(), ConfigValue::Boolean(true))];
+        let (t, actions) = protect("p", &table, &findings, &settings).unwrap();
+        let b = t.concat().unwrap();
+        let years = b.column(0).as_primitive::<arrow::datatypes::Int32Type>();
+        assert_eq!(years.iter().collect::<Vec<_>>(), [Some(1944), Some(1931), None]);
+        let admitted = b.column(1).as_primitive::<arrow::datatypes::Int32Type>();
+        assert_eq!(admitted.iter().collect::<Vec<_>>(), [Some(2025), Some(1970), None]);
+        let ages = b.column(2).as_primitive::<Int64Type>();
+        assert_eq!(ages.values().to_vec(), [34, 90, 90]);
+        let zips = b.column(3).as_string::<i32>();
+        assert_eq!(zips.iter().flatten().collect::<Vec<_>>(), ["021", "000", "902"]);
+        // Identifiers are still faked; other numbers are left alone.
+        assert!(b.column(4).as_string::<i32>().value(0).contains("@example."));
+        assert_eq!(b.column(5).as_primitive::<Int64Type>().values().to_vec(), [3, 120, 7]);
+        let shown: Vec<(&str, &str, u64)> = actions
+            .iter()
+            .map(|a| (a.column.as_str(), a.action.as_str(), a.changed))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("date_of_birth", "year", 2),
+                ("admitted", "year", 2),
+                ("patient_age", "top-code-90", 1),
+                ("home_zip", "zip3", 3),
+                ("email", "fake", 3),
+            ]
+        );
+        assert_eq!(t.semantics[0], SemanticType::Numerical);
     }
 }

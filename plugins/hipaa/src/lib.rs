@@ -209,7 +209,7 @@ impl Hipaa {
         for col in &table.columns {
             let entity = findings
                 .iter()
-                .find(|f| f.column == col.name)
+                .find(|f| f.column == col.name && f.entity != "NONE")
                 .map(|f| f.entity.as_str());
             let by_entity = entity.is_some_and(|e| id.entities.contains(&e));
             let by_name = names::mentions(&col.name, id.names);
@@ -289,12 +289,33 @@ impl Hipaa {
                 None => failing.push(format!("`{}` ({})", col.name, entity.unwrap_or("by its name"))),
             }
         }
+        // A top of exactly 90 is what top-coding leaves ("90 or older", as in
+        // census extracts): the pipeline author vouches for it with the
+        // `ages_top_coded` attribute (builtin:protect `safe_harbor` does it).
+        let top_coded = matches!(facts.attribute("ages_top_coded"), Some(ConfigValue::Boolean(true)));
         for c in &old_ages {
-            failing.push(format!(
-                "`{}` has ages up to {}",
-                c.name,
-                c.max.as_deref().unwrap_or("?")
-            ));
+            let max = c
+                .max
+                .as_deref()
+                .and_then(|m| m.parse::<f64>().ok())
+                .unwrap_or(f64::INFINITY);
+            if max > 90.0 {
+                failing.push(format!(
+                    "`{}` has ages up to {}",
+                    c.name,
+                    c.max.as_deref().unwrap_or("?")
+                ));
+            } else if top_coded {
+                replaced.push(format!(
+                    "`{}` tops at 90, declared \"90 or older\" (ages_top_coded)",
+                    c.name
+                ));
+            } else {
+                warned.push(format!(
+                    "`{}` has ages up to 90: allowed only as one \"90 or older\" category",
+                    c.name
+                ));
+            }
         }
         v.columns = hits
             .iter()
@@ -312,7 +333,12 @@ impl Hipaa {
         } else if !warned.is_empty() {
             v.status = VerdictStatus::Warn;
             v.evidence = warned.join("; ");
-            v.remediation = "confirm these do not identify individuals, or remove them".to_owned();
+            v.remediation = match id.letter {
+                'C' => "top-code ages (builtin:protect `safe_harbor = true`) and declare `ages_top_coded = true` in [attributes], or confirm dates do not relate to individuals".to_owned(),
+                _ => "confirm these do not identify individuals, or remove them".to_owned(),
+            };
+        } else if id.letter == 'C' {
+            v.evidence = replaced.join("; ");
         } else {
             v.evidence = format!("replaced with synthetic values: {}", replaced.join("; "));
         }
@@ -463,5 +489,23 @@ mod tests {
         assert_eq!(status(&replaced, "HIPAA-SH-G"), VerdictStatus::Pass);
         assert_eq!(status(&replaced, "HIPAA-ED"), VerdictStatus::NotApplicable);
         assert_eq!(replaced.len(), 20);
+    }
+
+    #[test]
+    fn ages_topping_at_90_need_the_top_coding_declared() {
+        let mut rule = Hipaa::create(&Config::new()).unwrap();
+        let mut f = facts(
+            vec![ColumnFinding::new("email", "EMAIL_ADDRESS", 0.9)],
+            &[("email", 0.0)],
+        );
+        f.tables[0].columns = vec![col("age", "numerical", Some("90"))];
+        let c = |v: &[Verdict]| v.iter().find(|x| x.rule_id == "HIPAA-SH-C").unwrap().clone();
+        let undeclared = c(&rule.evaluate(&f).unwrap());
+        assert_eq!(undeclared.status, VerdictStatus::Warn, "{}", undeclared.evidence);
+        assert!(undeclared.remediation.contains("ages_top_coded"));
+        f.attributes = vec![("ages_top_coded".into(), ConfigValue::Boolean(true))];
+        let declared = c(&rule.evaluate(&f).unwrap());
+        assert_eq!(declared.status, VerdictStatus::Pass, "{}", declared.evidence);
+        assert!(declared.evidence.contains("90 or older"));
     }
 }
