@@ -20,7 +20,7 @@ const INVALID: u8 = 2;
 /// Exit status for a cancelled run (128 + SIGINT).
 const CANCELLED: u8 = 130;
 
-fn host_config(global: &Global, fuel: bool) -> anyhow::Result<HostConfig> {
+pub(crate) fn host_config(global: &Global, fuel: bool) -> anyhow::Result<HostConfig> {
     let mut mounts = Vec::new();
     for m in &global.mounts {
         let (guest, host) = m

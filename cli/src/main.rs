@@ -3,7 +3,10 @@
 //! ```text
 //! doppel run pipelines/quickstart.toml --input data/adult.csv --out out/
 //! doppel validate pipelines/quickstart.toml
-//! doppel plugins list
+//! doppel plugin list
+//! doppel plugin new my-detector --kind detector --id acme/my-detector
+//! doppel plugin build my-detector
+//! doppel plugin test my-detector --input my-detector/testdata/sample.csv
 //! ```
 //!
 //! Every flag can also be set from the environment (`DOPPEL_…`, see `--help`).
@@ -12,6 +15,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command-line tool prints")]
 
+mod author;
 mod commands;
 mod logging;
 mod progress;
@@ -113,9 +117,9 @@ enum Command {
     Run(RunArgs),
     /// Check a pipeline and report every problem with its location.
     Validate(ValidateArgs),
-    /// Inspect installed plugins.
-    #[command(subcommand)]
-    Plugins(PluginsCommand),
+    /// Installed plugins, and the plugin author's workflow (new, build, test).
+    #[command(subcommand, visible_alias = "plugins")]
+    Plugin(PluginCommand),
 }
 
 /// What to run on.
@@ -162,13 +166,77 @@ struct ValidateArgs {
 }
 
 #[derive(Debug, Subcommand)]
-enum PluginsCommand {
+enum PluginCommand {
     /// List builtins and installed plugins.
     List {
         /// Print JSON.
         #[arg(long, env = "DOPPEL_JSON")]
         json: bool,
     },
+    /// Create a plugin project that builds and tests out of the box.
+    New(NewArgs),
+    /// Compile a plugin project, check it against the contract, write dist/.
+    Build(BuildArgs),
+    /// Run a built plugin on a table in the real host, with its production limits.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PluginKindArg {
+    /// Reads one table, says which columns hold what.
+    Detector,
+    /// Compares tables (real, synthetic, holdout) and scores them.
+    Metric,
+    /// Judges the facts other stages produced: pass, warn or fail.
+    Rule,
+}
+
+#[derive(Debug, Args)]
+struct NewArgs {
+    /// Directory to create; its name is the crate name.
+    path: PathBuf,
+    /// Stage kind.
+    #[arg(long, value_enum)]
+    kind: PluginKindArg,
+    /// Plugin id, `namespace/name` [default: local/<directory name>].
+    #[arg(long)]
+    id: Option<String>,
+    /// Use this doppel-sdk crate (e.g. a doppel checkout's sdk/) instead of a vendored copy.
+    #[arg(long)]
+    sdk: Option<PathBuf>,
+    /// Write into an existing, non-empty directory.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// Plugin project (the directory with Cargo.toml and plugin.toml).
+    #[arg(default_value = ".")]
+    project: PathBuf,
+    /// Where to write the component and its manifest [default: <project>/dist].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// A built plugin: its project, its dist/ directory or its plugin.toml.
+    #[arg(default_value = ".")]
+    plugin: PathBuf,
+    /// Table(s) to run on (CSV, Parquet, NDJSON); metrics take real, then
+    /// synthetic, then holdout.
+    #[arg(short, long, required = true)]
+    input: Vec<PathBuf>,
+    /// A stage setting for the plugin: `--set prefix=XYZ-` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Print the pipeline the plugin runs in.
+    #[arg(long)]
+    show_pipeline: bool,
+    /// Print the stage's result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -184,7 +252,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => commands::run(&cli.global, args, &bars),
         Command::Validate(args) => commands::validate(&cli.global, &args),
-        Command::Plugins(PluginsCommand::List { json }) => commands::plugins_list(&cli.global, json),
+        Command::Plugin(PluginCommand::List { json }) => commands::plugins_list(&cli.global, json),
+        Command::Plugin(PluginCommand::New(args)) => author::new(&args),
+        Command::Plugin(PluginCommand::Build(args)) => author::build(&args),
+        Command::Plugin(PluginCommand::Test(args)) => author::test(&cli.global, &args),
     };
     match result {
         Ok(code) => code,

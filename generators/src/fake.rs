@@ -230,8 +230,27 @@ fn luhn_check(body: &[u8]) -> u8 {
     u8::try_from((10 - sum % 10) % 10).expect("a digit")
 }
 
+/// Entities [`fake`] has a dedicated generator for; others are reshaped.
+pub const KNOWN_ENTITIES: [&str; 15] = [
+    "PERSON",
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "US_SSN",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+    "MAC_ADDRESS",
+    "URL",
+    "LOCATION",
+    "UK_NHS",
+    "UK_NINO",
+    "CRYPTO",
+    "MEDICAL_LICENSE",
+    "DATE_TIME",
+];
+
 /// A fake for `value`, which a detector said is `entity` (Presidio's names).
-/// Unknown entities keep the shape of the value.
+/// Unknown entities keep the shape of the value ([`reshape`]).
 pub fn fake<R: Rng + ?Sized>(entity: &str, value: &str, rng: &mut R) -> String {
     match entity {
         "PERSON" => person(value, rng),

@@ -368,3 +368,146 @@ fn a_failing_run_exits_1_and_names_the_problem() {
     assert_eq!(code, 1);
     assert!(stderr.contains("does-not-exist.csv"), "{stderr}");
 }
+
+/// Where nested cargo builds may put their output: not the target directory
+/// this test runs from (cargo holds its lock), but the one the plugin build
+/// scripts use, whose compiled dependencies a new plugin shares.
+fn nested_target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is inside the target directory")
+        .join("wasm-plugins")
+}
+
+fn cargo_in(dir: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(dir).env("CARGO_TARGET_DIR", nested_target_dir());
+    cmd
+}
+
+/// The author guide's path, end to end: `plugin new` → `cargo test` →
+/// `plugin build` → `plugin test` → a pipeline that uses the plugin's findings.
+#[test]
+fn a_new_plugin_goes_from_template_to_pipeline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("member-ids");
+    let (code, stdout, stderr) = output_of(
+        doppel()
+            .args(["plugin", "new", "--kind", "detector", "--id", "acme/member-ids"])
+            .arg(&project),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("doppel plugin build"), "{stdout}");
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "plugin.toml",
+        "src/lib.rs",
+        "README.md",
+        "doppel-sdk/src/lib.rs",
+        "wit/plugin.wit",
+    ] {
+        assert!(project.join(file).is_file(), "{file} missing");
+    }
+    // A second `new` into the same place refuses rather than overwrite.
+    let (code, _, stderr) = output_of(doppel().args(["plugin", "new", "--kind", "rule"]).arg(&project));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("not empty"), "{stderr}");
+
+    // The template's own unit tests pass natively.
+    let out = cargo_in(&project).args(["test", "--quiet"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cargo test:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (code, stdout, stderr) = output_of(
+        doppel()
+            .args(["plugin", "build"])
+            .arg(&project)
+            .env("CARGO_TARGET_DIR", nested_target_dir()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("built acme/member-ids@0.1.0 (detector"), "{stdout}");
+    let dist = std::fs::read_to_string(project.join("dist/plugin.toml")).unwrap();
+    assert!(
+        dist.contains("wasm = \"member_ids.wasm\"") && dist.contains("name = \"min_share\""),
+        "{dist}"
+    );
+
+    let (code, stdout, stderr) = output_of(
+        doppel()
+            .args(["plugin", "test"])
+            .arg(&project)
+            .arg("--input")
+            .arg(project.join("testdata/sample.csv")),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let verdict = |column: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(column))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no line for {column} in:\n{stdout}"))
+            .to_owned()
+    };
+    assert_eq!(verdict("member_id"), "MEMBER_ID");
+    assert_eq!(verdict("referred_by"), "MEMBER_ID");
+    assert_eq!(verdict("plan"), "NONE");
+    // Settings reach the plugin, and bad ones are refused before it runs.
+    let (code, stdout, _) = output_of(
+        doppel()
+            .args(["plugin", "test"])
+            .arg(&project)
+            .args(["--set", "prefix=XYZ-", "--input"])
+            .arg(project.join("testdata/sample.csv")),
+    );
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("MEMBER_ID"), "{stdout}");
+    let (code, _, stderr) = output_of(
+        doppel()
+            .args(["plugin", "test"])
+            .arg(&project)
+            .args(["--set", "min_share=2", "--input"])
+            .arg(project.join("testdata/sample.csv")),
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("`min_share` must be at most 1"), "{stderr}");
+
+    // In a pipeline, the third-party findings drive protection: no real
+    // member number reaches the synthetic table.
+    let pipeline = tmp.path().join("members.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "version = 1\nname = \"members\"\n\
+             [stages.source]\nuses = \"builtin:source\"\nwith = {{ path = \"{}\" }}\n\
+             [stages.members]\nuses = \"acme/member-ids@^0.1\"\ninputs = [\"source\"]\n\
+             [stages.protect]\nuses = \"builtin:protect\"\ninputs = [\"source\", \"members\"]\n\
+             [stages.synth]\nuses = \"builtin:copula\"\ninputs = [\"protect\"]\nwith = {{ seed = 1 }}\n\
+             [outputs]\nsynthetic = \"synth\"\n",
+            project.join("testdata/sample.csv").display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let (code, stdout, stderr) = output_of(
+        doppel()
+            .arg("run")
+            .arg(&pipeline)
+            .arg("--plugin-dir")
+            .arg(project.join("dist"))
+            .args(["--format", "csv", "--out"])
+            .arg(&out),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("acme/member-ids@0.1.0"), "{stdout}");
+    let real = read_csv(&project.join("testdata/sample.csv"));
+    let synthetic = read_csv(&out.join("synthetic.csv"));
+    assert_eq!(synthetic["member_id"].len(), 12);
+    for id in &synthetic["member_id"] {
+        assert!(!real["member_id"].contains(id), "real member number {id} in the output");
+        assert!(id.starts_with("ACM-") && id.len() == 11, "{id} lost its shape");
+    }
+}

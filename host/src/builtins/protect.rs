@@ -116,6 +116,30 @@ fn column_seed(seed: u64, name: &str) -> u64 {
     })
 }
 
+/// The prefix every value shares, less trailing digits (those are data that
+/// happen to agree, not a code): `ACM-` of `ACM-2495235` and `ACM-2214294`.
+fn constant_prefix(values: &std::collections::HashSet<String>) -> String {
+    let mut iter = values.iter();
+    let Some(first) = iter.next() else { return String::new() };
+    let mut len = first.len();
+    for v in iter {
+        len = first
+            .bytes()
+            .zip(v.bytes())
+            .take(len)
+            .take_while(|(a, b)| a == b)
+            .count();
+    }
+    while len > 0 && !first.is_char_boundary(len) {
+        len -= 1;
+    }
+    // A lone value has no constant part to speak of.
+    if values.len() < 2 {
+        return String::new();
+    }
+    first[..len].trim_end_matches(|c: char| c.is_ascii_digit()).to_owned()
+}
+
 /// Draws of a fake that may collide with a real value before giving up.
 const FAKE_TRIES: usize = 32;
 
@@ -132,18 +156,29 @@ fn fake_column(array: &ArrayRef, entity: &str, rng: &mut ChaCha8Rng) -> Result<(
             text.as_string::<i32>().iter().flatten().map(str::to_owned).collect()
         }
     };
+    // Identifiers only a custom detector knows (`ACM-1234567`) are reshaped
+    // character by character; the literal code every value starts with stays.
+    let keep = if fake::KNOWN_ENTITIES.contains(&entity) {
+        String::new()
+    } else {
+        constant_prefix(&real)
+    };
+    let draw = |v: &str, rng: &mut ChaCha8Rng| match v.strip_prefix(keep.as_str()) {
+        Some(rest) if !keep.is_empty() => format!("{keep}{}", fake::fake(entity, rest, rng)),
+        _ => fake::fake(entity, v, rng),
+    };
     let mut memo: HashMap<String, String> = HashMap::new();
     let mut changed = 0u64;
     let mut fake_text = |v: &str, rng: &mut ChaCha8Rng| -> String {
         changed += 1;
         memo.entry(v.to_owned())
             .or_insert_with(|| {
-                let mut candidate = fake::fake(entity, v, rng);
+                let mut candidate = draw(v, rng);
                 for _ in 1..FAKE_TRIES {
                     if !real.contains(&candidate) {
                         break;
                     }
-                    candidate = fake::fake(entity, v, rng);
+                    candidate = draw(v, rng);
                 }
                 candidate
             })
@@ -751,5 +786,18 @@ mod tests {
             ]
         );
         assert_eq!(t.semantics[0], SemanticType::Numerical);
+    }
+
+    #[test]
+    fn constant_prefixes_are_codes_not_data() {
+        let set = |v: &[&str]| {
+            v.iter()
+                .map(|s| (*s).to_owned())
+                .collect::<std::collections::HashSet<_>>()
+        };
+        assert_eq!(constant_prefix(&set(&["ACM-2495235", "ACM-2214294"])), "ACM-");
+        assert_eq!(constant_prefix(&set(&["ACM-2495235"])), "");
+        assert_eq!(constant_prefix(&set(&["x1", "y2"])), "");
+        assert_eq!(constant_prefix(&set(&["Émile", "Éa"])), "É");
     }
 }

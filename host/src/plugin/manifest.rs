@@ -18,9 +18,15 @@
 //! [limits]                  # defaults; a pipeline may set others per stage
 //! memory_mb = 256
 //! timeout_ms = 30000
+//!
+//! [[config]]                # the `with` schema; `doppel plugin build` writes it
+//! name = "prefix"           # from the component's describe(), and the host
+//! type = "string"           # refuses a component that disagrees with it
+//! description = "Start of every member number."
+//! default = "ACM-"
 //! ```
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The stage kind a plugin implements (its world).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
@@ -102,20 +108,20 @@ impl Default for ManifestLimits {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct PluginSection {
     id: String,
     version: semver::Version,
     api: String,
     kind: PluginKind,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     wasm: Option<String>,
     #[serde(default)]
     summary: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ManifestFile {
     plugin: PluginSection,
@@ -123,6 +129,53 @@ struct ManifestFile {
     capabilities: Capabilities,
     #[serde(default)]
     limits: ManifestLimits,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    config: Option<Vec<ConfigEntry>>,
+}
+
+/// Type of a config value, as a manifest spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigType {
+    /// Text.
+    String,
+    /// A whole number.
+    Integer,
+    /// A number.
+    Float,
+    /// `true` / `false`.
+    Boolean,
+    /// A list of texts.
+    Strings,
+}
+
+/// One `[[config]]` entry: a `with` key the plugin accepts.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigEntry {
+    /// The key.
+    pub name: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub ty: ConfigType,
+    /// What it does.
+    #[serde(default)]
+    pub description: String,
+    /// Whether a stage must set it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+    /// Value when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<toml::Value>,
+    /// The only values accepted (strings).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<String>,
+    /// Smallest number accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<f64>,
+    /// Largest number accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<f64>,
 }
 
 /// A parsed `plugin.toml`.
@@ -144,6 +197,8 @@ pub struct Manifest {
     pub capabilities: Capabilities,
     /// Default limits.
     pub limits: ManifestLimits,
+    /// The `with` schema, when the manifest states it (built plugins do).
+    pub config: Option<Vec<ConfigEntry>>,
 }
 
 impl Manifest {
@@ -177,7 +232,28 @@ impl Manifest {
             summary: p.summary,
             capabilities: file.capabilities,
             limits: file.limits,
+            config: file.config,
         })
+    }
+
+    /// The manifest as `plugin.toml` text.
+    pub fn to_toml(&self) -> String {
+        let file = ManifestFile {
+            plugin: PluginSection {
+                id: self.id.clone(),
+                version: self.version.clone(),
+                api: format!("{}.{}", self.api.major, self.api.minor),
+                kind: self.kind,
+                wasm: self.wasm.clone(),
+                summary: self.summary.clone(),
+            },
+            capabilities: self.capabilities.clone(),
+            limits: self.limits,
+            config: self.config.clone(),
+        };
+        // Every field serialises to TOML (no maps with non-string keys, no
+        // values after tables), so this cannot fail.
+        toml::to_string(&file).unwrap_or_default()
     }
 
     /// `id@version`, as errors name a plugin.
@@ -220,5 +296,20 @@ mod tests {
             e.contains("m.toml") && e.contains("sockets") && e.contains("line 7"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn manifests_round_trip_through_toml() {
+        let text = "[plugin]\nid = \"acme/x\"\nversion = \"1.2.3\"\napi = \"0.1\"\nkind = \"detector\"\nwasm = \"x.wasm\"\n\
+                    [capabilities]\nclock = true\n[limits]\nmemory_mb = 64\n\
+                    [[config]]\nname = \"prefix\"\ntype = \"string\"\ndefault = \"ACM-\"\n\
+                    [[config]]\nname = \"share\"\ntype = \"float\"\nminimum = 0.0\nmaximum = 1.0\nrequired = true\n";
+        let m = Manifest::parse(text, "x.toml").unwrap();
+        let config = m.config.as_ref().unwrap();
+        assert_eq!(config[0].default, Some(toml::Value::String("ACM-".into())));
+        assert_eq!(config[1].ty, ConfigType::Float);
+        assert!(config[1].required);
+        let again = Manifest::parse(&m.to_toml(), "again.toml").unwrap();
+        assert_eq!(again, m);
     }
 }

@@ -31,7 +31,7 @@ use wasmtime::{Config, Engine, Store};
 use bindings::types::{PluginInfo, StageKind};
 use bindings::v0_1;
 pub use error::{Failure, PluginError};
-pub use manifest::{Capabilities, Manifest, ManifestLimits, PluginKind};
+pub use manifest::{Capabilities, ConfigEntry, ConfigType, Manifest, ManifestLimits, PluginKind};
 pub use registry::{PluginEntry, PluginRegistry, ResolveError, WasmSource};
 pub use sandbox::Grants;
 pub(crate) use sandbox::HostState;
@@ -386,7 +386,53 @@ fn check_info(manifest: &Manifest, info: &PluginInfo) -> Result<(), PluginError>
             return Err(mismatch(format!("describe() declares config key `{n}` twice")));
         }
     }
+    // A built plugin's manifest states its `with` schema; a component that
+    // disagrees is not the one the manifest was written for.
+    if let Some(stated) = &manifest.config {
+        let described: Vec<ConfigEntry> = info.config.iter().map(config_entry).collect();
+        if let Some((a, b)) = stated.iter().zip(&described).find(|(a, b)| a != b) {
+            return Err(mismatch(format!(
+                "its manifest's [[config]] `{}` differs from describe()'s `{}`; rebuild with `doppel plugin build`",
+                a.name, b.name
+            )));
+        }
+        if stated.len() != described.len() {
+            return Err(mismatch(format!(
+                "its manifest lists {} config keys, describe() {}; rebuild with `doppel plugin build`",
+                stated.len(),
+                described.len()
+            )));
+        }
+    }
     Ok(())
+}
+
+/// A `describe()` config field as a manifest `[[config]]` entry.
+pub fn config_entry(field: &bindings::types::ConfigField) -> ConfigEntry {
+    use bindings::types::{ConfigValue, ValueType};
+    let default = field.default.as_ref().map(|v| match v {
+        ConfigValue::String(s) => toml::Value::String(s.clone()),
+        ConfigValue::Integer(i) => toml::Value::Integer(*i),
+        ConfigValue::Float(f) => toml::Value::Float(*f),
+        ConfigValue::Boolean(b) => toml::Value::Boolean(*b),
+        ConfigValue::Strings(list) => toml::Value::Array(list.iter().map(|s| toml::Value::String(s.clone())).collect()),
+    });
+    ConfigEntry {
+        name: field.name.clone(),
+        ty: match field.type_ {
+            ValueType::String => ConfigType::String,
+            ValueType::Integer => ConfigType::Integer,
+            ValueType::Float => ConfigType::Float,
+            ValueType::Boolean => ConfigType::Boolean,
+            ValueType::Strings => ConfigType::Strings,
+        },
+        description: field.description.clone(),
+        required: field.required,
+        default,
+        allowed: field.allowed.clone(),
+        minimum: field.minimum,
+        maximum: field.maximum,
+    }
 }
 
 /// A compiled, vetted plugin, ready to start sessions.

@@ -1,0 +1,41 @@
+//! Embeds the SDK sources, the WIT contract and the workspace lockfile, which
+//! `doppel plugin new` writes into every new plugin project so it builds
+//! without a doppel checkout, against the exact versions doppel is tested with.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+fn main() {
+    let cli = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&cli).parent().expect("cli/ is in the workspace");
+    let sdk_src = root.join("sdk/src");
+    let mut names: Vec<String> = std::fs::read_dir(&sdk_src)
+        .expect("read sdk/src")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".rs"))
+        .collect();
+    names.sort();
+    let mut code =
+        String::from("/// `sdk/src/*.rs`, by file name.\npub(crate) const SDK_SOURCES: &[(&str, &str)] = &[\n");
+    for n in &names {
+        let path = sdk_src.join(n);
+        let _ = writeln!(code, "    ({n:?}, include_str!({:?})),", path.display().to_string());
+    }
+    code.push_str("];\n");
+    for (name, file) in [
+        ("WIT", "wit/plugin.wit"),
+        ("LOCKFILE", "Cargo.lock"),
+        ("TOOLCHAIN", "rust-toolchain.toml"),
+    ] {
+        let path = root.join(file);
+        let _ = writeln!(
+            code,
+            "/// `{file}`.\npub(crate) const {name}: &str = include_str!({:?});",
+            path.display().to_string()
+        );
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    println!("cargo:rerun-if-changed={}", sdk_src.display());
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    std::fs::write(Path::new(&out).join("scaffold_files.rs"), code).expect("write scaffold_files.rs");
+}
