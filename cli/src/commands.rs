@@ -46,7 +46,7 @@ pub(crate) fn host_config(global: &Global, fuel: bool) -> anyhow::Result<HostCon
     })
 }
 
-fn registry(global: &Global, fuel: bool) -> anyhow::Result<PluginRegistry> {
+pub(crate) fn registry(global: &Global, fuel: bool) -> anyhow::Result<PluginRegistry> {
     let host = PluginHost::new(host_config(global, fuel)?)?;
     let mut reg = PluginRegistry::new(host);
     for p in doppel_plugins::FIRST_PARTY {
@@ -70,12 +70,7 @@ fn load(target: &Target) -> anyhow::Result<Result<PipelineSpec, Diagnostics>> {
     };
     let mut problems = Vec::new();
     if let Some(input) = &target.input {
-        let sources: Vec<String> = spec
-            .stages
-            .iter()
-            .filter(|s| s.uses.as_ref().is_some_and(|u| u.value == "builtin:source"))
-            .map(|s| s.id.value.clone())
-            .collect();
+        let sources = spec.source_stages();
         match sources.as_slice() {
             [one] => {
                 // `--input` is relative to where doppel runs, not to the pipeline.

@@ -7,6 +7,8 @@
 //! doppel plugin new my-detector --kind detector --id acme/my-detector
 //! doppel plugin build my-detector
 //! doppel plugin test my-detector --input my-detector/testdata/sample.csv
+//! doppel serve --data-dir ./doppel-data          # REST API + workers
+//! doppel worker                                  # extra workers, same database
 //! ```
 //!
 //! Every flag can also be set from the environment (`DOPPEL_…`, see `--help`).
@@ -19,6 +21,7 @@ mod author;
 mod commands;
 mod logging;
 mod progress;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,6 +123,35 @@ enum Command {
     /// Installed plugins, and the plugin author's workflow (new, build, test).
     #[command(subcommand, visible_alias = "plugins")]
     Plugin(PluginCommand),
+    /// Start the REST API (with in-process workers) on SQLite + local files,
+    /// or on PostgreSQL + S3 when configured.
+    Serve(ServeArgs),
+    /// Run jobs from the queue (scale-out: any number of these, one database).
+    Worker(ServeArgs),
+}
+
+/// Server and worker settings. Every other setting comes from `doppel.toml`
+/// (in the data dir, or `--config`) and `DOPPEL__SECTION__KEY` variables.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Where SQLite, local objects and the signing key live.
+    #[arg(long, env = "DOPPEL__DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Settings file [default: <data dir>/doppel.toml].
+    #[arg(long, env = "DOPPEL_CONFIG")]
+    config: Option<PathBuf>,
+    /// REST listen address.
+    #[arg(long, env = "DOPPEL__HTTP_ADDR")]
+    http_addr: Option<String>,
+    /// Arrow Flight listen address (reserved for the Flight server).
+    #[arg(long, env = "DOPPEL__FLIGHT_ADDR")]
+    flight_addr: Option<String>,
+    /// Workers to run in this process (`serve` default: jobs.workers; `worker` default 1).
+    #[arg(long, env = "DOPPEL_WORKERS")]
+    workers: Option<usize>,
+    /// Print the effective settings (secrets redacted) and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 /// What to run on.
@@ -256,6 +288,8 @@ fn main() -> ExitCode {
         Command::Plugin(PluginCommand::New(args)) => author::new(&args),
         Command::Plugin(PluginCommand::Build(args)) => author::build(&args),
         Command::Plugin(PluginCommand::Test(args)) => author::test(&cli.global, &args),
+        Command::Serve(args) => serve::serve(&cli.global, &args, false),
+        Command::Worker(args) => serve::serve(&cli.global, &args, true),
     };
     match result {
         Ok(code) => code,

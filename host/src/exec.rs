@@ -566,7 +566,10 @@ fn int_setting(settings: &Settings, key: &str) -> Option<i64> {
 fn run_generator(ctx: &StageCtx, generator: &dyn doppel_generators::Generator) -> Result<Output> {
     let table = ctx.table(0)?;
     let batch = table.concat()?;
-    let rows = int_setting(&ctx.stage.settings, "rows").map_or(batch.num_rows(), |r| usize::try_from(r).unwrap_or(0));
+    // Default size: the whole real table, also when the generator was trained
+    // on a split-off part of it.
+    let default_rows = table.population_rows.unwrap_or(batch.num_rows());
+    let rows = int_setting(&ctx.stage.settings, "rows").map_or(default_rows, |r| usize::try_from(r).unwrap_or(0));
     let seed = int_setting(&ctx.stage.settings, "seed").map_or(0, |s| u64::try_from(s).unwrap_or(0));
     let mut params = Params::new();
     for (k, v) in &ctx.stage.settings {
@@ -599,6 +602,7 @@ fn run_generator(ctx: &StageCtx, generator: &dyn doppel_generators::Generator) -
         // The twin has the same columns with the same meaning; keeping the real
         // table's semantic types lets metrics compare like with like.
         semantics: Arc::clone(&table.semantics),
+        population_rows: None,
     };
     let summary = ModelSummary {
         generator: generator.name().to_owned(),

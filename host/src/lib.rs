@@ -16,6 +16,7 @@
 //! - [`builtins`]: `builtin:source` (CSV / Parquet / NDJSON), `builtin:profile`
 //!   and one `builtin:<name>` per [`doppel_generators::Generator`].
 //! - [`table::Table`]: Arrow batches plus semantic column types.
+//! - [`shipped`]: the pipelines in `pipelines/`, embedded for servers and workers.
 //!
 //! # Example
 //! ```
@@ -59,6 +60,7 @@ pub mod exec;
 pub mod plan;
 pub mod plugin;
 pub mod report;
+pub mod shipped;
 pub mod spec;
 pub mod table;
 

@@ -25,6 +25,11 @@ pub struct Table {
     pub batches: Vec<RecordBatch>,
     /// Semantic type of each column, in schema order.
     pub semantics: Arc<Vec<SemanticType>>,
+    /// Rows of the real table this one was cut from, when a stage (such as
+    /// `builtin:split`) passed on only part of it. Generators sample this many
+    /// rows by default, so a twin trained on the training part of a table is
+    /// as large as the table it stands in for.
+    pub population_rows: Option<usize>,
 }
 
 impl Table {
@@ -41,6 +46,7 @@ impl Table {
             schema,
             batches: vec![all],
             semantics: Arc::new(semantics),
+            population_rows: None,
         })
     }
 
@@ -85,6 +91,7 @@ impl Table {
             schema,
             batches,
             semantics: Arc::new(semantics),
+            population_rows: self.population_rows,
         })
     }
 

@@ -107,7 +107,7 @@ fn generator_schema(g: &dyn Generator) -> Vec<ConfigField> {
     let mut rows = field(
         "rows",
         ValueType::Integer,
-        "Rows to sample (default: as many as the input).",
+        "Rows to sample (default: as many as the real table, counting rows a split set aside).",
     );
     rows.minimum = Some(1.0);
     let mut seed = field(

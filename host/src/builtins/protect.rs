@@ -589,6 +589,7 @@ pub fn protect(
             schema,
             batches: vec![batch],
             semantics: Arc::new(semantics),
+            population_rows: table.population_rows,
         },
         actions,
     ))

@@ -70,6 +70,7 @@ pub fn split(table: &Table, settings: &Settings) -> Result<Table> {
         schema: Arc::clone(&table.schema),
         batches: vec![batch],
         semantics: Arc::clone(&table.semantics),
+        population_rows: Some(table.population_rows.unwrap_or(n)),
     })
 }
 
@@ -107,5 +108,7 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, (0..1000).collect::<Vec<_>>());
         assert_eq!(part("holdout"), holdout);
+        let s = vec![("part".to_owned(), ConfigValue::String("train".into()))];
+        assert_eq!(split(&t, &s).unwrap().population_rows, Some(1000));
     }
 }

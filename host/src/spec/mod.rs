@@ -378,6 +378,15 @@ impl PipelineSpec {
         Ok(())
     }
 
+    /// Ids of the `builtin:source` stages (where `--input` goes).
+    pub fn source_stages(&self) -> Vec<String> {
+        self.stages
+            .iter()
+            .filter(|s| s.uses.as_ref().is_some_and(|u| u.value == "builtin:source"))
+            .map(|s| s.id.value.clone())
+            .collect()
+    }
+
     /// Stage by id.
     pub fn stage(&self, id: &str) -> Option<&StageSpec> {
         self.stages.iter().find(|s| s.id.value == id)

@@ -1,0 +1,99 @@
+//! `doppel serve` and `doppel worker`: the same binary is the API server and
+//! a stateless worker; all they share is the metadata store and the object
+//! storage named by the settings.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use doppel_host::plan::Catalog;
+use doppel_openapi_server::runner::PipelineRunner;
+use doppel_openapi_server::state::AppState;
+use doppel_platform::jobs::{Queue, Worker};
+use doppel_platform::{Db, Settings, Storage};
+
+use crate::{Global, ServeArgs};
+
+fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
+    let data_dir = args.data_dir.clone();
+    let file = args
+        .config
+        .clone()
+        .or_else(|| data_dir.as_ref().map(|d| d.join("doppel.toml")))
+        .unwrap_or_else(|| "doppel-data/doppel.toml".into());
+    let mut s = Settings::load(Some(&file), std::env::vars())?;
+    if let Some(d) = data_dir {
+        s.data_dir = d;
+    }
+    if let Some(a) = &args.http_addr {
+        s.http_addr.clone_from(a);
+    }
+    if let Some(a) = &args.flight_addr {
+        s.flight_addr.clone_from(a);
+    }
+    Ok(s)
+}
+
+pub(crate) fn serve(global: &Global, args: &ServeArgs, worker_only: bool) -> anyhow::Result<ExitCode> {
+    let settings = settings(args)?;
+    if args.print_config {
+        print!("{}", settings.to_redacted_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let catalog = Arc::new(Catalog::new(crate::commands::registry(global, false)?));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("data dir {}", settings.data_dir.display()))?;
+        let db = Db::connect(&settings.database_url()).await.context("metadata store")?;
+        let key = settings.signing_key()?;
+        let storage = Storage::open(&settings, key).context("object storage")?;
+        let queue = Queue::new(db.clone(), &settings.jobs);
+        let runner = Arc::new(PipelineRunner::new(storage.clone(), Arc::clone(&catalog), db.clone()));
+        let workers = args
+            .workers
+            .unwrap_or(if worker_only { 1 } else { settings.jobs.workers });
+        let stop = Arc::new(AtomicBool::new(false));
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+        let mut handles = Vec::new();
+        for i in 0..workers {
+            let w = Worker::new(
+                queue.clone(),
+                Arc::clone(&runner) as Arc<dyn doppel_platform::jobs::JobHandler>,
+                format!("{host}-{}-{i}", std::process::id()),
+                Duration::from_millis(settings.jobs.poll_ms.max(10)),
+            );
+            handles.push(tokio::spawn(w.run(Arc::clone(&stop))));
+        }
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Shutting down.");
+        };
+        if worker_only {
+            tracing::info!(workers, database = ?db.backend, storage = storage.url(), "Worker running.");
+            shutdown.await;
+        } else {
+            let addr = settings.http_addr.clone();
+            let state = Arc::new(AppState::new(settings, db, storage, catalog)?);
+            tracing::info!(%addr, workers, "REST API listening; docs at /docs.");
+            eprintln!("doppel serving on http://{addr} (docs: http://{addr}/docs)");
+            poem::Server::new(poem::listener::TcpListener::bind(addr))
+                .run_with_graceful_shutdown(
+                    doppel_openapi_server::app(state),
+                    shutdown,
+                    Some(Duration::from_secs(10)),
+                )
+                .await
+                .context("REST server")?;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            // Running jobs keep their leases until they expire; another worker
+            // resumes them. Waiting here only lets an idle loop exit cleanly.
+            let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
+        }
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,70 @@
+//! The pipelines shipped in `pipelines/`, embedded so a server or worker runs
+//! them wherever the binary is installed.
+
+/// A shipped pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct Shipped {
+    /// Name (file stem): what REST and Flight clients ask for.
+    pub name: &'static str,
+    /// The TOML text.
+    pub text: &'static str,
+}
+
+/// Every shipped pipeline, by name.
+pub const PIPELINES: &[Shipped] = &[
+    Shipped {
+        name: "gdpr",
+        text: include_str!("../../pipelines/gdpr.toml"),
+    },
+    Shipped {
+        name: "hipaa",
+        text: include_str!("../../pipelines/hipaa.toml"),
+    },
+    Shipped {
+        name: "pii-scan",
+        text: include_str!("../../pipelines/pii-scan.toml"),
+    },
+    Shipped {
+        name: "quickstart",
+        text: include_str!("../../pipelines/quickstart.toml"),
+    },
+];
+
+/// A shipped pipeline by name.
+pub fn find(name: &str) -> Option<Shipped> {
+    PIPELINES.iter().copied().find(|p| p.name == name)
+}
+
+/// The `description` line of a pipeline text, if it has one.
+pub fn description(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let rest = l
+            .trim()
+            .strip_prefix("description")?
+            .trim_start()
+            .strip_prefix('=')?
+            .trim();
+        Some(rest.trim_matches('"').to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_pipeline_file_is_embedded() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.unwrap().path();
+                (p.extension()? == "toml").then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+            })
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<&str> = super::PIPELINES.iter().map(|p| p.name).collect();
+        assert_eq!(on_disk, embedded);
+        for p in super::PIPELINES {
+            assert!(super::description(p.text).is_some(), "{} has no description", p.name);
+        }
+    }
+}

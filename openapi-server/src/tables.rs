@@ -1,0 +1,100 @@
+//! Turning an uploaded file into a stored dataset: read it as a table
+//! (CSV, Parquet or NDJSON, with the same inference as `builtin:source`),
+//! store it as Parquet, and describe it — schema, row count, profile and a
+//! preview — in the dataset's metadata. Tabular knowledge lives here, not in
+//! the platform.
+
+use std::path::{Path, PathBuf};
+
+use doppel_host::builtins::profile;
+use doppel_host::builtins::source::{self, Format, SourceOptions};
+use doppel_host::report::{self, TableFormat};
+use doppel_host::table::Table;
+use serde_json::{Value, json};
+
+/// Rows kept in the metadata for `GET /v1/datasets/{id}/preview`.
+pub const PREVIEW_ROWS: usize = 20;
+
+/// Why an upload is not a table we can read.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The format could not be told from the name or content type.
+    #[error("cannot tell the format of `{0}`: name it .csv, .parquet or .ndjson, or send a matching content type")]
+    UnknownFormat(String),
+    /// Reading failed; the message names the place (line, column).
+    #[error("{0}")]
+    Unreadable(String),
+    /// Writing the stored copy failed (our problem).
+    #[error("storing the table: {0}")]
+    Internal(String),
+}
+
+/// A table read from an upload.
+#[derive(Debug)]
+pub struct Ingested {
+    /// The Parquet copy to store.
+    pub parquet: PathBuf,
+    /// Metadata for the dataset record.
+    pub metadata: Value,
+}
+
+/// The format of an upload from its file name, else its content type.
+pub fn format_of(file_name: &str, content_type: Option<&str>) -> Option<Format> {
+    source::detect_format(Path::new(file_name)).or_else(|| match content_type?.split(';').next()?.trim() {
+        "text/csv" | "application/csv" => Some(Format::Csv),
+        "application/vnd.apache.parquet" | "application/x-parquet" => Some(Format::Parquet),
+        "application/x-ndjson" | "application/jsonl" => Some(Format::Ndjson),
+        _ => None,
+    })
+}
+
+/// Read `upload` (a local file whose user-facing name is `name`) and write its
+/// Parquet copy into `work`. Blocking: call from a blocking thread.
+pub fn ingest(upload: &Path, name: &str, format: Format, work: &Path) -> Result<Ingested, IngestError> {
+    let mut options = SourceOptions::new(upload);
+    options.format = Some(format);
+    // Messages name the upload as the user called it, never our temp path.
+    let hide = |m: String| m.replace(&upload.display().to_string(), name);
+    let table = source::read_table(&options).map_err(|e| IngestError::Unreadable(hide(e.to_string())))?;
+    let parquet = work.join("data.parquet");
+    report::write_table(&table, &parquet, TableFormat::Parquet).map_err(|e| IngestError::Internal(e.to_string()))?;
+    let metadata = describe(&table, name, format)?;
+    Ok(Ingested { parquet, metadata })
+}
+
+/// Schema, rows, profile and preview of a table, as dataset metadata.
+pub fn describe(table: &Table, name: &str, format: Format) -> Result<Value, IngestError> {
+    let prof = profile::profile(table, &Vec::new()).map_err(|e| IngestError::Internal(e.to_string()))?;
+    let columns: Vec<Value> = table
+        .schema
+        .fields()
+        .iter()
+        .zip(table.semantics.iter())
+        .map(|(f, s)| json!({"name": f.name(), "type": f.data_type().to_string(), "semantic_type": s.as_str(), "nullable": f.is_nullable()}))
+        .collect();
+    Ok(json!({
+        "kind": "table",
+        "source_name": name,
+        "source_format": format!("{format:?}").to_lowercase(),
+        "rows": table.rows(),
+        "columns": columns,
+        "profile": prof,
+        "preview": preview(table, PREVIEW_ROWS)?,
+    }))
+}
+
+/// The first `n` rows as JSON objects.
+pub fn preview(table: &Table, n: usize) -> Result<Value, IngestError> {
+    let batch = table.concat().map_err(|e| IngestError::Internal(e.to_string()))?;
+    let head = batch.slice(0, n.min(batch.num_rows()));
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow::json::ArrayWriter::new(&mut buf);
+        w.write(&head).map_err(|e| IngestError::Internal(e.to_string()))?;
+        w.finish().map_err(|e| IngestError::Internal(e.to_string()))?;
+    }
+    if buf.is_empty() {
+        return Ok(json!([]));
+    }
+    serde_json::from_slice(&buf).map_err(|e| IngestError::Internal(e.to_string()))
+}

@@ -1,0 +1,423 @@
+//! One layered configuration: built-in defaults, then `doppel.toml`, then
+//! `DOPPEL__SECTION__KEY` environment variables (highest). Secrets are wrapped
+//! in [`Secret`] so that `Debug`, logs and `--print-config` never show them.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Environment variable prefix of a setting (`DOPPEL__JOBS__WORKERS=4`).
+pub const ENV_PREFIX: &str = "DOPPEL__";
+
+/// A secret value: shown as `[redacted]` everywhere but [`Secret::expose`].
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// Whether it is empty (unset).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "[redacted]" })
+    }
+}
+
+/// Everything the platform and servers read at start-up.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "snake_case")]
+pub struct Settings {
+    /// Where the embedded defaults live: the SQLite file, local objects, keys.
+    pub data_dir: PathBuf,
+    /// Metadata store: `sqlite://…` or `postgres://…`. Empty: `{data_dir}/doppel.db`.
+    pub database_url: Secret,
+    /// Base URL clients reach the REST server at (signed download links use it).
+    pub public_url: String,
+    /// REST listen address.
+    pub http_addr: String,
+    /// Arrow Flight listen address.
+    pub flight_addr: String,
+    /// Object storage.
+    pub storage: StorageSettings,
+    /// Sign-in, sessions, API keys.
+    pub auth: AuthSettings,
+    /// Job queue and workers.
+    pub jobs: JobSettings,
+    /// Request limits.
+    pub limits: LimitSettings,
+}
+
+/// Object storage settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// `file:///abs/dir` or `s3://bucket/prefix`. Empty: `{data_dir}/objects`.
+    pub url: String,
+    /// S3-compatible endpoint (`http://127.0.0.1:9000`); empty for AWS.
+    pub endpoint: String,
+    /// S3 region.
+    pub region: String,
+    /// S3 access key id.
+    pub access_key_id: String,
+    /// S3 secret access key.
+    pub secret_access_key: Secret,
+    /// Allow plain HTTP to the endpoint (local S3-compatible servers).
+    pub allow_http: bool,
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Session lifetime in hours.
+    pub session_ttl_hours: i64,
+    /// Longest API key lifetime in days (requests for longer are capped).
+    pub api_key_max_days: i64,
+    /// HMAC key for signed download URLs and tickets (hex, ≥ 32 bytes). Empty:
+    /// generated once into `{data_dir}/signing.key`. Every server and worker
+    /// of one deployment must share it.
+    pub signing_key: Secret,
+    /// Accounts signing up with these e-mails become admins.
+    pub admin_emails: Vec<String>,
+    /// Shortest accepted password.
+    pub password_min_length: usize,
+    /// Cheap password hashing, for test suites only (never in production).
+    pub insecure_fast_hashing: bool,
+}
+
+/// Job queue settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSettings {
+    /// Workers `doppel serve` runs in-process (0: only external `doppel worker`s).
+    pub workers: usize,
+    /// Lease length in seconds; a worker that stops heart-beating loses its job after it.
+    pub lease_seconds: i64,
+    /// Attempts before a job is failed for good.
+    pub max_attempts: i64,
+    /// First retry delay in seconds; doubles with each attempt.
+    pub retry_base_seconds: i64,
+    /// How often an idle worker looks for work, in milliseconds.
+    pub poll_ms: u64,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Largest upload in MiB.
+    pub upload_max_mb: u64,
+    /// Sustained requests per second per API key / session / IP.
+    pub requests_per_second: u32,
+    /// Burst above that rate.
+    pub burst: u32,
+    /// How long a signed download link works, in seconds.
+    pub download_ttl_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("doppel-data"),
+            database_url: Secret::default(),
+            public_url: String::new(),
+            http_addr: "127.0.0.1:8080".to_owned(),
+            flight_addr: "127.0.0.1:50051".to_owned(),
+            storage: StorageSettings::default(),
+            auth: AuthSettings::default(),
+            jobs: JobSettings::default(),
+            limits: LimitSettings::default(),
+        }
+    }
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            url: String::new(),
+            endpoint: String::new(),
+            region: "us-east-1".to_owned(),
+            access_key_id: String::new(),
+            secret_access_key: Secret::default(),
+            allow_http: false,
+        }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            session_ttl_hours: 24 * 7,
+            api_key_max_days: 365,
+            signing_key: Secret::default(),
+            admin_emails: Vec::new(),
+            password_min_length: 10,
+            insecure_fast_hashing: false,
+        }
+    }
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        JobSettings {
+            workers: 2,
+            lease_seconds: 30,
+            max_attempts: 3,
+            retry_base_seconds: 5,
+            poll_ms: 250,
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            upload_max_mb: 512,
+            requests_per_second: 50,
+            burst: 100,
+            download_ttl_seconds: 3600,
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults ← `file` (if given and present) ← `DOPPEL__…` variables from `env`.
+    /// Unknown keys in either layer are an error naming the key.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Settings> {
+        let mut table = toml::Table::new();
+        if let Some(path) = file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    table = text
+                        .parse::<toml::Table>()
+                        .map_err(|e| Error::Settings(format!("{}: {e}", path.display())))?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::Settings(format!("{}: {e}", path.display()))),
+            }
+        }
+        let mut env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        env.sort();
+        for (key, value) in env {
+            let path: Vec<String> = key[ENV_PREFIX.len()..]
+                .split("__")
+                .map(str::to_ascii_lowercase)
+                .collect();
+            set_path(&mut table, &path, env_value(&value)).map_err(|m| Error::Settings(format!("{key}: {m}")))?;
+        }
+        toml::Value::Table(table)
+            .try_into::<Settings>()
+            .map_err(|e| Error::Settings(e.to_string()))
+    }
+
+    /// The metadata store URL, defaulting to a SQLite file under the data dir.
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("doppel.db").display())
+        } else {
+            self.database_url.expose().to_owned()
+        }
+    }
+
+    /// The object storage URL, defaulting to `{data_dir}/objects`.
+    pub fn storage_url(&self) -> Result<String> {
+        if !self.storage.url.is_empty() {
+            return Ok(self.storage.url.clone());
+        }
+        let dir = std::path::absolute(self.data_dir.join("objects")).map_err(|source| Error::Io {
+            path: self.data_dir.display().to_string(),
+            source,
+        })?;
+        Ok(format!("file://{}", dir.display()))
+    }
+
+    /// The public base URL, defaulting to `http://{http_addr}`.
+    pub fn public_url(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.http_addr)
+        } else {
+            self.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+
+    /// The effective settings as TOML, secrets redacted (`--print-config`).
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The signing key: configured, or read from (first created in) the data dir.
+    pub fn signing_key(&self) -> Result<Vec<u8>> {
+        if !self.auth.signing_key.is_empty() {
+            let key = crate::util::unhex(self.auth.signing_key.expose())
+                .ok_or_else(|| Error::Settings("auth.signing_key: expected hex".into()))?;
+            if key.len() < 32 {
+                return Err(Error::Settings(
+                    "auth.signing_key: at least 32 bytes (64 hex digits)".into(),
+                ));
+            }
+            return Ok(key);
+        }
+        let path = self.data_dir.join("signing.key");
+        let io = |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => crate::util::unhex(text.trim())
+                .filter(|k| k.len() >= 32)
+                .ok_or_else(|| Error::Settings(format!("{}: not a hex key", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.data_dir).map_err(io)?;
+                let key = crate::util::random_bytes::<32>();
+                write_private(&path, crate::util::hex(&key).as_bytes()).map_err(io)?;
+                Ok(key.to_vec())
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+}
+
+/// Write a file only its owner can read, atomically (temp + rename): two
+/// processes starting at once must not end up with different keys on disk.
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    // Keep a key another process wrote first.
+    if path.exists() {
+        std::fs::remove_file(&tmp)?;
+        return Ok(());
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// An environment value as TOML when it parses as a number, boolean or array,
+/// else as a string (so `DOPPEL__JOBS__WORKERS=4` is an integer).
+fn env_value(raw: &str) -> toml::Value {
+    let probe = format!("v = {raw}");
+    match probe.parse::<toml::Table>() {
+        Ok(mut t) => match t.remove("v") {
+            Some(
+                v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) | toml::Value::Array(_)),
+            ) => v,
+            _ => toml::Value::String(raw.to_owned()),
+        },
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(format!("`{first}` is not a section")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_types_follow_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("doppel.toml");
+        std::fs::write(
+            &file,
+            "http_addr = \"0.0.0.0:9000\"\n[jobs]\nworkers = 1\nlease_seconds = 10\n",
+        )
+        .unwrap();
+        let s = Settings::load(
+            Some(&file),
+            env(&[
+                ("DOPPEL__JOBS__WORKERS", "4"),
+                ("DOPPEL__AUTH__ADMIN_EMAILS", "[\"a@x.io\"]"),
+                ("OTHER", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.http_addr, "0.0.0.0:9000");
+        assert_eq!(s.jobs.workers, 4, "env beats the file");
+        assert_eq!(s.jobs.lease_seconds, 10, "file beats the default");
+        assert_eq!(s.jobs.max_attempts, 3, "default");
+        assert_eq!(s.auth.admin_emails, vec!["a@x.io"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Settings::load(None, env(&[("DOPPEL__JOBS__WORKRES", "4")])).unwrap_err();
+        assert!(e.to_string().contains("workres"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("DOPPEL__DATABASE_URL", "postgres://u:hunter2@db/x"),
+                ("DOPPEL__STORAGE__SECRET_ACCESS_KEY", "hunter3"),
+            ]),
+        )
+        .unwrap();
+        let shown = format!("{s:?}\n{}", s.to_redacted_toml());
+        assert!(!shown.contains("hunter2") && !shown.contains("hunter3"), "{shown}");
+        assert!(shown.contains("[redacted]"));
+        assert_eq!(s.database_url(), "postgres://u:hunter2@db/x");
+    }
+
+    #[test]
+    fn signing_key_is_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings {
+            data_dir: dir.path().to_owned(),
+            ..Settings::default()
+        };
+        let a = s.signing_key().unwrap();
+        assert_eq!(a.len(), 32);
+        assert_eq!(s.signing_key().unwrap(), a);
+    }
+}

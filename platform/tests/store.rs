@@ -1,0 +1,577 @@
+//! The platform against real metadata stores: every test runs on a fresh
+//! SQLite file and, when `DOPPEL_TEST_POSTGRES` names a server (CI sets it to
+//! the one on 127.0.0.1:5432), on a fresh PostgreSQL database created for the
+//! test and dropped afterwards.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use doppel_platform::accounts::{Accounts, totp_at};
+use doppel_platform::audit::RequestMeta;
+use doppel_platform::authz::{Credential, Principal, Scope};
+use doppel_platform::jobs::{JobFailure, JobState, Manifest, Queue};
+use doppel_platform::settings::{AuthSettings, JobSettings};
+use doppel_platform::{Db, Error, datasets, idempotency, keys};
+
+/// A database for one test; PostgreSQL ones are dropped on drop.
+struct TestDb {
+    db: Db,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.pg.take() {
+            let pool = self.db.pool.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Runtime::new().unwrap();
+                rt.block_on(async move {
+                    pool.close().await;
+                    let admin = Db::connect_raw(&admin_url).await.unwrap();
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+                });
+            })
+            .join()
+            .unwrap();
+        }
+    }
+}
+
+async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    TestDb {
+        db: Db::connect(&url).await.unwrap(),
+        _dir: Some(dir),
+        pg: None,
+    }
+}
+
+async fn postgres() -> Option<TestDb> {
+    let admin_url = std::env::var("DOPPEL_TEST_POSTGRES").ok()?;
+    let name = format!("doppel_test_{}", doppel_platform::util::new_id("db").replace("db_", ""));
+    let admin = Db::connect_raw(&admin_url)
+        .await
+        .expect("DOPPEL_TEST_POSTGRES is reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+    let db = Db::connect(&format!("{base}/{name}")).await.unwrap();
+    Some(TestDb {
+        db,
+        _dir: None,
+        pg: Some((admin_url, name)),
+    })
+}
+
+/// Run `body` on SQLite, then on PostgreSQL when configured.
+macro_rules! on_both {
+    ($name:ident, $body:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let t = sqlite().await;
+            ($body)(t.db.clone()).await;
+            drop(t);
+            match postgres().await {
+                Some(t) => {
+                    ($body)(t.db.clone()).await;
+                    drop(t);
+                }
+                None => eprintln!(
+                    "{}: PostgreSQL leg skipped (set DOPPEL_TEST_POSTGRES)",
+                    stringify!($name)
+                ),
+            }
+        }
+    };
+}
+
+fn auth_settings() -> AuthSettings {
+    AuthSettings {
+        insecure_fast_hashing: true,
+        admin_emails: vec!["root@example.com".into()],
+        ..AuthSettings::default()
+    }
+}
+
+fn accounts(db: &Db) -> Accounts {
+    Accounts::new(db.clone(), auth_settings(), vec![9; 32])
+}
+
+fn meta() -> RequestMeta {
+    RequestMeta {
+        request_id: "req_test".into(),
+        ip: Some("127.0.0.1".into()),
+    }
+}
+
+async fn user(a: &Accounts, email: &str) -> Principal {
+    a.sign_up(&meta(), email, "correct horse battery").await.unwrap();
+    let s = a
+        .log_in(&meta(), email, "correct horse battery", None, None)
+        .await
+        .unwrap();
+    a.authenticate(&s.token, None).await.unwrap()
+}
+
+async fn audit_actions(db: &Db) -> Vec<String> {
+    sqlx::query_scalar("SELECT action FROM audit_events ORDER BY seq")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+}
+
+on_both!(sign_up_log_in_and_sessions, |db: Db| async move {
+    let a = accounts(&db);
+    let acct = a
+        .sign_up(&meta(), " Ada@Example.com ", "correct horse battery")
+        .await
+        .unwrap();
+    assert_eq!(acct.email, "ada@example.com");
+    assert!(matches!(
+        a.sign_up(&meta(), "ADA@example.com", "another long password").await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        a.sign_up(&meta(), "bob@example.com", "short").await,
+        Err(Error::Invalid { .. })
+    ));
+    assert!(matches!(
+        a.log_in(&meta(), "ada@example.com", "wrong password!", None, None)
+            .await,
+        Err(Error::Unauthenticated(_))
+    ));
+    assert!(matches!(
+        a.log_in(&meta(), "nobody@example.com", "correct horse battery", None, None)
+            .await,
+        Err(Error::Unauthenticated(_))
+    ));
+    let s = a
+        .log_in(&meta(), "ada@example.com", "correct horse battery", None, None)
+        .await
+        .unwrap();
+    assert!(s.token.starts_with("dps_"));
+    let p = a.authenticate(&s.token, None).await.unwrap();
+    assert_eq!(p.account_id, acct.id);
+    assert!(matches!(p.credential, Credential::Session { .. }));
+    // The token is stored hashed: the raw token appears nowhere in the store.
+    let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM sessions")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert!(stored.iter().all(|h| h != &s.token && h.len() == 64));
+    a.log_out(&meta(), &p).await.unwrap();
+    assert!(a.authenticate(&s.token, None).await.is_err(), "logout revokes");
+    let actions = audit_actions(&db).await;
+    for want in [
+        "user_created",
+        "authn_login_fail",
+        "authn_login_success",
+        "session_revoked",
+    ] {
+        assert!(actions.iter().any(|x| x == want), "{want} in {actions:?}");
+    }
+    let root = a
+        .sign_up(&meta(), "root@example.com", "correct horse battery")
+        .await
+        .unwrap();
+    assert_eq!(root.role.as_str(), "admin");
+});
+
+on_both!(
+    totp_second_factor_with_replay_protection_and_recovery,
+    |db: Db| async move {
+        let a = accounts(&db);
+        let p = user(&a, "eve@example.com").await;
+        let e = a.enrol_totp(&p).await.unwrap();
+        let secret = base32_decode(&e.secret);
+        assert!(
+            e.otpauth_url
+                .starts_with("otpauth://totp/doppel:eve%40example.com?secret=")
+        );
+        let step = doppel_platform::util::now_ms() / 1000 / 30;
+        assert!(a.confirm_totp(&meta(), &p, "000000").await.is_err() || totp_at(&secret, step) == "000000");
+        let codes = a.confirm_totp(&meta(), &p, &totp_at(&secret, step)).await.unwrap();
+        assert_eq!(codes.len(), 10);
+        // The secret is not stored in the clear.
+        let stored: Option<String> = sqlx::query_scalar("SELECT totp_secret FROM accounts WHERE id = $1")
+            .bind(&p.account_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert!(!stored.unwrap().contains(&e.secret));
+        assert!(matches!(
+            a.log_in(&meta(), "eve@example.com", "correct horse battery", None, None)
+                .await,
+            Err(Error::MfaRequired)
+        ));
+        // The code used to confirm cannot be used again (replay); the next one can.
+        assert!(
+            a.log_in(
+                &meta(),
+                "eve@example.com",
+                "correct horse battery",
+                Some(&totp_at(&secret, step)),
+                None
+            )
+            .await
+            .is_err()
+        );
+        a.log_in(
+            &meta(),
+            "eve@example.com",
+            "correct horse battery",
+            Some(&totp_at(&secret, step + 1)),
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(
+            a.log_in(
+                &meta(),
+                "eve@example.com",
+                "correct horse battery",
+                Some(&totp_at(&secret, step + 1)),
+                None
+            )
+            .await
+            .is_err()
+        );
+        // A recovery code works once.
+        let code = codes[0].to_uppercase();
+        a.log_in(&meta(), "eve@example.com", "correct horse battery", None, Some(&code))
+            .await
+            .unwrap();
+        assert!(
+            a.log_in(&meta(), "eve@example.com", "correct horse battery", None, Some(&code))
+                .await
+                .is_err()
+        );
+    }
+);
+
+on_both!(api_keys_scopes_expiry_and_revocation, |db: Db| async move {
+    let a = accounts(&db);
+    let p = user(&a, "kim@example.com").await;
+    let k = keys::create(
+        &db,
+        &meta(),
+        &p,
+        "ci",
+        &["datasets:read".into(), "jobs:run".into()],
+        Some(9999),
+        30,
+    )
+    .await
+    .unwrap();
+    assert!(keys::looks_valid(&k.secret));
+    assert_eq!(k.key.scopes, vec!["datasets:read", "jobs:run"]);
+    let cap = k.key.created_at + 30 * 86_400_000;
+    assert_eq!(k.key.expires_at, Some(cap), "expiry capped at the server maximum");
+    let kp = a.authenticate(&k.secret, Some("10.0.0.1")).await.unwrap();
+    assert!(kp.has_scope(Scope::JobsRun) && !kp.has_scope(Scope::DatasetsWrite));
+    let listed = keys::list(&db, &p.account_id).await.unwrap();
+    assert_eq!(listed[0].last_used_ip.as_deref(), Some("10.0.0.1"));
+    let stored: Vec<String> = sqlx::query_scalar("SELECT secret_hash FROM api_keys")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert!(!stored.contains(&k.secret));
+    // A key cannot grant what its creator lacks, nor admin to a user.
+    assert!(matches!(
+        keys::create(&db, &meta(), &kp, "wider", &["datasets:write".into()], None, 30).await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        keys::create(&db, &meta(), &p, "root", &["admin".into()], None, 30).await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        keys::create(&db, &meta(), &p, "typo", &["datasets:raed".into()], None, 30).await,
+        Err(Error::Invalid { .. })
+    ));
+    // Someone else cannot revoke it; its owner can, and then it stops working.
+    let other = user(&a, "lou@example.com").await;
+    assert!(matches!(
+        keys::revoke(&db, &meta(), &other, &k.key.id).await,
+        Err(Error::NotFound(_))
+    ));
+    keys::revoke(&db, &meta(), &p, &k.key.id).await.unwrap();
+    assert!(a.authenticate(&k.secret, None).await.is_err());
+    // Expired keys stop working too.
+    let old = keys::create(&db, &meta(), &p, "old", &["datasets:read".into()], Some(1), 30)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE api_keys SET expires_at = 1 WHERE id = $1")
+        .bind(&old.key.id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert!(a.authenticate(&old.secret, None).await.is_err());
+    // A disabled account's keys and sessions stop working.
+    let root = user(&a, "root@example.com").await;
+    let live = keys::create(&db, &meta(), &p, "live", &["datasets:read".into()], None, 30)
+        .await
+        .unwrap();
+    a.set_disabled(&meta(), &root, &p.account_id, true).await.unwrap();
+    assert!(a.authenticate(&live.secret, None).await.is_err());
+});
+
+async fn submit(q: &Queue, p: &Principal) -> String {
+    q.submit(&meta(), p, "test", &serde_json::json!({"n": 1}))
+        .await
+        .unwrap()
+        .id
+}
+
+fn queue(db: &Db, lease_seconds: i64, max_attempts: i64) -> Queue {
+    Queue::new(
+        db.clone(),
+        &JobSettings {
+            lease_seconds,
+            max_attempts,
+            retry_base_seconds: 0,
+            ..JobSettings::default()
+        },
+    )
+}
+
+on_both!(jobs_lease_fencing_retry_and_cancel, |db: Db| async move {
+    let a = accounts(&db);
+    let p = user(&a, "jo@example.com").await;
+    let q = queue(&db, 1, 2);
+    let id = submit(&q, &p).await;
+    let lease = q.claim("w1").await.unwrap().expect("a queued job is claimable");
+    assert_eq!(
+        (lease.job.id.as_str(), lease.job.attempt, lease.job.state),
+        (id.as_str(), 1, JobState::Running)
+    );
+    assert!(
+        q.claim("w2").await.unwrap().is_none(),
+        "a leased job is not claimed twice"
+    );
+    assert!(!q.heartbeat(&lease, Some((0.5, "half"))).await.unwrap());
+    assert_eq!(q.get(&id).await.unwrap().message.as_deref(), Some("half"));
+    // The lease expires (worker stalled): another worker takes the job over and
+    // the first one can no longer write anything.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = q.claim("w2").await.unwrap().expect("an expired lease is claimable");
+    assert_eq!(second.job.attempt, 2);
+    assert!(matches!(q.heartbeat(&lease, None).await, Err(Error::Conflict(_))));
+    assert!(q.finish_succeeded(&lease, &Manifest::default()).await.is_err());
+    let manifest = Manifest {
+        files: Vec::new(),
+        summary: serde_json::json!({"ok": true}),
+    };
+    q.finish_succeeded(&second, &manifest).await.unwrap();
+    let done = q.get(&id).await.unwrap();
+    assert_eq!((done.state, done.attempt), (JobState::Succeeded, 2));
+    assert_eq!(done.manifest, Some(manifest));
+
+    // A retryable failure goes back to the queue; the last attempt fails for good.
+    let id = submit(&q, &p).await;
+    let l1 = q.claim("w").await.unwrap().unwrap();
+    let flaky = JobFailure {
+        code: "storage_unavailable".into(),
+        message: "try later".into(),
+        retryable: true,
+    };
+    q.finish_failed(&l1, &flaky).await.unwrap();
+    assert_eq!(q.get(&id).await.unwrap().state, JobState::Queued);
+    let l2 = q.claim("w").await.unwrap().unwrap();
+    q.finish_failed(&l2, &flaky).await.unwrap();
+    let failed = q.get(&id).await.unwrap();
+    assert_eq!(
+        (failed.state, failed.error_code.as_deref()),
+        (JobState::Failed, Some("storage_unavailable"))
+    );
+
+    // Cancel: a queued job at once; a running one at its next heartbeat.
+    let id = submit(&q, &p).await;
+    assert_eq!(q.cancel(&meta(), &p, &id).await.unwrap().state, JobState::Cancelled);
+    assert!(q.claim("w").await.unwrap().is_none());
+    let id = submit(&q, &p).await;
+    let l = q.claim("w").await.unwrap().unwrap();
+    q.cancel(&meta(), &p, &id).await.unwrap();
+    assert!(
+        q.heartbeat(&l, None).await.unwrap(),
+        "the worker hears about the cancel"
+    );
+    q.finish_cancelled(&l).await.unwrap();
+    assert_eq!(q.get(&id).await.unwrap().state, JobState::Cancelled);
+
+    // A job whose workers keep dying is failed once its attempts are used up.
+    let id = submit(&q, &p).await;
+    for _ in 0..2 {
+        q.claim("w").await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert!(q.claim("w").await.unwrap().is_none());
+    let gone = q.get(&id).await.unwrap();
+    assert_eq!(
+        (gone.state, gone.error_code.as_deref()),
+        (JobState::Failed, Some("attempts_exhausted"))
+    );
+    let listed = q.list(Some(&p.account_id), None, 100).await.unwrap();
+    assert_eq!(listed.len(), 5);
+    assert!(listed.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+});
+
+on_both!(concurrent_claims_take_distinct_jobs, |db: Db| async move {
+    let a = accounts(&db);
+    let p = user(&a, "cc@example.com").await;
+    let q = queue(&db, 30, 3);
+    for _ in 0..12 {
+        submit(&q, &p).await;
+    }
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let q = q.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(l) = q.claim(&format!("w{w}")).await.unwrap() {
+                got.push(l.job.id);
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!((n, all.len()), (12, 12), "every job claimed exactly once");
+});
+
+struct Echo;
+
+impl doppel_platform::jobs::JobHandler for Echo {
+    fn run(&self, ctx: doppel_platform::jobs::JobContext) -> doppel_platform::jobs::HandlerFuture {
+        Box::pin(async move {
+            ctx.progress(0.5, "working");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Manifest {
+                files: Vec::new(),
+                summary: ctx.lease.job.spec.clone(),
+            })
+        })
+    }
+}
+
+on_both!(worker_loop_runs_jobs_to_completion, |db: Db| async move {
+    let a = accounts(&db);
+    let p = user(&a, "wl@example.com").await;
+    let q = queue(&db, 5, 3);
+    let id = submit(&q, &p).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = doppel_platform::jobs::Worker::new(q.clone(), Arc::new(Echo), "w", Duration::from_millis(20));
+    let h = tokio::spawn(w.run(Arc::clone(&stop)));
+    let mut job = q.get(&id).await.unwrap();
+    for _ in 0..200 {
+        if job.state.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        job = q.get(&id).await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    h.await.unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.manifest.unwrap().summary, serde_json::json!({"n": 1}));
+});
+
+on_both!(datasets_idempotency_and_audit, |db: Db| async move {
+    let a = accounts(&db);
+    let p = user(&a, "dd@example.com").await;
+    let metadata = serde_json::json!({"rows": 3});
+    let d = datasets::create(
+        &db,
+        &meta(),
+        &p,
+        &datasets::NewDataset {
+            id: "ds_1",
+            name: "t",
+            media_type: "application/vnd.apache.parquet",
+            size_bytes: 10,
+            object_key: "datasets/x/ds_1/data.parquet",
+            metadata: &metadata,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.metadata, metadata);
+    assert_eq!(datasets::list(&db, &p.account_id, None, 10).await.unwrap().len(), 1);
+    datasets::delete(&db, &meta(), &p, "ds_1").await.unwrap();
+    assert!(matches!(datasets::get(&db, "ds_1").await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        datasets::delete(&db, &meta(), &p, "ds_1").await,
+        Err(Error::NotFound(_))
+    ));
+
+    assert!(
+        idempotency::lookup(&db, &p.account_id, "k1", "h1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    idempotency::store(&db, &p.account_id, "k1", "h1", 201, "{\"id\":1}")
+        .await
+        .unwrap();
+    idempotency::store(&db, &p.account_id, "k1", "h1", 201, "{\"id\":2}")
+        .await
+        .unwrap();
+    assert_eq!(
+        idempotency::lookup(&db, &p.account_id, "k1", "h1")
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+        "{\"id\":1}"
+    );
+    assert!(matches!(
+        idempotency::lookup(&db, &p.account_id, "k1", "h2").await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(
+        idempotency::lookup(&db, "someone else", "k1", "h2")
+            .await
+            .unwrap()
+            .is_none(),
+        "keys are per account"
+    );
+    let actions = audit_actions(&db).await;
+    assert!(actions.contains(&"dataset_created".to_owned()) && actions.contains(&"dataset_deleted".to_owned()));
+    // The audit log never holds a secret.
+    let blobs: Vec<Option<String>> = sqlx::query_scalar("SELECT metadata FROM audit_events")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert!(blobs.iter().flatten().all(|m| !m.contains("correct horse")));
+});
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut buffer, mut bits, mut out) = (0u32, 0, Vec::new());
+    for c in s.bytes() {
+        let v = alphabet.iter().position(|&a| a == c).unwrap() as u32;
+        buffer = (buffer << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    out
+}
