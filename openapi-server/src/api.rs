@@ -21,6 +21,7 @@ use poem_openapi::types::{ParseFromJSON, ToJSON};
 use poem_openapi::{ApiResponse, Enum, Multipart, Object, OpenApi, Tags};
 
 use crate::auth::{Auth, client_ip};
+use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::runner::{self, PipelineJob};
 use crate::state::AppState;
@@ -63,7 +64,8 @@ fn page_limit(limit: Option<u32>) -> ApiResult<i64> {
 // ---------------------------------------------------------------- objects
 
 /// Sign-up details.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignUp {
     /// E-mail address (the login name).
     pub email: String,
@@ -73,7 +75,8 @@ pub struct SignUp {
 }
 
 /// Login details.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct LogIn {
     /// E-mail address.
     pub email: String,
@@ -88,6 +91,7 @@ pub struct LogIn {
 
 /// An account.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AccountView {
     /// Id.
     pub id: String,
@@ -118,6 +122,7 @@ impl From<doppel_platform::accounts::Account> for AccountView {
 
 /// A new session. The token is shown once.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionView {
     /// Bearer token (`dps_…`).
     pub token: String,
@@ -129,6 +134,7 @@ pub struct SessionView {
 
 /// TOTP enrolment: scan the URL as a QR code, then confirm a code.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TotpEnrolmentView {
     /// Base32 secret.
     pub secret: String,
@@ -137,7 +143,8 @@ pub struct TotpEnrolmentView {
 }
 
 /// A TOTP code.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TotpCode {
     /// Six digits from the authenticator.
     pub code: String,
@@ -145,13 +152,15 @@ pub struct TotpCode {
 
 /// Recovery codes, shown once.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RecoveryCodes {
     /// Each works once instead of a TOTP code.
     pub recovery_codes: Vec<String>,
 }
 
 /// A key to create.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewKey {
     /// A name to recognise it by.
     pub name: String,
@@ -163,6 +172,7 @@ pub struct NewKey {
 
 /// An API key (never its secret, except once in [`CreatedKey`]).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct KeyView {
     /// Id.
     pub id: String,
@@ -199,6 +209,7 @@ impl From<keys::ApiKey> for KeyView {
 
 /// A created key: the secret is shown this once.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreatedKey {
     /// The key.
     pub key: KeyView,
@@ -217,6 +228,7 @@ pub struct DatasetUpload {
 
 /// A dataset.
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DatasetView {
     /// Id.
     pub id: String,
@@ -256,6 +268,7 @@ fn dataset_view(d: &datasets::Dataset, with_profile: bool) -> DatasetView {
 
 /// A page of datasets.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DatasetPage {
     /// This page, newest first.
     pub data: Vec<DatasetView>,
@@ -267,6 +280,7 @@ pub struct DatasetPage {
 
 /// Preview rows.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Preview {
     /// Column names.
     pub columns: Vec<String>,
@@ -276,6 +290,7 @@ pub struct Preview {
 
 /// A shipped pipeline.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PipelineView {
     /// Name to submit jobs with.
     pub name: String,
@@ -287,6 +302,7 @@ pub struct PipelineView {
 
 /// One problem in a pipeline.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Problem {
     /// 1-based line, when the problem has a place.
     pub line: Option<u32>,
@@ -300,6 +316,7 @@ pub struct Problem {
 
 /// Validation result.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Validation {
     /// Whether the pipeline is valid.
     pub valid: bool,
@@ -310,7 +327,7 @@ pub struct Validation {
 }
 
 /// Output format of a job's tables.
-#[derive(Debug, Clone, Copy, Enum, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Enum, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[oai(rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
@@ -321,7 +338,8 @@ pub enum OutputFormat {
 }
 
 /// A job to submit.
-#[derive(Debug, Object, serde::Serialize)]
+#[derive(Debug, Object, serde::Deserialize, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewJob {
     /// A shipped pipeline (`GET /v1/pipelines`).
     pub pipeline: String,
@@ -329,6 +347,7 @@ pub struct NewJob {
     pub dataset_id: String,
     /// `stage.key=value` overrides, as `doppel run --set`.
     #[oai(default)]
+    #[serde(default)]
     pub overrides: Vec<String>,
     /// Output table format (default parquet).
     pub format: Option<OutputFormat>,
@@ -336,6 +355,7 @@ pub struct NewJob {
 
 /// A job.
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobView {
     /// Id.
     pub id: String,
@@ -400,6 +420,7 @@ fn job_view(j: &Job) -> JobView {
 
 /// A page of jobs.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobPage {
     /// This page, newest first.
     pub data: Vec<JobView>,
@@ -411,6 +432,7 @@ pub struct JobPage {
 
 /// A time-limited download link.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DownloadLink {
     /// GET this URL (no credentials needed) before it expires.
     pub url: String,
@@ -418,8 +440,33 @@ pub struct DownloadLink {
     pub expires_at: i64,
 }
 
+/// An audit event.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AuditEventView {
+    /// Sequence number (pass as `before` for older events).
+    pub seq: i64,
+    /// When, ms since the epoch.
+    pub at: i64,
+    /// Acting account.
+    pub actor: Option<String>,
+    /// API key used.
+    pub api_key_id: Option<String>,
+    /// What happened (OWASP logging vocabulary where it has a word).
+    pub action: String,
+    /// Resource acted on.
+    pub target: Option<String>,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// Request id.
+    pub request_id: Option<String>,
+    /// Client address.
+    pub ip: Option<String>,
+}
+
 /// A page of accounts (admin).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AccountPage {
     /// This page, by id.
     pub data: Vec<AccountView>,
@@ -558,7 +605,7 @@ impl Api {
         &self,
         state: Data<&Arc<AppState>>,
         req: &Request,
-        body: Json<SignUp>,
+        body: JsonBody<SignUp>,
     ) -> ApiResult<CreatedAccount> {
         let a = state.accounts.sign_up(&meta(req), &body.email, &body.password).await?;
         Ok(CreatedAccount::Created(Json(a.into())))
@@ -577,7 +624,7 @@ impl Api {
         &self,
         state: Data<&Arc<AppState>>,
         req: &Request,
-        body: Json<LogIn>,
+        body: JsonBody<LogIn>,
     ) -> ApiResult<Json<SessionView>> {
         let s = state
             .accounts
@@ -642,7 +689,7 @@ impl Api {
         state: Data<&Arc<AppState>>,
         req: &Request,
         auth: Auth,
-        body: Json<TotpCode>,
+        body: JsonBody<TotpCode>,
     ) -> ApiResult<Json<RecoveryCodes>> {
         session_only(&auth.0)?;
         let codes = state.accounts.confirm_totp(&meta(req), &auth.0, &body.code).await?;
@@ -661,7 +708,7 @@ impl Api {
         state: Data<&Arc<AppState>>,
         req: &Request,
         auth: Auth,
-        body: Json<NewKey>,
+        body: JsonBody<NewKey>,
     ) -> ApiResult<CreatedKeyResponse> {
         let k = keys::create(
             &state.db,
@@ -989,7 +1036,7 @@ impl Api {
         req: &Request,
         auth: Auth,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
-        body: Json<NewJob>,
+        body: JsonBody<NewJob>,
     ) -> ApiResult<CreatedJob> {
         require(&auth.0, Scope::JobsRun)?;
         let hash = hash_request(&[serde_json::to_string(&body.0).unwrap_or_default().as_bytes()]);
@@ -1311,6 +1358,42 @@ impl Api {
             data: rows.iter().map(job_view).collect(),
             has_more,
         }))
+    }
+
+    /// The audit log, newest first (admin).
+    #[oai(
+        path = "/admin/audit",
+        method = "get",
+        tag = "ApiTags::Admin",
+        operation_id = "admin_audit_log"
+    )]
+    async fn admin_audit(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        limit: Query<Option<u32>>,
+        before: Query<Option<i64>>,
+    ) -> ApiResult<Json<Vec<AuditEventView>>> {
+        require(&auth.0, Scope::Admin)?;
+        let n = page_limit(limit.0)?;
+        let events = doppel_platform::audit::list(&state.db, before.0, n).await?;
+        Ok(Json(events.into_iter().map(Api::audit_view).collect()))
+    }
+}
+
+impl Api {
+    fn audit_view(e: doppel_platform::audit::StoredEvent) -> AuditEventView {
+        AuditEventView {
+            seq: e.seq,
+            at: e.at,
+            actor: e.actor,
+            api_key_id: e.api_key_id,
+            action: e.action,
+            target: e.target,
+            outcome: e.outcome,
+            request_id: e.request_id,
+            ip: e.ip,
+        }
     }
 }
 

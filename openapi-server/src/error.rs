@@ -57,12 +57,21 @@ pub enum ApiError {
     /// Conflicts with the current state.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// A body was sent without a length (chunked); send `Content-Length`.
+    #[oai(status = 411)]
+    LengthRequired(Json<ErrorBody>),
     /// The upload is too large.
     #[oai(status = 413)]
     TooLarge(Json<ErrorBody>),
+    /// The body's content type is not one this endpoint takes.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// Well-formed but unprocessable (an invalid pipeline, an unreadable table).
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// Too many requests from this credential or address; see `Retry-After`.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>),
     /// Something failed on our side; the request id is in the log.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -73,7 +82,16 @@ pub enum ApiError {
 
 /// Parse failures (missing field, wrong type) become our 400, naming the field.
 fn bad_request(err: poem::Error) -> ApiError {
-    ApiError::BadRequest(Json(ErrorBody::new("invalid_request", err.to_string())))
+    ApiError::BadRequest(Json(ErrorBody::new("invalid_request", clean_message(&err.to_string()))))
+}
+
+/// poem's parse messages without their generic lead-in, so they start with
+/// the field at fault.
+pub fn clean_message(message: &str) -> String {
+    message
+        .strip_prefix("parse request payload error: ")
+        .unwrap_or(message)
+        .to_owned()
 }
 
 impl ApiError {
@@ -106,7 +124,10 @@ impl ApiError {
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
             ApiError::Conflict(_) => 409,
+            ApiError::LengthRequired(_) => 411,
             ApiError::TooLarge(_) => 413,
+            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::TooManyRequests(_) => 429,
             ApiError::Unprocessable(_) => 422,
             ApiError::Internal(_) => 500,
             ApiError::Unavailable(_) => 503,
@@ -120,7 +141,10 @@ impl ApiError {
             | ApiError::Forbidden(b)
             | ApiError::NotFound(b)
             | ApiError::Conflict(b)
+            | ApiError::LengthRequired(b)
             | ApiError::TooLarge(b)
+            | ApiError::UnsupportedMediaType(b)
+            | ApiError::TooManyRequests(b)
             | ApiError::Unprocessable(b)
             | ApiError::Internal(b)
             | ApiError::Unavailable(b) => &b.0,

@@ -34,6 +34,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod middleware;
 pub mod runner;
@@ -74,8 +75,9 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .at("/readyz", get(readyz))
         .at("/metrics", get(metrics))
         .at("/v1/downloads/*key", get(download))
-        .data(state)
+        // The middleware reads the state, so the state is added outside it.
         .around(middleware::around)
+        .data(state)
 }
 
 #[handler]

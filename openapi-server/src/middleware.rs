@@ -46,19 +46,19 @@ pub async fn around<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Respo
     let exempt = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
     let mut resp = REQUEST_ID
         .scope(id.clone(), async {
-            if let Some(state) = state.as_ref().filter(|_| !exempt) {
-                if let Err(not_until) = state.limiter.check_key(&limit_key(&req)) {
-                    state.metrics.limited();
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                    let mut r = json_error(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "rate_limited",
-                        "too many requests; retry later",
-                    );
-                    r.headers_mut().insert("retry-after", HeaderValue::from(secs.max(1)));
-                    return r;
-                }
+            if let Some(state) = state.as_ref().filter(|_| !exempt)
+                && let Err(not_until) = state.limiter.check_key(&limit_key(&req))
+            {
+                state.metrics.limited();
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let mut r = json_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many requests; retry later",
+                );
+                r.headers_mut().insert("retry-after", HeaderValue::from(secs.max(1)));
+                return r;
             }
             if let Some(refusal) = body_limit(&req, state.as_deref()) {
                 return refusal;
@@ -132,6 +132,9 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
 /// A poem error as our JSON shape (unless it already is), hiding 5xx details.
 pub fn error_response(e: poem::Error) -> Response {
     let status = e.status();
+    // 4xx messages from poem say what was wrong with the request (which field
+    // failed to parse); 5xx ones are replaced below.
+    let detail = crate::error::clean_message(&e.to_string());
     let resp = e.into_response();
     let is_json = resp
         .headers()
@@ -160,7 +163,8 @@ pub fn error_response(e: poem::Error) -> Response {
             "send `Authorization: Bearer <API key or session token>`".to_owned(),
         ),
         StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "the request body is larger than allowed".to_owned()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported content type".to_owned()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", detail),
+        _ if !detail.is_empty() => ("invalid_request", detail),
         _ => (
             "invalid_request",
             status.canonical_reason().unwrap_or("bad request").to_lowercase(),

@@ -91,38 +91,28 @@ pub struct StoredEvent {
 
 /// The newest events first, before sequence number `before` if given.
 pub async fn list(db: &crate::Db, before: Option<i64>, limit: i64) -> Result<Vec<StoredEvent>> {
-    let rows: Vec<(
-        i64,
-        i64,
-        Option<String>,
-        Option<String>,
-        String,
-        Option<String>,
-        String,
-        Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(
+    use sqlx::Row;
+    let rows = sqlx::query(
         "SELECT seq, at, actor, api_key_id, action, target, outcome, request_id, ip FROM audit_events \
-             WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
+         WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
     )
     .bind(before.unwrap_or(i64::MAX))
     .bind(limit)
     .fetch_all(&db.pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(seq, at, actor, api_key_id, action, target, outcome, request_id, ip)| StoredEvent {
-                seq,
-                at,
-                actor,
-                api_key_id,
-                action,
-                target,
-                outcome,
-                request_id,
-                ip,
-            },
-        )
-        .collect())
+    rows.iter()
+        .map(|r| {
+            Ok(StoredEvent {
+                seq: r.try_get("seq")?,
+                at: r.try_get("at")?,
+                actor: r.try_get("actor")?,
+                api_key_id: r.try_get("api_key_id")?,
+                action: r.try_get("action")?,
+                target: r.try_get("target")?,
+                outcome: r.try_get("outcome")?,
+                request_id: r.try_get("request_id")?,
+                ip: r.try_get("ip")?,
+            })
+        })
+        .collect()
 }

@@ -3,6 +3,8 @@
 //! the one on 127.0.0.1:5432), on a fresh PostgreSQL database created for the
 //! test and dropped afterwards.
 
+#![allow(clippy::print_stderr, reason = "a test says which backend legs it skipped")]
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
