@@ -478,6 +478,14 @@ pub struct AccountPage {
 
 // -------------------------------------------------------------- responses
 
+/// A redirect to the identity provider.
+#[derive(Debug, ApiResponse)]
+pub enum Redirect {
+    /// Follow `Location` to sign in at the provider.
+    #[oai(status = 302)]
+    Found(#[oai(header = "Location")] String),
+}
+
 /// 201 with an account.
 #[derive(Debug, ApiResponse)]
 pub enum CreatedAccount {
@@ -636,6 +644,53 @@ impl Api {
                 body.recovery_code.as_deref(),
             )
             .await?;
+        Ok(Json(SessionView {
+            token: s.token,
+            expires_at: s.expires_at,
+            account: s.account.into(),
+        }))
+    }
+
+    /// Start single sign-on with a configured OpenID Connect provider: a
+    /// redirect to it (authorization code flow with PKCE, state and nonce).
+    #[oai(
+        path = "/auth/oidc/:provider/start",
+        method = "get",
+        tag = "ApiTags::Auth",
+        operation_id = "oidc_start"
+    )]
+    async fn oidc_start(&self, state: Data<&Arc<AppState>>, provider: Path<String>) -> ApiResult<Redirect> {
+        Ok(Redirect::Found(state.oidc.start(&provider).await?))
+    }
+
+    /// Where the provider sends the browser back: verifies the sign-in and
+    /// answers with a session, as login does. Accounts are linked by the
+    /// provider's issuer and subject.
+    #[oai(
+        path = "/auth/oidc/:provider/callback",
+        method = "get",
+        tag = "ApiTags::Auth",
+        operation_id = "oidc_callback"
+    )]
+    async fn oidc_callback(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        provider: Path<String>,
+        code: Query<Option<String>>,
+        #[oai(name = "state")] oidc_state: Query<Option<String>>,
+        error: Query<Option<String>>,
+    ) -> ApiResult<Json<SessionView>> {
+        if let Some(e) = &error.0 {
+            return Err(ApiError::Unauthorized(Json(ErrorBody::new(
+                "unauthenticated",
+                format!("single sign-on failed: the provider answered `{e}`"),
+            ))));
+        }
+        let (Some(code), Some(st)) = (code.0.as_deref(), oidc_state.0.as_deref()) else {
+            return Err(ApiError::invalid("code", "the callback needs `code` and `state`"));
+        };
+        let s = state.oidc.callback(&meta(req), &provider, code, st).await?;
         Ok(Json(SessionView {
             token: s.token,
             expires_at: s.expires_at,

@@ -162,6 +162,10 @@ impl From<doppel_platform::Error> for ApiError {
             E::Invalid { .. } => ApiError::BadRequest(body(&e)),
             E::Unauthenticated(_) | E::MfaRequired => ApiError::Unauthorized(body(&e)),
             E::Forbidden(_) => ApiError::Forbidden(body(&e)),
+            E::Unavailable(_) => {
+                tracing::warn!(error = %e, "A dependency is unavailable.");
+                ApiError::Unavailable(body(&e))
+            }
             _ => ApiError::internal(&e),
         }
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use doppel_host::plan::Catalog;
 use doppel_platform::accounts::Accounts;
 use doppel_platform::jobs::Queue;
+use doppel_platform::oidc::Oidc;
 use doppel_platform::{Db, Settings, Storage};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -20,6 +21,8 @@ pub struct AppState {
     pub storage: Storage,
     /// Accounts and sign-in.
     pub accounts: Accounts,
+    /// Single sign-on.
+    pub oidc: Oidc,
     /// The job queue.
     pub queue: Queue,
     /// Builtins and plugins, for validating pipelines.
@@ -43,6 +46,12 @@ impl AppState {
     pub fn new(settings: Settings, db: Db, storage: Storage, catalog: Arc<Catalog>) -> doppel_platform::Result<Self> {
         let accounts = Accounts::new(db.clone(), settings.auth.clone(), settings.signing_key()?);
         let queue = Queue::new(db.clone(), &settings.jobs);
+        let oidc = Oidc::new(
+            db.clone(),
+            accounts.clone(),
+            settings.auth.oidc.clone(),
+            settings.public_url(),
+        )?;
         let per_second = NonZeroU32::new(settings.limits.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(settings.limits.burst.max(1)).unwrap_or(NonZeroU32::MIN);
         Ok(AppState {
@@ -51,6 +60,7 @@ impl AppState {
             db,
             storage,
             accounts,
+            oidc,
             queue,
             catalog,
             metrics: Metrics::default(),

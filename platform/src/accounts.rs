@@ -634,6 +634,23 @@ pub fn base32(data: &[u8]) -> String {
     out
 }
 
+/// Bytes of RFC 4648 base32 text (no padding, case-insensitive); `None` if invalid.
+pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = Vec::new();
+    let (mut buffer, mut bits) = (0u32, 0);
+    for c in text.trim_end_matches('=').bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c.to_ascii_uppercase())?;
+        buffer = (buffer << 5) | u32::try_from(v).ok()?;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((buffer >> bits) & 0xff).ok()?);
+        }
+    }
+    Some(out)
+}
+
 /// The RFC 6238 code (HMAC-SHA1, 6 digits) of `secret` at time step `step`.
 pub fn totp_at(secret: &[u8], step: i64) -> String {
     let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
@@ -681,6 +698,9 @@ mod tests {
     fn base32_matches_rfc_4648() {
         assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
         assert_eq!(base32(b"f"), "MY");
+        assert_eq!(base32_decode("MZXW6YTBOI").unwrap(), b"foobar");
+        assert_eq!(base32_decode("mzxw6ytboi======").unwrap(), b"foobar");
+        assert!(base32_decode("MZ1").is_none());
     }
 
     #[test]

@@ -38,12 +38,20 @@ struct Migration {
 }
 
 /// Embedded so one binary carries both backends' schemas.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "oidc",
+        sqlite: include_str!("../migrations/sqlite/0002_oidc.sql"),
+        postgres: include_str!("../migrations/postgres/0002_oidc.sql"),
+    },
+];
 
 impl Db {
     /// Connect to `url` (`sqlite://path?mode=rwc` or `postgres://…`) and

@@ -25,6 +25,9 @@ pub enum Error {
     /// Authenticated, but not allowed.
     #[error("{0}")]
     Forbidden(String),
+    /// A service we depend on (an identity provider) is unreachable or misbehaves.
+    #[error("{0}")]
+    Unavailable(String),
     /// A second factor is required to finish signing in.
     #[error("a TOTP code or recovery code is required")]
     MfaRequired,
@@ -80,6 +83,7 @@ impl Error {
             Error::Unauthenticated(_) => "unauthenticated",
             Error::Forbidden(_) => "forbidden",
             Error::MfaRequired => "mfa_required",
+            Error::Unavailable(_) => "unavailable",
             Error::Settings(_)
             | Error::Db(_)
             | Error::Migration { .. }

@@ -12,6 +12,8 @@
 //! - [`Storage`]: object storage on object_store (local directory or
 //!   S3-compatible), keys `{bucket}/{owner}/{resource}/{file}`, signed URLs.
 //! - [`accounts::Accounts`]: sign-up, login (argon2id), sessions, TOTP.
+//! - [`oidc::Oidc`]: single sign-on (authorization code + PKCE, state, nonce,
+//!   ID tokens verified against the provider's JWKS, links by issuer+subject).
 //! - [`keys`]: API keys (`dpl_…`, shown once, stored as SHA-256, scoped).
 //! - [`authz::authorize`]: the one authorization decision for every endpoint.
 //! - [`audit`]: the append-only audit log, written in the change's transaction.
@@ -45,6 +47,7 @@ mod error;
 pub mod idempotency;
 pub mod jobs;
 pub mod keys;
+pub mod oidc;
 pub mod settings;
 pub mod storage;
 pub mod util;

@@ -103,6 +103,22 @@ pub struct AuthSettings {
     pub password_min_length: usize,
     /// Cheap password hashing, for test suites only (never in production).
     pub insecure_fast_hashing: bool,
+    /// OpenID Connect providers for single sign-on.
+    pub oidc: Vec<OidcProviderSettings>,
+}
+
+/// One OpenID Connect provider (authorization code flow with PKCE).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderSettings {
+    /// Name in URLs: `/v1/auth/oidc/{name}/start`.
+    pub name: String,
+    /// Issuer URL; discovery is read from `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// Client id registered with the provider.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: Secret,
 }
 
 /// Job queue settings.
@@ -173,6 +189,7 @@ impl Default for AuthSettings {
             admin_emails: Vec::new(),
             password_min_length: 10,
             insecure_fast_hashing: false,
+            oidc: Vec::new(),
         }
     }
 }

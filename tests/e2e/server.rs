@@ -38,8 +38,12 @@ pub(crate) fn free_port() -> u16 {
 impl Server {
     /// `doppel serve` (or another subcommand) with test-friendly settings plus `env`.
     pub(crate) fn start(args: &[&str], env: &[(&str, String)]) -> Server {
+        Server::start_on(free_port(), args, env)
+    }
+
+    /// [`Server::start`] on a given port.
+    pub(crate) fn start_on(port: u16, args: &[&str], env: &[(&str, String)]) -> Server {
         let data = tempfile::tempdir().unwrap();
-        let port = free_port();
         let mut cmd = doppel();
         cmd.args(args)
             .arg("--data-dir")
@@ -741,4 +745,159 @@ fn a_worker_killed_mid_job_loses_nothing_and_the_job_completes_once() {
     let file = http().get(link["url"].as_str().unwrap()).send().unwrap();
     assert_eq!(parquet_rows_and_columns(file.bytes().unwrap()), (32_561, 15));
     drop(s);
+}
+
+/// The OpenID provider from `tests/oidc` (oidc-provider on Node), if installed.
+struct Provider(Child);
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn single_sign_on_with_a_real_openid_provider() {
+    let dir = repo().join("tests/oidc");
+    if !dir.join("node_modules/oidc-provider").is_dir() {
+        eprintln!("skipped: run `npm ci` in tests/oidc to install the OpenID provider");
+        return;
+    }
+    let (idp_port, port) = (free_port(), free_port());
+    let callback = format!("http://127.0.0.1:{port}/v1/auth/oidc/local/callback");
+    let mut node = std::process::Command::new("node")
+        .current_dir(&dir)
+        .args(["provider.mjs", &idp_port.to_string(), &callback])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(node.stdout.take().unwrap());
+    let mut ready = String::new();
+    out.read_line(&mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready");
+    // Keep draining: the provider logs notices, and a closed pipe would kill it.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let _idp = Provider(node);
+    let issuer = format!("http://127.0.0.1:{idp_port}");
+    let s = Server::start_on(
+        port,
+        &["serve"],
+        &[(
+            "DOPPEL__AUTH__OIDC",
+            format!(
+                "[{{name = \"local\", issuer = \"{issuer}\", client_id = \"doppel\", client_secret = \"doppel-test-secret\"}}]"
+            ),
+        )],
+    );
+    // A browser: follows redirects and keeps the provider's cookies.
+    let browser = || {
+        Client::builder()
+            .cookie_store(true)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    };
+
+    // The redirect carries PKCE (S256), state and nonce.
+    let r = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(s.url("/v1/auth/oidc/local/start"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 302);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{issuer}/auth?")), "{location}");
+    for part in [
+        "code_challenge_method=S256",
+        "code_challenge=",
+        "state=",
+        "nonce=",
+        "response_type=code",
+    ] {
+        assert!(location.contains(part), "{part} in {location}");
+    }
+
+    // The whole flow, as a browser runs it, ends in a doppel session.
+    let b = browser();
+    let r = b.get(s.url("/v1/auth/oidc/local/start")).send().unwrap();
+    let final_url = r.url().to_string();
+    let status = r.status().as_u16();
+    let session: Value = r.json().unwrap();
+    assert_eq!(status, 200, "{final_url}: {session}");
+    assert_eq!(session["account"]["email"], "alice@idp.example.com");
+    let token = session["token"].as_str().unwrap();
+    let (status, me) = get(&s, "/v1/me", Some(token));
+    assert_eq!((status, me["email"].as_str()), (200, Some("alice@idp.example.com")));
+    // The callback URL cannot be replayed: its state was used up.
+    let replay = http().get(&final_url).send().unwrap();
+    assert_eq!(replay.status().as_u16(), 401);
+    assert_eq!(replay.json::<Value>().unwrap()["code"], "unauthenticated");
+    // Signing in again reaches the same account (linked by issuer + subject).
+    let again: Value = browser()
+        .get(s.url("/v1/auth/oidc/local/start"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(again["account"]["id"], session["account"]["id"]);
+    // Forged or unknown states, provider errors and unknown providers are refused.
+    let (status, _) = get(&s, "/v1/auth/oidc/local/callback?code=x&state=forged", None);
+    assert_eq!(status, 401);
+    let (status, body) = get(&s, "/v1/auth/oidc/local/callback?error=access_denied", None);
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = get(&s, "/v1/auth/oidc/elsewhere/start", None);
+    assert_eq!(status, 404);
+    // An SSO account's e-mail cannot be taken over by a password sign-up.
+    let (status, _) = post(
+        &s,
+        "/v1/auth/signup",
+        None,
+        &json!({"email": "alice@idp.example.com", "password": "correct horse battery"}),
+    );
+    assert_eq!(status, 409);
+}
+
+#[test]
+fn a_second_factor_over_rest() {
+    use doppel_platform::accounts::{base32_decode, totp_at};
+    let s = Server::start(&["serve"], &[]);
+    let session = account(&s, "mfa@example.com");
+    let (status, enrol) = post(&s, "/v1/me/totp", Some(&session), &json!({}));
+    assert_eq!(status, 200, "{enrol}");
+    let secret = base32_decode(enrol["secret"].as_str().unwrap()).unwrap();
+    let step = |offset: i64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        totp_at(&secret, now / 30 + offset)
+    };
+    let (status, codes) = post(&s, "/v1/me/totp/confirm", Some(&session), &json!({"code": step(0)}));
+    assert_eq!(status, 200, "{codes}");
+    assert_eq!(codes["recovery_codes"].as_array().unwrap().len(), 10);
+    let login = |extra: Value| {
+        let mut body = json!({"email": "mfa@example.com", "password": "correct horse battery"});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        post(&s, "/v1/auth/login", None, &body)
+    };
+    let (status, body) = login(json!({}));
+    assert_eq!((status, body["code"].as_str()), (401, Some("mfa_required")));
+    let (status, _) = login(json!({"totp_code": step(0)}));
+    assert_eq!(status, 401, "the confirming code cannot be replayed");
+    let (status, body) = login(json!({"totp_code": step(1)}));
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = login(json!({"recovery_code": codes["recovery_codes"][3]}));
+    assert_eq!(status, 200);
+    let (status, _) = login(json!({"recovery_code": codes["recovery_codes"][3]}));
+    assert_eq!(status, 401, "recovery codes work once");
+    // An API key cannot change the second factor.
+    let key = api_key(&s, &session, &["datasets:read"]);
+    let (status, _) = post(&s, "/v1/me/totp", Some(&key), &json!({}));
+    assert_eq!(status, 403);
+    let (_, me) = get(&s, "/v1/me", Some(&session));
+    assert_eq!(me["totp_enabled"], true);
 }

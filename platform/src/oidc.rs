@@ -1,0 +1,370 @@
+//! Single sign-on with OpenID Connect: the authorization-code flow with PKCE
+//! (S256), `state` and `nonce`. Pending requests live in the database, so any
+//! server instance can finish a sign-in another one started, and each `state`
+//! works once. The ID token's signature is checked against the provider's
+//! JWKS (asymmetric algorithms only), as are its issuer, audience, expiry and
+//! nonce. Accounts are linked by (issuer, subject) — never by e-mail alone: a
+//! first SSO sign-in whose e-mail already belongs to a password account is
+//! refused rather than silently merged.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::accounts::{Account, Accounts, NewSession};
+use crate::audit::{self, Event, Outcome, RequestMeta};
+use crate::authz::Role;
+use crate::settings::OidcProviderSettings;
+use crate::util::{base62, ct_eq, new_id, now_ms, random_bytes, sha256_hex};
+use crate::{Db, Error, Result};
+
+/// How long a started sign-in may take.
+const STATE_TTL_MS: i64 = 10 * 60 * 1000;
+
+/// OpenID Connect sign-in.
+#[derive(Clone)]
+pub struct Oidc {
+    db: Db,
+    accounts: Accounts,
+    providers: Vec<OidcProviderSettings>,
+    public_url: String,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Oidc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.providers.iter().map(|p| p.name.as_str()).collect();
+        f.debug_struct("Oidc")
+            .field("providers", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Discovery {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    jwks_uri: String,
+    userinfo_endpoint: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenResponse {
+    id_token: Option<String>,
+    access_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UserInfo {
+    sub: String,
+    email: Option<String>,
+    email_verified: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IdClaims {
+    sub: String,
+    nonce: Option<String>,
+    email: Option<String>,
+    email_verified: Option<bool>,
+}
+
+impl Oidc {
+    /// SSO over the configured providers.
+    pub fn new(db: Db, accounts: Accounts, providers: Vec<OidcProviderSettings>, public_url: String) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            // The provider's answers are read as they are; a redirect there is a misconfiguration.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+        Ok(Oidc {
+            db,
+            accounts,
+            providers,
+            public_url,
+            http,
+        })
+    }
+
+    /// The configured provider names.
+    pub fn provider_names(&self) -> Vec<String> {
+        self.providers.iter().map(|p| p.name.clone()).collect()
+    }
+
+    fn provider(&self, name: &str) -> Result<&OidcProviderSettings> {
+        self.providers
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| Error::NotFound(format!("sign-in provider `{name}`")))
+    }
+
+    /// Where the provider sends the browser back to.
+    pub fn redirect_uri(&self, provider: &str) -> String {
+        format!("{}/v1/auth/oidc/{provider}/callback", self.public_url)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str, what: &str) -> Result<T> {
+        let unavailable =
+            |e: String| Error::Unavailable(format!("the identity provider's {what} could not be read: {e}"));
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(unavailable(format!("HTTP {}", resp.status())));
+        }
+        let text = resp.text().await.map_err(|e| unavailable(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| unavailable(e.to_string()))
+    }
+
+    async fn discover(&self, p: &OidcProviderSettings) -> Result<Discovery> {
+        let url = format!("{}/.well-known/openid-configuration", p.issuer.trim_end_matches('/'));
+        let d: Discovery = self.get_json(&url, "discovery document").await?;
+        // OpenID Connect Discovery §4.3: the issuer must be exactly the one configured.
+        if d.issuer.trim_end_matches('/') != p.issuer.trim_end_matches('/') {
+            return Err(Error::Unavailable(format!(
+                "the identity provider calls itself `{}`, not `{}`",
+                d.issuer, p.issuer
+            )));
+        }
+        Ok(d)
+    }
+
+    /// Begin a sign-in: returns the provider URL to send the browser to.
+    pub async fn start(&self, provider: &str) -> Result<String> {
+        let p = self.provider(provider)?;
+        let d = self.discover(p).await?;
+        let state = base62(&random_bytes::<24>(), 32);
+        let nonce = base62(&random_bytes::<24>(), 32);
+        // RFC 7636: 43+ characters from the unreserved set; base62 is a subset.
+        let verifier = base62(&random_bytes::<32>(), 43);
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let now = now_ms();
+        sqlx::query("DELETE FROM oidc_states WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.db.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO oidc_states (state_hash, provider, nonce, pkce_verifier, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(sha256_hex(state.as_bytes()))
+        .bind(provider)
+        .bind(&nonce)
+        .bind(&verifier)
+        .bind(now)
+        .bind(now + STATE_TTL_MS)
+        .execute(&self.db.pool)
+        .await?;
+        let mut url = url::Url::parse(&d.authorization_endpoint)
+            .map_err(|e| Error::Unavailable(format!("the provider's authorization endpoint is not a URL: {e}")))?;
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &p.client_id)
+            .append_pair("redirect_uri", &self.redirect_uri(provider))
+            .append_pair("scope", "openid email")
+            .append_pair("state", &state)
+            .append_pair("nonce", &nonce)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        Ok(url.to_string())
+    }
+
+    /// Finish a sign-in: exchange the code, verify the ID token, find or
+    /// create the linked account, open a session.
+    pub async fn callback(&self, meta: &RequestMeta, provider: &str, code: &str, state: &str) -> Result<NewSession> {
+        let p = self.provider(provider)?;
+        let refused = |m: &str| Error::Unauthenticated(format!("single sign-on failed: {m}"));
+        // Single use: the row is deleted as it is read.
+        let row = sqlx::query(
+            "DELETE FROM oidc_states WHERE state_hash = $1 AND provider = $2 RETURNING nonce, pkce_verifier, expires_at",
+        )
+        .bind(sha256_hex(state.as_bytes()))
+        .bind(provider)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .ok_or_else(|| refused("unknown or already used `state`"))?;
+        let nonce: String = row.try_get("nonce")?;
+        let verifier: String = row.try_get("pkce_verifier")?;
+        if row.try_get::<i64, _>("expires_at")? < now_ms() {
+            return Err(refused("the sign-in took too long; start again"));
+        }
+        let d = self.discover(p).await?;
+        let resp = self
+            .http
+            .post(&d.token_endpoint)
+            .basic_auth(&p.client_id, Some(p.client_secret.expose()))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &self.redirect_uri(provider)),
+                ("code_verifier", &verifier),
+            ])
+            .send()
+            .await
+            .map_err(|e| Error::Unavailable(format!("the identity provider could not be reached: {e}")))?;
+        if !resp.status().is_success() {
+            tracing::warn!(provider, status = %resp.status(), "Token exchange refused.");
+            return Err(refused("the identity provider refused the authorization code"));
+        }
+        let token: TokenResponse = serde_json::from_str(&resp.text().await.unwrap_or_default())
+            .map_err(|_| refused("the identity provider's token answer is not JSON"))?;
+        let id_token = token
+            .id_token
+            .ok_or_else(|| refused("no ID token in the provider's answer"))?;
+        let mut claims = self.verify(p, &d, &id_token, &nonce).await?;
+        if claims.email.is_none() || claims.email_verified != Some(true) {
+            // Many providers return scope claims only from UserInfo (OIDC Core §5.4).
+            if let (Some(endpoint), Some(access)) = (&d.userinfo_endpoint, &token.access_token) {
+                let info = self.userinfo(endpoint, access).await?;
+                // §5.3.2: the UserInfo `sub` must be the ID token's, or the answer is not about this user.
+                if info.sub != claims.sub {
+                    return Err(refused("UserInfo describes a different subject than the ID token"));
+                }
+                claims.email = info.email;
+                claims.email_verified = info.email_verified;
+            }
+        }
+        let account = self.link(meta, p, &claims).await?;
+        self.accounts
+            .open_session(meta, account, "authn_login_success_sso")
+            .await
+    }
+
+    async fn userinfo(&self, endpoint: &str, access_token: &str) -> Result<UserInfo> {
+        let unavailable =
+            |e: String| Error::Unavailable(format!("the identity provider's UserInfo could not be read: {e}"));
+        let resp = self
+            .http
+            .get(endpoint)
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(unavailable(format!("HTTP {}", resp.status())));
+        }
+        let text = resp.text().await.map_err(|e| unavailable(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| unavailable(e.to_string()))
+    }
+
+    async fn verify(&self, p: &OidcProviderSettings, d: &Discovery, id_token: &str, nonce: &str) -> Result<IdClaims> {
+        let refused = |m: String| Error::Unauthenticated(format!("single sign-on failed: {m}"));
+        let header = jsonwebtoken::decode_header(id_token).map_err(|e| refused(format!("malformed ID token: {e}")))?;
+        // Asymmetric algorithms only: `none` and HMAC (keyed with the public client secret) are refused.
+        let allowed = [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::EdDSA,
+        ];
+        if !allowed.contains(&header.alg) {
+            return Err(refused(format!(
+                "ID token signed with {:?}, which is not accepted",
+                header.alg
+            )));
+        }
+        let jwks: jsonwebtoken::jwk::JwkSet = self.get_json(&d.jwks_uri, "signing keys").await?;
+        let jwk = match &header.kid {
+            Some(kid) => jwks.find(kid),
+            None if jwks.keys.len() == 1 => jwks.keys.first(),
+            None => None,
+        }
+        .ok_or_else(|| refused("the ID token's signing key is not among the provider's keys".into()))?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| refused(format!("unusable signing key: {e}")))?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[d.issuer.as_str()]);
+        validation.set_audience(&[p.client_id.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 60;
+        let data = jsonwebtoken::decode::<IdClaims>(id_token, &key, &validation)
+            .map_err(|e| refused(format!("the ID token does not verify: {e}")))?;
+        let claims = data.claims;
+        if !claims
+            .nonce
+            .as_deref()
+            .is_some_and(|n| ct_eq(n.as_bytes(), nonce.as_bytes()))
+        {
+            return Err(refused("the ID token's nonce does not match this sign-in".into()));
+        }
+        Ok(claims)
+    }
+
+    async fn link(&self, meta: &RequestMeta, p: &OidcProviderSettings, claims: &IdClaims) -> Result<Account> {
+        let linked: Option<String> =
+            sqlx::query_scalar("SELECT account_id FROM oidc_links WHERE issuer = $1 AND subject = $2")
+                .bind(&p.issuer)
+                .bind(&claims.sub)
+                .fetch_optional(&self.db.pool)
+                .await?;
+        if let Some(id) = linked {
+            let account = self.accounts.get(&id).await?;
+            if account.disabled_at.is_some() {
+                return Err(Error::Unauthenticated("this account is disabled".into()));
+            }
+            return Ok(account);
+        }
+        let email = match (&claims.email, claims.email_verified) {
+            (Some(e), Some(true)) => e.trim().to_ascii_lowercase(),
+            _ => {
+                return Err(Error::Unauthenticated(
+                    "single sign-on failed: the provider did not share a verified e-mail".into(),
+                ));
+            }
+        };
+        let taken: Option<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE email = $1")
+            .bind(&email)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        if taken.is_some() {
+            return Err(Error::Conflict(
+                "an account with this e-mail already exists; sign in with its password (accounts are never merged by e-mail)".into(),
+            ));
+        }
+        let id = new_id("acct");
+        let now = now_ms();
+        let mut tx = self.db.pool.begin().await?;
+        sqlx::query("INSERT INTO accounts (id, email, password_hash, role, created_at) VALUES ($1, $2, NULL, $3, $4)")
+            .bind(&id)
+            .bind(&email)
+            .bind(Role::User.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO oidc_links (issuer, subject, account_id, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&p.issuer)
+            .bind(&claims.sub)
+            .bind(&id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        audit::record(
+            &mut tx,
+            meta,
+            &Event {
+                actor: Some(&id),
+                api_key_id: None,
+                action: "user_created",
+                target: Some(&id),
+                outcome: Outcome::Success,
+                metadata: Some(serde_json::json!({"sso": p.name})),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.accounts.get(&id).await
+    }
+}
