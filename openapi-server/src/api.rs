@@ -53,6 +53,16 @@ fn meta(req: &Request) -> RequestMeta {
 
 const MAX_PAGE: u32 = 100;
 
+/// Cut a page of `n` from `rows` fetched with limit `n + 1`: whether more
+/// follow, and the cursor (`starting_after`) for the next page.
+fn paginate<T>(mut rows: Vec<T>, n: i64, id: impl Fn(&T) -> String) -> (Vec<T>, bool, Option<String>) {
+    let n = usize::try_from(n).unwrap_or(20);
+    let has_more = rows.len() > n;
+    rows.truncate(n);
+    let next = if has_more { rows.last().map(id) } else { None };
+    (rows, has_more, next)
+}
+
 fn page_limit(limit: Option<u32>) -> ApiResult<i64> {
     match limit {
         None => Ok(20),
@@ -855,14 +865,32 @@ impl Api {
         }
         let work = tempfile::tempdir().map_err(ApiError::internal)?;
         let local = work.path().join(sanitize(&file_name));
-        let bytes = upload.file.into_vec().await.map_err(ApiError::internal)?;
-        let hash = hash_request(&[name.as_bytes(), &bytes]);
+        // Copy the spooled upload to our work file in chunks, hashing as it
+        // goes (for Idempotency-Key): a large upload is never all in memory.
+        let hash = {
+            use sha2::Digest;
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut reader = upload.file.into_async_read();
+            let mut out = tokio::fs::File::create(&local).await.map_err(ApiError::internal)?;
+            let mut h = sha2::Sha256::new();
+            h.update((name.len() as u64).to_be_bytes());
+            h.update(name.as_bytes());
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = reader.read(&mut buf).await.map_err(ApiError::internal)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                out.write_all(&buf[..n]).await.map_err(ApiError::internal)?;
+            }
+            out.flush().await.map_err(ApiError::internal)?;
+            doppel_platform::util::hex(&h.finalize())
+        };
         let key = idempotency_key.0.as_deref();
         if let Some(previous) = replay::<DatasetView>(&state, &auth.0, key, &hash).await? {
             return Ok(CreatedDataset::Created(Json(previous)));
         }
-        tokio::fs::write(&local, &bytes).await.map_err(ApiError::internal)?;
-        drop(bytes);
         let ingested = {
             let (local, shown, dir) = (local.clone(), file_name.clone(), work.path().to_owned());
             tokio::task::spawn_blocking(move || tables::ingest(&local, &shown, format, &dir))
@@ -911,17 +939,12 @@ impl Api {
     ) -> ApiResult<Json<DatasetPage>> {
         require(&auth.0, Scope::DatasetsRead)?;
         let n = page_limit(limit.0)?;
-        let mut rows = datasets::list(&state.db, &auth.0.account_id, starting_after.0.as_deref(), n + 1).await?;
-        let has_more = rows.len() as i64 > n;
-        rows.truncate(usize::try_from(n).unwrap_or(20));
+        let rows = datasets::list(&state.db, &auth.0.account_id, starting_after.0.as_deref(), n + 1).await?;
+        let (rows, has_more, next_cursor) = paginate(rows, n, |d| d.id.clone());
         Ok(Json(DatasetPage {
-            next_cursor: if has_more {
-                rows.last().map(|d| d.id.clone())
-            } else {
-                None
-            },
             data: rows.iter().map(|d| dataset_view(d, false)).collect(),
             has_more,
+            next_cursor,
         }))
     }
 
@@ -1156,20 +1179,15 @@ impl Api {
     ) -> ApiResult<Json<JobPage>> {
         require(&auth.0, Scope::DatasetsRead)?;
         let n = page_limit(limit.0)?;
-        let mut rows = state
+        let rows = state
             .queue
             .list(Some(&auth.0.account_id), starting_after.0.as_deref(), n + 1)
             .await?;
-        let has_more = rows.len() as i64 > n;
-        rows.truncate(usize::try_from(n).unwrap_or(20));
+        let (rows, has_more, next_cursor) = paginate(rows, n, |j| j.id.clone());
         Ok(Json(JobPage {
-            next_cursor: if has_more {
-                rows.last().map(|j| j.id.clone())
-            } else {
-                None
-            },
             data: rows.iter().map(job_view).collect(),
             has_more,
+            next_cursor,
         }))
     }
 
@@ -1323,17 +1341,12 @@ impl Api {
     ) -> ApiResult<Json<AccountPage>> {
         require(&auth.0, Scope::Admin)?;
         let n = page_limit(limit.0)?;
-        let mut rows = state.accounts.list(starting_after.0.as_deref(), n + 1).await?;
-        let has_more = rows.len() as i64 > n;
-        rows.truncate(usize::try_from(n).unwrap_or(20));
+        let rows = state.accounts.list(starting_after.0.as_deref(), n + 1).await?;
+        let (rows, has_more, next_cursor) = paginate(rows, n, |a| a.id.clone());
         Ok(Json(AccountPage {
-            next_cursor: if has_more {
-                rows.last().map(|a| a.id.clone())
-            } else {
-                None
-            },
             data: rows.into_iter().map(Into::into).collect(),
             has_more,
+            next_cursor,
         }))
     }
 
@@ -1401,17 +1414,12 @@ impl Api {
     ) -> ApiResult<Json<JobPage>> {
         require(&auth.0, Scope::Admin)?;
         let n = page_limit(limit.0)?;
-        let mut rows = state.queue.list(None, starting_after.0.as_deref(), n + 1).await?;
-        let has_more = rows.len() as i64 > n;
-        rows.truncate(usize::try_from(n).unwrap_or(20));
+        let rows = state.queue.list(None, starting_after.0.as_deref(), n + 1).await?;
+        let (rows, has_more, next_cursor) = paginate(rows, n, |j| j.id.clone());
         Ok(Json(JobPage {
-            next_cursor: if has_more {
-                rows.last().map(|j| j.id.clone())
-            } else {
-                None
-            },
             data: rows.iter().map(job_view).collect(),
             has_more,
+            next_cursor,
         }))
     }
 

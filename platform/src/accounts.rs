@@ -459,14 +459,7 @@ impl Accounts {
         audit::record(
             &mut tx,
             meta,
-            &Event {
-                actor: Some(&admin.account_id),
-                api_key_id: admin.api_key_id(),
-                action: if disabled { "user_disabled" } else { "user_enabled" },
-                target: Some(id),
-                outcome: Outcome::Success,
-                metadata: None,
-            },
+            &Event::by(admin, if disabled { "user_disabled" } else { "user_enabled" }, Some(id)),
         )
         .await?;
         tx.commit().await?;
@@ -527,19 +520,7 @@ impl Accounts {
                 .execute(&mut *tx)
                 .await?;
         }
-        audit::record(
-            &mut tx,
-            meta,
-            &Event {
-                actor: Some(&p.account_id),
-                api_key_id: p.api_key_id(),
-                action: "authn_mfa_enabled",
-                target: Some(&p.account_id),
-                outcome: Outcome::Success,
-                metadata: None,
-            },
-        )
-        .await?;
+        audit::record(&mut tx, meta, &Event::by(p, "authn_mfa_enabled", Some(&p.account_id))).await?;
         tx.commit().await?;
         Ok(codes)
     }

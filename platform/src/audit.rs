@@ -43,6 +43,26 @@ pub struct Event<'a> {
     pub metadata: Option<serde_json::Value>,
 }
 
+impl<'a> Event<'a> {
+    /// A successful action by an authenticated caller.
+    pub fn by(p: &'a crate::authz::Principal, action: &'a str, target: Option<&'a str>) -> Self {
+        Event {
+            actor: Some(&p.account_id),
+            api_key_id: p.api_key_id(),
+            action,
+            target,
+            outcome: Outcome::Success,
+            metadata: None,
+        }
+    }
+
+    /// The same event with non-secret details.
+    pub fn with(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+}
+
 /// Append `event` on `conn` (pass the transaction that makes the change).
 pub async fn record(conn: &mut AnyConnection, meta: &RequestMeta, event: &Event<'_>) -> Result<()> {
     sqlx::query(

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::audit::{self, Event, Outcome, RequestMeta};
+use crate::audit::{self, Event, RequestMeta};
 use crate::authz::Principal;
 use crate::util::now_ms;
 use crate::{Db, Error, Result};
@@ -85,14 +85,7 @@ pub async fn create(db: &Db, meta: &RequestMeta, p: &Principal, d: &NewDataset<'
     audit::record(
         &mut tx,
         meta,
-        &Event {
-            actor: Some(&p.account_id),
-            api_key_id: p.api_key_id(),
-            action: "dataset_created",
-            target: Some(d.id),
-            outcome: Outcome::Success,
-            metadata: Some(serde_json::json!({"size_bytes": d.size_bytes})),
-        },
+        &Event::by(p, "dataset_created", Some(d.id)).with(serde_json::json!({"size_bytes": d.size_bytes})),
     )
     .await?;
     tx.commit().await?;
@@ -136,19 +129,7 @@ pub async fn delete(db: &Db, meta: &RequestMeta, p: &Principal, id: &str) -> Res
     if n.rows_affected() == 0 {
         return Err(Error::NotFound("dataset".into()));
     }
-    audit::record(
-        &mut tx,
-        meta,
-        &Event {
-            actor: Some(&p.account_id),
-            api_key_id: p.api_key_id(),
-            action: "dataset_deleted",
-            target: Some(id),
-            outcome: Outcome::Success,
-            metadata: None,
-        },
-    )
-    .await?;
+    audit::record(&mut tx, meta, &Event::by(p, "dataset_deleted", Some(id))).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::audit::{self, Event, Outcome, RequestMeta};
+use crate::audit::{self, Event, RequestMeta};
 use crate::authz::Principal;
 use crate::db::Backend;
 use crate::util::{base62, new_id, now_ms, random_bytes};
@@ -238,14 +238,7 @@ impl Queue {
         audit::record(
             &mut tx,
             meta,
-            &Event {
-                actor: Some(&p.account_id),
-                api_key_id: p.api_key_id(),
-                action: "job_submitted",
-                target: Some(&id),
-                outcome: Outcome::Success,
-                metadata: Some(serde_json::json!({"kind": kind})),
-            },
+            &Event::by(p, "job_submitted", Some(&id)).with(serde_json::json!({"kind": kind})),
         )
         .await?;
         tx.commit().await?;
@@ -292,19 +285,7 @@ impl Queue {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        audit::record(
-            &mut tx,
-            meta,
-            &Event {
-                actor: Some(&p.account_id),
-                api_key_id: p.api_key_id(),
-                action: "job_cancel_requested",
-                target: Some(id),
-                outcome: Outcome::Success,
-                metadata: None,
-            },
-        )
-        .await?;
+        audit::record(&mut tx, meta, &Event::by(p, "job_cancel_requested", Some(id))).await?;
         tx.commit().await?;
         self.get(id).await
     }

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::audit::{self, Event, Outcome, RequestMeta};
+use crate::audit::{self, Event, RequestMeta};
 use crate::authz::{Credential, Principal, Role, Scope};
 use crate::util::{base62, new_id, now_ms, random_bytes, sha256_hex};
 use crate::{Db, Error, Result};
@@ -183,14 +183,8 @@ pub async fn create(
     audit::record(
         &mut tx,
         meta,
-        &Event {
-            actor: Some(&p.account_id),
-            api_key_id: p.api_key_id(),
-            action: "apikey_created",
-            target: Some(&key.id),
-            outcome: Outcome::Success,
-            metadata: Some(serde_json::json!({"scopes": key.scopes, "expires_at": key.expires_at})),
-        },
+        &Event::by(p, "apikey_created", Some(&key.id))
+            .with(serde_json::json!({"scopes": key.scopes, "expires_at": key.expires_at})),
     )
     .await?;
     tx.commit().await?;
@@ -231,19 +225,7 @@ pub async fn revoke(db: &Db, meta: &RequestMeta, p: &Principal, key_id: &str) ->
             .execute(&mut *tx)
             .await?;
         key.revoked_at = Some(now);
-        audit::record(
-            &mut tx,
-            meta,
-            &Event {
-                actor: Some(&p.account_id),
-                api_key_id: p.api_key_id(),
-                action: "apikey_revoked",
-                target: Some(key_id),
-                outcome: Outcome::Success,
-                metadata: None,
-            },
-        )
-        .await?;
+        audit::record(&mut tx, meta, &Event::by(p, "apikey_revoked", Some(key_id))).await?;
     }
     tx.commit().await?;
     Ok(key)
