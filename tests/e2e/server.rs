@@ -195,38 +195,10 @@ fn the_whole_journey_from_sign_up_to_a_signed_download() {
 /// here on loopback) instead of SQLite and a local directory.
 #[test]
 fn the_whole_journey_on_postgres_and_s3() {
-    let (Some(pg), Ok(moto)) = (PgDatabase::create(), std::env::var("DOPPEL_TEST_MOTO")) else {
-        eprintln!(
-            "skipped: set DOPPEL_TEST_POSTGRES and DOPPEL_TEST_MOTO (moto_server) to run the PostgreSQL + S3 leg"
-        );
-        return;
-    };
-    let port = free_port();
-    let mut s3 = std::process::Command::new(moto)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    // An unauthenticated PUT creates the bucket on moto once it listens.
-    while http().put(format!("{endpoint}/doppel-e2e")).send().is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let s = Server::start(
-        &["serve"],
-        &[
-            ("DOPPEL__DATABASE_URL", pg.url.clone()),
-            ("DOPPEL__STORAGE__URL", "s3://doppel-e2e/tenant-a".into()),
-            ("DOPPEL__STORAGE__ENDPOINT", endpoint.clone()),
-            ("DOPPEL__STORAGE__ACCESS_KEY_ID", "test".into()),
-            ("DOPPEL__STORAGE__SECRET_ACCESS_KEY", "test".into()),
-            ("DOPPEL__STORAGE__ALLOW_HTTP", "true".into()),
-        ],
-    );
+    let Some(backends) = PgS3::start() else { return };
+    let s = Server::start(&["serve"], &backends.env());
     let link = journey(&s, false);
+    let endpoint = &backends.endpoint;
     assert!(
         link.starts_with(&format!("{endpoint}/doppel-e2e/tenant-a/outputs/")),
         "a presigned S3 URL: {link}"
@@ -241,8 +213,65 @@ fn the_whole_journey_on_postgres_and_s3() {
         .unwrap();
     assert!(listing.contains("data.parquet"), "{listing}");
     drop(s);
-    let _ = s3.kill();
-    let _ = s3.wait();
+}
+
+/// A fresh PostgreSQL database and an S3-compatible server (moto) on
+/// loopback with a bucket, for the scale-out legs; `None` (and a note) when
+/// the environment does not provide them.
+struct PgS3 {
+    _pg: PgDatabase,
+    url: String,
+    s3: Child,
+    endpoint: String,
+}
+
+impl Drop for PgS3 {
+    fn drop(&mut self) {
+        let _ = self.s3.kill();
+        let _ = self.s3.wait();
+    }
+}
+
+impl PgS3 {
+    fn start() -> Option<PgS3> {
+        let (Some(pg), Ok(moto)) = (PgDatabase::create(), std::env::var("DOPPEL_TEST_MOTO")) else {
+            eprintln!(
+                "skipped: set DOPPEL_TEST_POSTGRES and DOPPEL_TEST_MOTO (moto_server) to run the PostgreSQL + S3 leg"
+            );
+            return None;
+        };
+        let port = free_port();
+        let s3 = std::process::Command::new(moto)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // An unauthenticated PUT creates the bucket on moto once it listens.
+        while http().put(format!("{endpoint}/doppel-e2e")).send().is_err() {
+            assert!(Instant::now() < deadline, "moto did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(PgS3 {
+            url: pg.url.clone(),
+            _pg: pg,
+            s3,
+            endpoint,
+        })
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("DOPPEL__DATABASE_URL", self.url.clone()),
+            ("DOPPEL__STORAGE__URL", "s3://doppel-e2e/tenant-a".into()),
+            ("DOPPEL__STORAGE__ENDPOINT", self.endpoint.clone()),
+            ("DOPPEL__STORAGE__ACCESS_KEY_ID", "test".into()),
+            ("DOPPEL__STORAGE__SECRET_ACCESS_KEY", "test".into()),
+            ("DOPPEL__STORAGE__ALLOW_HTTP", "true".into()),
+        ]
+    }
 }
 
 /// Sign up → API key → upload Adult → quickstart job → SSE to completion →
@@ -383,10 +412,19 @@ fn small_csv(dir: &std::path::Path) -> PathBuf {
 
 #[test]
 fn nobody_reaches_anyone_elses_resources_and_credentials_are_checked() {
-    let s = Server::start(&["serve"], &[]);
-    let a = account(&s, "a@example.com");
-    let b = account(&s, "b@example.com");
-    let admin = account(&s, "admin@example.com");
+    access_matrix(&Server::start(&["serve"], &[]));
+}
+
+#[test]
+fn the_access_matrix_holds_on_postgres_and_s3() {
+    let Some(backends) = PgS3::start() else { return };
+    access_matrix(&Server::start(&["serve"], &backends.env()));
+}
+
+fn access_matrix(s: &Server) {
+    let a = account(s, "a@example.com");
+    let b = account(s, "b@example.com");
+    let admin = account(s, "admin@example.com");
     let dir = tempfile::tempdir().unwrap();
     let csv = small_csv(dir.path());
     let form = multipart::Form::new().file("file", &csv).unwrap();
@@ -400,14 +438,14 @@ fn nobody_reaches_anyone_elses_resources_and_credentials_are_checked() {
         .unwrap();
     let ds_id = ds["id"].as_str().unwrap().to_owned();
     let (status, job) = post(
-        &s,
+        s,
         "/v1/jobs",
         Some(&a),
         &json!({"pipeline": "pii-scan", "dataset_id": ds_id}),
     );
     assert_eq!(status, 201, "{job}");
     let job_id = job["id"].as_str().unwrap().to_owned();
-    let done = follow(&s, &a, &job_id);
+    let done = follow(s, &a, &job_id);
     assert_eq!(done.last().unwrap()["state"], "succeeded", "{:?}", done.last());
     let out = done.last().unwrap()["outputs"][0].as_str().unwrap().to_owned();
 
@@ -421,18 +459,18 @@ fn nobody_reaches_anyone_elses_resources_and_credentials_are_checked() {
         format!("/v1/jobs/{job_id}/outputs/{out}/url"),
     ];
     for path in &reads {
-        let (status, body) = get(&s, path, Some(&b));
+        let (status, body) = get(s, path, Some(&b));
         assert_eq!(status, 404, "B reading {path}: {body}");
         assert_eq!(body["code"], "not_found");
-        let (status, _) = get(&s, path, Some(&admin));
+        let (status, _) = get(s, path, Some(&admin));
         assert_eq!(status, 200, "admin reading {path}");
-        let (status, _) = get(&s, path, None);
+        let (status, _) = get(s, path, None);
         assert_eq!(status, 401, "anonymous reading {path}");
     }
-    let (status, _) = post(&s, &format!("/v1/jobs/{job_id}/cancel"), Some(&b), &json!({}));
+    let (status, _) = post(s, &format!("/v1/jobs/{job_id}/cancel"), Some(&b), &json!({}));
     assert_eq!(status, 404);
     let (status, body) = post(
-        &s,
+        s,
         "/v1/jobs",
         Some(&b),
         &json!({"pipeline": "pii-scan", "dataset_id": ds_id}),
@@ -444,25 +482,25 @@ fn nobody_reaches_anyone_elses_resources_and_credentials_are_checked() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
-    let (_, listed) = get(&s, "/v1/datasets", Some(&b));
+    let (_, listed) = get(s, "/v1/datasets", Some(&b));
     assert_eq!(listed["data"].as_array().unwrap().len(), 0, "B lists nothing of A's");
-    let (_, listed) = get(&s, "/v1/jobs", Some(&b));
+    let (_, listed) = get(s, "/v1/jobs", Some(&b));
     assert_eq!(listed["data"].as_array().unwrap().len(), 0);
     // Admin endpoints are for admins only.
-    let (status, body) = get(&s, "/v1/admin/users", Some(&a));
+    let (status, body) = get(s, "/v1/admin/users", Some(&a));
     assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
-    let (status, users) = get(&s, "/v1/admin/users", Some(&admin));
+    let (status, users) = get(s, "/v1/admin/users", Some(&admin));
     assert_eq!(status, 200);
     assert_eq!(users["data"].as_array().unwrap().len(), 3);
-    let (status, _) = get(&s, "/v1/admin/jobs", Some(&admin));
+    let (status, _) = get(s, "/v1/admin/jobs", Some(&admin));
     assert_eq!(status, 200);
 
     // Keys: under-scoped, revoked, expired-looking and garbage credentials.
-    let read_only = api_key(&s, &a, &["datasets:read"]);
-    let (status, _) = get(&s, &format!("/v1/datasets/{ds_id}"), Some(&read_only));
+    let read_only = api_key(s, &a, &["datasets:read"]);
+    let (status, _) = get(s, &format!("/v1/datasets/{ds_id}"), Some(&read_only));
     assert_eq!(status, 200);
     let (status, body) = post(
-        &s,
+        s,
         "/v1/jobs",
         Some(&read_only),
         &json!({"pipeline": "pii-scan", "dataset_id": ds_id}),
@@ -476,7 +514,7 @@ fn nobody_reaches_anyone_elses_resources_and_credentials_are_checked() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
-    let (_, keys) = get(&s, "/v1/api-keys", Some(&a));
+    let (_, keys) = get(s, "/v1/api-keys", Some(&a));
     let key_id = keys[0]["id"].as_str().unwrap();
     assert!(keys[0].get("secret").is_none(), "secrets are shown once");
     let r = http()
@@ -491,32 +529,31 @@ fn nobody_reaches_anyone_elses_resources_and_credentials_are_checked() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let (status, body) = get(&s, &format!("/v1/datasets/{ds_id}"), Some(&read_only));
+    let (status, body) = get(s, &format!("/v1/datasets/{ds_id}"), Some(&read_only));
     assert_eq!(
         (status, body["code"].as_str()),
         (401, Some("unauthenticated")),
         "revoked keys stop working"
     );
     for bad in ["dpl_nonsense", "dps_nonsense", "garbage"] {
-        let (status, body) = get(&s, "/v1/me", Some(bad));
+        let (status, body) = get(s, "/v1/me", Some(bad));
         assert_eq!(status, 401, "{bad}: {body}");
         assert!(body["request_id"].as_str().unwrap().starts_with("req_"));
     }
     // Logging out ends the session.
     let r = http().post(s.url("/v1/auth/logout")).bearer_auth(&b).send().unwrap();
     assert_eq!(r.status().as_u16(), 204);
-    assert_eq!(get(&s, "/v1/me", Some(&b)).0, 401);
+    assert_eq!(get(s, "/v1/me", Some(&b)).0, 401);
     // A disabled account is locked out.
-    let (_, me) = get(&s, "/v1/me", Some(&a));
+    let (_, me) = get(s, "/v1/me", Some(&a));
     let (status, _) = post(
-        &s,
+        s,
         &format!("/v1/admin/users/{}/disable", me["id"].as_str().unwrap()),
         Some(&admin),
         &json!({}),
     );
     assert_eq!(status, 200);
-    assert_eq!(get(&s, "/v1/me", Some(&a)).0, 401);
-    drop(s);
+    assert_eq!(get(s, "/v1/me", Some(&a)).0, 401);
 }
 
 #[test]
