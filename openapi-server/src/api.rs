@@ -78,6 +78,7 @@ fn page_limit(limit: Option<u32>) -> ApiResult<i64> {
 #[oai(skip_serializing_if_is_none)]
 pub struct SignUp {
     /// E-mail address (the login name).
+    #[oai(validator(max_length = 254))]
     pub email: String,
     /// Password (at least 10 characters by default).
     #[oai(validator(max_length = 1024))]
@@ -934,7 +935,7 @@ impl Api {
         &self,
         state: Data<&Arc<AppState>>,
         auth: Auth,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
         starting_after: Query<Option<String>>,
     ) -> ApiResult<Json<DatasetPage>> {
         require(&auth.0, Scope::DatasetsRead)?;
@@ -977,7 +978,7 @@ impl Api {
         state: Data<&Arc<AppState>>,
         auth: Auth,
         id: Path<String>,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "20")))] limit: Query<Option<u32>>,
     ) -> ApiResult<Json<Preview>> {
         let d = owned_dataset(&state, &auth.0, &id, Scope::DatasetsRead).await?;
         let n = match limit.0 {
@@ -1174,7 +1175,7 @@ impl Api {
         &self,
         state: Data<&Arc<AppState>>,
         auth: Auth,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
         starting_after: Query<Option<String>>,
     ) -> ApiResult<Json<JobPage>> {
         require(&auth.0, Scope::DatasetsRead)?;
@@ -1336,7 +1337,7 @@ impl Api {
         &self,
         state: Data<&Arc<AppState>>,
         auth: Auth,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
         starting_after: Query<Option<String>>,
     ) -> ApiResult<Json<AccountPage>> {
         require(&auth.0, Scope::Admin)?;
@@ -1409,7 +1410,7 @@ impl Api {
         &self,
         state: Data<&Arc<AppState>>,
         auth: Auth,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
         starting_after: Query<Option<String>>,
     ) -> ApiResult<Json<JobPage>> {
         require(&auth.0, Scope::Admin)?;
@@ -1434,7 +1435,7 @@ impl Api {
         &self,
         state: Data<&Arc<AppState>>,
         auth: Auth,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
         before: Query<Option<i64>>,
     ) -> ApiResult<Json<Vec<AuditEventView>>> {
         require(&auth.0, Scope::Admin)?;

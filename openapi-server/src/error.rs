@@ -88,6 +88,11 @@ fn bad_request(err: poem::Error) -> ApiError {
 /// poem's parse messages without their generic lead-in, so they start with
 /// the field at fault.
 pub fn clean_message(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("failed to parse parameter `")
+        && let Some((name, reason)) = rest.split_once("`: ")
+    {
+        return format!("{name}: {reason}");
+    }
     message
         .strip_prefix("parse request payload error: ")
         .unwrap_or(message)
@@ -185,4 +190,22 @@ pub fn poem_error(status: poem::http::StatusCode, code: &str, message: &str) -> 
             .content_type("application/json; charset=utf-8")
             .body(json.to_string()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_message;
+
+    #[test]
+    fn messages_lead_with_the_field() {
+        assert_eq!(
+            clean_message("failed to parse parameter `limit`: verification failed. maximum(100, exclusive: false)"),
+            "limit: verification failed. maximum(100, exclusive: false)"
+        );
+        assert_eq!(
+            clean_message("parse request payload error: email: invalid type: integer `1`, expected a string"),
+            "email: invalid type: integer `1`, expected a string"
+        );
+        assert_eq!(clean_message("something else"), "something else");
+    }
 }

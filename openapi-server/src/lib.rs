@@ -198,3 +198,26 @@ fn url_decode(s: &str) -> Option<String> {
     }
     String::from_utf8(out).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::url_decode;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decodes_percent_escapes_and_plus() {
+        assert_eq!(url_decode("a+b%2Fc%C3%A9").as_deref(), Some("a b/cé"));
+        assert_eq!(url_decode("%zz"), None);
+        assert_eq!(url_decode("%4"), None);
+        assert_eq!(url_decode("%FF"), None, "not UTF-8");
+    }
+
+    proptest! {
+        /// What the signer encodes (form-urlencoded path segments), the download route decodes.
+        #[test]
+        fn round_trips_what_the_signer_encodes(segment in "\\PC{0,40}") {
+            let encoded: String = url::form_urlencoded::byte_serialize(segment.as_bytes()).collect();
+            prop_assert_eq!(url_decode(&encoded), Some(segment));
+        }
+    }
+}

@@ -98,3 +98,49 @@ pub fn preview(table: &Table, n: usize) -> Result<Value, IngestError> {
     }
     serde_json::from_slice(&buf).map_err(|e| IngestError::Internal(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_comes_from_the_name_then_the_content_type() {
+        assert_eq!(format_of("a.csv", None), Some(Format::Csv));
+        assert_eq!(format_of("A.PARQUET", Some("text/csv")), Some(Format::Parquet));
+        assert_eq!(format_of("rows.jsonl", None), Some(Format::Ndjson));
+        assert_eq!(format_of("upload", Some("text/csv; charset=utf-8")), Some(Format::Csv));
+        assert_eq!(format_of("upload", Some("application/octet-stream")), None);
+        assert_eq!(format_of("upload", None), None);
+    }
+
+    #[test]
+    fn ingest_names_the_upload_not_the_server_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.csv");
+        std::fs::write(&file, "a,b\n1,2\n3,4,5,6\n").unwrap();
+        let err = ingest(&file, "mine.csv", Format::Csv, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mine.csv"), "{err}");
+        assert!(!err.contains(&dir.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn ingest_describes_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.csv");
+        let mut text = String::from("age,plan\n");
+        for i in 0..50 {
+            text.push_str(&format!("{},{}\n", 20 + i, ["free", "pro"][i % 2]));
+        }
+        std::fs::write(&file, text).unwrap();
+        let ingested = ingest(&file, "t.csv", Format::Csv, dir.path()).unwrap();
+        assert!(ingested.parquet.is_file());
+        let m = &ingested.metadata;
+        assert_eq!(m["rows"], 50);
+        assert_eq!(m["columns"][0]["name"], "age");
+        assert_eq!(m["preview"].as_array().unwrap().len(), PREVIEW_ROWS);
+        assert_eq!(m["preview"][0]["plan"], "free");
+        assert_eq!(m["profile"]["columns"].as_array().unwrap().len(), 2);
+    }
+}

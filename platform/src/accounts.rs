@@ -684,6 +684,26 @@ mod tests {
         assert!(base32_decode("MZ1").is_none());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn base32_round_trips(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            proptest::prop_assert_eq!(base32_decode(&base32(&bytes)), Some(bytes));
+        }
+
+        /// A code is accepted one step either side of its own (clock skew), and
+        /// the step it is accepted for is its own (what replay protection stores).
+        #[test]
+        fn a_code_is_accepted_within_one_step(secret in proptest::collection::vec(proptest::prelude::any::<u8>(), 10..40), t in 1_000_000i64..4_000_000_000) {
+            let step = t / 30;
+            let code = totp_at(&secret, step);
+            for now in [t, t - 30, t + 30] {
+                let found = totp_match(&secret, &code, now);
+                proptest::prop_assert!(found.is_some());
+                proptest::prop_assert_eq!(totp_at(&secret, found.unwrap()), code.clone());
+            }
+        }
+    }
+
     #[test]
     fn emails_are_checked_and_lower_cased() {
         assert_eq!(normalise_email(" Ada@Example.COM ").unwrap(), "ada@example.com");

@@ -290,6 +290,20 @@ mod tests {
         assert!(!looks_valid("dpl_short"));
     }
 
+    proptest::proptest! {
+        /// CRC-32 catches every single-character change of a key.
+        #[test]
+        fn any_changed_character_fails_the_checksum(pos in 4usize..53, replacement in "[0-9A-Za-z]") {
+            let secret = make_secret();
+            let mut chars: Vec<char> = secret.chars().collect();
+            let new = replacement.chars().next().unwrap();
+            proptest::prop_assume!(chars[pos] != new);
+            chars[pos] = new;
+            let changed: String = chars.into_iter().collect();
+            proptest::prop_assert!(!looks_valid(&changed));
+        }
+    }
+
     #[test]
     fn crc32_matches_the_standard_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
