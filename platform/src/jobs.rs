@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -580,7 +581,22 @@ impl Worker {
                 }
             })
         };
-        let result = self.handler.run(ctx.clone()).await;
+        // A runner that panics must not take the worker loop down with it: the
+        // attempt fails (retryably) and the worker carries on.
+        let result = match std::panic::AssertUnwindSafe(self.handler.run(ctx.clone()))
+            .catch_unwind()
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::error!(worker = %self.name, job = %job_id, "The job runner panicked.");
+                Err(JobFailure {
+                    code: "internal".into(),
+                    message: "the job's runner crashed; it will be retried".into(),
+                    retryable: true,
+                })
+            }
+        };
         beat.abort();
         if lost.load(Ordering::Relaxed) {
             tracing::warn!(worker = %self.name, job = %job_id, "Lease lost; another worker owns the job now.");

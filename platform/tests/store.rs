@@ -472,6 +472,45 @@ impl doppel_platform::jobs::JobHandler for Echo {
     }
 }
 
+struct Crash;
+
+impl doppel_platform::jobs::JobHandler for Crash {
+    fn run(&self, ctx: doppel_platform::jobs::JobContext) -> doppel_platform::jobs::HandlerFuture {
+        Box::pin(async move {
+            assert!(ctx.lease.job.attempt > 1, "a runner bug on the first attempt");
+            Ok(Manifest::default())
+        })
+    }
+}
+
+on_both!(
+    a_panicking_runner_fails_the_attempt_not_the_worker,
+    |db: Db| async move {
+        let a = accounts(&db);
+        let p = user(&a, "panic@example.com").await;
+        let q = queue(&db, 5, 3);
+        let id = submit(&q, &p).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let w = doppel_platform::jobs::Worker::new(q.clone(), Arc::new(Crash), "w", Duration::from_millis(20));
+        let h = tokio::spawn(w.run(Arc::clone(&stop)));
+        let mut job = q.get(&id).await.unwrap();
+        for _ in 0..200 {
+            if job.state.is_terminal() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            job = q.get(&id).await.unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        h.await.expect("the worker loop survived the panic");
+        assert_eq!(
+            (job.state, job.attempt),
+            (JobState::Succeeded, 2),
+            "retried after the crash"
+        );
+    }
+);
+
 on_both!(worker_loop_runs_jobs_to_completion, |db: Db| async move {
     let a = accounts(&db);
     let p = user(&a, "wl@example.com").await;
