@@ -164,37 +164,14 @@ impl Accounts {
         } else {
             Role::User
         };
-        let id = new_id("acct");
-        let now = now_ms();
         let mut tx = self.db.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO accounts (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&id)
-        .bind(&email)
-        .bind(&hash)
-        .bind(role.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if crate::db::is_unique_violation(&e) => {
-                return Err(Error::Conflict("an account with this e-mail already exists".into()));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        audit::record(
+        let (id, now) = insert_account(
             &mut tx,
             meta,
-            &Event {
-                actor: Some(&id),
-                api_key_id: None,
-                action: "user_created",
-                target: Some(&id),
-                outcome: Outcome::Success,
-                metadata: Some(serde_json::json!({"role": role.as_str()})),
-            },
+            &email,
+            Some(&hash),
+            role,
+            serde_json::json!({"role": role.as_str()}),
         )
         .await?;
         tx.commit().await?;
@@ -575,6 +552,51 @@ impl Accounts {
         mac.update(ct);
         mac.finalize().into_bytes().to_vec()
     }
+}
+
+/// Insert an account and its `user_created` audit event on `conn` (the
+/// caller's transaction); returns its id and creation time. A taken e-mail is
+/// a [`Error::Conflict`], also when two sign-ups race.
+pub(crate) async fn insert_account(
+    conn: &mut sqlx::AnyConnection,
+    meta: &RequestMeta,
+    email: &str,
+    password_hash: Option<&str>,
+    role: Role,
+    details: serde_json::Value,
+) -> Result<(String, i64)> {
+    let id = new_id("acct");
+    let now = now_ms();
+    let inserted =
+        sqlx::query("INSERT INTO accounts (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&id)
+            .bind(email)
+            .bind(password_hash)
+            .bind(role.as_str())
+            .bind(now)
+            .execute(&mut *conn)
+            .await;
+    match inserted {
+        Ok(_) => {}
+        Err(e) if crate::db::is_unique_violation(&e) => {
+            return Err(Error::Conflict("an account with this e-mail already exists".into()));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    audit::record(
+        conn,
+        meta,
+        &Event {
+            actor: Some(&id),
+            api_key_id: None,
+            action: "user_created",
+            target: Some(&id),
+            outcome: Outcome::Success,
+            metadata: Some(details),
+        },
+    )
+    .await?;
+    Ok((id, now))
 }
 
 fn normalise_email(email: &str) -> Result<String> {

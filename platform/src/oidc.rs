@@ -16,11 +16,11 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::accounts::{Account, Accounts, NewSession};
-use crate::audit::{self, Event, Outcome, RequestMeta};
+use crate::accounts::{Account, Accounts, NewSession, insert_account};
+use crate::audit::RequestMeta;
 use crate::authz::Role;
 use crate::settings::OidcProviderSettings;
-use crate::util::{base62, ct_eq, new_id, now_ms, random_bytes, sha256_hex};
+use crate::util::{base62, ct_eq, now_ms, random_bytes, sha256_hex};
 use crate::{Db, Error, Result};
 
 /// How long a started sign-in may take.
@@ -334,16 +334,16 @@ impl Oidc {
                 "an account with this e-mail already exists; sign in with its password (accounts are never merged by e-mail)".into(),
             ));
         }
-        let id = new_id("acct");
-        let now = now_ms();
         let mut tx = self.db.pool.begin().await?;
-        sqlx::query("INSERT INTO accounts (id, email, password_hash, role, created_at) VALUES ($1, $2, NULL, $3, $4)")
-            .bind(&id)
-            .bind(&email)
-            .bind(Role::User.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let (id, now) = insert_account(
+            &mut tx,
+            meta,
+            &email,
+            None,
+            Role::User,
+            serde_json::json!({"sso": p.name}),
+        )
+        .await?;
         sqlx::query("INSERT INTO oidc_links (issuer, subject, account_id, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&p.issuer)
             .bind(&claims.sub)
@@ -351,19 +351,6 @@ impl Oidc {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        audit::record(
-            &mut tx,
-            meta,
-            &Event {
-                actor: Some(&id),
-                api_key_id: None,
-                action: "user_created",
-                target: Some(&id),
-                outcome: Outcome::Success,
-                metadata: Some(serde_json::json!({"sso": p.name})),
-            },
-        )
-        .await?;
         tx.commit().await?;
         self.accounts.get(&id).await
     }

@@ -472,6 +472,19 @@ impl doppel_platform::jobs::JobHandler for Echo {
     }
 }
 
+/// The job once it reaches a final state (or as it is after 5 s).
+async fn wait_until_final(q: &Queue, id: &str) -> doppel_platform::jobs::Job {
+    let mut job = q.get(id).await.unwrap();
+    for _ in 0..200 {
+        if job.state.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        job = q.get(id).await.unwrap();
+    }
+    job
+}
+
 struct Crash;
 
 impl doppel_platform::jobs::JobHandler for Crash {
@@ -493,14 +506,7 @@ on_both!(
         let stop = Arc::new(AtomicBool::new(false));
         let w = doppel_platform::jobs::Worker::new(q.clone(), Arc::new(Crash), "w", Duration::from_millis(20));
         let h = tokio::spawn(w.run(Arc::clone(&stop)));
-        let mut job = q.get(&id).await.unwrap();
-        for _ in 0..200 {
-            if job.state.is_terminal() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-            job = q.get(&id).await.unwrap();
-        }
+        let job = wait_until_final(&q, &id).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         h.await.expect("the worker loop survived the panic");
         assert_eq!(
@@ -519,14 +525,7 @@ on_both!(worker_loop_runs_jobs_to_completion, |db: Db| async move {
     let stop = Arc::new(AtomicBool::new(false));
     let w = doppel_platform::jobs::Worker::new(q.clone(), Arc::new(Echo), "w", Duration::from_millis(20));
     let h = tokio::spawn(w.run(Arc::clone(&stop)));
-    let mut job = q.get(&id).await.unwrap();
-    for _ in 0..200 {
-        if job.state.is_terminal() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        job = q.get(&id).await.unwrap();
-    }
+    let job = wait_until_final(&q, &id).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     h.await.unwrap();
     assert_eq!(job.state, JobState::Succeeded);
