@@ -67,26 +67,58 @@ pub(crate) fn serve(global: &Global, args: &ServeArgs, worker_only: bool) -> any
             );
             handles.push(tokio::spawn(w.run(Arc::clone(&stop))));
         }
-        let shutdown = async {
+        // One ctrl-c stops both servers: each waits on the same watch.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("Shutting down.");
+            let _ = stop_tx.send(true);
+        });
+        let shutdown = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stopped| *stopped).await;
+            }
         };
         if worker_only {
             tracing::info!(workers, database = ?db.backend, storage = storage.url(), "Worker running.");
-            shutdown.await;
+            shutdown().await;
         } else {
             let addr = settings.http_addr.clone();
+            let flight_addr = settings.flight_addr.clone();
             let state = Arc::new(AppState::new(settings, db, storage, catalog)?);
+            let flight = if flight_addr.is_empty() || flight_addr == "off" {
+                None
+            } else {
+                let socket: std::net::SocketAddr = flight_addr
+                    .parse()
+                    .with_context(|| format!("flight_addr `{flight_addr}`: expected host:port, or `off`"))?;
+                // Bind now so a taken port is an error at start, not later.
+                let listener = tokio::net::TcpListener::bind(socket)
+                    .await
+                    .with_context(|| format!("Flight listener on {socket}"))?;
+                let stopped = shutdown();
+                eprintln!("doppel Flight + Flight SQL on grpc://{socket}");
+                tracing::info!(%socket, "Flight listening.");
+                Some(tokio::spawn(doppel_flight_server::serve_listener(
+                    Arc::clone(&state),
+                    listener,
+                    stopped,
+                )))
+            };
             tracing::info!(%addr, workers, "REST API listening; docs at /docs.");
             eprintln!("doppel serving on http://{addr} (docs: http://{addr}/docs)");
             poem::Server::new(poem::listener::TcpListener::bind(addr))
                 .run_with_graceful_shutdown(
                     doppel_openapi_server::app(state),
-                    shutdown,
+                    shutdown(),
                     Some(Duration::from_secs(10)),
                 )
                 .await
                 .context("REST server")?;
+            if let Some(f) = flight {
+                f.await.context("Flight server")?.context("Flight server")?;
+            }
         }
         stop.store(true, Ordering::Relaxed);
         for h in handles {

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use doppel_platform::audit::RequestMeta;
 use doppel_platform::authz::{Grant, Principal, Scope, authorize, require};
-use doppel_platform::datasets::{self, NewDataset};
+use doppel_platform::datasets;
 use doppel_platform::jobs::{Job, JobState};
-use doppel_platform::storage::object_key;
 use doppel_platform::{idempotency, keys};
 use futures::StreamExt;
 use poem::Request;
@@ -23,7 +22,7 @@ use poem_openapi::{ApiResponse, Enum, Multipart, Object, OpenApi, Tags};
 use crate::auth::{Auth, client_ip};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::runner::{self, PipelineJob};
+use crate::runner;
 use crate::state::AppState;
 use crate::tables;
 
@@ -400,7 +399,8 @@ pub struct JobView {
     pub finished_at: Option<i64>,
 }
 
-fn job_view(j: &Job) -> JobView {
+/// A job as REST and Flight show it.
+pub fn job_view(j: &Job) -> JobView {
     let s = |k: &str| j.spec.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
     JobView {
         id: j.id.clone(),
@@ -902,23 +902,7 @@ impl Api {
             tables::IngestError::Internal(m) => ApiError::internal(m),
             other => ApiError::unprocessable("unreadable_table", other.to_string()),
         })?;
-        let id = doppel_platform::util::new_id("ds");
-        let object = object_key("datasets", &auth.0.account_id, &id, "data.parquet");
-        let size = state.storage.put_file(&object, &ingested.parquet).await?;
-        let d = datasets::create(
-            &state.db,
-            &meta(req),
-            &auth.0,
-            &NewDataset {
-                id: &id,
-                name: name.trim(),
-                media_type: "application/vnd.apache.parquet",
-                size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
-                object_key: &object,
-                metadata: &ingested.metadata,
-            },
-        )
-        .await?;
+        let d = tables::register(&state, &meta(req), &auth.0, name.trim(), &ingested).await?;
         let view = dataset_view(&d, true);
         remember(&state, &auth.0, key, &hash, &view).await?;
         Ok(CreatedDataset::Created(Json(view)))
@@ -1024,13 +1008,7 @@ impl Api {
         auth: Auth,
         id: Path<String>,
     ) -> ApiResult<NoContent> {
-        let d = owned_dataset(&state, &auth.0, &id, Scope::DatasetsWrite).await?;
-        datasets::delete(&state.db, &meta(req), &auth.0, &d.id).await?;
-        let prefix = object_key("datasets", &d.owner_id, &d.id, "");
-        if let Err(e) = state.storage.delete_prefix(prefix.trim_end_matches('/')).await {
-            // The record is gone; orphaned objects are only wasted space.
-            tracing::warn!(dataset = %d.id, error = %e, "Deleting a dataset's objects failed.");
-        }
+        tables::delete(&state, &meta(req), &auth.0, &id).await?;
         Ok(NoContent::Done)
     }
 
@@ -1123,47 +1101,20 @@ impl Api {
         if let Some(previous) = replay::<JobView>(&state, &auth.0, key, &hash).await? {
             return Ok(CreatedJob::Created(Json(previous)));
         }
-        if doppel_host::shipped::find(&body.pipeline).is_none() {
-            let names: Vec<&str> = doppel_host::shipped::PIPELINES.iter().map(|p| p.name).collect();
-            return Err(ApiError::invalid(
-                "pipeline",
-                format!(
-                    "no shipped pipeline `{}`; choose one of {}",
-                    body.pipeline,
-                    names.join(", ")
-                ),
-            ));
-        }
-        let dataset = owned_dataset(&state, &auth.0, &body.dataset_id, Scope::DatasetsRead)
+        let request = runner::JobRequest {
+            pipeline: body.pipeline.clone(),
+            dataset_id: body.dataset_id.clone(),
+            overrides: body.overrides.clone(),
+            csv: matches!(body.format, Some(OutputFormat::Csv)),
+        };
+        let job = runner::submit(&state, &meta(req), &auth.0, request)
             .await
             .map_err(|e| match e {
-                ApiError::NotFound(_) => ApiError::invalid("dataset_id", "no such dataset"),
-                other => other,
+                runner::SubmitError::InvalidPipeline(problems) => {
+                    ApiError::unprocessable("invalid_pipeline", problems)
+                }
+                runner::SubmitError::Platform(e) => ApiError::from(e),
             })?;
-        let spec = PipelineJob {
-            pipeline: body.pipeline.clone(),
-            dataset_id: dataset.id.clone(),
-            dataset_key: dataset.object_key.clone(),
-            overrides: body.overrides.clone(),
-            format: match body.format {
-                Some(OutputFormat::Csv) => "csv".into(),
-                _ => "parquet".into(),
-            },
-        };
-        // Check the overrides against the pipeline now, not in a worker later.
-        let check = {
-            let (catalog, spec) = (Arc::clone(&state.catalog), spec.clone());
-            tokio::task::spawn_blocking(move || {
-                runner::plan_job(&catalog, &spec, std::path::Path::new("/dev/null/input.parquet"))
-            })
-            .await
-            .map_err(ApiError::internal)?
-        };
-        if let Err(problems) = check {
-            return Err(ApiError::unprocessable("invalid_pipeline", problems));
-        }
-        let value = serde_json::to_value(&spec).map_err(ApiError::internal)?;
-        let job = state.queue.submit(&meta(req), &auth.0, runner::KIND, &value).await?;
         let view = job_view(&job);
         remember(&state, &auth.0, key, &hash, &view).await?;
         Ok(CreatedJob::Created(Json(view)))

@@ -69,6 +69,97 @@ pub fn plan_job(catalog: &Catalog, job: &PipelineJob, input: &Path) -> Result<do
     plan(&spec, catalog).map_err(|d| d.to_string())
 }
 
+/// A request to run a shipped pipeline on a dataset, as REST's `POST
+/// /v1/jobs` and Flight's `job.submit` action both take it.
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    /// A shipped pipeline's name.
+    pub pipeline: String,
+    /// The dataset (must be readable by the caller).
+    pub dataset_id: String,
+    /// `stage.key=value` overrides.
+    pub overrides: Vec<String>,
+    /// Write tables as CSV instead of Parquet.
+    pub csv: bool,
+}
+
+/// Why a job was not submitted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The pipeline with these overrides does not plan; the text lists the
+    /// problems (file:line:col).
+    #[error("{0}")]
+    InvalidPipeline(String),
+    /// Scope, lookup or store failure.
+    #[error(transparent)]
+    Platform(#[from] doppel_platform::Error),
+}
+
+/// Check and queue a pipeline job: the caller needs `jobs:run` and read
+/// access to the dataset; the pipeline and overrides are planned now, so a
+/// mistake is answered at once instead of failing in a worker later.
+pub async fn submit(
+    state: &crate::state::AppState,
+    meta: &doppel_platform::audit::RequestMeta,
+    p: &doppel_platform::authz::Principal,
+    request: JobRequest,
+) -> Result<doppel_platform::jobs::Job, SubmitError> {
+    use doppel_platform::authz::{Grant, Scope, authorize, require};
+    use doppel_platform::Error;
+    require(p, Scope::JobsRun)?;
+    if shipped::find(&request.pipeline).is_none() {
+        let names: Vec<&str> = shipped::PIPELINES.iter().map(|p| p.name).collect();
+        return Err(Error::invalid(
+            "pipeline",
+            format!(
+                "no shipped pipeline `{}`; choose one of {}",
+                request.pipeline,
+                names.join(", ")
+            ),
+        )
+        .into());
+    }
+    let no_dataset = || Error::invalid("dataset_id", "no such dataset");
+    let dataset = doppel_platform::datasets::get(&state.db, &request.dataset_id)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => no_dataset(),
+            other => other,
+        })?;
+    authorize(p, Scope::DatasetsRead, &dataset.owner_id, "dataset", Grant::OwnerOnly).map_err(|e| match e {
+        Error::NotFound(_) => no_dataset(),
+        other => other,
+    })?;
+    let spec = PipelineJob {
+        pipeline: request.pipeline,
+        dataset_id: dataset.id.clone(),
+        dataset_key: dataset.object_key.clone(),
+        overrides: request.overrides,
+        format: if request.csv { "csv".into() } else { "parquet".into() },
+    };
+    let check = {
+        let (catalog, spec) = (Arc::clone(&state.catalog), spec.clone());
+        tokio::task::spawn_blocking(move || plan_job(&catalog, &spec, Path::new("/dev/null/input.parquet")))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+    };
+    check.map_err(SubmitError::InvalidPipeline)?;
+    let value = serde_json::to_value(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(state.queue.submit(meta, p, KIND, &value).await?)
+}
+
+/// The table outputs of a finished pipeline job that Flight and SQL serve:
+/// Parquet files, the synthetic twin first.
+pub fn table_outputs(manifest: &Manifest) -> Vec<&OutputFile> {
+    let mut tables: Vec<&OutputFile> = manifest
+        .files
+        .iter()
+        .filter(|f| f.media_type == "application/vnd.apache.parquet")
+        .collect();
+    tables.sort_by_key(|f| (f.name != "synthetic.parquet", f.name.clone()));
+    tables
+}
+
 /// Runs `pipeline` jobs.
 pub struct PipelineRunner {
     storage: Storage,

@@ -62,6 +62,55 @@ pub fn ingest(upload: &Path, name: &str, format: Format, work: &Path) -> Result<
     Ok(Ingested { parquet, metadata })
 }
 
+/// Store an ingested table as the caller's dataset `name`: the Parquet copy
+/// goes to object storage under a fresh id, then the record (with its
+/// metadata) is committed. REST uploads and Flight `DoPut` both end here.
+pub async fn register(
+    state: &crate::state::AppState,
+    meta: &doppel_platform::audit::RequestMeta,
+    p: &doppel_platform::authz::Principal,
+    name: &str,
+    ingested: &Ingested,
+) -> doppel_platform::Result<doppel_platform::datasets::Dataset> {
+    let id = doppel_platform::util::new_id("ds");
+    let object = doppel_platform::storage::object_key("datasets", &p.account_id, &id, "data.parquet");
+    let size = state.storage.put_file(&object, &ingested.parquet).await?;
+    doppel_platform::datasets::create(
+        &state.db,
+        meta,
+        p,
+        &doppel_platform::datasets::NewDataset {
+            id: &id,
+            name,
+            media_type: "application/vnd.apache.parquet",
+            size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+            object_key: &object,
+            metadata: &ingested.metadata,
+        },
+    )
+    .await
+}
+
+/// Delete the caller's dataset `id` (needs `datasets:write` on it) and its
+/// stored objects.
+pub async fn delete(
+    state: &crate::state::AppState,
+    meta: &doppel_platform::audit::RequestMeta,
+    p: &doppel_platform::authz::Principal,
+    id: &str,
+) -> doppel_platform::Result<()> {
+    use doppel_platform::authz::{Grant, Scope, authorize};
+    let d = doppel_platform::datasets::get(&state.db, id).await?;
+    authorize(p, Scope::DatasetsWrite, &d.owner_id, "dataset", Grant::OwnerOnly)?;
+    doppel_platform::datasets::delete(&state.db, meta, p, &d.id).await?;
+    let prefix = doppel_platform::storage::object_key("datasets", &d.owner_id, &d.id, "");
+    if let Err(e) = state.storage.delete_prefix(prefix.trim_end_matches('/')).await {
+        // The record is gone; orphaned objects are only wasted space.
+        tracing::warn!(dataset = %d.id, error = %e, "Deleting a dataset's objects failed.");
+    }
+    Ok(())
+}
+
 /// Schema, rows, profile and preview of a table, as dataset metadata.
 pub fn describe(table: &Table, name: &str, format: Format) -> Result<Value, IngestError> {
     let prof = profile::profile(table, &Vec::new()).map_err(|e| IngestError::Internal(e.to_string()))?;

@@ -118,6 +118,19 @@ pub async fn list(db: &Db, owner: &str, starting_after: Option<&str>, limit: i64
     rows.iter().map(from_row).collect()
 }
 
+/// The owner's live datasets called `name`, oldest first: version `n` of a
+/// name is the `n`-th upload under it.
+pub async fn versions(db: &Db, owner: &str, name: &str) -> Result<Vec<Dataset>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM datasets WHERE owner_id = $1 AND name = $2 AND deleted_at IS NULL ORDER BY id"
+    )))
+    .bind(owner)
+    .bind(name)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
 /// Mark a dataset deleted (the caller removes its objects afterwards).
 pub async fn delete(db: &Db, meta: &RequestMeta, p: &Principal, id: &str) -> Result<()> {
     let mut tx = db.pool.begin().await?;

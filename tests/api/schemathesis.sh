@@ -13,7 +13,7 @@ base="http://127.0.0.1:$port"
 
 DOPPEL__AUTH__INSECURE_FAST_HASHING=true \
 DOPPEL__LIMITS__REQUESTS_PER_SECOND=100000 DOPPEL__LIMITS__BURST=100000 \
-DOPPEL__LIMITS__UPLOAD_MAX_MB=4 \
+DOPPEL__LIMITS__UPLOAD_MAX_MB=4 DOPPEL__FLIGHT_ADDR=off \
     "$doppel" serve --data-dir "$data" --http-addr "127.0.0.1:$port" --workers 1 2>"$data/server.log" &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT

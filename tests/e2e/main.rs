@@ -6,6 +6,7 @@ use std::process::Command;
 use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+mod flight;
 mod server;
 
 fn repo() -> PathBuf {

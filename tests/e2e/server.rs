@@ -55,6 +55,9 @@ impl Server {
             .env("DOPPEL__JOBS__POLL_MS", "50")
             .env("DOPPEL__LIMITS__REQUESTS_PER_SECOND", "1000")
             .env("DOPPEL__LIMITS__BURST", "1000")
+            // Parallel servers would all want Flight's default port; the
+            // Flight suite (tests/flight) starts its own on a free one.
+            .env("DOPPEL__FLIGHT_ADDR", "off")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -218,7 +221,7 @@ fn the_whole_journey_on_postgres_and_s3() {
 /// A fresh PostgreSQL database and an S3-compatible server (moto) on
 /// loopback with a bucket, for the scale-out legs; `None` (and a note) when
 /// the environment does not provide them.
-struct PgS3 {
+pub(crate) struct PgS3 {
     _pg: PgDatabase,
     url: String,
     s3: Child,
@@ -233,7 +236,7 @@ impl Drop for PgS3 {
 }
 
 impl PgS3 {
-    fn start() -> Option<PgS3> {
+    pub(crate) fn start() -> Option<PgS3> {
         let (Some(pg), Ok(moto)) = (PgDatabase::create(), std::env::var("DOPPEL_TEST_MOTO")) else {
             eprintln!(
                 "skipped: set DOPPEL_TEST_POSTGRES and DOPPEL_TEST_MOTO (moto_server) to run the PostgreSQL + S3 leg"
@@ -262,7 +265,7 @@ impl PgS3 {
         })
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("DOPPEL__DATABASE_URL", self.url.clone()),
             ("DOPPEL__STORAGE__URL", "s3://doppel-e2e/tenant-a".into()),

@@ -1,0 +1,320 @@
+//! Read-only SQL over what the caller may read, on DataFusion.
+//!
+//! Every statement gets a fresh [`SessionContext`] holding only the caller's
+//! tables, so no query can name another account's data. The catalog is
+//! `doppel` with two schemas:
+//!
+//! - `datasets`: one table per dataset name (its latest version), the
+//!   default schema, so `SELECT … FROM adult` works;
+//! - `outputs`: the Parquet outputs of the caller's succeeded jobs, named by
+//!   job id (`job_…` is the synthetic twin, `job_…_<name>` the others).
+//!
+//! Tables are Parquet objects read straight from object storage (the
+//! platform's store is registered with DataFusion), with filter and
+//! projection pushdown into the Parquet scan.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::common::TableReference;
+use doppel_openapi_server::state::AppState;
+use doppel_platform::authz::{Principal, Scope, require};
+use doppel_platform::jobs::JobState;
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use tonic::Status;
+
+use crate::error;
+
+/// The one catalog name.
+pub const CATALOG: &str = "doppel";
+/// Schema of the caller's datasets (the default).
+pub const DATASETS: &str = "datasets";
+/// Schema of the caller's job outputs.
+pub const OUTPUTS: &str = "outputs";
+/// The only table type.
+pub const TABLE_TYPE: &str = "TABLE";
+
+/// URL the platform's object store is registered under in DataFusion.
+const STORE_URL: &str = "doppel://store";
+
+/// One table a caller may query.
+#[derive(Debug, Clone)]
+pub struct TableEntry {
+    /// `datasets` or `outputs`.
+    pub schema_name: &'static str,
+    /// Table name.
+    pub name: String,
+    /// Object key of its Parquet file.
+    pub key: String,
+    /// Its Arrow schema.
+    pub schema: SchemaRef,
+}
+
+/// Builds per-caller SQL sessions; caches Parquet schemas by object key
+/// (objects are immutable: keys carry the resource id and attempt).
+#[derive(Debug)]
+pub struct SqlEngine {
+    state: Arc<AppState>,
+    schemas: Mutex<HashMap<String, (SchemaRef, i64)>>,
+}
+
+/// How many schemas to remember before starting over (a bound, not an LRU:
+/// a refill costs one footer read per table).
+const SCHEMA_CACHE_MAX: usize = 4096;
+
+impl SqlEngine {
+    /// An engine over the server's store.
+    pub fn new(state: Arc<AppState>) -> SqlEngine {
+        SqlEngine {
+            state,
+            schemas: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The Arrow schema of the Parquet object at `key` (footer read, cached).
+    pub async fn parquet_schema(&self, key: &str) -> Result<SchemaRef, Status> {
+        Ok(self.parquet_meta(key).await?.0)
+    }
+
+    /// Schema and row count of the Parquet object at `key` (cached).
+    pub async fn parquet_meta(&self, key: &str) -> Result<(SchemaRef, i64), Status> {
+        if let Some(s) = self.schemas.lock().ok().and_then(|m| m.get(key).cloned()) {
+            return Ok(s);
+        }
+        let reader = crate::reader::StoreReader::open(self.state.storage.object_store(), self.state.storage.path(key))
+            .await
+            .map_err(|e| error::platform(e.into()))?;
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|e| error::internal(&e))?;
+        let meta = (
+            Arc::clone(builder.schema()),
+            builder.metadata().file_metadata().num_rows(),
+        );
+        if let Ok(mut m) = self.schemas.lock() {
+            if m.len() >= SCHEMA_CACHE_MAX {
+                m.clear();
+            }
+            m.insert(key.to_owned(), meta.clone());
+        }
+        Ok(meta)
+    }
+
+    /// Every table `p` may query.
+    pub async fn tables(&self, p: &Principal) -> Result<Vec<TableEntry>, Status> {
+        require(p, Scope::DatasetsRead).map_err(error::platform)?;
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for d in all_datasets(&self.state, &p.account_id).await? {
+            // Newest first: the first of a name is its latest version.
+            if seen.insert(d.name.clone()) {
+                let schema = self.parquet_schema(&d.object_key).await?;
+                out.push(TableEntry {
+                    schema_name: DATASETS,
+                    name: d.name,
+                    key: d.object_key,
+                    schema,
+                });
+            }
+        }
+        for job in self
+            .state
+            .queue
+            .list(Some(&p.account_id), None, 200)
+            .await
+            .map_err(error::platform)?
+        {
+            if job.state != JobState::Succeeded {
+                continue;
+            }
+            let Some(manifest) = &job.manifest else { continue };
+            for (i, f) in doppel_openapi_server::runner::table_outputs(manifest)
+                .into_iter()
+                .enumerate()
+            {
+                let stem = f.name.trim_end_matches(".parquet");
+                let name = if i == 0 && f.name == "synthetic.parquet" {
+                    job.id.clone()
+                } else {
+                    format!("{}_{stem}", job.id)
+                };
+                let schema = self.parquet_schema(&f.key).await?;
+                out.push(TableEntry {
+                    schema_name: OUTPUTS,
+                    name,
+                    key: f.key.clone(),
+                    schema,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A session holding exactly `p`'s tables.
+    pub async fn session(&self, p: &Principal) -> Result<SessionContext, Status> {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, DATASETS)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(false);
+        // Filters go into the Parquet scan (row groups and pages skipped).
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        config.options_mut().execution.parquet.reorder_filters = true;
+        let ctx = SessionContext::new_with_config(config);
+        let url = url::Url::parse(STORE_URL).map_err(|e| error::internal(&e))?;
+        ctx.register_object_store(&url, self.state.storage.object_store());
+        if let Some(catalog) = ctx.catalog(CATALOG) {
+            catalog
+                .register_schema(OUTPUTS, Arc::new(MemorySchemaProvider::new()))
+                .map_err(error::datafusion)?;
+        }
+        for t in self.tables(p).await? {
+            let path = self.state.storage.path(&t.key);
+            let table_url = ListingTableUrl::parse(format!("{STORE_URL}/{path}")).map_err(error::datafusion)?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let config = ListingTableConfig::new(table_url)
+                .with_listing_options(options)
+                .with_schema(t.schema);
+            let table = ListingTable::try_new(config).map_err(error::datafusion)?;
+            ctx.register_table(TableReference::partial(t.schema_name, t.name.as_str()), Arc::new(table))
+                .map_err(error::datafusion)?;
+        }
+        Ok(ctx)
+    }
+
+    /// Plan `sql` for `p`, read-only, with positional parameters bound when
+    /// given. `?` placeholders (JDBC, ADBC) are read as `$1`, `$2`, ….
+    pub async fn plan(
+        &self,
+        p: &Principal,
+        sql: &str,
+        params: Option<Vec<datafusion::scalar::ScalarValue>>,
+    ) -> Result<(SessionContext, LogicalPlan), Status> {
+        let ctx = self.session(p).await?;
+        let sql = number_placeholders(sql);
+        let plan = ctx
+            .state()
+            .create_logical_plan(&sql)
+            .await
+            .map_err(error::datafusion)?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| Status::invalid_argument(format!("read-only SQL only: {}", e.find_root())))?;
+        let plan = match params {
+            Some(values) if !values.is_empty() => plan.with_param_values(values).map_err(error::datafusion)?,
+            _ => plan,
+        };
+        Ok((ctx, plan))
+    }
+}
+
+/// All of an owner's live datasets, newest first.
+pub async fn all_datasets(state: &AppState, owner: &str) -> Result<Vec<doppel_platform::datasets::Dataset>, Status> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = doppel_platform::datasets::list(&state.db, owner, after.as_deref(), 500)
+            .await
+            .map_err(error::platform)?;
+        let done = page.len() < 500;
+        after = page.last().map(|d| d.id.clone());
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// Rewrite `?` placeholders to `$1`, `$2`, … (DataFusion's positional
+/// form), leaving quoted strings, quoted identifiers and comments alone.
+pub fn number_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                out.push(c);
+                // Copy to the closing quote; a doubled quote is an escape
+                // and simply closes and reopens.
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                out.push(c);
+                let mut prev = '\0';
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if prev == '*' && d == '/' {
+                        break;
+                    }
+                    prev = d;
+                }
+            }
+            '?' => {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn question_marks_become_positions_outside_quotes_and_comments() {
+        assert_eq!(
+            number_placeholders("SELECT * FROM t WHERE a = ? AND b > ?"),
+            "SELECT * FROM t WHERE a = $1 AND b > $2"
+        );
+        assert_eq!(
+            number_placeholders("SELECT '?', \"wh?\" FROM t -- why?\nWHERE x = ? /* ? */"),
+            "SELECT '?', \"wh?\" FROM t -- why?\nWHERE x = $1 /* ? */"
+        );
+        assert_eq!(number_placeholders("SELECT 'it''s ?' , ?"), "SELECT 'it''s ?' , $1");
+        assert_eq!(number_placeholders("SELECT $1"), "SELECT $1");
+    }
+
+    proptest! {
+        /// Text without placeholders or quotes passes through unchanged, and
+        /// every bare `?` becomes the next `$n`.
+        #[test]
+        fn only_placeholders_change(parts in proptest::collection::vec("[a-z0-9 =<>,()*]{0,12}", 1..6)) {
+            let sql = parts.join("?");
+            let out = number_placeholders(&sql);
+            let mut expected = parts[0].clone();
+            for (i, p) in parts.iter().enumerate().skip(1) {
+                expected.push_str(&format!("${i}"));
+                expected.push_str(p);
+            }
+            prop_assert_eq!(out, expected);
+        }
+    }
+}
