@@ -50,7 +50,8 @@ use crate::sql::{self, SqlEngine};
 use crate::target::{self, DatasetRef, JobRef, Target};
 use crate::ticket::{Claims, Signer, TICKET_TYPE_URL, Target as Grants};
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+/// A boxed stream of results, as tonic wants them.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// Rows per batch when streaming a stored table.
 const BATCH_ROWS: usize = 64 * 1024;
@@ -85,7 +86,9 @@ pub struct FlightSql {
 
 impl std::fmt::Debug for FlightSql {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlightSql").field("sql", &self.sql).finish_non_exhaustive()
+        f.debug_struct("FlightSql")
+            .field("sql", &self.sql)
+            .finish_non_exhaustive()
     }
 }
 
@@ -116,7 +119,9 @@ impl DoppelFlight {
         info.append(SqlInfo::SqlDdlTable, false);
         info.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
         info.append(SqlInfo::SqlTransactionsSupported, false);
-        let sql_info = info.build().map_err(|e| doppel_platform::Error::Internal(e.to_string()))?;
+        let sql_info = info
+            .build()
+            .map_err(|e| doppel_platform::Error::Internal(e.to_string()))?;
         Ok(DoppelFlight {
             inner: Arc::new(FlightSql {
                 signer: Signer::new(&key),
@@ -221,9 +226,7 @@ impl FlightSql {
             .verify(bytes, now_ms())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if claims.acct != p.account_id {
-            return Err(Status::permission_denied(
-                "this ticket was issued to another account",
-            ));
+            return Err(Status::permission_denied("this ticket was issued to another account"));
         }
         Ok(claims.target)
     }
@@ -376,20 +379,39 @@ impl FlightSql {
 
     /// Stream a stored Parquet object as Flight data.
     async fn stream_object(&self, key: &str) -> Result<BoxStream<FlightData>, Status> {
-        use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
-        let reader = crate::reader::StoreReader::open(self.state.storage.object_store(), self.state.storage.path(key))
-            .await
-            .map_err(|e| error::platform(e.into()))?;
-        let builder = ParquetRecordBatchStreamBuilder::new(reader)
-            .await
-            .map_err(|e| error::internal(&e))?
-            .with_batch_size(BATCH_ROWS);
-        let schema = Arc::clone(builder.schema());
-        let batches = builder
-            .build()
-            .map_err(|e| error::internal(&e))?
-            .map_err(|e| FlightError::ExternalError(Box::new(e)));
-        Ok(encode(schema, batches))
+        let (schema, batches) = crate::reader::batches(
+            self.state.storage.object_store(),
+            self.state.storage.path(key),
+            BATCH_ROWS,
+        )
+        .await
+        .map_err(|e| error::internal(&e))?;
+        Ok(encode(
+            schema,
+            batches.map_err(|e| FlightError::ExternalError(Box::new(e))),
+        ))
+    }
+
+    /// Stream a dataset from its Arrow IPC serving copy (stored messages
+    /// forwarded as they are), or from its Parquet table when it has none.
+    async fn stream_dataset(&self, d: &Dataset) -> Result<BoxStream<FlightData>, Status> {
+        if let Some(folder) = d.object_key.strip_suffix(tables::PARQUET_FILE) {
+            let ipc = self.state.storage.path(&format!("{folder}{}", tables::IPC_FILE));
+            match crate::reader::ipc_flight_data(self.state.storage.object_store(), ipc).await {
+                Ok((schema, messages)) => {
+                    let first = FlightData::from(SchemaAsIpc::new(&schema, &IpcWriteOptions::default()));
+                    let stream = futures::stream::iter([Ok(first)])
+                        .chain(messages.map_err(|e| error::platform(doppel_platform::Error::from(e))));
+                    return Ok(Box::pin(stream));
+                }
+                // Datasets stored before serving copies existed have none.
+                Err(crate::reader::IpcError::Store(object_store::Error::NotFound { .. })) => {}
+                Err(e) => {
+                    tracing::warn!(dataset = %d.id, error = %e, "Serving copy unusable; reading the Parquet table.");
+                }
+            }
+        }
+        self.stream_object(&d.object_key).await
     }
 
     /// Redeem a ticket of ours: re-authorize, then stream.
@@ -397,7 +419,7 @@ impl FlightSql {
         match self.redeem(p, ticket)? {
             Grants::Dataset { id } => {
                 let (d, _) = self.dataset(p, &id, None).await?;
-                self.stream_object(&d.object_key).await
+                self.stream_dataset(&d).await
             }
             Grants::Output { job, name } => {
                 let job = self.job(p, &job, Scope::DatasetsRead).await?;
@@ -423,7 +445,13 @@ impl FlightSql {
         p: &Principal,
         sql: &str,
         params: Option<&str>,
-    ) -> Result<(datafusion::prelude::SessionContext, datafusion::logical_expr::LogicalPlan), Status> {
+    ) -> Result<
+        (
+            datafusion::prelude::SessionContext,
+            datafusion::logical_expr::LogicalPlan,
+        ),
+        Status,
+    > {
         let values = match params {
             Some(b64) => Some(decode_params(b64)?),
             None => None,
@@ -535,7 +563,10 @@ impl FlightSql {
             }
         }
         drop(tx);
-        let written = writer.await.map_err(|e| error::internal(&e))?.map_err(|e| error::internal(&e))?;
+        let written = writer
+            .await
+            .map_err(|e| error::internal(&e))?
+            .map_err(|e| error::internal(&e))?;
         if written.is_none() {
             return Err(Status::invalid_argument(
                 "upload: no record batches were sent; write at least one (it may be empty)",
@@ -736,7 +767,9 @@ fn job_json(job: &Job) -> serde_json::Value {
     serde_json::to_value(api::job_view(job)).unwrap_or_default()
 }
 
-fn encode<S>(schema: SchemaRef, batches: S) -> BoxStream<FlightData>
+/// Record batches as Flight data (schema first, even for no rows); errors
+/// already mapped to a status pass through, others are internal.
+pub fn encode<S>(schema: SchemaRef, batches: S) -> BoxStream<FlightData>
 where
     S: Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
 {
@@ -761,8 +794,8 @@ fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, Status> {
 fn encode_params(batch: &RecordBatch) -> Result<String, Status> {
     let mut buf = Vec::new();
     {
-        let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &batch.schema())
-            .map_err(|e| error::internal(&e))?;
+        let mut w =
+            arrow::ipc::writer::StreamWriter::try_new(&mut buf, &batch.schema()).map_err(|e| error::internal(&e))?;
         w.write(batch).map_err(|e| error::internal(&e))?;
         w.finish().map_err(|e| error::internal(&e))?;
     }
@@ -772,7 +805,8 @@ fn encode_params(batch: &RecordBatch) -> Result<String, Status> {
 fn decode_params(b64: &str) -> Result<Vec<ScalarValue>, Status> {
     let bad = |e: &dyn std::fmt::Display| Status::invalid_argument(format!("bound parameters: {e}"));
     let bytes = STANDARD.decode(b64).map_err(|e| bad(&e))?;
-    let mut reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(|e| bad(&e))?;
+    let mut reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(|e| bad(&e))?;
     let Some(batch) = reader.next().transpose().map_err(|e| bad(&e))? else {
         return Ok(Vec::new());
     };
@@ -1084,7 +1118,9 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let p = self.principal(&request).await?;
-        Ok(Response::new(self.do_get_ticket(&p, &cmd.prepared_statement_handle).await?))
+        Ok(Response::new(
+            self.do_get_ticket(&p, &cmd.prepared_statement_handle).await?,
+        ))
     }
 
     async fn get_flight_info_catalogs(
@@ -1093,7 +1129,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request).await?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         info_for_command(&schema, query.as_any(), request.into_inner())
     }
 
@@ -1160,7 +1196,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request).await?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         info_for_command(&schema, query.as_any(), request.into_inner())
     }
 
@@ -1220,7 +1256,9 @@ impl FlightService for DoppelFlight {
             .map_err(|_| Status::invalid_argument("criteria: the expression must be a UTF-8 name prefix"))?
             .to_owned();
         let infos = self.inner.list(&p, &prefix).await?;
-        Ok(Response::new(Box::pin(futures::stream::iter(infos.into_iter().map(Ok)))))
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            infos.into_iter().map(Ok),
+        ))))
     }
 
     async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
@@ -1261,7 +1299,9 @@ impl FlightService for DoppelFlight {
     }
 
     async fn get_schema(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
-        let info = FlightService::get_flight_info(&*self.inner, request).await?.into_inner();
+        let info = FlightService::get_flight_info(&*self.inner, request)
+            .await?
+            .into_inner();
         Ok(Response::new(SchemaResult { schema: info.schema }))
     }
 

@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::common::TableReference;
 use doppel_openapi_server::state::AppState;
 use doppel_platform::authz::{Principal, Scope, require};
 use doppel_platform::jobs::JobState;
@@ -197,11 +197,7 @@ impl SqlEngine {
     ) -> Result<(SessionContext, LogicalPlan), Status> {
         let ctx = self.session(p).await?;
         let sql = number_placeholders(sql);
-        let plan = ctx
-            .state()
-            .create_logical_plan(&sql)
-            .await
-            .map_err(error::datafusion)?;
+        let plan = ctx.state().create_logical_plan(&sql).await.map_err(error::datafusion)?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

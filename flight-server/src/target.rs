@@ -139,7 +139,9 @@ pub fn parse_any(any: &Any) -> Result<Target, Status> {
         DATASET_REF_URL => {
             let r = DatasetRef::decode(&*any.value).map_err(|e| bad(&e))?;
             if r.dataset.is_empty() {
-                return Err(Status::invalid_argument("DatasetRef.dataset: give a dataset id or name"));
+                return Err(Status::invalid_argument(
+                    "DatasetRef.dataset: give a dataset id or name",
+                ));
             }
             Ok(Target::Dataset {
                 key: r.dataset,
@@ -195,7 +197,13 @@ mod tests {
                 output: Some("synthetic.parquet".into())
             }
         );
-        for bad in [&["datasets", "a", "0"][..], &["datasets", "a", "x"], &["tables", "a"], &[], &["datasets", ""]] {
+        for bad in [
+            &["datasets", "a", "0"][..],
+            &["datasets", "a", "x"],
+            &["tables", "a"],
+            &[],
+            &["datasets", ""],
+        ] {
             let e = parse_path(&p(bad)).unwrap_err();
             assert_eq!(e.code(), Code::InvalidArgument, "{bad:?}");
             assert!(e.message().contains("datasets"), "{}", e.message());

@@ -1110,9 +1110,7 @@ impl Api {
         let job = runner::submit(&state, &meta(req), &auth.0, request)
             .await
             .map_err(|e| match e {
-                runner::SubmitError::InvalidPipeline(problems) => {
-                    ApiError::unprocessable("invalid_pipeline", problems)
-                }
+                runner::SubmitError::InvalidPipeline(problems) => ApiError::unprocessable("invalid_pipeline", problems),
                 runner::SubmitError::Platform(e) => ApiError::from(e),
             })?;
         let view = job_view(&job);

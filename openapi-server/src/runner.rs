@@ -104,8 +104,8 @@ pub async fn submit(
     p: &doppel_platform::authz::Principal,
     request: JobRequest,
 ) -> Result<doppel_platform::jobs::Job, SubmitError> {
-    use doppel_platform::authz::{Grant, Scope, authorize, require};
     use doppel_platform::Error;
+    use doppel_platform::authz::{Grant, Scope, authorize, require};
     require(p, Scope::JobsRun)?;
     if shipped::find(&request.pipeline).is_none() {
         let names: Vec<&str> = shipped::PIPELINES.iter().map(|p| p.name).collect();

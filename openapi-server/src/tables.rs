@@ -15,6 +15,13 @@ use serde_json::{Value, json};
 /// Rows kept in the metadata for `GET /v1/datasets/{id}/preview`.
 pub const PREVIEW_ROWS: usize = 20;
 
+/// Largest number of rows the stored profile is computed on. Beyond it the
+/// profile (distinct counts, top values, quantiles — each a hash or a sort of
+/// the whole column) describes evenly spaced rows instead, so a 10-million-row
+/// upload is profiled in seconds rather than minutes; `rows` stays exact and
+/// `profile_rows` says how many rows the profile saw.
+pub const PROFILE_ROWS: usize = 1_000_000;
+
 /// Why an upload is not a table we can read.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -29,11 +36,20 @@ pub enum IngestError {
     Internal(String),
 }
 
+/// Name of a dataset's stored table (the copy queries and jobs read).
+pub const PARQUET_FILE: &str = "data.parquet";
+/// Name of a dataset's Arrow IPC serving copy: the same rows, uncompressed,
+/// in the file format, so Flight `DoGet` forwards stored record-batch
+/// messages as they are instead of decoding Parquet on every read.
+pub const IPC_FILE: &str = "data.arrows";
+
 /// A table read from an upload.
 #[derive(Debug)]
 pub struct Ingested {
     /// The Parquet copy to store.
     pub parquet: PathBuf,
+    /// The Arrow IPC file copy to store.
+    pub ipc: PathBuf,
     /// Metadata for the dataset record.
     pub metadata: Value,
 }
@@ -56,10 +72,35 @@ pub fn ingest(upload: &Path, name: &str, format: Format, work: &Path) -> Result<
     // Messages name the upload as the user called it, never our temp path.
     let hide = |m: String| m.replace(&upload.display().to_string(), name);
     let table = source::read_table(&options).map_err(|e| IngestError::Unreadable(hide(e.to_string())))?;
-    let parquet = work.join("data.parquet");
+    let parquet = work.join(PARQUET_FILE);
     report::write_table(&table, &parquet, TableFormat::Parquet).map_err(|e| IngestError::Internal(e.to_string()))?;
+    let ipc = work.join(IPC_FILE);
+    write_ipc(&table, &ipc)?;
     let metadata = describe(&table, name, format)?;
-    Ok(Ingested { parquet, metadata })
+    Ok(Ingested { parquet, ipc, metadata })
+}
+
+/// Largest record-batch message the serving copy stores (in-memory size):
+/// gRPC clients refuse messages over 4 MiB unless told otherwise (tonic,
+/// grpc-java, grpc-go defaults), and Flight forwards these as they are, so
+/// they stay at arrow-rs' own Flight encoder default of 2 MiB.
+pub const IPC_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// The table as an Arrow IPC file, in batches of at most
+/// [`IPC_MESSAGE_BYTES`] (by the table's average row size).
+fn write_ipc(table: &Table, path: &Path) -> Result<(), IngestError> {
+    let internal = |e: &dyn std::fmt::Display| IngestError::Internal(format!("writing the IPC copy: {e}"));
+    let file = std::fs::File::create(path).map_err(|e| internal(&e))?;
+    let mut w = arrow::ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &table.schema)
+        .map_err(|e| internal(&e))?;
+    let bytes: usize = table.batches.iter().map(|b| b.get_array_memory_size()).sum();
+    let per_row = (bytes / table.rows().max(1)).max(1);
+    let rows_per_batch = (IPC_MESSAGE_BYTES / per_row).clamp(1, 64 * 1024);
+    for batch in table.chunks(rows_per_batch).map_err(|e| internal(&e))? {
+        w.write(&batch).map_err(|e| internal(&e))?;
+    }
+    w.finish().map_err(|e| internal(&e))?;
+    Ok(())
 }
 
 /// Store an ingested table as the caller's dataset `name`: the Parquet copy
@@ -73,7 +114,10 @@ pub async fn register(
     ingested: &Ingested,
 ) -> doppel_platform::Result<doppel_platform::datasets::Dataset> {
     let id = doppel_platform::util::new_id("ds");
-    let object = doppel_platform::storage::object_key("datasets", &p.account_id, &id, "data.parquet");
+    let object = doppel_platform::storage::object_key("datasets", &p.account_id, &id, PARQUET_FILE);
+    // The serving copy goes first: a registered dataset always has both.
+    let ipc = doppel_platform::storage::object_key("datasets", &p.account_id, &id, IPC_FILE);
+    state.storage.put_file(&ipc, &ingested.ipc).await?;
     let size = state.storage.put_file(&object, &ingested.parquet).await?;
     doppel_platform::datasets::create(
         &state.db,
@@ -113,7 +157,9 @@ pub async fn delete(
 
 /// Schema, rows, profile and preview of a table, as dataset metadata.
 pub fn describe(table: &Table, name: &str, format: Format) -> Result<Value, IngestError> {
-    let prof = profile::profile(table, &Vec::new()).map_err(|e| IngestError::Internal(e.to_string()))?;
+    let sampled = evenly_spaced(table, PROFILE_ROWS)?;
+    let profiled = sampled.as_ref().unwrap_or(table);
+    let prof = profile::profile(profiled, &Vec::new()).map_err(|e| IngestError::Internal(e.to_string()))?;
     let columns: Vec<Value> = table
         .schema
         .fields()
@@ -128,7 +174,45 @@ pub fn describe(table: &Table, name: &str, format: Format) -> Result<Value, Inge
         "rows": table.rows(),
         "columns": columns,
         "profile": prof,
+        "profile_rows": profiled.rows(),
         "preview": preview(table, PREVIEW_ROWS)?,
+    }))
+}
+
+/// Every `k`-th row so that at most `max` remain (deterministic: the same
+/// table always gives the same sample), or `None` when the table is small.
+fn evenly_spaced(table: &Table, max: usize) -> Result<Option<Table>, IngestError> {
+    let rows = table.rows();
+    if rows <= max {
+        return Ok(None);
+    }
+    let step = rows.div_ceil(max);
+    let mut batches = Vec::with_capacity(table.batches.len());
+    let mut offset = 0usize;
+    for b in &table.batches {
+        // Global row numbers that are multiples of `step`, local to this batch.
+        let first = (step - offset % step) % step;
+        let picks: arrow::array::UInt32Array = (first..b.num_rows())
+            .step_by(step)
+            .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+            .collect();
+        offset += b.num_rows();
+        let columns = b
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::take(c.as_ref(), &picks, None))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| IngestError::Internal(e.to_string()))?;
+        batches.push(
+            arrow::array::RecordBatch::try_new(b.schema(), columns)
+                .map_err(|e| IngestError::Internal(e.to_string()))?,
+        );
+    }
+    Ok(Some(Table {
+        schema: std::sync::Arc::clone(&table.schema),
+        batches,
+        semantics: std::sync::Arc::clone(&table.semantics),
+        population_rows: None,
     }))
 }
 
@@ -185,11 +269,45 @@ mod tests {
         std::fs::write(&file, text).unwrap();
         let ingested = ingest(&file, "t.csv", Format::Csv, dir.path()).unwrap();
         assert!(ingested.parquet.is_file());
+        let ipc = arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&ingested.ipc).unwrap(), None).unwrap();
+        assert_eq!(ipc.map(|b| b.unwrap().num_rows()).sum::<usize>(), 50);
         let m = &ingested.metadata;
         assert_eq!(m["rows"], 50);
         assert_eq!(m["columns"][0]["name"], "age");
         assert_eq!(m["preview"].as_array().unwrap().len(), PREVIEW_ROWS);
         assert_eq!(m["preview"][0]["plan"], "free");
         assert_eq!(m["profile"]["columns"].as_array().unwrap().len(), 2);
+        assert_eq!(m["profile_rows"], 50);
+    }
+
+    #[test]
+    fn large_tables_are_profiled_on_evenly_spaced_rows() {
+        use arrow::array::{Array, Int64Array, RecordBatch};
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+            "n",
+            arrow::datatypes::DataType::Int64,
+            false,
+        )]));
+        // 1,000 rows in uneven batches; keep at most 100: every 10th row.
+        let batches: Vec<RecordBatch> = [333usize, 1, 666]
+            .iter()
+            .scan(0i64, |start, len| {
+                let values: Int64Array = (*start..*start + *len as i64).collect();
+                *start += *len as i64;
+                Some(RecordBatch::try_new(std::sync::Arc::clone(&schema), vec![std::sync::Arc::new(values)]).unwrap())
+            })
+            .collect();
+        let table = Table::infer(schema, batches).unwrap();
+        let sample = evenly_spaced(&table, 100).unwrap().unwrap();
+        let picked: Vec<i64> = sample
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().clone();
+                (0..a.len()).map(move |i| a.value(i))
+            })
+            .collect();
+        assert_eq!(picked, (0..1000).step_by(10).collect::<Vec<i64>>());
+        assert!(evenly_spaced(&table, 1000).unwrap().is_none());
     }
 }

@@ -73,6 +73,18 @@ async fn act(c: &mut FlightClient, name: &str, body: Value) -> Value {
     serde_json::from_slice(&out.next().await.unwrap().unwrap()).unwrap()
 }
 
+/// Run a one-row `COUNT(*)` statement's ticket and return the count.
+async fn count(sql: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> i64 {
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let batches: Vec<RecordBatch> = sql.do_get(ticket).await.unwrap().try_collect().await.unwrap();
+    batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0)
+}
+
 fn rows(batches: &[RecordBatch]) -> usize {
     batches.iter().map(RecordBatch::num_rows).sum()
 }
@@ -104,21 +116,33 @@ fn journey(env: &[(&str, String)]) {
             .collect::<Result<_, _>>()
             .unwrap();
         let adult = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        let ages = adult
+            .column_by_name("age")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        let seniors = ages.iter().filter(|a| a.is_some_and(|a| a >= 65)).count() as i64;
         let put_meta = put(&mut c, "adult", adult).await;
         assert_eq!(put_meta["rows"], 32561, "{put_meta}");
 
         // Our command form of a descriptor reaches the same dataset.
         let by_cmd = c
-            .get_flight_info(FlightDescriptor::new_cmd(doppel_flight_server::service::dataset_command(
-                "adult", 0,
-            )))
+            .get_flight_info(FlightDescriptor::new_cmd(
+                doppel_flight_server::service::dataset_command("adult", 0),
+            ))
             .await
             .unwrap();
         assert_eq!(by_cmd.total_records, 32561);
         assert_eq!(rows(&read(&mut c, &by_cmd).await), 32561);
 
         // A job by action, followed with PollFlightInfo until it is done.
-        let job = act(&mut c, "job.submit", json!({"pipeline": "quickstart", "dataset": "adult"})).await;
+        let job = act(
+            &mut c,
+            "job.submit",
+            json!({"pipeline": "quickstart", "dataset": "adult"}),
+        )
+        .await;
         let id = job["id"].as_str().unwrap().to_owned();
         let descriptor = FlightDescriptor::new_path(vec!["jobs".into(), id.clone()]);
         let deadline = Instant::now() + Duration::from_secs(600);
@@ -126,12 +150,18 @@ fn journey(env: &[(&str, String)]) {
         let info = loop {
             let poll = c.poll_flight_info(descriptor.clone()).await.unwrap();
             let progress = poll.progress.unwrap();
-            assert!((0.0..=1.0).contains(&progress) && progress >= last, "{progress} after {last}");
+            assert!(
+                (0.0..=1.0).contains(&progress) && progress >= last,
+                "{progress} after {last}"
+            );
             last = progress;
             if poll.flight_descriptor.is_none() {
                 break poll.info.unwrap();
             }
-            assert!(poll.info.unwrap().endpoint.is_empty(), "no endpoints before the job ends");
+            assert!(
+                poll.info.unwrap().endpoint.is_empty(),
+                "no endpoints before the job ends"
+            );
             assert!(Instant::now() < deadline, "the job did not finish");
             tokio::time::sleep(Duration::from_millis(300)).await;
         };
@@ -156,20 +186,17 @@ fn journey(env: &[(&str, String)]) {
         .unwrap();
         stmt.set_parameters(p).unwrap();
         let info = stmt.execute().await.unwrap();
-        let ticket = info.endpoint[0].ticket.clone().unwrap();
-        let counted: Vec<RecordBatch> = sql.do_get(ticket).await.unwrap().try_collect().await.unwrap();
-        let n = counted[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
-        assert!(n > 0 && n < 32561, "{n}");
+        assert_eq!(count(&mut sql, info).await, seniors);
         let info = sql
             .execute(format!("SELECT COUNT(*) FROM outputs.\"{id}\""), None)
             .await
             .unwrap();
-        let ticket = info.endpoint[0].ticket.clone().unwrap();
-        let counted: Vec<RecordBatch> = sql.do_get(ticket).await.unwrap().try_collect().await.unwrap();
-        let n = counted[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
-        assert_eq!(n, 32561);
+        assert_eq!(count(&mut sql, info).await, 32561);
         let err = sql.execute("UPDATE adult SET age = 1".into(), None).await.unwrap_err();
-        assert!(err.to_string().contains("read-only") || err.to_string().contains("not supported"), "{err}");
+        assert!(
+            err.to_string().contains("read-only") || err.to_string().contains("not supported"),
+            "{err}"
+        );
 
         // Another account: the dataset, the job and the SQL table do not exist for them.
         let mut them = client(&url, &other).await;
@@ -178,7 +205,10 @@ fn journey(env: &[(&str, String)]) {
             FlightDescriptor::new_path(vec!["jobs".into(), id.clone()]),
         ] {
             let e = them.get_flight_info(d).await.unwrap_err();
-            assert!(e.to_string().contains("NotFound") || e.to_string().contains("not found"), "{e}");
+            assert!(
+                e.to_string().contains("NotFound") || e.to_string().contains("not found"),
+                "{e}"
+            );
         }
         let e = them.poll_flight_info(descriptor.clone()).await.unwrap_err();
         assert!(e.to_string().contains("not found"), "{e}");
