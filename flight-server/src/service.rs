@@ -187,8 +187,16 @@ impl FlightSql {
     /// One budget per credential across REST and Flight (the same key the
     /// REST middleware uses), else per address.
     fn rate_limit<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        self.limit(req, false)
+    }
+
+    /// The budget itself; `by_address` keys it by the client address even
+    /// when credentials are present — for sign-in, where keying by the
+    /// credentials would give every guessed password a fresh budget.
+    fn limit<T>(&self, req: &Request<T>, by_address: bool) -> Result<(), Status> {
         use sha2::Digest;
-        let key = match req.metadata().get("authorization").and_then(|v| v.to_str().ok()) {
+        let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        let key = match header.filter(|_| !by_address) {
             Some(auth) => format!(
                 "cred:{}",
                 doppel_platform::util::hex(&sha2::Sha256::digest(auth.as_bytes())[..12])
@@ -862,7 +870,7 @@ impl FlightSqlService for FlightSql {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
-        self.rate_limit(&request)?;
+        self.limit(&request, true)?;
         let header = request
             .metadata()
             .get("authorization")

@@ -283,5 +283,17 @@ def test_rate_limit_answers_unavailable():
         # The burst lets the first few through to authentication; then the
         # budget is spent and the answer is "unavailable", as pyarrow expects.
         assert codes[:3] == ["unauthenticated"] * 3 and "unavailable" in codes[3:], codes
+        # Guessing passwords through Handshake draws on the address's budget:
+        # a new password does not buy a new one (keyed by credentials, all
+        # five guesses would reach the password check).
+        guesses = []
+        for i in range(5):
+            try:
+                c.authenticate_basic_token("owner@example.com", f"guess {i}")
+            except fl.FlightUnauthenticatedError:
+                guesses.append("unauthenticated")
+            except fl.FlightUnavailableError:
+                guesses.append("unavailable")
+        assert guesses[:3] == ["unauthenticated"] * 3 and "unavailable" in guesses[3:], guesses
     finally:
         s.stop()
