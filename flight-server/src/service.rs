@@ -194,18 +194,9 @@ impl FlightSql {
     /// when credentials are present — for sign-in, where keying by the
     /// credentials would give every guessed password a fresh budget.
     fn limit<T>(&self, req: &Request<T>, by_address: bool) -> Result<(), Status> {
-        use sha2::Digest;
         let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
-        let key = match header.filter(|_| !by_address) {
-            Some(auth) => format!(
-                "cred:{}",
-                doppel_platform::util::hex(&sha2::Sha256::digest(auth.as_bytes())[..12])
-            ),
-            None => format!(
-                "ip:{}",
-                req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default()
-            ),
-        };
+        let ip = req.remote_addr().map(|a| a.ip().to_string());
+        let key = doppel_openapi_server::middleware::limit_key(header.filter(|_| !by_address), ip.as_deref());
         if self.state.limiter.check_key(&key).is_err() {
             self.state.metrics.limited();
             return Err(Status::unavailable("too many requests; retry in a second"));
@@ -241,39 +232,39 @@ impl FlightSql {
 
     // ------------------------------------------------------------ resolving
 
-    async fn dataset(&self, p: &Principal, key: &str, version: Option<u32>) -> Result<(Dataset, usize), Status> {
-        let d = if key.starts_with("ds_") && version.is_none() {
+    async fn dataset(&self, p: &Principal, key: &str, version: Option<u32>) -> Result<Dataset, Status> {
+        if key.starts_with("ds_") && version.is_none() {
             let d = datasets::get(&self.state.db, key).await.map_err(error::platform)?;
             authorize(p, Scope::DatasetsRead, &d.owner_id, "dataset", Grant::OwnerOnly).map_err(error::platform)?;
-            d
-        } else {
-            require(p, Scope::DatasetsRead).map_err(error::platform)?;
-            let all = datasets::versions(&self.state.db, &p.account_id, key)
-                .await
-                .map_err(error::platform)?;
-            let chosen = match version {
-                None => all.last(),
-                Some(n) => all.get(n as usize - 1),
-            };
-            match chosen {
-                Some(d) => d.clone(),
-                None if all.is_empty() => return Err(Status::not_found(format!("dataset `{key}` not found"))),
-                None => {
-                    return Err(Status::not_found(format!(
-                        "dataset `{key}` has {} version(s); there is no version {}",
-                        all.len(),
-                        version.unwrap_or_default()
-                    )));
-                }
-            }
+            return Ok(d);
+        }
+        require(p, Scope::DatasetsRead).map_err(error::platform)?;
+        let all = datasets::versions(&self.state.db, &p.account_id, key)
+            .await
+            .map_err(error::platform)?;
+        let chosen = match version {
+            None => all.last(),
+            Some(n) => all.get(n as usize - 1),
         };
-        let version = datasets::versions(&self.state.db, &d.owner_id, &d.name)
+        match chosen {
+            Some(d) => Ok(d.clone()),
+            None if all.is_empty() => Err(Status::not_found(format!("dataset `{key}` not found"))),
+            None => Err(Status::not_found(format!(
+                "dataset `{key}` has {} version(s); there is no version {}",
+                all.len(),
+                version.unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// Which upload of its name `d` is (1-based).
+    async fn version_of(&self, d: &Dataset) -> Result<usize, Status> {
+        Ok(datasets::versions(&self.state.db, &d.owner_id, &d.name)
             .await
             .map_err(error::platform)?
             .iter()
             .position(|v| v.id == d.id)
-            .map_or(1, |i| i + 1);
-        Ok((d, version))
+            .map_or(1, |i| i + 1))
     }
 
     async fn job(&self, p: &Principal, id: &str, need: Scope) -> Result<Job, Status> {
@@ -333,41 +324,68 @@ impl FlightSql {
 
     /// FlightInfo for a dataset or job output, with a fresh signed ticket.
     async fn info(&self, p: &Principal, target: Target) -> Result<FlightInfo, Status> {
-        let (grant, key, descriptor, bytes, app) = match target {
+        match target {
             Target::Dataset { key, version } => {
-                let (d, v) = self.dataset(p, &key, version).await?;
-                let app = serde_json::json!({
-                    "kind": "dataset", "dataset_id": d.id, "name": d.name, "version": v,
-                    "created_at": d.created_at,
-                });
-                (
-                    Grants::Dataset { id: d.id.clone() },
-                    d.object_key,
-                    FlightDescriptor::new_path(vec!["datasets".into(), d.name, v.to_string()]),
-                    d.size_bytes,
-                    app,
-                )
+                let d = self.dataset(p, &key, version).await?;
+                let v = self.version_of(&d).await?;
+                self.dataset_info(p, d, v).await
             }
             Target::Job { id, output } => {
                 let job = self.job(p, &id, Scope::DatasetsRead).await?;
                 let file = Self::output(&job, output.as_deref())?;
-                let app = serde_json::json!({
-                    "kind": "job_output", "job_id": job.id, "output": file.name,
-                    "pipeline": job.spec.get("pipeline"), "summary": job.manifest.as_ref().map(|m| &m.summary),
-                });
-                (
-                    Grants::Output {
-                        job: job.id.clone(),
-                        name: file.name.clone(),
-                    },
-                    file.key,
-                    FlightDescriptor::new_path(vec!["jobs".into(), job.id, file.name]),
-                    i64::try_from(file.size).unwrap_or(i64::MAX),
-                    app,
-                )
+                self.output_info(p, &job, file).await
             }
-        };
-        let (schema, rows) = self.sql.parquet_meta(&key).await?;
+        }
+    }
+
+    /// FlightInfo for version `v` of an already authorized dataset.
+    async fn dataset_info(&self, p: &Principal, d: Dataset, v: usize) -> Result<FlightInfo, Status> {
+        let app = serde_json::json!({
+            "kind": "dataset", "dataset_id": d.id, "name": d.name, "version": v,
+            "created_at": d.created_at,
+        });
+        self.ticketed_info(
+            p,
+            Grants::Dataset { id: d.id.clone() },
+            &d.object_key,
+            FlightDescriptor::new_path(vec!["datasets".into(), d.name, v.to_string()]),
+            d.size_bytes,
+            &app,
+        )
+        .await
+    }
+
+    /// FlightInfo for one table output of an already authorized job.
+    async fn output_info(&self, p: &Principal, job: &Job, file: OutputFile) -> Result<FlightInfo, Status> {
+        let app = serde_json::json!({
+            "kind": "job_output", "job_id": job.id, "output": file.name,
+            "pipeline": job.spec.get("pipeline"), "summary": job.manifest.as_ref().map(|m| &m.summary),
+        });
+        self.ticketed_info(
+            p,
+            Grants::Output {
+                job: job.id.clone(),
+                name: file.name.clone(),
+            },
+            &file.key,
+            FlightDescriptor::new_path(vec!["jobs".into(), job.id.clone(), file.name]),
+            i64::try_from(file.size).unwrap_or(i64::MAX),
+            &app,
+        )
+        .await
+    }
+
+    /// Schema and rows from the Parquet footer, one endpoint with a signed ticket.
+    async fn ticketed_info(
+        &self,
+        p: &Principal,
+        grant: Grants,
+        key: &str,
+        descriptor: FlightDescriptor,
+        bytes: i64,
+        app: &serde_json::Value,
+    ) -> Result<FlightInfo, Status> {
+        let (schema, rows) = self.sql.parquet_meta(key).await?;
         let ticket = Any {
             type_url: TICKET_TYPE_URL.to_owned(),
             value: self.sign(p, grant).into(),
@@ -426,7 +444,7 @@ impl FlightSql {
     async fn do_get_ticket(&self, p: &Principal, ticket: &[u8]) -> Result<BoxStream<FlightData>, Status> {
         match self.redeem(p, ticket)? {
             Grants::Dataset { id } => {
-                let (d, _) = self.dataset(p, &id, None).await?;
+                let d = self.dataset(p, &id, None).await?;
                 self.stream_dataset(&d).await
             }
             Grants::Output { job, name } => {
@@ -653,7 +671,7 @@ impl FlightSql {
                         )));
                     }
                 };
-                let (d, _) = self.dataset(p, &s.dataset, s.version).await.map_err(|e| {
+                let d = self.dataset(p, &s.dataset, s.version).await.map_err(|e| {
                     if e.code() == tonic::Code::NotFound {
                         Status::invalid_argument(format!("dataset: {}", e.message()))
                     } else {
@@ -696,7 +714,7 @@ impl FlightSql {
             "dataset.delete" => {
                 let d: DatasetId = serde_json::from_slice(body).map_err(|e| json_status(&e, &what))?;
                 require(p, Scope::DatasetsWrite).map_err(error::platform)?;
-                let (found, _) = self.dataset(p, &d.dataset, d.version).await?;
+                let found = self.dataset(p, &d.dataset, d.version).await?;
                 tables::delete(&self.state, meta, p, &found.id)
                     .await
                     .map_err(error::platform)?;
@@ -728,42 +746,16 @@ impl FlightSql {
             let n = seen.entry(d.name.as_str()).or_default();
             let version = counts[d.name.as_str()] - *n;
             *n += 1;
-            if !d.name.starts_with(prefix) {
-                continue;
+            if d.name.starts_with(prefix) {
+                out.push(self.dataset_info(p, d.clone(), version).await?);
             }
-            out.push(
-                self.info(
-                    p,
-                    Target::Dataset {
-                        key: d.name.clone(),
-                        version: u32::try_from(version).ok(),
-                    },
-                )
-                .await?,
-            );
         }
-        for job in self
-            .state
-            .queue
-            .list(Some(&p.account_id), None, 200)
-            .await
-            .map_err(error::platform)?
-        {
-            if job.state != JobState::Succeeded || !job.id.starts_with(prefix) {
+        for (job, files) in sql::succeeded_outputs(&self.state, &p.account_id).await? {
+            if !job.id.starts_with(prefix) {
                 continue;
             }
-            let Some(m) = &job.manifest else { continue };
-            for f in runner::table_outputs(m) {
-                out.push(
-                    self.info(
-                        p,
-                        Target::Job {
-                            id: job.id.clone(),
-                            output: Some(f.name.clone()),
-                        },
-                    )
-                    .await?,
-                );
+            for f in files {
+                out.push(self.output_info(p, &job, f).await?);
             }
         }
         Ok(out)

@@ -123,21 +123,8 @@ impl SqlEngine {
                 });
             }
         }
-        for job in self
-            .state
-            .queue
-            .list(Some(&p.account_id), None, 200)
-            .await
-            .map_err(error::platform)?
-        {
-            if job.state != JobState::Succeeded {
-                continue;
-            }
-            let Some(manifest) = &job.manifest else { continue };
-            for (i, f) in doppel_openapi_server::runner::table_outputs(manifest)
-                .into_iter()
-                .enumerate()
-            {
+        for (job, files) in succeeded_outputs(&self.state, &p.account_id).await? {
+            for (i, f) in files.into_iter().enumerate() {
                 let stem = f.name.trim_end_matches(".parquet");
                 let name = if i == 0 && f.name == "synthetic.parquet" {
                     job.id.clone()
@@ -148,7 +135,7 @@ impl SqlEngine {
                 out.push(TableEntry {
                     schema_name: OUTPUTS,
                     name,
-                    key: f.key.clone(),
+                    key: f.key,
                     schema,
                 });
             }
@@ -210,6 +197,30 @@ impl SqlEngine {
         };
         Ok((ctx, plan))
     }
+}
+
+/// The owner's most recent 200 jobs that succeeded, each with its Parquet
+/// table outputs (the synthetic twin first).
+pub async fn succeeded_outputs(
+    state: &AppState,
+    owner: &str,
+) -> Result<Vec<(doppel_platform::jobs::Job, Vec<doppel_platform::jobs::OutputFile>)>, Status> {
+    let jobs = state
+        .queue
+        .list(Some(owner), None, 200)
+        .await
+        .map_err(error::platform)?;
+    Ok(jobs
+        .into_iter()
+        .filter(|j| j.state == JobState::Succeeded)
+        .filter_map(|j| {
+            let files: Vec<_> = doppel_openapi_server::runner::table_outputs(j.manifest.as_ref()?)
+                .into_iter()
+                .cloned()
+                .collect();
+            Some((j, files))
+        })
+        .collect())
 }
 
 /// All of an owner's live datasets, newest first.

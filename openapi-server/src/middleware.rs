@@ -26,14 +26,22 @@ fn request_id(req: &Request) -> String {
 }
 
 /// Rate-limit key: the credential (hashed, never stored) or the address.
-fn limit_key(req: &Request) -> String {
-    match req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
+/// REST and Flight both key by it, so one credential has one budget.
+pub fn limit_key(authorization: Option<&str>, ip: Option<&str>) -> String {
+    match authorization {
         Some(auth) => format!(
             "cred:{}",
             doppel_platform::util::hex(&Sha256::digest(auth.as_bytes())[..12])
         ),
-        None => format!("ip:{}", crate::auth::client_ip(req).unwrap_or_default()),
+        None => format!("ip:{}", ip.unwrap_or_default()),
     }
+}
+
+fn request_limit_key(req: &Request) -> String {
+    limit_key(
+        req.headers().get("authorization").and_then(|v| v.to_str().ok()),
+        crate::auth::client_ip(req).as_deref(),
+    )
 }
 
 /// The outer middleware.
@@ -47,7 +55,7 @@ pub async fn around<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Respo
     let mut resp = REQUEST_ID
         .scope(id.clone(), async {
             if let Some(state) = state.as_ref().filter(|_| !exempt)
-                && let Err(not_until) = state.limiter.check_key(&limit_key(&req))
+                && let Err(not_until) = state.limiter.check_key(&request_limit_key(&req))
             {
                 state.metrics.limited();
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
