@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
+    link_libtorch();
     let cli = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let root = Path::new(&cli).parent().expect("cli/ is in the workspace");
     let sdk_src = root.join("sdk/src");
@@ -38,4 +39,19 @@ fn main() {
     println!("cargo:rerun-if-changed={}", sdk_src.display());
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     std::fs::write(Path::new(&out).join("scaffold_files.rs"), code).expect("write scaffold_files.rs");
+}
+
+/// With the `torch` feature: an rpath to PyTorch's `torch/lib`, and
+/// `libtorch_cuda.so` kept linked although no symbol is used from it directly
+/// (the linker's `--as-needed` would drop it and CUDA would never load).
+fn link_libtorch() {
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    if let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+        if Path::new(&dir).join("libtorch_cuda.so").exists() {
+            println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+            println!("cargo:rustc-link-arg=-ltorch_cuda");
+            println!("cargo:rustc-link-arg=-Wl,--as-needed");
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! | bad SQL, parameters, descriptor or ticket | `INVALID_ARGUMENT` | `ArrowInvalid` |
 //! | dataset or job missing (or someone else's) | `NOT_FOUND` | `ArrowKeyError` |
 //! | job cancelled | `CANCELLED` | `FlightCancelledError` |
+//! | DP job over the dataset's privacy budget | `FAILED_PRECONDITION` | `ArrowException` |
 //! | rate limited, store unreachable | `UNAVAILABLE` | `FlightUnavailableError` |
 //! | a bug | `INTERNAL` | `FlightInternalError` |
 //!
@@ -22,6 +23,7 @@ pub fn platform(e: doppel_platform::Error) -> Status {
     match &e {
         E::NotFound(_) => Status::not_found(e.to_string()),
         E::Invalid { .. } | E::Conflict(_) => Status::invalid_argument(e.to_string()),
+        E::BudgetExceeded(_) => Status::failed_precondition(e.to_string()),
         E::Unauthenticated(_) | E::MfaRequired => Status::unauthenticated(e.to_string()),
         E::Forbidden(_) => Status::permission_denied(e.to_string()),
         E::Unavailable(_) => {

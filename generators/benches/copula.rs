@@ -1,7 +1,9 @@
-//! Gaussian copula fit and sample on UCI Adult (32,561 rows × 15 columns).
+//! Gaussian copula and PrivSyn fit and sample on UCI Adult (32,561 rows × 15
+//! columns).
 //!
 //! `cargo bench -p doppel-generators`; compare with SDV using
-//! `generators/benches/compare_sdv.py`.
+//! `generators/benches/compare_sdv.py` and with smartnoise's MST/AIM using
+//! `generators/benches/compare_dp.py`.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -10,7 +12,9 @@ use arrow::csv::ReaderBuilder;
 use arrow::csv::reader::Format;
 use arrow::record_batch::RecordBatch;
 use criterion::{Criterion, criterion_group, criterion_main};
-use doppel_generators::{GaussianCopula, Generator, NoProgress, Params, SemanticType, TrainingData, semantic};
+use doppel_generators::{
+    GaussianCopula, Generator, NoProgress, ParamValue, Params, PrivSyn, SemanticType, TrainingData, semantic,
+};
 
 fn adult() -> (RecordBatch, Vec<SemanticType>) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/adult.csv");
@@ -54,6 +58,21 @@ fn bench(c: &mut Criterion) {
             let m = GaussianCopula.fit(&data, &Params::new(), 1, &NoProgress).expect("fit");
             m.sample(batch.num_rows(), 1, &NoProgress).expect("sample")
         })
+    });
+    group.finish();
+
+    // DP noise from the seed so every iteration does the same work.
+    let params = Params::new()
+        .set("epsilon", ParamValue::Float(1.0))
+        .set("reproducible_noise", ParamValue::Boolean(true));
+    let mut group = c.benchmark_group("privsyn/adult");
+    group.sample_size(10);
+    group.bench_function("fit_eps1", |b| {
+        b.iter(|| PrivSyn.fit(&data, &params, 1, &NoProgress).expect("fit"))
+    });
+    let model = PrivSyn.fit(&data, &params, 1, &NoProgress).expect("fit");
+    group.bench_function("sample_32561", |b| {
+        b.iter(|| model.sample(batch.num_rows(), 1, &NoProgress).expect("sample"))
     });
     group.finish();
 }

@@ -38,6 +38,19 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A differentially private fit could release no value of a column the
+    /// schema declares non-nullable.
+    #[error(
+        "column `{column}` is non-nullable but no value of it is common enough to release at this \
+         privacy budget; raise epsilon, declare its values public, or leave it out"
+    )]
+    NothingReleased {
+        /// Column name.
+        column: String,
+    },
+    /// libtorch reported an error (out of device memory, a bad tensor shape).
+    #[error("libtorch: {0}")]
+    Torch(String),
     /// The caller asked to stop.
     #[error("cancelled")]
     Cancelled,

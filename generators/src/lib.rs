@@ -10,8 +10,12 @@
 //!   ([`ParamSpec`]); [`Generator::fit`] returns a fitted [`Model`].
 //! - [`Model::sample`]: draw rows, deterministically for a seed.
 //! - [`GaussianCopula`]: the built-in Gaussian copula.
+//! - [`PrivSyn`]: differentially private marginal synthesis, with the zCDP
+//!   [`accountant`] reporting what each fit spent ([`PrivacySpend`]).
 //! - [`semantic`]: the column roles (id, categorical, numerical, datetime,
 //!   boolean, text) that every doppel component shares.
+//! - `Ctgan` and `Tvae` (feature `torch`): CTGAN and TVAE on libtorch,
+//!   CUDA when available.
 //! - [`fake`]: format-preserving fake values for personal data (valid
 //!   checksums, reserved ranges), and keyed pseudonyms.
 //! - [`builtin`]: every generator compiled in, by name.
@@ -46,17 +50,25 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 
+pub mod accountant;
 mod copula;
 mod error;
 pub mod fake;
 mod linalg;
+#[cfg(feature = "torch")]
+mod neural;
 mod params;
+mod privsyn;
 pub mod semantic;
 mod stats;
 
+pub use accountant::{PrivacyCost, PrivacySpend};
 pub use copula::{CopulaModel, GaussianCopula};
 pub use error::{Error, Result};
+#[cfg(feature = "torch")]
+pub use neural::{Ctgan, CtganModel, Tvae, TvaeModel};
 pub use params::{ParamSpec, ParamType, ParamValue, Params};
+pub use privsyn::{PrivSyn, PrivSynModel};
 pub use semantic::SemanticType;
 
 /// The table a generator learns from.
@@ -104,6 +116,12 @@ pub trait Generator: Send + Sync + std::fmt::Debug {
         seed: u64,
         progress: &dyn Progress,
     ) -> Result<Box<dyn Model>>;
+    /// What a fit with these parameters will charge against a privacy budget,
+    /// known before any row is read; `None` for generators without a DP
+    /// guarantee.
+    fn privacy_cost(&self, _params: &Params) -> Result<Option<PrivacyCost>> {
+        Ok(None)
+    }
 }
 
 /// How one column was modelled, for reports.
@@ -127,9 +145,22 @@ pub trait Model: Send + Sync + std::fmt::Debug {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// The privacy this fit spent, for DP generators.
+    fn privacy(&self) -> Option<PrivacySpend> {
+        None
+    }
+    /// Rows to sample when the stage does not say (DP models answer their
+    /// noisy total: the real row count is itself private).
+    fn suggested_rows(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Every generator compiled into this build, for `builtin:<name>` lookup.
 pub fn builtin() -> Vec<Arc<dyn Generator>> {
-    vec![Arc::new(GaussianCopula)]
+    #[allow(unused_mut, reason = "the torch feature adds to it")]
+    let mut all: Vec<Arc<dyn Generator>> = vec![Arc::new(GaussianCopula), Arc::new(PrivSyn)];
+    #[cfg(feature = "torch")]
+    all.extend([Arc::new(Ctgan) as Arc<dyn Generator>, Arc::new(Tvae)]);
+    all
 }

@@ -102,6 +102,24 @@ impl Params {
         }
     }
 
+    /// A boolean parameter, or `default`.
+    pub fn boolean(&self, name: &str, default: bool) -> Result<bool> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(ParamValue::Boolean(b)) => Ok(*b),
+            Some(_) => Err(Self::wrong(name, "true or false")),
+        }
+    }
+
+    /// A string parameter, or `None`.
+    pub fn string(&self, name: &str) -> Result<Option<&str>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(ParamValue::String(s)) => Ok(Some(s)),
+            Some(_) => Err(Self::wrong(name, "a string")),
+        }
+    }
+
     /// A list-of-strings parameter, or `None`.
     pub fn strings(&self, name: &str) -> Result<Option<&[String]>> {
         match self.get(name) {

@@ -117,6 +117,8 @@ pub struct ModelSummary {
     pub sample: Duration,
     /// Seed used.
     pub seed: u64,
+    /// What a differentially private fit spent.
+    pub privacy: Option<doppel_generators::PrivacySpend>,
 }
 
 /// What a detector stage found.
@@ -563,20 +565,61 @@ fn int_setting(settings: &Settings, key: &str) -> Option<i64> {
     }
 }
 
+/// A generator stage's own parameters (everything but `rows` and `seed`).
+fn generator_params(settings: &Settings) -> Params {
+    let mut params = Params::new();
+    for (k, v) in settings {
+        if k != "rows" && k != "seed" {
+            params = params.set(k, to_param(v));
+        }
+    }
+    params
+}
+
+/// A differentially private stage of a plan and what it will spend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrivacyCharge {
+    /// Stage id.
+    pub stage: String,
+    /// Generator name.
+    pub mechanism: String,
+    /// The (ε, δ) it spends.
+    pub cost: doppel_generators::PrivacyCost,
+}
+
+/// What each differentially private stage of `plan` will spend, known before
+/// any row is read, so a budget ledger can refuse the run up front.
+pub fn privacy_charges(plan: &Plan) -> Result<Vec<PrivacyCharge>> {
+    let mut out = Vec::new();
+    for stage in &plan.stages {
+        if let Operation::Builtin(Builtin::Generator(g)) = &stage.operation
+            && let Some(cost) =
+                g.privacy_cost(&generator_params(&stage.settings))
+                    .map_err(|source| Error::Generator {
+                        stage: stage.id.clone(),
+                        generator: g.name().to_owned(),
+                        source,
+                    })?
+        {
+            out.push(PrivacyCharge {
+                stage: stage.id.clone(),
+                mechanism: g.name().to_owned(),
+                cost,
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn run_generator(ctx: &StageCtx, generator: &dyn doppel_generators::Generator) -> Result<Output> {
     let table = ctx.table(0)?;
     let batch = table.concat()?;
     // Default size: the whole real table, also when the generator was trained
     // on a split-off part of it.
     let default_rows = table.population_rows.unwrap_or(batch.num_rows());
-    let rows = int_setting(&ctx.stage.settings, "rows").map_or(default_rows, |r| usize::try_from(r).unwrap_or(0));
+    let rows_setting = int_setting(&ctx.stage.settings, "rows");
     let seed = int_setting(&ctx.stage.settings, "seed").map_or(0, |s| u64::try_from(s).unwrap_or(0));
-    let mut params = Params::new();
-    for (k, v) in &ctx.stage.settings {
-        if k != "rows" && k != "seed" {
-            params = params.set(k, to_param(v));
-        }
-    }
+    let params = generator_params(&ctx.stage.settings);
     let gen_err = |source| Error::Generator {
         stage: ctx.stage.id.clone(),
         generator: generator.name().to_owned(),
@@ -591,6 +634,23 @@ fn run_generator(ctx: &StageCtx, generator: &dyn doppel_generators::Generator) -
         .fit(&data, &params, seed, &GenProgress { ctx, phase_offset: 0 })
         .map_err(gen_err)?;
     let fit = fit_started.elapsed();
+    // A DP model answers its noisy row count: the real one is private too.
+    // Scaled like the default when a split set rows aside (the split's share
+    // is a pipeline setting, not a secret).
+    let suggested = model.suggested_rows().map(|noisy| {
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "row counts"
+        )]
+        let scaled = (noisy as f64 * default_rows as f64 / batch.num_rows().max(1) as f64).round() as usize;
+        scaled
+    });
+    let rows = rows_setting.map_or_else(
+        || suggested.unwrap_or(default_rows),
+        |r| usize::try_from(r).unwrap_or(0),
+    );
     let sample_started = Instant::now();
     let synthetic = model
         .sample(rows, seed, &GenProgress { ctx, phase_offset: 500 })
@@ -611,6 +671,7 @@ fn run_generator(ctx: &StageCtx, generator: &dyn doppel_generators::Generator) -
         fit,
         sample,
         seed,
+        privacy: model.privacy(),
     };
     Ok(Output::Table(Arc::new(out), Provenance::Generated(Arc::new(summary))))
 }

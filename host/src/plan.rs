@@ -14,6 +14,8 @@ use crate::plugin::bindings::types::TableRole;
 use crate::plugin::{Limits, LoadedPlugin, PluginKind, PluginRegistry, ResolveError};
 use crate::spec::{Diagnostic, Diagnostics, PipelineSpec, SourceFile, StageSpec};
 
+/// Builtins that exist only in builds with the `torch` feature.
+pub const NEEDS_TORCH: &[&str] = &["ctgan", "tvae"];
 /// Everything a pipeline can `use`: builtins, generators, installed plugins.
 #[derive(Debug)]
 pub struct Catalog {
@@ -218,11 +220,17 @@ pub fn plan(spec: &PipelineSpec, catalog: &Catalog) -> Result<Plan, Diagnostics>
                 Some(b) => Some(Operation::Builtin(b)),
                 None => {
                     let names: Vec<String> = catalog.builtins().iter().map(|b| b.name().to_owned()).collect();
-                    diags.push(
+                    let d = if NEEDS_TORCH.contains(&name) {
+                        Diagnostic::at(at, format!("`builtin:{name}` is not in this build of doppel")).help(
+                            "CTGAN and TVAE need libtorch: build with `--features torch` and PyTorch 2.11.0 \
+                             installed (README, \"CTGAN and TVAE\")",
+                        )
+                    } else {
                         Diagnostic::at(at, format!("unknown builtin `{name}`"))
                             .suggest(name, names.iter().map(String::as_str))
-                            .help(format!("builtins: {}", names.join(", "))),
-                    );
+                            .help(format!("builtins: {}", names.join(", ")))
+                    };
+                    diags.push(d);
                     None
                 }
             }

@@ -171,6 +171,15 @@ fn output_json(output: &Output) -> Result<Value> {
                     })).collect::<Vec<_>>(),
                     "notes": m.notes,
                 });
+                if let Some(dp) = &m.privacy {
+                    v["model"]["privacy"] = json!({
+                        "epsilon": dp.epsilon,
+                        "delta": dp.delta,
+                        "rho": dp.rho,
+                        "steps": dp.steps.iter().map(|(step, rho)| json!({"step": step, "rho": rho})).collect::<Vec<_>>(),
+                        "notes": dp.notes,
+                    });
+                }
             }
             v
         }

@@ -13,6 +13,14 @@ pub struct Shipped {
 /// Every shipped pipeline, by name.
 pub const PIPELINES: &[Shipped] = &[
     Shipped {
+        name: "ctgan",
+        text: include_str!("../../pipelines/ctgan.toml"),
+    },
+    Shipped {
+        name: "dp",
+        text: include_str!("../../pipelines/dp.toml"),
+    },
+    Shipped {
         name: "gdpr",
         text: include_str!("../../pipelines/gdpr.toml"),
     },

@@ -27,6 +27,29 @@ fn every_shipped_pipeline_validates_and_runs() {
         for s in sources {
             spec.set(&format!("{s}.path={}", data("adult.csv").display())).unwrap();
         }
+        // DP noise comes from the OS unless a test asks for it from the seed.
+        let dp: Vec<String> = spec
+            .stages
+            .iter()
+            .filter(|s| s.uses.as_ref().is_some_and(|u| u.value == "builtin:privsyn"))
+            .map(|s| s.id.value.clone())
+            .collect();
+        for s in &dp {
+            spec.set(&format!("{s}.reproducible_noise=true")).unwrap();
+        }
+        let needs_torch = spec.stages.iter().any(|s| {
+            s.uses.as_ref().is_some_and(|u| {
+                u.value
+                    .strip_prefix("builtin:")
+                    .is_some_and(|b| doppel_host::plan::NEEDS_TORCH.contains(&b))
+            })
+        });
+        if needs_torch && catalog.builtin("ctgan").is_none() {
+            // Built without `torch`: the plan must say how to get it.
+            let d = plan(&spec, &catalog).expect_err("CTGAN without torch").to_string();
+            assert!(d.contains("--features torch"), "{d}");
+            continue;
+        }
         let plan = plan(&spec, &catalog).unwrap_or_else(|d| panic!("{d}"));
         let out = run(&plan).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let dir = tempfile::tempdir().unwrap();
@@ -34,7 +57,12 @@ fn every_shipped_pipeline_validates_and_runs() {
         assert!(report.is_file());
         // Generators sample as many rows as the real table they stand in
         // for: the whole source, also when they learned from a split part.
+        // A DP generator's count is the noisy total, scaled the same way.
         for (w, (_, index)) in written.iter().zip(&plan.outputs) {
+            if dp.contains(&plan.stages[*index].id) {
+                assert!(w.rows.abs_diff(32_561) < 1_000, "{}: {} rows", file.display(), w.rows);
+                continue;
+            }
             let learned = plan.stages[*index].inputs[0];
             let table = out.stages[learned].output.table().unwrap();
             assert_eq!(

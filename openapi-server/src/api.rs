@@ -347,6 +347,84 @@ pub enum OutputFormat {
     Csv,
 }
 
+/// An (ε, δ) amount of differential privacy.
+#[derive(Debug, Clone, Copy, Object, serde::Deserialize, serde::Serialize)]
+pub struct PrivacyAmount {
+    /// ε.
+    pub epsilon: f64,
+    /// δ.
+    pub delta: f64,
+}
+
+impl From<doppel_platform::privacy::Amount> for PrivacyAmount {
+    fn from(a: doppel_platform::privacy::Amount) -> Self {
+        PrivacyAmount {
+            epsilon: a.epsilon,
+            delta: a.delta,
+        }
+    }
+}
+
+/// One DP stage's charge against a dataset's budget.
+#[derive(Debug, Clone, Object)]
+pub struct PrivacyChargeView {
+    /// Id (`pc_…`).
+    pub id: String,
+    /// The dataset version the job read.
+    pub dataset_id: String,
+    /// The job that spent it.
+    pub job_id: Option<String>,
+    /// Pipeline stage.
+    pub stage: String,
+    /// Mechanism (`privsyn`).
+    pub mechanism: String,
+    /// ε charged.
+    pub epsilon: f64,
+    /// δ charged.
+    pub delta: f64,
+    /// When, ms.
+    pub created_at: i64,
+}
+
+/// A dataset's differential-privacy budget: every version uploaded under the
+/// dataset's name draws on it, and each DP job is charged when it is accepted.
+#[derive(Debug, Clone, Object)]
+pub struct PrivacyLedgerView {
+    /// Dataset name.
+    pub dataset_name: String,
+    /// Total allowed.
+    pub budget: PrivacyAmount,
+    /// Charged so far (basic composition: the sum of charges).
+    pub spent: PrivacyAmount,
+    /// What further DP jobs may spend.
+    pub remaining: PrivacyAmount,
+    /// Every charge, oldest first.
+    pub charges: Vec<PrivacyChargeView>,
+}
+
+fn ledger_view(l: doppel_platform::privacy::Ledger) -> PrivacyLedgerView {
+    PrivacyLedgerView {
+        dataset_name: l.dataset_name,
+        budget: l.budget.into(),
+        spent: l.spent.into(),
+        remaining: l.remaining.into(),
+        charges: l
+            .charges
+            .into_iter()
+            .map(|c| PrivacyChargeView {
+                id: c.id,
+                dataset_id: c.dataset_id,
+                job_id: c.job_id,
+                stage: c.stage,
+                mechanism: c.mechanism,
+                epsilon: c.epsilon,
+                delta: c.delta,
+                created_at: c.created_at,
+            })
+            .collect(),
+    }
+}
+
 /// A job to submit.
 #[derive(Debug, Object, serde::Deserialize, serde::Serialize)]
 #[oai(skip_serializing_if_is_none)]
@@ -1010,6 +1088,58 @@ impl Api {
     ) -> ApiResult<NoContent> {
         tables::delete(&state, &meta(req), &auth.0, &id).await?;
         Ok(NoContent::Done)
+    }
+
+    /// The dataset's differential-privacy budget, what DP jobs spent and
+    /// what is left.
+    #[oai(
+        path = "/datasets/:id/privacy",
+        method = "get",
+        tag = "ApiTags::Datasets",
+        operation_id = "get_privacy_budget"
+    )]
+    async fn get_privacy(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        id: Path<String>,
+    ) -> ApiResult<Json<PrivacyLedgerView>> {
+        let d = owned_dataset(&state, &auth.0, &id, Scope::DatasetsRead).await?;
+        let l = doppel_platform::privacy::ledger(&state.db, state.settings.privacy, &d.owner_id, &d.name).await?;
+        Ok(Json(ledger_view(l)))
+    }
+
+    /// Set the dataset's total differential-privacy budget (all versions of
+    /// its name). Lowering it below what was spent stops further DP jobs.
+    #[oai(
+        path = "/datasets/:id/privacy",
+        method = "put",
+        tag = "ApiTags::Datasets",
+        operation_id = "set_privacy_budget"
+    )]
+    async fn set_privacy(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: Auth,
+        id: Path<String>,
+        body: JsonBody<PrivacyAmount>,
+    ) -> ApiResult<Json<PrivacyLedgerView>> {
+        let d = owned_dataset(&state, &auth.0, &id, Scope::DatasetsWrite).await?;
+        let l = doppel_platform::privacy::set_budget(
+            &state.db,
+            &meta(req),
+            &auth.0,
+            state.settings.privacy,
+            &d.owner_id,
+            &d.name,
+            doppel_platform::privacy::Amount {
+                epsilon: body.epsilon,
+                delta: body.delta,
+            },
+        )
+        .await?;
+        Ok(Json(ledger_view(l)))
     }
 
     /// The shipped pipelines a job can run.

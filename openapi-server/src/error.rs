@@ -163,7 +163,7 @@ impl From<doppel_platform::Error> for ApiError {
         let body = |e: &E| Json(ErrorBody::new(e.code(), e.to_string()));
         match &e {
             E::NotFound(_) => ApiError::NotFound(body(&e)),
-            E::Conflict(_) => ApiError::Conflict(body(&e)),
+            E::Conflict(_) | E::BudgetExceeded(_) => ApiError::Conflict(body(&e)),
             E::Invalid { .. } => ApiError::BadRequest(body(&e)),
             E::Unauthenticated(_) | E::MfaRequired => ApiError::Unauthorized(body(&e)),
             E::Forbidden(_) => ApiError::Forbidden(body(&e)),

@@ -143,9 +143,31 @@ pub async fn submit(
             .await
             .map_err(|e| Error::Internal(e.to_string()))?
     };
-    check.map_err(SubmitError::InvalidPipeline)?;
+    let plan = check.map_err(SubmitError::InvalidPipeline)?;
+    // Differentially private stages are charged to the dataset's budget now,
+    // before the job exists, so an overspend is refused before any row is read.
+    let charges = doppel_host::exec::privacy_charges(&plan).map_err(|e| SubmitError::InvalidPipeline(e.to_string()))?;
+    let spends: Vec<doppel_platform::privacy::Spend<'_>> = charges
+        .iter()
+        .map(|c| doppel_platform::privacy::Spend {
+            stage: &c.stage,
+            mechanism: &c.mechanism,
+            epsilon: c.cost.epsilon,
+            delta: c.cost.delta,
+        })
+        .collect();
+    let charged =
+        doppel_platform::privacy::charge(&state.db, meta, p, state.settings.privacy, &dataset, &spends).await?;
     let value = serde_json::to_value(&spec).map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(state.queue.submit(meta, p, KIND, &value).await?)
+    let job = match state.queue.submit(meta, p, KIND, &value).await {
+        Ok(job) => job,
+        Err(e) => {
+            doppel_platform::privacy::cancel_unqueued(&state.db, &charged).await?;
+            return Err(e.into());
+        }
+    };
+    doppel_platform::privacy::attach_job(&state.db, &charged, &job.id).await?;
+    Ok(job)
 }
 
 /// The table outputs of a finished pipeline job that Flight and SQL serve:

@@ -51,6 +51,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_oidc.sql"),
         postgres: include_str!("../migrations/postgres/0002_oidc.sql"),
     },
+    Migration {
+        version: 3,
+        name: "privacy",
+        sqlite: include_str!("../migrations/sqlite/0003_privacy.sql"),
+        postgres: include_str!("../migrations/postgres/0003_privacy.sql"),
+    },
 ];
 
 impl Db {

@@ -11,6 +11,10 @@ pub enum Error {
     /// The request conflicts with current state (duplicate e-mail, reused key…).
     #[error("{0}")]
     Conflict(String),
+    /// A differentially private job would spend more than the dataset's
+    /// privacy budget has left; the message says how much is left.
+    #[error("{0}")]
+    BudgetExceeded(String),
     /// Bad input: the message names the field.
     #[error("{field}: {message}")]
     Invalid {
@@ -79,6 +83,7 @@ impl Error {
         match self {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::BudgetExceeded(_) => "privacy_budget_exceeded",
             Error::Invalid { .. } => "invalid_request",
             Error::Unauthenticated(_) => "unauthenticated",
             Error::Forbidden(_) => "forbidden",

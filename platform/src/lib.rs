@@ -48,6 +48,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod keys;
 pub mod oidc;
+pub mod privacy;
 pub mod settings;
 pub mod storage;
 pub mod util;

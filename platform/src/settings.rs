@@ -65,6 +65,30 @@ pub struct Settings {
     pub jobs: JobSettings,
     /// Request limits.
     pub limits: LimitSettings,
+    /// Differential-privacy budgets.
+    pub privacy: PrivacySettings,
+}
+
+/// Differential-privacy budget defaults.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacySettings {
+    /// Total ε a dataset may spend across all DP jobs, until its owner sets
+    /// another budget.
+    pub dataset_epsilon: f64,
+    /// Total δ a dataset may spend.
+    pub dataset_delta: f64,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        // ε = 10 allows, say, ten ε = 1 twins; δ = 1e-6 stays far below
+        // 1/rows for any table worth protecting.
+        PrivacySettings {
+            dataset_epsilon: 10.0,
+            dataset_delta: 1e-6,
+        }
+    }
 }
 
 /// Object storage settings.
@@ -163,6 +187,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             jobs: JobSettings::default(),
             limits: LimitSettings::default(),
+            privacy: PrivacySettings::default(),
         }
     }
 }

@@ -13,8 +13,8 @@ use doppel_platform::accounts::{Accounts, totp_at};
 use doppel_platform::audit::RequestMeta;
 use doppel_platform::authz::{Credential, Principal, Scope};
 use doppel_platform::jobs::{JobFailure, JobState, Manifest, Queue};
-use doppel_platform::settings::{AuthSettings, JobSettings};
-use doppel_platform::{Db, Error, datasets, idempotency, keys};
+use doppel_platform::settings::{AuthSettings, JobSettings, PrivacySettings};
+use doppel_platform::{Db, Error, datasets, idempotency, keys, privacy};
 
 /// A database for one test; PostgreSQL ones are dropped on drop.
 struct TestDb {
@@ -615,3 +615,163 @@ fn base32_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+async fn dataset(db: &Db, p: &Principal, id: &str, name: &str) -> datasets::Dataset {
+    let metadata = serde_json::json!({});
+    datasets::create(
+        db,
+        &meta(),
+        p,
+        &datasets::NewDataset {
+            id,
+            name,
+            media_type: "application/vnd.apache.parquet",
+            size_bytes: 1,
+            object_key: "k",
+            metadata: &metadata,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn spend(epsilon: f64, delta: f64) -> privacy::Spend<'static> {
+    privacy::Spend {
+        stage: "synth",
+        mechanism: "privsyn",
+        epsilon,
+        delta,
+    }
+}
+
+const DEFAULTS: PrivacySettings = PrivacySettings {
+    dataset_epsilon: 3.0,
+    dataset_delta: 1e-6,
+};
+
+on_both!(
+    privacy_budget_refuses_an_overspend_and_shares_versions,
+    |db: Db| async move {
+        let a = accounts(&db);
+        let p = user(&a, "dp@example.com").await;
+        let v1 = dataset(&db, &p, "ds_v1", "patients").await;
+        let v2 = dataset(&db, &p, "ds_v2", "patients").await;
+        let other = dataset(&db, &p, "ds_o", "claims").await;
+
+        let ids = privacy::charge(&db, &meta(), &p, DEFAULTS, &v1, &[spend(1.0, 1e-9), spend(0.5, 1e-9)])
+            .await
+            .unwrap();
+        assert_eq!(ids.len(), 2);
+        privacy::attach_job(&db, &ids, "job_1").await.unwrap();
+        // A new version of the same name draws on the same budget.
+        privacy::charge(&db, &meta(), &p, DEFAULTS, &v2, &[spend(1.5, 1e-9)])
+            .await
+            .unwrap();
+        let err = privacy::charge(&db, &meta(), &p, DEFAULTS, &v2, &[spend(0.1, 1e-9)])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::BudgetExceeded(_)), "{err:?}");
+        assert_eq!(err.code(), "privacy_budget_exceeded");
+        let message = err.to_string();
+        assert!(
+            message.contains("`patients`") && message.contains("only ε = 0"),
+            "{message}"
+        );
+        // Refused means nothing was recorded.
+        let l = privacy::ledger(&db, DEFAULTS, &p.account_id, "patients").await.unwrap();
+        assert_eq!(l.charges.len(), 3);
+        assert!((l.spent.epsilon - 3.0).abs() < 1e-12 && l.remaining.epsilon == 0.0);
+        assert_eq!(l.charges[0].job_id.as_deref(), Some("job_1"));
+        assert_eq!(l.charges[2].dataset_id, "ds_v2");
+        // Another dataset has its own budget; δ is enforced too.
+        let err = privacy::charge(&db, &meta(), &p, DEFAULTS, &other, &[spend(0.1, 2e-6)])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::BudgetExceeded(_)));
+        privacy::charge(&db, &meta(), &p, DEFAULTS, &other, &[spend(3.0, 1e-6)])
+            .await
+            .unwrap();
+
+        // The owner raises the budget; further jobs fit again.
+        let l = privacy::set_budget(
+            &db,
+            &meta(),
+            &p,
+            DEFAULTS,
+            &p.account_id,
+            "patients",
+            privacy::Amount {
+                epsilon: 4.0,
+                delta: 1e-6,
+            },
+        )
+        .await
+        .unwrap();
+        assert!((l.remaining.epsilon - 1.0).abs() < 1e-12);
+        let ids = privacy::charge(&db, &meta(), &p, DEFAULTS, &v1, &[spend(1.0, 1e-9)])
+            .await
+            .unwrap();
+        // A charge whose job never got queued can be undone; one with a job can't.
+        privacy::cancel_unqueued(&db, &ids).await.unwrap();
+        let l = privacy::ledger(&db, DEFAULTS, &p.account_id, "patients").await.unwrap();
+        assert_eq!(l.charges.len(), 3);
+        privacy::cancel_unqueued(&db, &[l.charges[0].id.clone()]).await.unwrap();
+        assert_eq!(
+            privacy::ledger(&db, DEFAULTS, &p.account_id, "patients")
+                .await
+                .unwrap()
+                .charges
+                .len(),
+            3
+        );
+        let bad = privacy::set_budget(
+            &db,
+            &meta(),
+            &p,
+            DEFAULTS,
+            &p.account_id,
+            "patients",
+            privacy::Amount {
+                epsilon: -1.0,
+                delta: 0.0,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(bad, Error::Invalid { ref field, .. } if field == "epsilon"));
+        let actions = audit_actions(&db).await;
+        assert!(actions.iter().any(|a| a == "privacy_budget_charged"));
+        assert!(actions.iter().any(|a| a == "privacy_budget_set"));
+    }
+);
+
+on_both!(concurrent_charges_never_exceed_the_budget, |db: Db| async move {
+    let a = accounts(&db);
+    let p = user(&a, "race@example.com").await;
+    let d = dataset(&db, &p, "ds_r", "race").await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (db, p, d) = (db.clone(), p.clone(), d.clone());
+        tasks.push(tokio::spawn(async move {
+            privacy::charge(&db, &meta(), &p, DEFAULTS, &d, &[spend(1.0, 1e-9)]).await
+        }));
+    }
+    let (mut granted, mut busy) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => granted += 1,
+            Err(Error::BudgetExceeded(_)) => {}
+            // SQLite may answer "database is locked" to a writer that waited
+            // too long; that is a refusal too, never an overspend.
+            Err(Error::Db(_)) => busy += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    if busy == 0 {
+        assert_eq!(granted, 3, "a budget of 3 fits exactly three charges of 1");
+    }
+    let l = privacy::ledger(&db, DEFAULTS, &p.account_id, "race").await.unwrap();
+    assert!(l.spent.epsilon <= 3.0 + 1e-9, "spent {}", l.spent.epsilon);
+    assert_eq!(l.charges.len(), granted);
+    assert!(granted >= 1);
+});

@@ -136,7 +136,7 @@ impl Generator for GaussianCopula {
 }
 
 /// Numeric view of a numeric or temporal column (`None` for other types).
-fn as_f64(array: &ArrayRef) -> Result<Option<Float64Array>> {
+pub(crate) fn as_f64(array: &ArrayRef) -> Result<Option<Float64Array>> {
     let dt = array.data_type();
     let widened = match dt {
         DataType::Date32 => cast(array, &DataType::Int32)?,
@@ -153,7 +153,7 @@ fn as_f64(array: &ArrayRef) -> Result<Option<Float64Array>> {
 
 /// The number of decimals that represent every value exactly (up to 10),
 /// learned on up to 1000 values like SDV's `learn_rounding_scheme`.
-fn learn_decimals(values: &[f64]) -> Option<u32> {
+pub(crate) fn learn_decimals(values: &[f64]) -> Option<u32> {
     let mut best = 0;
     for &v in values.iter().take(1000) {
         let mut k = 0;

@@ -972,6 +972,31 @@ pub fn render(
 
     // Privacy.
     w.heading("Privacy");
+    let spends = tables.iter().filter_map(|(id, _, p)| match p {
+        Provenance::Generated(m) => m.privacy.as_ref().map(|dp| (*id, dp)),
+        _ => None,
+    });
+    for (id, dp) in spends {
+        w.paragraph(
+            &format!(
+                "Differential privacy (stage `{id}`): the twin is ({:.3}, {:.1e})-differentially private \
+                 (zCDP rho = {:.5}); {}.",
+                dp.epsilon,
+                dp.delta,
+                dp.rho,
+                dp.notes.join("; ")
+            ),
+            10.0,
+            INK,
+            0.0,
+        );
+        let rows: Vec<Vec<String>> = dp
+            .steps
+            .iter()
+            .map(|(step, rho)| vec![step.clone(), format!("{rho:.5}")])
+            .collect();
+        w.table(&["Measurement", "rho spent"], &[6.0, 2.0], &rows);
+    }
     match privacy {
         None => w.paragraph("No privacy stage fed this report.", 9.0, MUTED, 0.0),
         Some((pid, m)) => {

@@ -1,0 +1,247 @@
+//! `builtin:tvae`: the tabular variational autoencoder of Xu et al. (2019),
+//! as SDV's `TVAESynthesizer` trains it — CTGAN's transformer, a (128, 128)
+//! encoder and decoder, a learned output scale per α, and loss = 2 ×
+//! reconstruction + KL — with the data on the device.
+
+use std::sync::Mutex;
+
+use arrow::record_batch::RecordBatch;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::nn::{self, Module, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+use super::ctgan::column_models;
+use super::transformer::{Activation, Transformer};
+use super::{common_params, device, linear, positive, to_i64, torch_err, torch_lock};
+use crate::params::{ParamSpec, Params};
+use crate::semantic::SemanticType;
+use crate::{ColumnModel, Error, Generator, Model, Progress, Result, TrainingData};
+
+const NAME: &str = "tvae";
+const HIDDEN: [i64; 2] = [128, 128];
+const LOSS_FACTOR: f64 = 2.0;
+
+/// The TVAE generator.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tvae;
+
+fn mlp(p: &nn::Path<'_>, input: i64) -> (nn::Sequential, i64) {
+    let mut seq = nn::seq();
+    let mut dim = input;
+    for (i, &h) in HIDDEN.iter().enumerate() {
+        seq = seq.add(linear(p / format!("fc{i}"), dim, h)).add_fn(Tensor::relu);
+        dim = h;
+    }
+    (seq, dim)
+}
+
+struct Decoder {
+    body: nn::Sequential,
+    out: nn::Linear,
+    /// Output scale of every encoded value (used for α blocks).
+    sigma: Tensor,
+}
+
+impl Decoder {
+    fn forward(&self, z: &Tensor) -> Tensor {
+        self.body.forward(z).apply(&self.out)
+    }
+}
+
+impl Generator for Tvae {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn summary(&self) -> &'static str {
+        "TVAE on libtorch: CTGAN's transformer, variational autoencoder with learned output scales; \
+         GPU when available."
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        common_params(300, 500)
+    }
+
+    #[allow(clippy::too_many_lines, reason = "the training loop reads best in one piece")]
+    fn fit(
+        &self,
+        data: &TrainingData<'_>,
+        params: &Params,
+        seed: u64,
+        progress: &dyn Progress,
+    ) -> Result<Box<dyn Model>> {
+        let epochs = positive(params, "epochs", 300)?;
+        let batch = positive(params, "batch_size", 500)?;
+        let embedding = positive(params, "embedding_dim", 128)?;
+        let max_categories = usize::try_from(positive(params, "max_categories", 1000)?).unwrap_or(usize::MAX);
+        let device = device(params)?;
+        if data.batch.num_columns() != data.semantics.len() {
+            return Err(Error::SemanticsMismatch {
+                columns: data.batch.num_columns(),
+                semantics: data.semantics.len(),
+            });
+        }
+        let _torch = torch_lock();
+        tch::manual_seed(i64::from_ne_bytes(seed.to_ne_bytes()));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (transformer, encoded) = Transformer::fit(data.batch, data.semantics, max_categories, &mut rng)?;
+        let rows = to_i64(data.batch.num_rows());
+        let width = to_i64(transformer.width);
+        let table = Tensor::from_slice(&encoded).view([rows, width]).to_device(device);
+        drop(encoded);
+
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let (encoder, h) = mlp(&(&root / "encoder"), width);
+        let mu = linear(&root / "mu", h, embedding);
+        let logvar = linear(&root / "logvar", h, embedding);
+        let (body, h) = mlp(&(&root / "decoder"), embedding);
+        let decoder = Decoder {
+            body,
+            out: linear(&root / "out", h, width),
+            sigma: root.var("sigma", &[width], nn::Init::Const(0.1)),
+        };
+        let mut opt = nn::adam(0.9, 0.999, 1e-5).build(&vs, 1e-3).map_err(torch_err)?;
+        let steps = (rows / batch).max(1);
+        let mut last = 0.0;
+        for epoch in 0..epochs {
+            if progress.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            // One shuffle per epoch, on the device.
+            let order = Tensor::randperm(rows, (Kind::Int64, device));
+            for step in 0..steps {
+                let idx = order.narrow(0, step * batch, batch.min(rows - step * batch));
+                let real = table.index_select(0, &idx);
+                let b = real.size()[0];
+                let hidden = encoder.forward(&real);
+                let m = hidden.apply(&mu);
+                let lv = hidden.apply(&logvar);
+                let std = (&lv * 0.5).exp();
+                let z = Tensor::randn_like(&std) * &std + &m;
+                let rec = decoder.forward(&z);
+                let mut recon = Tensor::zeros([], (Kind::Float, device));
+                for s in &transformer.spans {
+                    let (start, w) = (to_i64(s.start), to_i64(s.width));
+                    match s.activation {
+                        Activation::Tanh => {
+                            let sigma = decoder.sigma.narrow(0, start, 1);
+                            let target = real.narrow(1, start, 1);
+                            let pred = rec.narrow(1, start, 1).tanh();
+                            let err: Tensor = (target - pred).square() / (2.0 * sigma.square());
+                            recon += err.sum(Kind::Float);
+                            recon += sigma.log().sum(Kind::Float) * (b as f64);
+                        }
+                        Activation::Softmax => {
+                            let target = real.narrow(1, start, w).argmax(1, false);
+                            let logits = rec.narrow(1, start, w);
+                            recon += -logits
+                                .log_softmax(1, Kind::Float)
+                                .gather(1, &target.unsqueeze(1), false)
+                                .sum(Kind::Float);
+                        }
+                    }
+                }
+                let inner: Tensor = 1.0 + &lv - m.square() - lv.exp();
+                let kld = -0.5 * inner.sum(Kind::Float);
+                let loss: Tensor = (recon * LOSS_FACTOR + kld) / (b as f64);
+                opt.zero_grad();
+                loss.backward();
+                opt.step();
+                tch::no_grad(|| {
+                    let _ = decoder.sigma.data().clamp_(0.01, 1.0);
+                });
+                last = loss.double_value(&[]);
+            }
+            progress.advance(
+                u64::try_from(epoch + 1).unwrap_or(0),
+                u64::try_from(epochs).unwrap_or(1),
+            );
+        }
+        Ok(Box::new(TvaeModel {
+            inner: Mutex::new(Inner { _vs: vs, decoder }),
+            transformer,
+            semantics: data.semantics.to_vec(),
+            embedding,
+            batch,
+            device,
+            epochs,
+            last_loss: last,
+        }))
+    }
+}
+
+struct Inner {
+    _vs: nn::VarStore,
+    decoder: Decoder,
+}
+
+/// A trained TVAE.
+pub struct TvaeModel {
+    inner: Mutex<Inner>,
+    transformer: Transformer,
+    semantics: Vec<SemanticType>,
+    embedding: i64,
+    batch: i64,
+    device: Device,
+    epochs: i64,
+    last_loss: f64,
+}
+
+impl std::fmt::Debug for TvaeModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TvaeModel")
+            .field("device", &self.device)
+            .field("epochs", &self.epochs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model for TvaeModel {
+    fn sample(&self, rows: usize, seed: u64, progress: &dyn Progress) -> Result<RecordBatch> {
+        let _torch = torch_lock();
+        let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tch::manual_seed(i64::from_ne_bytes(seed.to_ne_bytes()));
+        let _no_grad = tch::no_grad_guard();
+        let mut out: Vec<f32> = Vec::with_capacity(rows * self.transformer.width);
+        let mut done = 0usize;
+        while done < rows {
+            if progress.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let b = self.batch.min(to_i64(rows - done));
+            let z = Tensor::randn([b, self.embedding], (Kind::Float, self.device));
+            let rec = inner.decoder.forward(&z).tanh();
+            // α gets the decoder's learned noise, as SDV's inverse transform does.
+            let noise = Tensor::randn_like(&rec) * inner.decoder.sigma.unsqueeze(0);
+            let mut parts = Vec::with_capacity(self.transformer.spans.len());
+            for s in &self.transformer.spans {
+                let (start, w) = (to_i64(s.start), to_i64(s.width));
+                let block = rec.narrow(1, start, w);
+                parts.push(match s.activation {
+                    Activation::Tanh => (block + noise.narrow(1, start, w)).clamp(-1.0, 1.0),
+                    Activation::Softmax => block,
+                });
+            }
+            let act = Tensor::cat(&parts, 1).to_device(Device::Cpu).contiguous();
+            let values = Vec::<f32>::try_from(&act.view([-1])).map_err(torch_err)?;
+            out.extend_from_slice(&values);
+            done += usize::try_from(b).unwrap_or(0);
+            progress.advance(done as u64, rows as u64);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7476_6165_5f73_616d);
+        self.transformer.decode(&out, rows, &mut rng)
+    }
+
+    fn columns(&self) -> Vec<ColumnModel> {
+        column_models(&self.transformer, &self.semantics)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![format!(
+            "{} epochs on {:?}; last loss {:.3}",
+            self.epochs, self.device, self.last_loss
+        )]
+    }
+}

@@ -1,0 +1,672 @@
+//! `builtin:privsyn`: differentially private synthesis from noisy marginals
+//! (PrivSyn, Zhang et al., USENIX Security 2021), accounted in zCDP.
+//!
+//! 1. Budget: (ε, δ) → ρ with the exact conversion ([`crate::accountant`]).
+//!    5 % of ρ finds bounds for numeric columns without declared ones; of the
+//!    rest 10 % measures the 1-way marginals, 10 % scores pairs (InDif) and
+//!    80 % measures the chosen pairs, each ∝ its cells^(2/3).
+//! 2. Domains ([`domain`]): numeric columns become bins between their
+//!    bounds; categories are released by Gaussian partition selection on the
+//!    1-way measurement (half of δ), the rest fall into a "missing or rare"
+//!    bin that decodes to null.
+//! 3. Selection and measurement ([`marginals`]): InDif + DenseMarg, then the
+//!    Gaussian mechanism on each chosen pair; consistency post-processing
+//!    makes all marginals agree and non-negative.
+//! 4. Synthesis ([`gum`]): GUM moves records towards every marginal. The
+//!    row count defaults to the noisy total, not the real one.
+//!
+//! Every step's ρ is recorded in the model's [`PrivacySpend`]. Neighbouring
+//! tables differ by adding or removing one row. Keys (`id` columns) are not
+//! modelled: the twin gets fresh sequential keys.
+
+pub(crate) mod domain;
+mod gum;
+mod marginals;
+mod noise;
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, StringArray, UInt64Array, new_null_array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::accountant::{PrivacyCost, PrivacySpend, cdp_eps, cdp_rho, gaussian_sigma};
+use crate::params::{ParamSpec, ParamType, ParamValue, Params};
+use crate::semantic::SemanticType;
+use crate::{ColumnModel, Error, Generator, Model, Progress, Result, TrainingData};
+
+use domain::Codec;
+use marginals::{Discrete, Marginal};
+use noise::Noise;
+
+const NAME: &str = "privsyn";
+const SAMPLE_STREAM: u64 = 0x7072_6976_7379_6e5f;
+
+/// Budget shares (PrivSyn's defaults, plus the bounds step).
+const BOUNDS_SHARE: f64 = 0.05;
+const ONE_WAY_SHARE: f64 = 0.1;
+const INDIF_SHARE: f64 = 0.1;
+/// Cells below this many noise standard deviations count as empty.
+const SPARSE_SIGMAS: f64 = 2.0;
+
+/// The PrivSyn generator.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PrivSyn;
+
+/// Parsed parameters.
+struct Settings {
+    epsilon: f64,
+    delta: f64,
+    max_cells: usize,
+    bins: usize,
+    bounds: Vec<(String, f64, f64)>,
+    public_categories: Vec<String>,
+    iterations: usize,
+    reproducible_noise: bool,
+}
+
+fn invalid(name: &str, message: impl Into<String>) -> Error {
+    Error::InvalidParam {
+        name: name.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl Settings {
+    fn parse(params: &Params) -> Result<Settings> {
+        let epsilon = params.float("epsilon", 1.0)?;
+        if !(epsilon.is_finite() && epsilon > 0.0) {
+            return Err(invalid("epsilon", "must be a positive number"));
+        }
+        let delta = params.float("delta", 1e-9)?;
+        if !(delta > 0.0 && delta < 1.0) {
+            return Err(invalid("delta", "must be in (0, 1)"));
+        }
+        let positive = |name: &str, default: i64| -> Result<usize> {
+            let v = params.integer(name, default)?;
+            usize::try_from(v)
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| invalid(name, "must be a positive integer"))
+        };
+        let mut bounds = Vec::new();
+        for spec in params.strings("bounds")?.unwrap_or_default() {
+            let parsed = spec.split_once('=').and_then(|(col, range)| {
+                let (lo, hi) = range.split_once("..")?;
+                let (lo, hi) = (lo.trim().parse::<f64>().ok()?, hi.trim().parse::<f64>().ok()?);
+                (lo.is_finite() && hi.is_finite() && lo <= hi).then(|| (col.trim().to_owned(), lo, hi))
+            });
+            bounds.push(
+                parsed
+                    .ok_or_else(|| invalid("bounds", format!("`{spec}` is not `column=low..high` with low ≤ high")))?,
+            );
+        }
+        Ok(Settings {
+            epsilon,
+            delta,
+            max_cells: positive("max_cells", 10_000)?,
+            bins: positive("bins", 32)?,
+            bounds,
+            public_categories: params.strings("public_categories")?.unwrap_or_default().to_vec(),
+            iterations: positive("iterations", 50)?,
+            reproducible_noise: params.boolean("reproducible_noise", false)?,
+        })
+    }
+}
+
+fn float_param(name: &'static str, description: &'static str, default: f64, min: f64, max: f64) -> ParamSpec {
+    ParamSpec {
+        name,
+        description,
+        ty: ParamType::Float,
+        default: Some(ParamValue::Float(default)),
+        allowed: &[],
+        minimum: Some(min),
+        maximum: Some(max),
+    }
+}
+
+fn int_param(name: &'static str, description: &'static str, default: i64, min: f64, max: f64) -> ParamSpec {
+    ParamSpec {
+        name,
+        description,
+        ty: ParamType::Integer,
+        default: Some(ParamValue::Integer(default)),
+        allowed: &[],
+        minimum: Some(min),
+        maximum: Some(max),
+    }
+}
+
+impl Generator for PrivSyn {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn summary(&self) -> &'static str {
+        "Differentially private synthesis (PrivSyn): noisy 1-way and selected 2-way marginals \
+         under zCDP, made consistent, then GUM record synthesis. The report states the ε, δ spent."
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            float_param("epsilon", "Privacy budget ε of the whole fit.", 1.0, 0.001, 100.0),
+            float_param(
+                "delta",
+                "Privacy budget δ (keep it well below 1/rows).",
+                1e-9,
+                1e-15,
+                1e-3,
+            ),
+            int_param(
+                "max_cells",
+                "Largest pair marginal (cells) that may be selected.",
+                10_000,
+                4.0,
+                1e7,
+            ),
+            int_param("bins", "Bins per numeric column.", 32, 2.0, 1000.0),
+            int_param("iterations", "GUM update rounds.", 50, 1.0, 1000.0),
+            ParamSpec {
+                name: "bounds",
+                description: "Public bounds `column=low..high` for numeric columns (saves the budget of \
+                              finding them privately; values outside are clipped).",
+                ty: ParamType::Strings,
+                default: None,
+                allowed: &[],
+                minimum: None,
+                maximum: None,
+            },
+            ParamSpec {
+                name: "public_categories",
+                description: "Columns whose set of values is public knowledge: every observed value is \
+                              kept instead of being released by partition selection.",
+                ty: ParamType::Strings,
+                default: None,
+                allowed: &[],
+                minimum: None,
+                maximum: None,
+            },
+            ParamSpec {
+                name: "reproducible_noise",
+                description: "Derive the DP noise from `seed` (for tests). Anyone who knows the seed can \
+                              remove the noise, so this voids the guarantee.",
+                ty: ParamType::Boolean,
+                default: Some(ParamValue::Boolean(false)),
+                allowed: &[],
+                minimum: None,
+                maximum: None,
+            },
+        ]
+    }
+
+    fn privacy_cost(&self, params: &Params) -> Result<Option<PrivacyCost>> {
+        let s = Settings::parse(params)?;
+        Ok(Some(PrivacyCost {
+            epsilon: s.epsilon,
+            delta: s.delta,
+        }))
+    }
+
+    fn fit(
+        &self,
+        data: &TrainingData<'_>,
+        params: &Params,
+        seed: u64,
+        progress: &dyn Progress,
+    ) -> Result<Box<dyn Model>> {
+        Ok(Box::new(PrivSynModel::fit(data, params, seed, progress)?))
+    }
+}
+
+/// How a column is handled.
+#[derive(Debug, Clone)]
+enum Plan {
+    /// Modelled: attribute index into the discrete table.
+    Attr(usize),
+    /// A key: fresh sequential values.
+    Key,
+}
+
+/// A fitted PrivSyn model: consistent noisy marginals and how to decode them.
+#[derive(Debug)]
+pub struct PrivSynModel {
+    schema: SchemaRef,
+    semantics: Vec<SemanticType>,
+    plans: Vec<Plan>,
+    codecs: Vec<Codec>,
+    sizes: Vec<usize>,
+    marginals: Vec<Marginal>,
+    total: f64,
+    iterations: usize,
+    spend: PrivacySpend,
+    notes: Vec<String>,
+}
+
+impl PrivSynModel {
+    #[allow(clippy::too_many_lines, reason = "one pass through the algorithm's steps, in order")]
+    fn fit(data: &TrainingData<'_>, params: &Params, seed: u64, progress: &dyn Progress) -> Result<Self> {
+        let s = Settings::parse(params)?;
+        let batch = data.batch;
+        let schema = batch.schema();
+        if batch.num_columns() != data.semantics.len() {
+            return Err(Error::SemanticsMismatch {
+                columns: batch.num_columns(),
+                semantics: data.semantics.len(),
+            });
+        }
+        for (col, _, _) in &s.bounds {
+            if schema.index_of(col).is_err() {
+                return Err(invalid("bounds", format!("no column `{col}`")));
+            }
+        }
+        for col in &s.public_categories {
+            if schema.index_of(col).is_err() {
+                return Err(invalid("public_categories", format!("no column `{col}`")));
+            }
+        }
+        let mut noise = if s.reproducible_noise {
+            Noise::seeded(seed)
+        } else {
+            Noise::os().map_err(|e| invalid("reproducible_noise", format!("no entropy for DP noise: {e}")))?
+        };
+
+        // Decide each column's treatment before touching values, so the
+        // budget split depends on the schema and parameters only.
+        #[derive(Clone, Copy, PartialEq)]
+        enum Kind {
+            Key,
+            Numeric { public: bool },
+            Boolean,
+            Categories { public: bool },
+        }
+        let kinds: Vec<Kind> = schema
+            .fields()
+            .iter()
+            .zip(data.semantics)
+            .map(|(f, sem)| {
+                let numeric_type = f.data_type().is_numeric()
+                    || matches!(
+                        f.data_type(),
+                        DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
+                    );
+                match sem {
+                    SemanticType::Id => Kind::Key,
+                    SemanticType::Numerical | SemanticType::Datetime if numeric_type => Kind::Numeric {
+                        public: s.bounds.iter().any(|(c, _, _)| c == f.name()),
+                    },
+                    _ if f.data_type() == &DataType::Boolean => Kind::Boolean,
+                    _ => Kind::Categories {
+                        public: s.public_categories.iter().any(|c| c == f.name()),
+                    },
+                }
+            })
+            .collect();
+        let modelled = kinds.iter().filter(|k| **k != Kind::Key).count();
+        let need_bounds = kinds
+            .iter()
+            .filter(|k| matches!(k, Kind::Numeric { public: false }))
+            .count();
+        let selecting = kinds
+            .iter()
+            .filter(|k| matches!(k, Kind::Categories { public: false }))
+            .count();
+        let (delta_gauss, delta_select) = if selecting > 0 {
+            (s.delta / 2.0, s.delta / 2.0)
+        } else {
+            (s.delta, 0.0)
+        };
+        let rho = cdp_rho(s.epsilon, delta_gauss);
+        let rho_bounds = if need_bounds > 0 { BOUNDS_SHARE * rho } else { 0.0 };
+        let rest = rho - rho_bounds;
+        let (rho_one, rho_indif, rho_pairs) = if modelled >= 2 {
+            (
+                ONE_WAY_SHARE * rest,
+                INDIF_SHARE * rest,
+                (1.0 - ONE_WAY_SHARE - INDIF_SHARE) * rest,
+            )
+        } else {
+            (rest, 0.0, 0.0)
+        };
+        #[allow(clippy::cast_precision_loss, reason = "column counts are small")]
+        let rho_one_each = rho_one / modelled.max(1) as f64;
+        #[allow(clippy::cast_precision_loss, reason = "column counts are small")]
+        let rho_bound_each = rho_bounds / need_bounds.max(1) as f64;
+        #[allow(clippy::cast_precision_loss, reason = "column counts are small")]
+        let delta_each = delta_select / selecting.max(1) as f64;
+        let sigma_one = gaussian_sigma(rho_one_each, 1.0);
+
+        let mut plans = Vec::with_capacity(kinds.len());
+        let mut codecs = Vec::new();
+        let mut codes = Vec::new();
+        let mut ones: Vec<Marginal> = Vec::new();
+        let mut notes = Vec::new();
+        let total_steps = schema.fields().len() as u64 + u64::try_from(s.iterations).unwrap_or(0);
+        for (ci, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
+            if progress.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let attr = codecs.len();
+            let (codec, bins, one) = match kinds[ci] {
+                Kind::Key => {
+                    plans.push(Plan::Key);
+                    continue;
+                }
+                Kind::Numeric { public } => {
+                    let values = crate::copula::as_f64(column)?.expect("numeric type");
+                    let whole = !matches!(
+                        field.data_type(),
+                        DataType::Float16 | DataType::Float32 | DataType::Float64
+                    );
+                    let bounds = if public {
+                        s.bounds
+                            .iter()
+                            .find(|(c, _, _)| c == field.name())
+                            .map(|(_, lo, hi)| (*lo, *hi))
+                    } else {
+                        let present: Vec<f64> = values.iter().flatten().filter(|v| v.is_finite()).collect();
+                        domain::private_bounds(&present, rho_bound_each, &mut noise)
+                    };
+                    let (lo, hi) = bounds.unwrap_or_else(|| {
+                        notes.push(format!(
+                            "`{}`: too few rows to find bounds privately at this budget; modelled as zero \
+                             or null (declare `bounds` to keep it)",
+                            field.name()
+                        ));
+                        (0.0, 0.0)
+                    });
+                    let b = domain::numeric_bins(lo, hi, s.bins, whole);
+                    let bins: Vec<u32> = values.iter().map(|v| b.bin(v)).collect();
+                    let codec = Codec::Numeric(b);
+                    let discrete = Discrete {
+                        codes: vec![bins],
+                        sizes: vec![codec.size()],
+                        rows: batch.num_rows(),
+                    };
+                    let one = discrete.measure(&[0], rho_one_each, &mut noise);
+                    let bins = discrete.codes.into_iter().next().expect("one column");
+                    (codec, bins, one.counts)
+                }
+                Kind::Boolean => {
+                    let b = cast(column, &DataType::Boolean)?;
+                    let b = b.as_any().downcast_ref::<BooleanArray>().expect("boolean");
+                    let bins: Vec<u32> = (0..b.len())
+                        .map(|i| if b.is_null(i) { 2 } else { u32::from(b.value(i)) })
+                        .collect();
+                    let values: ArrayRef = cast(
+                        &(Arc::new(BooleanArray::from(vec![false, true])) as ArrayRef),
+                        field.data_type(),
+                    )?;
+                    let codec = Codec::Categorical { values };
+                    let discrete = Discrete {
+                        codes: vec![bins],
+                        sizes: vec![3],
+                        rows: batch.num_rows(),
+                    };
+                    let one = discrete.measure(&[0], rho_one_each, &mut noise);
+                    let bins = discrete.codes.into_iter().next().expect("one column");
+                    (codec, bins, one.counts)
+                }
+                Kind::Categories { public } => {
+                    let d = domain::distinct(column)?;
+                    if public {
+                        // Every observed non-null value is a bin; null is the last.
+                        let k = u32::try_from(d.counts.len()).expect("small");
+                        let keep: Vec<u32> = (0..k).filter(|&v| Some(v) != d.null_value).collect();
+                        let missing = u32::try_from(keep.len()).expect("small");
+                        let mut map = vec![missing; d.counts.len()];
+                        for (bin, &v) in keep.iter().enumerate() {
+                            map[v as usize] = u32::try_from(bin).expect("small");
+                        }
+                        let values =
+                            arrow::compute::take(d.values.as_ref(), &arrow::array::UInt32Array::from(keep), None)?;
+                        let bins: Vec<u32> = d.codes.iter().map(|&c| map[c as usize]).collect();
+                        let codec = Codec::Categorical { values };
+                        let discrete = Discrete {
+                            codes: vec![bins],
+                            sizes: vec![codec.size()],
+                            rows: batch.num_rows(),
+                        };
+                        let one = discrete.measure(&[0], rho_one_each, &mut noise);
+                        let bins = discrete.codes.into_iter().next().expect("one column");
+                        (codec, bins, one.counts)
+                    } else {
+                        let (codec, bins, one) = domain::select_categories(&d, sigma_one, delta_each, &mut noise)?;
+                        let kept = codec.size() - 1;
+                        let dropped = d.counts.len() - kept - usize::from(d.null_value.is_some());
+                        if dropped > 0 {
+                            notes.push(format!(
+                                "`{}`: {kept} values released, {dropped} rare values merged into null",
+                                field.name()
+                            ));
+                        }
+                        (codec, bins, one)
+                    }
+                }
+            };
+            plans.push(Plan::Attr(attr));
+            ones.push(Marginal {
+                attrs: vec![attr],
+                counts: one,
+                sigma: sigma_one,
+            });
+            codes.push(bins);
+            codecs.push(codec);
+            progress.advance(ci as u64 + 1, total_steps);
+        }
+        let sizes: Vec<usize> = codecs.iter().map(Codec::size).collect();
+        let discrete = Discrete {
+            codes,
+            sizes: sizes.clone(),
+            rows: batch.num_rows(),
+        };
+
+        let mut steps = Vec::new();
+        if rho_bounds > 0.0 {
+            steps.push((format!("bounds of {need_bounds} numeric columns"), rho_bounds));
+        }
+        steps.push((format!("1-way marginals of {modelled} columns"), rho_one));
+        let mut marginals = ones;
+        if modelled >= 2 {
+            let one_counts: Vec<Vec<f64>> = discrete
+                .sizes
+                .iter()
+                .enumerate()
+                .map(|(a, _)| discrete.table(&[a]))
+                .collect();
+            let scores = marginals::indif(&discrete, &one_counts, rho_indif, &mut noise);
+            steps.push((format!("InDif scores of {} pairs", scores.len()), rho_indif));
+            let chosen = marginals::select(&scores, &sizes, rho_pairs, s.max_cells);
+            if chosen.is_empty() {
+                // Nothing pays for its noise: spend the pairs' share on the
+                // 1-ways instead of leaving it unused.
+                #[allow(clippy::cast_precision_loss, reason = "column counts are small")]
+                let each = rho_pairs / modelled as f64;
+                for m in &mut marginals {
+                    let again = discrete.measure(&m.attrs, each, &mut noise);
+                    marginals::combine(m, &again);
+                }
+                steps.push(("1-way marginals again (no pair selected)".to_owned(), rho_pairs));
+                notes.push("no pair marginal was worth its noise at this budget: columns are independent".into());
+            } else {
+                let budgets = marginals::pair_budgets(&chosen, &sizes, rho_pairs);
+                for (&(a, b), &r) in chosen.iter().zip(&budgets) {
+                    marginals.push(discrete.measure(&[a, b], r, &mut noise));
+                }
+                steps.push((format!("{} selected pair marginals", chosen.len()), rho_pairs));
+            }
+        }
+        drop(discrete);
+        let total = marginals::make_consistent(&mut marginals, &sizes, 100);
+        marginals::sparsify(&mut marginals, &sizes, total, SPARSE_SIGMAS, 20);
+        // Columns declared non-nullable can't take the null (missing or rare)
+        // bin: give its mass to the released values.
+        for (plan, field) in plans.iter().zip(schema.fields()) {
+            if let Plan::Attr(a) = plan
+                && !field.is_nullable()
+            {
+                let missing = match &codecs[*a] {
+                    Codec::Categorical { .. } => sizes[*a] - 1,
+                    Codec::Numeric(_) => 0,
+                };
+                if !marginals::forbid(&mut marginals, *a, missing, &sizes, total) {
+                    return Err(Error::NothingReleased {
+                        column: field.name().clone(),
+                    });
+                }
+            }
+        }
+
+        let spent: f64 = steps.iter().map(|(_, r)| r).sum();
+        let mut spend_notes = vec!["neighbouring tables differ by one added or removed row".to_owned()];
+        if selecting > 0 {
+            spend_notes.push(format!(
+                "categories released by Gaussian partition selection; δ = {delta_select:.1e} of it, the rest \
+                 from the zCDP conversion"
+            ));
+        }
+        if !s.bounds.is_empty() {
+            let cols: Vec<&str> = s.bounds.iter().map(|(c, _, _)| c.as_str()).collect();
+            spend_notes.push(format!("bounds declared public for {}", cols.join(", ")));
+        }
+        if !s.public_categories.is_empty() {
+            spend_notes.push(format!(
+                "value sets declared public for {}",
+                s.public_categories.join(", ")
+            ));
+        }
+        if s.reproducible_noise {
+            spend_notes.push(
+                "noise derived from the seed (reproducible_noise): not private against anyone who knows it".into(),
+            );
+        }
+        let spend = PrivacySpend {
+            epsilon: cdp_eps(spent, delta_gauss),
+            delta: delta_gauss + delta_select,
+            rho: spent,
+            steps,
+            notes: spend_notes,
+        };
+        Ok(PrivSynModel {
+            schema,
+            semantics: data.semantics.to_vec(),
+            plans,
+            codecs,
+            sizes,
+            marginals,
+            total,
+            iterations: s.iterations,
+            spend,
+            notes,
+        })
+    }
+}
+
+/// Fresh keys `1..=rows` in the column's type (strings for text keys).
+pub(crate) fn keys(rows: usize, data_type: &DataType) -> Result<ArrayRef> {
+    let ids: ArrayRef = Arc::new(UInt64Array::from_iter_values(1..=rows as u64));
+    Ok(match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let s: ArrayRef = Arc::new(StringArray::from_iter_values((1..=rows).map(|i| format!("{i:06}"))));
+            cast(&s, data_type)?
+        }
+        d if d.is_integer() => cast(&ids, d)?,
+        d => new_null_array(d, rows),
+    })
+}
+
+impl Model for PrivSynModel {
+    fn sample(&self, rows: usize, seed: u64, progress: &dyn Progress) -> Result<RecordBatch> {
+        // Sampling is post-processing of released marginals: a seeded stream
+        // is fine here (and makes the twin reproducible).
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SAMPLE_STREAM);
+        let records = gum::synthesize(
+            &self.marginals,
+            &self.sizes,
+            rows,
+            self.iterations,
+            1.0,
+            &mut rng,
+            progress,
+        )?;
+        let mut columns = Vec::with_capacity(self.plans.len());
+        for (plan, field) in self.plans.iter().zip(self.schema.fields()) {
+            columns.push(match plan {
+                Plan::Attr(a) => self.codecs[*a].decode(&records[*a], field.data_type(), &mut rng)?,
+                Plan::Key => keys(rows, field.data_type())?,
+            });
+        }
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+
+    fn columns(&self) -> Vec<ColumnModel> {
+        self.plans
+            .iter()
+            .zip(self.schema.fields())
+            .zip(&self.semantics)
+            .map(|((plan, field), semantic)| {
+                let model = match plan {
+                    Plan::Key => "key: fresh sequential values".to_owned(),
+                    Plan::Attr(a) => {
+                        let pairs: Vec<&str> = self
+                            .marginals
+                            .iter()
+                            .filter(|m| m.attrs.len() == 2 && m.attrs.contains(a))
+                            .filter_map(|m| m.attrs.iter().find(|x| *x != a))
+                            .filter_map(|other| {
+                                self.plans
+                                    .iter()
+                                    .position(|p| matches!(p, Plan::Attr(x) if x == other))
+                                    .map(|ci| self.schema.field(ci).name().as_str())
+                            })
+                            .collect();
+                        let with = if pairs.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; measured with {}", pairs.join(", "))
+                        };
+                        format!("{}{with}", self.codecs[*a].describe())
+                    }
+                };
+                ColumnModel {
+                    column: field.name().clone(),
+                    semantic: *semantic,
+                    model,
+                }
+            })
+            .collect()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = self.notes.clone();
+        notes.push(format!(
+            "(ε = {:.3}, δ = {:.1e})-DP: ρ = {:.5} in zCDP over {}",
+            self.spend.epsilon,
+            self.spend.delta,
+            self.spend.rho,
+            self.spend
+                .steps
+                .iter()
+                .map(|(step, rho)| format!("{step} ({rho:.5})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        notes
+    }
+
+    fn privacy(&self) -> Option<PrivacySpend> {
+        Some(self.spend.clone())
+    }
+
+    fn suggested_rows(&self) -> Option<usize> {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a positive row count"
+        )]
+        Some(self.total.round().max(1.0) as usize)
+    }
+}

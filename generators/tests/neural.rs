@@ -1,0 +1,148 @@
+//! CTGAN and TVAE on libtorch (`--features torch`, CPU in CI): the twin has
+//! the table's schema, keeps the categories and their dependence, stays in
+//! the numeric range, and the same seed gives the same table on CPU.
+#![cfg(feature = "torch")]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use doppel_generators::{Ctgan, Generator, NoProgress, ParamValue, Params, SemanticType, TrainingData, Tvae};
+use rand::{RngExt, SeedableRng};
+
+/// `plan` drives a bimodal `spend` (free ≈ 5, pro ≈ 120) and `seats`.
+fn table(n: usize) -> RecordBatch {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let mut plan = Vec::with_capacity(n);
+    let mut spend = Vec::with_capacity(n);
+    let mut seats = Vec::with_capacity(n);
+    let mut id = Vec::with_capacity(n);
+    for i in 0..n {
+        let pro = rng.random::<f64>() < 0.3;
+        plan.push(if pro { "pro" } else { "free" });
+        spend.push(if pro { 120.0 } else { 5.0 } + rng.random::<f64>() * 4.0);
+        seats.push(if pro { rng.random_range(10..20) } else { 1 });
+        id.push(i64::try_from(i).unwrap());
+    }
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("plan", DataType::Utf8, false),
+            Field::new("spend", DataType::Float64, false),
+            Field::new("seats", DataType::Int64, false),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(id)) as ArrayRef,
+            Arc::new(StringArray::from(plan)),
+            Arc::new(Float64Array::from(spend)),
+            Arc::new(Int64Array::from(seats)),
+        ],
+    )
+    .unwrap()
+}
+
+const SEMANTICS: [SemanticType; 4] = [
+    SemanticType::Id,
+    SemanticType::Categorical,
+    SemanticType::Numerical,
+    SemanticType::Numerical,
+];
+
+fn params(epochs: i64) -> Params {
+    Params::new()
+        .set("epochs", ParamValue::Integer(epochs))
+        .set("batch_size", ParamValue::Integer(200))
+        .set("device", ParamValue::String("cpu".into()))
+}
+
+fn twin(g: &dyn Generator, epochs: i64, seed: u64) -> (RecordBatch, RecordBatch) {
+    let real = table(2000);
+    let data = TrainingData {
+        batch: &real,
+        semantics: &SEMANTICS,
+    };
+    let model = g.fit(&data, &params(epochs), seed, &NoProgress).expect("fit");
+    let synth = model.sample(1000, seed, &NoProgress).expect("sample");
+    (real, synth)
+}
+
+/// Share of `pro` rows, and mean spend per plan.
+fn summary(b: &RecordBatch) -> (f64, HashMap<String, f64>) {
+    let plan = b.column(1).as_string::<i32>();
+    let spend = b.column(2).as_primitive::<Float64Type>();
+    let mut sums: HashMap<String, (f64, f64)> = HashMap::new();
+    for i in 0..b.num_rows() {
+        let e = sums.entry(plan.value(i).to_owned()).or_default();
+        e.0 += spend.value(i);
+        e.1 += 1.0;
+    }
+    #[allow(clippy::cast_precision_loss, reason = "small row counts")]
+    let pro = sums.get("pro").map_or(0.0, |e| e.1) / b.num_rows() as f64;
+    (pro, sums.into_iter().map(|(k, (s, c))| (k, s / c)).collect())
+}
+
+fn check(real: &RecordBatch, synth: &RecordBatch, name: &str) {
+    assert_eq!(synth.schema(), real.schema());
+    assert_eq!(synth.num_rows(), 1000);
+    let plan = synth.column(1).as_string::<i32>();
+    assert!(
+        plan.iter().flatten().all(|p| p == "free" || p == "pro"),
+        "{name}: invented a plan"
+    );
+    let spend = synth.column(2).as_primitive::<Float64Type>();
+    assert!(
+        spend.iter().flatten().all(|s| (5.0..=124.0).contains(&s)),
+        "{name}: spend out of range"
+    );
+    let ids = synth.column(0).as_primitive::<Int64Type>();
+    assert_eq!(ids.value(0), 1, "{name}: keys are fresh");
+    let (pro, means) = summary(synth);
+    assert!((0.15..0.45).contains(&pro), "{name}: pro share {pro}");
+    // The dependence survives: pro rows spend far more than free rows.
+    let (free_mean, pro_mean) = (means["free"], means["pro"]);
+    assert!(
+        pro_mean > free_mean + 60.0,
+        "{name}: free {free_mean:.1}, pro {pro_mean:.1}"
+    );
+}
+
+#[test]
+fn ctgan_learns_a_bimodal_column_and_its_dependence() {
+    let (real, synth) = twin(&Ctgan, 300, 7);
+    check(&real, &synth, "ctgan");
+}
+
+#[test]
+fn tvae_learns_a_bimodal_column_and_its_dependence() {
+    let (real, synth) = twin(&Tvae, 60, 7);
+    check(&real, &synth, "tvae");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_twin_on_cpu() {
+    for g in [&Ctgan as &dyn Generator, &Tvae] {
+        let (_, a) = twin(g, 2, 11);
+        let (_, b) = twin(g, 2, 11);
+        assert_eq!(a, b, "{}", g.name());
+    }
+}
+
+#[test]
+fn bad_parameters_are_refused_by_name() {
+    let real = table(100);
+    let data = TrainingData {
+        batch: &real,
+        semantics: &SEMANTICS,
+    };
+    let bad = params(1).set("batch_size", ParamValue::Integer(95));
+    match Ctgan.fit(&data, &bad, 0, &NoProgress) {
+        Err(doppel_generators::Error::InvalidParam { name, .. }) => assert_eq!(name, "batch_size"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let bad = params(1).set("device", ParamValue::String("tpu".into()));
+    assert!(matches!(
+        Tvae.fit(&data, &bad, 0, &NoProgress),
+        Err(doppel_generators::Error::InvalidParam { .. })
+    ));
+}

@@ -1,0 +1,151 @@
+//! Differentially private twins, from the CLI and as server jobs, with the
+//! dataset's privacy budget refusing an overspend before a row is read.
+
+use serde_json::{Value, json};
+
+use crate::server::{Server, account, api_key, follow, get, http, post, upload};
+use crate::{doppel, output_of, parquet_schema_and_rows};
+
+#[test]
+fn the_dp_pipeline_writes_a_twin_and_reports_the_budget_spent() {
+    let out = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = output_of(
+        doppel()
+            .args(["run", "pipelines/dp.toml", "--input", "data/adult.csv", "--out"])
+            .arg(out.path()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (schema, rows) = parquet_schema_and_rows(&out.path().join("synthetic.parquet"));
+    assert_eq!(schema.len(), 15);
+    // The row count is the noisy total (scaled up for the holdout), never
+    // the exact one.
+    assert!(rows.abs_diff(32_561) < 1_000, "{rows} rows");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+    let synth = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "synth")
+        .unwrap();
+    let dp = &synth["result"]["model"]["privacy"];
+    assert!((dp["epsilon"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{dp}");
+    assert_eq!(dp["delta"].as_f64().unwrap(), 1e-9);
+    let steps: f64 = dp["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["rho"].as_f64().unwrap())
+        .sum();
+    assert!((steps - dp["rho"].as_f64().unwrap()).abs() < 1e-12);
+    let quality = report["summary"]["scores"]["quality.Quality Score"].as_f64().unwrap();
+    assert!(quality > 0.7, "quality {quality}\n{stdout}");
+    // The PDF states the guarantee.
+    let text = std::process::Command::new("pdftotext")
+        .arg(out.path().join("report.pdf"))
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils) is installed");
+    let text = String::from_utf8_lossy(&text.stdout).replace('\n', " ");
+    assert!(text.contains("differentially private"), "{text}");
+}
+
+fn put(s: &Server, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    let resp = http().put(s.url(path)).bearer_auth(token).json(body).send().unwrap();
+    (resp.status().as_u16(), resp.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_dp_job_over_the_datasets_budget_is_refused_before_it_runs() {
+    let s = Server::start(&["serve"], &[]);
+    let session = account(&s, "dp@example.com");
+    let key = api_key(&s, &session, &["datasets:read", "datasets:write", "jobs:run"]);
+    let (status, ds) = upload(&s, &key, "data/adult.csv", None);
+    assert_eq!(status, 201, "{ds}");
+    let id = ds["id"].as_str().unwrap();
+
+    let (status, ledger) = get(&s, &format!("/v1/datasets/{id}/privacy"), Some(&key));
+    assert_eq!(status, 200, "{ledger}");
+    assert_eq!(
+        ledger["budget"],
+        json!({"epsilon": 10.0, "delta": 1e-6}),
+        "the default budget"
+    );
+    let (status, ledger) = put(
+        &s,
+        &format!("/v1/datasets/{id}/privacy"),
+        &key,
+        &json!({"epsilon": 1.5, "delta": 1e-6}),
+    );
+    assert_eq!(status, 200, "{ledger}");
+
+    let (status, job) = post(&s, "/v1/jobs", Some(&key), &json!({"pipeline": "dp", "dataset_id": id}));
+    assert_eq!(status, 201, "{job}");
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    // ε = 1 more would make 2 > 1.5: refused now, not after a run.
+    let (status, refused) = post(&s, "/v1/jobs", Some(&key), &json!({"pipeline": "dp", "dataset_id": id}));
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["code"], "privacy_budget_exceeded");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("only ε = 0.5"), "{message}");
+    // A smaller ε fits exactly; a non-DP pipeline needs no budget.
+    let (status, small) = post(
+        &s,
+        "/v1/jobs",
+        Some(&key),
+        &json!({"pipeline": "dp", "dataset_id": id, "overrides": ["synth.epsilon=0.5"]}),
+    );
+    assert_eq!(status, 201, "{small}");
+    let (status, copula) = post(
+        &s,
+        "/v1/jobs",
+        Some(&key),
+        &json!({"pipeline": "pii-scan", "dataset_id": id}),
+    );
+    assert_eq!(status, 201, "{copula}");
+
+    let (_, ledger) = get(&s, &format!("/v1/datasets/{id}/privacy"), Some(&key));
+    assert!(
+        (ledger["spent"]["epsilon"].as_f64().unwrap() - 1.5).abs() < 1e-9,
+        "{ledger}"
+    );
+    assert_eq!(ledger["remaining"]["epsilon"].as_f64().unwrap(), 0.0);
+    let charges = ledger["charges"].as_array().unwrap();
+    assert_eq!(charges.len(), 2);
+    assert_eq!(charges[0]["job_id"], json!(job_id));
+    assert_eq!(
+        (charges[0]["stage"].as_str(), charges[0]["mechanism"].as_str()),
+        (Some("synth"), Some("privsyn"))
+    );
+
+    let events = follow(&s, &key, &job_id);
+    let last = events.last().unwrap();
+    assert_eq!(last["state"], "succeeded", "{last}");
+    let (_, report) = get(&s, &format!("/v1/jobs/{job_id}/report"), Some(&key));
+    let synth = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "synth")
+        .unwrap();
+    assert!((synth["result"]["model"]["privacy"]["epsilon"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+
+    // Someone else can neither read nor raise this budget.
+    let other = account(&s, "mallory@example.com");
+    let (status, _) = get(&s, &format!("/v1/datasets/{id}/privacy"), Some(&other));
+    assert_eq!(status, 404);
+    let (status, _) = put(
+        &s,
+        &format!("/v1/datasets/{id}/privacy"),
+        &other,
+        &json!({"epsilon": 100.0, "delta": 1e-6}),
+    );
+    assert_eq!(status, 404);
+    let (status, bad) = put(
+        &s,
+        &format!("/v1/datasets/{id}/privacy"),
+        &key,
+        &json!({"epsilon": -1.0, "delta": 1e-6}),
+    );
+    assert_eq!((status, bad["code"].as_str()), (400, Some("invalid_request")), "{bad}");
+}
