@@ -344,7 +344,8 @@ impl PrivSynModel {
         let mut codes = Vec::new();
         let mut ones: Vec<Marginal> = Vec::new();
         let mut notes = Vec::new();
-        let total_steps = schema.fields().len() as u64 + u64::try_from(s.iterations).unwrap_or(0);
+        // Columns, then selection, measurement and consistency as one step.
+        let total_steps = schema.fields().len() as u64 + 1;
         for (ci, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
             if progress.is_cancelled() {
                 return Err(Error::Cancelled);
@@ -501,6 +502,7 @@ impl PrivSynModel {
         }
         drop(discrete);
         let total = marginals::make_consistent(&mut marginals, &sizes, 100);
+        progress.advance(total_steps, total_steps);
         marginals::sparsify(&mut marginals, &sizes, total, SPARSE_SIGMAS, 20);
         // Columns declared non-nullable can't take the null (missing or rare)
         // bin: give its mass to the released values.
