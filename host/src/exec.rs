@@ -634,21 +634,11 @@ fn run_generator(ctx: &StageCtx, generator: &dyn doppel_generators::Generator) -
         .fit(&data, &params, seed, &GenProgress { ctx, phase_offset: 0 })
         .map_err(gen_err)?;
     let fit = fit_started.elapsed();
-    // A DP model answers its noisy row count: the real one is private too.
-    // Scaled like the default when a split set rows aside (the split's share
-    // is a pipeline setting, not a secret).
-    let suggested = model.suggested_rows().map(|noisy| {
-        #[allow(
-            clippy::cast_precision_loss,
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "row counts"
-        )]
-        let scaled = (noisy as f64 * default_rows as f64 / batch.num_rows().max(1) as f64).round() as usize;
-        scaled
-    });
+    // A DP model answers its noisy row count of the rows it learned from: the
+    // real count is private too. It is not scaled up for rows a split set
+    // aside, because that ratio comes from exact counts.
     let rows = rows_setting.map_or_else(
-        || suggested.unwrap_or(default_rows),
+        || model.suggested_rows().unwrap_or(default_rows),
         |r| usize::try_from(r).unwrap_or(0),
     );
     let sample_started = Instant::now();
