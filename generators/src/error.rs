@@ -48,6 +48,9 @@ pub enum Error {
         /// Column name.
         column: String,
     },
+    /// The operating system's random generator, which keys DP noise, failed.
+    #[error("no entropy for differential-privacy noise: {0}")]
+    Entropy(String),
     /// libtorch reported an error (out of device memory, a bad tensor shape).
     #[error("libtorch: {0}")]
     Torch(String),

@@ -271,7 +271,7 @@ impl PrivSynModel {
         let mut noise = if s.reproducible_noise {
             Noise::seeded(seed)
         } else {
-            Noise::os().map_err(|e| invalid("reproducible_noise", format!("no entropy for DP noise: {e}")))?
+            Noise::os().map_err(|e| Error::Entropy(e.to_string()))?
         };
 
         // Decide each column's treatment before touching values, so the
