@@ -51,6 +51,34 @@ pub struct ParamSpec {
     pub maximum: Option<f64>,
 }
 
+impl ParamSpec {
+    /// A bounded integer parameter with a default.
+    pub fn integer(name: &'static str, description: &'static str, default: i64, min: f64, max: f64) -> Self {
+        ParamSpec {
+            name,
+            description,
+            ty: ParamType::Integer,
+            default: Some(ParamValue::Integer(default)),
+            allowed: &[],
+            minimum: Some(min),
+            maximum: Some(max),
+        }
+    }
+
+    /// A bounded real parameter with a default.
+    pub fn float(name: &'static str, description: &'static str, default: f64, min: f64, max: f64) -> Self {
+        ParamSpec {
+            name,
+            description,
+            ty: ParamType::Float,
+            default: Some(ParamValue::Float(default)),
+            allowed: &[],
+            minimum: Some(min),
+            maximum: Some(max),
+        }
+    }
+}
+
 /// Parameter values handed to [`crate::Generator::fit`], already validated
 /// against the generator's [`ParamSpec`]s by the caller.
 #[derive(Debug, Clone, Default)]

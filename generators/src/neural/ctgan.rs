@@ -14,8 +14,8 @@ use tch::{Device, Kind, Tensor};
 
 use super::cond::CondSampler;
 use super::transformer::{Activation, Span, Transformer};
-use super::{common_params, device, int_param, linear, positive, to_i64, torch_err, torch_lock};
-use crate::params::{ParamSpec, ParamType, ParamValue, Params};
+use super::{common_params, device, linear, positive, sample_encoded, to_i64, torch_err, torch_lock};
+use crate::params::{ParamSpec, Params};
 use crate::semantic::SemanticType;
 use crate::{ColumnModel, Error, Generator, Model, Progress, Result, TrainingData};
 
@@ -168,22 +168,20 @@ impl Generator for Ctgan {
 
     fn params(&self) -> Vec<ParamSpec> {
         let mut p = common_params(300, 500);
-        p.push(int_param(
+        p.push(ParamSpec::integer(
             "pac",
             "Rows the critic judges together (PacGAN).",
             10,
             1.0,
             100.0,
         ));
-        p.push(ParamSpec {
-            name: "learning_rate",
-            description: "Adam learning rate of both networks.",
-            ty: ParamType::Float,
-            default: Some(ParamValue::Float(2e-4)),
-            allowed: &[],
-            minimum: Some(1e-7),
-            maximum: Some(1.0),
-        });
+        p.push(ParamSpec::float(
+            "learning_rate",
+            "Adam learning rate of both networks.",
+            2e-4,
+            1e-7,
+            1.0,
+        ));
         p
     }
 
@@ -331,29 +329,13 @@ impl std::fmt::Debug for CtganModel {
 
 impl Model for CtganModel {
     fn sample(&self, rows: usize, seed: u64, progress: &dyn Progress) -> Result<RecordBatch> {
-        let _torch = torch_lock();
         let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        tch::manual_seed(i64::from_ne_bytes(seed.to_ne_bytes()));
-        let _no_grad = tch::no_grad_guard();
-        let mut out: Vec<f32> = Vec::with_capacity(rows * self.transformer.width);
-        let mut done = 0usize;
-        while done < rows {
-            if progress.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let b = self.batch.min(to_i64(rows - done));
+        let out = sample_encoded(rows, self.batch, self.transformer.width, seed, progress, |b| {
             let z = Tensor::randn([b, self.embedding], (Kind::Float, self.device));
             let c = inner.cond.sample_original(b);
             let raw = inner.generator.forward_t(&Tensor::cat(&[z, c], 1), false);
-            let act = activate(&raw, &self.transformer.spans)
-                .to_device(Device::Cpu)
-                .contiguous();
-            let flat = act.view([-1]);
-            let values = Vec::<f32>::try_from(&flat).map_err(torch_err)?;
-            out.extend_from_slice(&values);
-            done += usize::try_from(b).unwrap_or(0);
-            progress.advance(done as u64, rows as u64);
-        }
+            activate(&raw, &self.transformer.spans)
+        })?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6374_6761_6e5f_7331);
         self.transformer.decode(&out, rows, &mut rng)
     }

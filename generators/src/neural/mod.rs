@@ -18,10 +18,10 @@ mod tvae;
 
 use std::sync::Mutex;
 
-use tch::{Device, nn};
+use tch::{Device, Tensor, nn};
 
 use crate::params::{ParamSpec, ParamType, ParamValue, Params};
-use crate::{Error, Result};
+use crate::{Error, Progress, Result};
 
 pub use ctgan::{Ctgan, CtganModel};
 pub use tvae::{Tvae, TvaeModel};
@@ -66,37 +66,25 @@ fn positive(params: &Params, name: &str, default: i64) -> Result<i64> {
     }
 }
 
-fn int_param(name: &'static str, description: &'static str, default: i64, min: f64, max: f64) -> ParamSpec {
-    ParamSpec {
-        name,
-        description,
-        ty: ParamType::Integer,
-        default: Some(ParamValue::Integer(default)),
-        allowed: &[],
-        minimum: Some(min),
-        maximum: Some(max),
-    }
-}
-
 /// Parameters both neural generators take.
 fn common_params(epochs: i64, batch: i64) -> Vec<ParamSpec> {
     vec![
-        int_param("epochs", "Passes over the table.", epochs, 1.0, 100_000.0),
-        int_param(
+        ParamSpec::integer("epochs", "Passes over the table.", epochs, 1.0, 100_000.0),
+        ParamSpec::integer(
             "batch_size",
             "Rows per training step (a multiple of `pac` for CTGAN).",
             batch,
             10.0,
             1e6,
         ),
-        int_param(
+        ParamSpec::integer(
             "embedding_dim",
             "Size of the random input (CTGAN) or latent code (TVAE).",
             128,
             2.0,
             4096.0,
         ),
-        int_param(
+        ParamSpec::integer(
             "max_categories",
             "Columns with more distinct values are resampled independently instead of one-hot encoded.",
             1000,
@@ -133,6 +121,36 @@ fn linear(p: nn::Path<'_>, input: i64, output: i64) -> nn::Linear {
         ..nn::LinearConfig::default()
     };
     nn::linear(p, input, output, config)
+}
+
+/// Draw `rows` encoded rows (`rows × width`, row-major, on the host) in
+/// batches of at most `batch` from `generate`, which returns one batch of
+/// activated rows on the device. Seeded, under the process-wide torch lock,
+/// without autograd; cancellable between batches.
+fn sample_encoded(
+    rows: usize,
+    batch: i64,
+    width: usize,
+    seed: u64,
+    progress: &dyn Progress,
+    mut generate: impl FnMut(i64) -> Tensor,
+) -> Result<Vec<f32>> {
+    let _torch = torch_lock();
+    tch::manual_seed(i64::from_ne_bytes(seed.to_ne_bytes()));
+    let _no_grad = tch::no_grad_guard();
+    let mut out: Vec<f32> = Vec::with_capacity(rows * width);
+    let mut done = 0usize;
+    while done < rows {
+        if progress.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let b = batch.min(to_i64(rows - done));
+        let act = generate(b).to_device(Device::Cpu).contiguous();
+        out.extend_from_slice(&Vec::<f32>::try_from(&act.view([-1])).map_err(torch_err)?);
+        done += usize::try_from(b).unwrap_or(0);
+        progress.advance(done as u64, rows as u64);
+    }
+    Ok(out)
 }
 
 fn torch_err(e: tch::TchError) -> Error {

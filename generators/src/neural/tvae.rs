@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::ctgan::column_models;
 use super::transformer::{Activation, Transformer};
-use super::{common_params, device, linear, positive, to_i64, torch_err, torch_lock};
+use super::{common_params, device, linear, positive, sample_encoded, to_i64, torch_err, torch_lock};
 use crate::params::{ParamSpec, Params};
 use crate::semantic::SemanticType;
 use crate::{ColumnModel, Error, Generator, Model, Progress, Result, TrainingData};
@@ -200,36 +200,27 @@ impl std::fmt::Debug for TvaeModel {
 
 impl Model for TvaeModel {
     fn sample(&self, rows: usize, seed: u64, progress: &dyn Progress) -> Result<RecordBatch> {
-        let _torch = torch_lock();
         let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        tch::manual_seed(i64::from_ne_bytes(seed.to_ne_bytes()));
-        let _no_grad = tch::no_grad_guard();
-        let mut out: Vec<f32> = Vec::with_capacity(rows * self.transformer.width);
-        let mut done = 0usize;
-        while done < rows {
-            if progress.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let b = self.batch.min(to_i64(rows - done));
+        let out = sample_encoded(rows, self.batch, self.transformer.width, seed, progress, |b| {
             let z = Tensor::randn([b, self.embedding], (Kind::Float, self.device));
             let rec = inner.decoder.forward(&z).tanh();
             // α gets the decoder's learned noise, as SDV's inverse transform does.
             let noise = Tensor::randn_like(&rec) * inner.decoder.sigma.unsqueeze(0);
-            let mut parts = Vec::with_capacity(self.transformer.spans.len());
-            for s in &self.transformer.spans {
-                let (start, w) = (to_i64(s.start), to_i64(s.width));
-                let block = rec.narrow(1, start, w);
-                parts.push(match s.activation {
-                    Activation::Tanh => (block + noise.narrow(1, start, w)).clamp(-1.0, 1.0),
-                    Activation::Softmax => block,
-                });
-            }
-            let act = Tensor::cat(&parts, 1).to_device(Device::Cpu).contiguous();
-            let values = Vec::<f32>::try_from(&act.view([-1])).map_err(torch_err)?;
-            out.extend_from_slice(&values);
-            done += usize::try_from(b).unwrap_or(0);
-            progress.advance(done as u64, rows as u64);
-        }
+            let parts: Vec<Tensor> = self
+                .transformer
+                .spans
+                .iter()
+                .map(|s| {
+                    let (start, w) = (to_i64(s.start), to_i64(s.width));
+                    let block = rec.narrow(1, start, w);
+                    match s.activation {
+                        Activation::Tanh => (block + noise.narrow(1, start, w)).clamp(-1.0, 1.0),
+                        Activation::Softmax => block,
+                    }
+                })
+                .collect();
+            Tensor::cat(&parts, 1)
+        })?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7476_6165_5f73_616d);
         self.transformer.decode(&out, rows, &mut rng)
     }

@@ -59,6 +59,16 @@ impl Discrete {
     }
 }
 
+/// One column's noisy 1-way marginal over `size` bins at cost `rho`.
+pub(crate) fn measure_column(bins: &[u32], size: usize, rho: f64, noise: &mut Noise) -> Vec<f64> {
+    let mut counts = vec![0.0; size];
+    for &b in bins {
+        counts[b as usize] += 1.0;
+    }
+    noise.gaussian(&mut counts, gaussian_sigma(rho, 1.0));
+    counts
+}
+
 /// Noisy InDif of every pair `(a, b)`, `a < b`: `Σ |n_ab − n_a·n_b / n|`,
 /// how far the pair is from independent. Its sensitivity is 4 (PrivSyn
 /// Lemma 1), so the m pair scores together cost `rho` with σ = √(8m/ρ).

@@ -117,30 +117,6 @@ impl Settings {
     }
 }
 
-fn float_param(name: &'static str, description: &'static str, default: f64, min: f64, max: f64) -> ParamSpec {
-    ParamSpec {
-        name,
-        description,
-        ty: ParamType::Float,
-        default: Some(ParamValue::Float(default)),
-        allowed: &[],
-        minimum: Some(min),
-        maximum: Some(max),
-    }
-}
-
-fn int_param(name: &'static str, description: &'static str, default: i64, min: f64, max: f64) -> ParamSpec {
-    ParamSpec {
-        name,
-        description,
-        ty: ParamType::Integer,
-        default: Some(ParamValue::Integer(default)),
-        allowed: &[],
-        minimum: Some(min),
-        maximum: Some(max),
-    }
-}
-
 impl Generator for PrivSyn {
     fn name(&self) -> &'static str {
         NAME
@@ -153,23 +129,23 @@ impl Generator for PrivSyn {
 
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            float_param("epsilon", "Privacy budget ε of the whole fit.", 1.0, 0.001, 100.0),
-            float_param(
+            ParamSpec::float("epsilon", "Privacy budget ε of the whole fit.", 1.0, 0.001, 100.0),
+            ParamSpec::float(
                 "delta",
                 "Privacy budget δ (keep it well below 1/rows).",
                 1e-9,
                 1e-15,
                 1e-3,
             ),
-            int_param(
+            ParamSpec::integer(
                 "max_cells",
                 "Largest pair marginal (cells) that may be selected.",
                 10_000,
                 4.0,
                 1e7,
             ),
-            int_param("bins", "Bins per numeric column.", 32, 2.0, 1000.0),
-            int_param("iterations", "GUM update rounds.", 50, 1.0, 1000.0),
+            ParamSpec::integer("bins", "Bins per numeric column.", 32, 2.0, 1000.0),
+            ParamSpec::integer("iterations", "GUM update rounds.", 50, 1.0, 1000.0),
             ParamSpec {
                 name: "bounds",
                 description: "Public bounds `column=low..high` for numeric columns (saves the budget of \
@@ -382,14 +358,8 @@ impl PrivSynModel {
                     let b = domain::numeric_bins(lo, hi, s.bins, whole);
                     let bins: Vec<u32> = values.iter().map(|v| b.bin(v)).collect();
                     let codec = Codec::Numeric(b);
-                    let discrete = Discrete {
-                        codes: vec![bins],
-                        sizes: vec![codec.size()],
-                        rows: batch.num_rows(),
-                    };
-                    let one = discrete.measure(&[0], rho_one_each, &mut noise);
-                    let bins = discrete.codes.into_iter().next().expect("one column");
-                    (codec, bins, one.counts)
+                    let one = marginals::measure_column(&bins, codec.size(), rho_one_each, &mut noise);
+                    (codec, bins, one)
                 }
                 Kind::Boolean => {
                     let b = cast(column, &DataType::Boolean)?;
@@ -402,14 +372,8 @@ impl PrivSynModel {
                         field.data_type(),
                     )?;
                     let codec = Codec::Categorical { values };
-                    let discrete = Discrete {
-                        codes: vec![bins],
-                        sizes: vec![3],
-                        rows: batch.num_rows(),
-                    };
-                    let one = discrete.measure(&[0], rho_one_each, &mut noise);
-                    let bins = discrete.codes.into_iter().next().expect("one column");
-                    (codec, bins, one.counts)
+                    let one = marginals::measure_column(&bins, 3, rho_one_each, &mut noise);
+                    (codec, bins, one)
                 }
                 Kind::Categories { public } => {
                     let d = domain::distinct(column)?;
@@ -426,14 +390,8 @@ impl PrivSynModel {
                             arrow::compute::take(d.values.as_ref(), &arrow::array::UInt32Array::from(keep), None)?;
                         let bins: Vec<u32> = d.codes.iter().map(|&c| map[c as usize]).collect();
                         let codec = Codec::Categorical { values };
-                        let discrete = Discrete {
-                            codes: vec![bins],
-                            sizes: vec![codec.size()],
-                            rows: batch.num_rows(),
-                        };
-                        let one = discrete.measure(&[0], rho_one_each, &mut noise);
-                        let bins = discrete.codes.into_iter().next().expect("one column");
-                        (codec, bins, one.counts)
+                        let one = marginals::measure_column(&bins, codec.size(), rho_one_each, &mut noise);
+                        (codec, bins, one)
                     } else {
                         let (codec, bins, one) = domain::select_categories(&d, sigma_one, delta_each, &mut noise)?;
                         let kept = codec.size() - 1;
