@@ -70,24 +70,25 @@ fn load(target: &Target) -> anyhow::Result<Result<PipelineSpec, Diagnostics>> {
     };
     let mut problems = Vec::new();
     if let Some(input) = &target.input {
-        let sources = spec.source_stages();
-        match sources.as_slice() {
-            [one] => {
+        let stages = spec.input_stages();
+        match stages.as_slice() {
+            [(one, key)] => {
                 // `--input` is relative to where doppel runs, not to the pipeline.
                 let absolute = std::path::absolute(input).with_context(|| format!("--input {}", input.display()))?;
-                if let Err(d) = spec.set(&format!("{one}.path={}", toml_string(&absolute))) {
+                if let Err(d) = spec.set(&format!("{one}.{key}={}", toml_string(&absolute))) {
                     problems.push(d);
                 }
             }
             [] => bail!(
-                "--input: {} has no `builtin:source` stage to read it",
+                "--input: {} has no `builtin:source` (or `builtin:sample`) stage to read it",
                 target.pipeline.display()
             ),
             many => bail!(
-                "--input: {} has {} source stages ({}); set each with --set <stage>.path=FILE",
+                "--input: {} has {} input stages ({}); set each with --set <stage>.{}=FILE",
                 target.pipeline.display(),
                 many.len(),
-                many.join(", ")
+                many.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", "),
+                many[0].1
             ),
         }
     }
@@ -239,6 +240,10 @@ fn print_summary(plan: &Plan, run: &exec::RunResult, written: &[report::WrittenT
                 let path = report_path.with_file_name(&d.file_name);
                 Some(format!("{} ({} pages)", path.display(), d.pages))
             }
+            Output::Table(_, Provenance::Generated(m)) => m.saved_model.as_ref().map(|d| {
+                let path = report_path.with_file_name(&d.file_name);
+                format!("{} (model, {} KiB)", path.display(), d.bytes.len().div_ceil(1024))
+            }),
             _ => None,
         }))
         .chain(std::iter::once(report_path.display().to_string()))
@@ -253,7 +258,7 @@ pub(crate) fn plugins_list(global: &Global, json: bool) -> anyhow::Result<ExitCo
         .iter()
         .map(|b| {
             let kind = match b {
-                doppel_host::builtins::Builtin::Generator(_) => "generator",
+                doppel_host::builtins::Builtin::Generator(_) | doppel_host::builtins::Builtin::Sample => "generator",
                 _ => "builtin",
             };
             (

@@ -87,6 +87,22 @@ pub(crate) fn serve(global: &Global, args: &ServeArgs, worker_only: bool) -> any
             let addr = settings.http_addr.clone();
             let flight_addr = settings.flight_addr.clone();
             let state = Arc::new(AppState::new(settings, db, storage, catalog)?);
+            // Settle purchases whose webhook never came.
+            let every = state.settings.payments.reconcile_seconds;
+            if every > 0 {
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(every));
+                    loop {
+                        tick.tick().await;
+                        match state.market.reconcile().await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(settled = n, "Reconciled pending purchases."),
+                            Err(e) => tracing::warn!(error = %e, "Reconciliation failed; will retry."),
+                        }
+                    }
+                });
+            }
             let flight = if flight_addr.is_empty() || flight_addr == "off" {
                 None
             } else {

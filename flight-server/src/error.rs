@@ -22,8 +22,8 @@ pub fn platform(e: doppel_platform::Error) -> Status {
     use doppel_platform::Error as E;
     match &e {
         E::NotFound(_) => Status::not_found(e.to_string()),
-        E::Invalid { .. } | E::Conflict(_) => Status::invalid_argument(e.to_string()),
-        E::BudgetExceeded(_) => Status::failed_precondition(e.to_string()),
+        E::Invalid { .. } | E::Conflict(_) | E::BadSignature(_) => Status::invalid_argument(e.to_string()),
+        E::BudgetExceeded(_) | E::Refused { .. } => Status::failed_precondition(e.to_string()),
         E::Unauthenticated(_) | E::MfaRequired => Status::unauthenticated(e.to_string()),
         E::Forbidden(_) => Status::permission_denied(e.to_string()),
         E::Unavailable(_) => {

@@ -684,7 +684,8 @@ impl FlightSql {
                     p,
                     runner::JobRequest {
                         pipeline: s.pipeline,
-                        dataset_id: d.id,
+                        dataset_id: Some(d.id),
+                        model: None,
                         overrides: s.overrides,
                         csv,
                     },

@@ -54,6 +54,10 @@ pub enum Error {
     /// libtorch reported an error (out of device memory, a bad tensor shape).
     #[error("libtorch: {0}")]
     Torch(String),
+    /// A saved model file is damaged, of another format, or needs another
+    /// build.
+    #[error("saved model: {0}")]
+    InvalidModel(String),
     /// The caller asked to stop.
     #[error("cancelled")]
     Cancelled,

@@ -16,6 +16,8 @@
 //!   boolean, text) that every doppel component shares.
 //! - `Ctgan` and `Tvae` (feature `torch`): CTGAN and TVAE on libtorch,
 //!   CUDA when available.
+//! - [`Model::save`] and [`load_model`]: fit once, sample many — a fitted
+//!   model as one safetensors file (weights, encoding plan, schema).
 //! - [`fake`]: format-preserving fake values for personal data (valid
 //!   checksums, reserved ranges), and keyed pseudonyms.
 //! - [`builtin`]: every generator compiled in, by name.
@@ -59,6 +61,7 @@ mod linalg;
 mod neural;
 mod params;
 mod privsyn;
+mod saved;
 pub mod semantic;
 mod stats;
 
@@ -69,6 +72,7 @@ pub use error::{Error, Result};
 pub use neural::{Ctgan, CtganModel, Tvae, TvaeModel};
 pub use params::{ParamSpec, ParamType, ParamValue, Params};
 pub use privsyn::{PrivSyn, PrivSynModel};
+pub use saved::{FORMAT as SAVED_MODEL_FORMAT, load_model, saved_generator};
 pub use semantic::SemanticType;
 
 /// The table a generator learns from.
@@ -122,6 +126,11 @@ pub trait Generator: Send + Sync + std::fmt::Debug {
     fn privacy_cost(&self, _params: &Params) -> Result<Option<PrivacyCost>> {
         Ok(None)
     }
+    /// Whether this family's fitted models can be saved ([`Model::save`]),
+    /// so a pipeline asking for it is refused before anything runs.
+    fn saves_models(&self) -> bool {
+        false
+    }
 }
 
 /// How one column was modelled, for reports.
@@ -152,6 +161,13 @@ pub trait Model: Send + Sync + std::fmt::Debug {
     /// Rows to sample when the stage does not say (DP models answer their
     /// noisy total: the real row count is itself private).
     fn suggested_rows(&self) -> Option<usize> {
+        None
+    }
+    /// The fitted model as a self-contained file for [`load_model`]
+    /// (safetensors; see [`SAVED_MODEL_FORMAT`]), or `None` for families that
+    /// cannot be saved. The file holds no training row but does hold real
+    /// category values and ranges: treat it like the synthetic data.
+    fn save(&self) -> Option<Result<Vec<u8>>> {
         None
     }
 }

@@ -119,6 +119,12 @@ pub struct ModelSummary {
     pub seed: u64,
     /// What a differentially private fit spent.
     pub privacy: Option<doppel_generators::PrivacySpend>,
+    /// The fitted model as a file, when the stage asked (`save_model`):
+    /// written next to the outputs.
+    pub saved_model: Option<Arc<Document>>,
+    /// File name of the saved model this table was sampled from
+    /// (`builtin:sample`); the model was not fitted in this run.
+    pub loaded_from: Option<String>,
 }
 
 /// What a detector stage found.
@@ -411,6 +417,7 @@ fn run_stage(ctx: &StageCtx) -> Result<StageRun> {
             profile::profile(&table, &ctx.stage.settings).map(|p| Output::Profile(Arc::new(p)))
         }
         Operation::Builtin(Builtin::Generator(g)) => run_generator(ctx, g.as_ref()),
+        Operation::Builtin(Builtin::Sample) => run_sample(ctx),
         Operation::Builtin(Builtin::Protect) => run_protect(ctx),
         Operation::Builtin(Builtin::Split) => {
             let table = ctx.table(0)?;
@@ -569,7 +576,7 @@ fn int_setting(settings: &Settings, key: &str) -> Option<i64> {
 fn generator_params(settings: &Settings) -> Params {
     let mut params = Params::new();
     for (k, v) in settings {
-        if k != "rows" && k != "seed" {
+        if !crate::builtins::HOST_SETTINGS.contains(&k.as_str()) {
             params = params.set(k, to_param(v));
         }
     }
@@ -654,6 +661,19 @@ fn run_generator(ctx: &StageCtx, generator: &dyn doppel_generators::Generator) -
         semantics: Arc::clone(&table.semantics),
         population_rows: None,
     };
+    let saved_model = if matches!(get(&ctx.stage.settings, "save_model"), Some(ConfigValue::Boolean(true))) {
+        let bytes = model
+            .save()
+            .ok_or_else(|| ctx.stage_err(format!("builtin:{} cannot save its models", generator.name())))?
+            .map_err(gen_err)?;
+        Some(Arc::new(Document {
+            file_name: saved_model_name(&ctx.stage.id),
+            bytes,
+            pages: 0,
+        }))
+    } else {
+        None
+    };
     let summary = ModelSummary {
         generator: generator.name().to_owned(),
         columns: model.columns(),
@@ -662,6 +682,79 @@ fn run_generator(ctx: &StageCtx, generator: &dyn doppel_generators::Generator) -
         sample,
         seed,
         privacy: model.privacy(),
+        saved_model,
+        loaded_from: None,
+    };
+    Ok(Output::Table(Arc::new(out), Provenance::Generated(Arc::new(summary))))
+}
+
+/// The file a generator stage saves its model to.
+pub fn saved_model_name(stage: &str) -> String {
+    format!("model-{stage}.safetensors")
+}
+
+/// `builtin:sample`: load a saved model and sample it — no real data, no
+/// fit, and no privacy spent (sampling a DP model is post-processing).
+fn run_sample(ctx: &StageCtx) -> Result<Output> {
+    let mut path = match get(&ctx.stage.settings, "model") {
+        Some(ConfigValue::String(p)) => std::path::PathBuf::from(p),
+        _ => return Err(ctx.stage_err("`model` names no file")),
+    };
+    if path.is_relative() {
+        path = ctx.base_dir.join(&path);
+    }
+    let bytes = std::fs::read(&path).map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    // Name the file, not its directory: a server's work directory is its own business.
+    let file_name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let generator = doppel_generators::saved_generator(&bytes).unwrap_or_else(|_| "saved model".to_owned());
+    let gen_err = |source| Error::Generator {
+        stage: ctx.stage.id.clone(),
+        generator: format!("{generator} from {file_name}"),
+        source,
+    };
+    let model = doppel_generators::load_model(&bytes).map_err(gen_err)?;
+    let seed = int_setting(&ctx.stage.settings, "seed").map_or(0, |s| u64::try_from(s).unwrap_or(0));
+    let rows = match int_setting(&ctx.stage.settings, "rows") {
+        Some(r) => usize::try_from(r).unwrap_or(0),
+        None => model
+            .suggested_rows()
+            .ok_or_else(|| ctx.stage_err("the model does not know its table's size; set `rows`"))?,
+    };
+    let started = Instant::now();
+    let synthetic = model
+        .sample(rows, seed, &GenProgress { ctx, phase_offset: 500 })
+        .map_err(gen_err)?;
+    let sample = started.elapsed();
+    let columns = model.columns();
+    let semantics: Vec<_> = columns.iter().map(|c| c.semantic).collect();
+    if semantics.len() != synthetic.num_columns() {
+        return Err(Error::Internal(format!(
+            "{} column models for {} columns",
+            semantics.len(),
+            synthetic.num_columns()
+        )));
+    }
+    let out = Table {
+        schema: synthetic.schema(),
+        batches: vec![synthetic],
+        semantics: Arc::new(semantics),
+        population_rows: None,
+    };
+    let summary = ModelSummary {
+        generator,
+        columns,
+        notes: model.notes(),
+        fit: Duration::ZERO,
+        sample,
+        seed,
+        privacy: model.privacy(),
+        saved_model: None,
+        loaded_from: Some(file_name),
     };
     Ok(Output::Table(Arc::new(out), Provenance::Generated(Arc::new(summary))))
 }

@@ -43,6 +43,7 @@ impl Catalog {
             Builtin::Split,
             Builtin::Privacy,
             Builtin::ReportPdf,
+            Builtin::Sample,
         ];
         out.extend(self.generators.iter().map(|g| Builtin::Generator(Arc::clone(g))));
         out
@@ -97,9 +98,9 @@ impl Operation {
     /// What the stage produces.
     pub fn produces(&self) -> Produces {
         match self {
-            Operation::Builtin(Builtin::Source | Builtin::Generator(_) | Builtin::Protect | Builtin::Split) => {
-                Produces::Table
-            }
+            Operation::Builtin(
+                Builtin::Source | Builtin::Generator(_) | Builtin::Protect | Builtin::Split | Builtin::Sample,
+            ) => Produces::Table,
             Operation::Builtin(Builtin::Profile) => Produces::Profile,
             Operation::Builtin(Builtin::Privacy) => Produces::Metrics,
             Operation::Builtin(Builtin::ReportPdf) => Produces::Document,
@@ -126,6 +127,7 @@ impl Operation {
             Operation::Builtin(Builtin::Split) => "builtin:split".to_owned(),
             Operation::Builtin(Builtin::Privacy) => "builtin:privacy".to_owned(),
             Operation::Builtin(Builtin::ReportPdf) => "builtin:report-pdf".to_owned(),
+            Operation::Builtin(Builtin::Sample) => "builtin:sample".to_owned(),
             Operation::Builtin(Builtin::Generator(g)) => format!("generator builtin:{}", g.name()),
             Operation::Plugin(p) => format!("{} plugin {}", p.manifest.kind, p.label()),
         }
@@ -381,12 +383,12 @@ pub fn plan(spec: &PipelineSpec, catalog: &Catalog) -> Result<Plan, Diagnostics>
             }
         };
         match op {
-            Operation::Builtin(Builtin::Source) => {
+            Operation::Builtin(b @ (Builtin::Source | Builtin::Sample)) => {
                 if !given.is_empty() {
                     diags.push(
                         Diagnostic::at(
                             at.clone(),
-                            format!("stage `{id}` (builtin:source) reads a file and takes no inputs"),
+                            format!("stage `{id}` (builtin:{}) reads a file and takes no inputs", b.name()),
                         )
                         .label("remove these inputs"),
                     );
@@ -576,7 +578,7 @@ pub fn plan(spec: &PipelineSpec, catalog: &Catalog) -> Result<Plan, Diagnostics>
         }
         // `columns` only means something for stages that read tables.
         if let Some(cols) = &stage.columns
-            && matches!(op, Operation::Builtin(Builtin::Source))
+            && matches!(op, Operation::Builtin(Builtin::Source | Builtin::Sample))
         {
             diags.push(Diagnostic::at(
                 cols.span.clone(),

@@ -106,7 +106,12 @@ pub fn write_documents(run: &RunResult, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(write_err(dir))?;
     let mut written = Vec::new();
     for stage in &run.stages {
-        if let Output::Document(d) = &stage.output {
+        let document = match &stage.output {
+            Output::Document(d) => Some(d),
+            Output::Table(_, Provenance::Generated(m)) => m.saved_model.as_ref(),
+            _ => None,
+        };
+        if let Some(d) = document {
             let path = dir.join(&d.file_name);
             let tmp = dir.join(format!("{}.partial", d.file_name));
             std::fs::write(&tmp, &d.bytes).map_err(write_err(&tmp))?;
@@ -171,6 +176,12 @@ fn output_json(output: &Output) -> Result<Value> {
                     })).collect::<Vec<_>>(),
                     "notes": m.notes,
                 });
+                if let Some(saved) = &m.saved_model {
+                    v["model"]["saved_model"] = json!({ "file": saved.file_name, "bytes": saved.bytes.len() });
+                }
+                if let Some(file) = &m.loaded_from {
+                    v["model"]["loaded_from"] = json!(file);
+                }
                 if let Some(dp) = &m.privacy {
                     v["model"]["privacy"] = json!({
                         "epsilon": dp.epsilon,
@@ -208,7 +219,7 @@ fn kind_of(op: &Operation) -> &'static str {
         Operation::Builtin(crate::builtins::Builtin::Split) => "split",
         Operation::Builtin(crate::builtins::Builtin::Privacy) => "metric",
         Operation::Builtin(crate::builtins::Builtin::ReportPdf) => "report",
-        Operation::Builtin(crate::builtins::Builtin::Generator(_)) => "generator",
+        Operation::Builtin(crate::builtins::Builtin::Generator(_) | crate::builtins::Builtin::Sample) => "generator",
         Operation::Plugin(p) => match p.manifest.kind {
             crate::plugin::PluginKind::Detector => "detector",
             crate::plugin::PluginKind::Metric => "metric",

@@ -36,6 +36,10 @@ pub const PIPELINES: &[Shipped] = &[
         name: "quickstart",
         text: include_str!("../../pipelines/quickstart.toml"),
     },
+    Shipped {
+        name: "sample",
+        text: include_str!("../../pipelines/sample.toml"),
+    },
 ];
 
 /// A shipped pipeline by name.

@@ -44,6 +44,15 @@ fn every_shipped_pipeline_validates_and_runs() {
                     .is_some_and(|b| doppel_host::plan::NEEDS_TORCH.contains(&b))
             })
         });
+        if spec.input_stages().iter().any(|(_, key)| *key == "model") {
+            // Sampling a saved model needs a model a torch build saved
+            // (tests/e2e/neural.rs runs it); here: it plans, and a missing
+            // file is an error that names it.
+            let plan = plan(&spec, &catalog).unwrap_or_else(|d| panic!("{d}"));
+            let err = run(&plan).expect_err("no saved model here").to_string();
+            assert!(err.contains("model-synth.safetensors"), "{err}");
+            continue;
+        }
         if needs_torch && catalog.builtin("ctgan").is_none() {
             // Built without `torch`: the plan must say how to get it.
             let d = plan(&spec, &catalog).expect_err("CTGAN without torch").to_string();

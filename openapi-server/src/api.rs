@@ -41,9 +41,13 @@ pub enum ApiTags {
     Jobs,
     /// Operator endpoints.
     Admin,
+    /// Listings, search, purchases, downloads, the seller dashboard.
+    Marketplace,
+    /// In-app notifications.
+    Notifications,
 }
 
-fn meta(req: &Request) -> RequestMeta {
+pub(crate) fn meta(req: &Request) -> RequestMeta {
     RequestMeta {
         request_id: crate::error::request_id(),
         ip: client_ip(req),
@@ -54,7 +58,7 @@ const MAX_PAGE: u32 = 100;
 
 /// Cut a page of `n` from `rows` fetched with limit `n + 1`: whether more
 /// follow, and the cursor (`starting_after`) for the next page.
-fn paginate<T>(mut rows: Vec<T>, n: i64, id: impl Fn(&T) -> String) -> (Vec<T>, bool, Option<String>) {
+pub(crate) fn paginate<T>(mut rows: Vec<T>, n: i64, id: impl Fn(&T) -> String) -> (Vec<T>, bool, Option<String>) {
     let n = usize::try_from(n).unwrap_or(20);
     let has_more = rows.len() > n;
     rows.truncate(n);
@@ -62,7 +66,7 @@ fn paginate<T>(mut rows: Vec<T>, n: i64, id: impl Fn(&T) -> String) -> (Vec<T>, 
     (rows, has_more, next)
 }
 
-fn page_limit(limit: Option<u32>) -> ApiResult<i64> {
+pub(crate) fn page_limit(limit: Option<u32>) -> ApiResult<i64> {
     match limit {
         None => Ok(20),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(i64::from(n)),
@@ -431,14 +435,27 @@ fn ledger_view(l: doppel_platform::privacy::Ledger) -> PrivacyLedgerView {
 pub struct NewJob {
     /// A shipped pipeline (`GET /v1/pipelines`).
     pub pipeline: String,
-    /// The dataset to run it on.
-    pub dataset_id: String,
+    /// The dataset to run it on (every pipeline but `sample`).
+    pub dataset_id: Option<String>,
+    /// For the `sample` pipeline: the saved model to sample, instead of a
+    /// dataset.
+    pub model: Option<SavedModelRef>,
     /// `stage.key=value` overrides, as `doppel run --set`.
     #[oai(default)]
     #[serde(default)]
     pub overrides: Vec<String>,
     /// Output table format (default parquet).
     pub format: Option<OutputFormat>,
+}
+
+/// A model an earlier job of yours saved (its generator set `save_model = true`).
+#[derive(Debug, Clone, Object, serde::Deserialize, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct SavedModelRef {
+    /// The job that saved it (must have succeeded).
+    pub job_id: String,
+    /// Output name (`model-synth.safetensors`); default: the job's only saved model.
+    pub output: Option<String>,
 }
 
 /// A job.
@@ -449,8 +466,10 @@ pub struct JobView {
     pub id: String,
     /// Pipeline run.
     pub pipeline: String,
-    /// Dataset it ran on.
-    pub dataset_id: String,
+    /// Dataset it ran on (absent for jobs that sampled a saved model).
+    pub dataset_id: Option<String>,
+    /// The job whose saved model it sampled (the `sample` pipeline).
+    pub model_job_id: Option<String>,
     /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     pub state: String,
     /// 0.0 – 1.0.
@@ -483,7 +502,12 @@ pub fn job_view(j: &Job) -> JobView {
     JobView {
         id: j.id.clone(),
         pipeline: s("pipeline"),
-        dataset_id: s("dataset_id"),
+        dataset_id: Some(s("dataset_id")).filter(|d| !d.is_empty()),
+        model_job_id: j
+            .spec
+            .pointer("/model/job_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
         state: j.state.as_str().to_owned(),
         progress: j.progress,
         message: j.message.clone(),
@@ -621,7 +645,7 @@ pub enum NoContent {
 #[derive(Debug)]
 pub struct Api;
 
-fn hash_request(parts: &[&[u8]]) -> String {
+pub(crate) fn hash_request(parts: &[&[u8]]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for p in parts {
@@ -631,7 +655,7 @@ fn hash_request(parts: &[&[u8]]) -> String {
     doppel_platform::util::hex(&h.finalize())
 }
 
-async fn replay<T: ParseFromJSON>(
+pub(crate) async fn replay<T: ParseFromJSON>(
     state: &AppState,
     p: &Principal,
     key: Option<&str>,
@@ -649,7 +673,7 @@ async fn replay<T: ParseFromJSON>(
     }
 }
 
-async fn remember<T: ToJSON>(
+pub(crate) async fn remember<T: ToJSON>(
     state: &AppState,
     p: &Principal,
     key: Option<&str>,
@@ -663,7 +687,7 @@ async fn remember<T: ToJSON>(
     Ok(())
 }
 
-async fn owned_job(state: &AppState, p: &Principal, id: &str, need: Scope) -> ApiResult<Job> {
+pub(crate) async fn owned_job(state: &AppState, p: &Principal, id: &str, need: Scope) -> ApiResult<Job> {
     let job = state.queue.get(id).await?;
     authorize(p, need, &job.owner_id, "job", Grant::OwnerOnly)?;
     Ok(job)
@@ -1234,6 +1258,10 @@ impl Api {
         let request = runner::JobRequest {
             pipeline: body.pipeline.clone(),
             dataset_id: body.dataset_id.clone(),
+            model: body.model.as_ref().map(|m| runner::ModelRequest {
+                job_id: m.job_id.clone(),
+                output: m.output.clone(),
+            }),
             overrides: body.overrides.clone(),
             csv: matches!(body.format, Some(OutputFormat::Csv)),
         };

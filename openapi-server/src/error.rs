@@ -164,7 +164,8 @@ impl From<doppel_platform::Error> for ApiError {
         match &e {
             E::NotFound(_) => ApiError::NotFound(body(&e)),
             E::Conflict(_) | E::BudgetExceeded(_) => ApiError::Conflict(body(&e)),
-            E::Invalid { .. } => ApiError::BadRequest(body(&e)),
+            E::Invalid { .. } | E::BadSignature(_) => ApiError::BadRequest(body(&e)),
+            E::Refused { .. } => ApiError::Unprocessable(body(&e)),
             E::Unauthenticated(_) | E::MfaRequired => ApiError::Unauthorized(body(&e)),
             E::Forbidden(_) => ApiError::Forbidden(body(&e)),
             E::Unavailable(_) => {

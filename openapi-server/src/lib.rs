@@ -36,6 +36,7 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod market;
 pub mod middleware;
 pub mod runner;
 pub mod state;
@@ -52,8 +53,8 @@ use poem_openapi::OpenApiService;
 use crate::state::AppState;
 
 /// The OpenAPI service (also used to write the spec without a server).
-pub fn openapi(public_url: &str) -> OpenApiService<api::Api, ()> {
-    OpenApiService::new(api::Api, "doppel", env!("CARGO_PKG_VERSION"))
+pub fn openapi(public_url: &str) -> OpenApiService<(api::Api, market::MarketApi), ()> {
+    OpenApiService::new((api::Api, market::MarketApi), "doppel", env!("CARGO_PKG_VERSION"))
         .description(
             "Privacy-safe synthetic twins of sensitive tables: upload a table, run a pipeline, \
              fetch the synthetic table and its quality, privacy and compliance reports. \
@@ -75,6 +76,12 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .at("/readyz", get(readyz))
         .at("/metrics", get(metrics))
         .at("/v1/downloads/*key", get(download))
+        .at("/v1/webhooks/:provider", poem::post(market::webhook))
+        .at("/v1/checkout/return", get(market::checkout_return))
+        .at(
+            "/v1/fake-pay/:id",
+            get(market::fake_checkout_page).post(market::fake_checkout_submit),
+        )
         // The middleware reads the state, so the state is added outside it.
         .around(middleware::around)
         .data(state)

@@ -25,16 +25,32 @@ pub const KIND: &str = "pipeline";
 pub struct PipelineJob {
     /// A shipped pipeline's name.
     pub pipeline: String,
-    /// The dataset to run it on.
+    /// The dataset to run it on (empty when the job samples a saved model).
+    #[serde(default)]
     pub dataset_id: String,
     /// Object key of the dataset's Parquet copy (resolved at submission).
+    #[serde(default)]
     pub dataset_key: String,
+    /// The saved model a `builtin:sample` pipeline reads, instead of a dataset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelInput>,
     /// `stage.key=value` overrides, as `doppel run --set`.
     #[serde(default)]
     pub overrides: Vec<String>,
     /// Output table format: `parquet` or `csv`.
     #[serde(default = "default_format")]
     pub format: String,
+}
+
+/// A model an earlier job saved (`save_model = true`), resolved at submission.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInput {
+    /// The job that saved it.
+    pub job_id: String,
+    /// Its output name (`model-synth.safetensors`).
+    pub output: String,
+    /// Object key of that output.
+    pub key: String,
 }
 
 fn default_format() -> String {
@@ -54,15 +70,35 @@ pub fn plan_job(catalog: &Catalog, job: &PipelineJob, input: &Path) -> Result<do
     })?;
     let mut spec = PipelineSpec::parse(SourceFile::new(format!("{}.toml", pipeline.name), pipeline.text))
         .map_err(|d| d.to_string())?;
-    let sources = spec.source_stages();
-    let [source] = sources.as_slice() else {
-        return Err(format!("pipeline {} must have exactly one source stage", pipeline.name));
+    let stages = spec.input_stages();
+    let [(stage, key)] = stages.as_slice() else {
+        return Err(format!(
+            "pipeline {} must have exactly one source (or sample) stage",
+            pipeline.name
+        ));
     };
+    match (*key, &job.model) {
+        ("model", None) => {
+            return Err(format!(
+                "pipeline {} samples a saved model: give `model` (the job that saved it) instead of a dataset",
+                pipeline.name
+            ));
+        }
+        ("path", Some(_)) => {
+            return Err(format!(
+                "pipeline {} reads a dataset: give `dataset_id`; `model` is for the `sample` pipeline",
+                pipeline.name
+            ));
+        }
+        _ => {}
+    }
     let path = input.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
-    spec.set(&format!("{source}.path=\"{path}\""))
+    spec.set(&format!("{stage}.{key}=\"{path}\""))
         .map_err(|d| d.message.clone())?;
-    spec.set(&format!("{source}.format=\"parquet\""))
-        .map_err(|d| d.message.clone())?;
+    if *key == "path" {
+        spec.set(&format!("{stage}.format=\"parquet\""))
+            .map_err(|d| d.message.clone())?;
+    }
     for o in &job.overrides {
         spec.set(o).map_err(|d| d.message.clone())?;
     }
@@ -75,12 +111,25 @@ pub fn plan_job(catalog: &Catalog, job: &PipelineJob, input: &Path) -> Result<do
 pub struct JobRequest {
     /// A shipped pipeline's name.
     pub pipeline: String,
-    /// The dataset (must be readable by the caller).
-    pub dataset_id: String,
+    /// The dataset (must be readable by the caller); none when sampling a
+    /// saved model.
+    pub dataset_id: Option<String>,
+    /// A saved model to sample (the `sample` pipeline): the caller's own
+    /// succeeded job and, when it saved more than one, which output.
+    pub model: Option<ModelRequest>,
     /// `stage.key=value` overrides.
     pub overrides: Vec<String>,
     /// Write tables as CSV instead of Parquet.
     pub csv: bool,
+}
+
+/// Which saved model a job samples.
+#[derive(Debug, Clone)]
+pub struct ModelRequest {
+    /// The job that saved it.
+    pub job_id: String,
+    /// Its output name; default: the job's only `.safetensors` output.
+    pub output: Option<String>,
 }
 
 /// Why a job was not submitted.
@@ -105,7 +154,7 @@ pub async fn submit(
     request: JobRequest,
 ) -> Result<doppel_platform::jobs::Job, SubmitError> {
     use doppel_platform::Error;
-    use doppel_platform::authz::{Grant, Scope, authorize, require};
+    use doppel_platform::authz::{Scope, require};
     require(p, Scope::JobsRun)?;
     if shipped::find(&request.pipeline).is_none() {
         let names: Vec<&str> = shipped::PIPELINES.iter().map(|p| p.name).collect();
@@ -119,21 +168,25 @@ pub async fn submit(
         )
         .into());
     }
-    let no_dataset = || Error::invalid("dataset_id", "no such dataset");
-    let dataset = doppel_platform::datasets::get(&state.db, &request.dataset_id)
-        .await
-        .map_err(|e| match e {
-            Error::NotFound(_) => no_dataset(),
-            other => other,
-        })?;
-    authorize(p, Scope::DatasetsRead, &dataset.owner_id, "dataset", Grant::OwnerOnly).map_err(|e| match e {
-        Error::NotFound(_) => no_dataset(),
-        other => other,
-    })?;
+    let (dataset, model) = match (request.dataset_id, request.model) {
+        (Some(id), None) => (Some(readable_dataset(state, p, &id).await?), None),
+        (None, Some(m)) => (None, Some(saved_model(state, p, m).await?)),
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid("model", "give either `dataset_id` or `model`, not both").into());
+        }
+        (None, None) => {
+            return Err(Error::invalid(
+                "dataset_id",
+                "give the dataset to run on (or, for the `sample` pipeline, `model`)",
+            )
+            .into());
+        }
+    };
     let spec = PipelineJob {
         pipeline: request.pipeline,
-        dataset_id: dataset.id.clone(),
-        dataset_key: dataset.object_key.clone(),
+        dataset_id: dataset.as_ref().map(|d| d.id.clone()).unwrap_or_default(),
+        dataset_key: dataset.as_ref().map(|d| d.object_key.clone()).unwrap_or_default(),
+        model,
         overrides: request.overrides,
         format: if request.csv { "csv".into() } else { "parquet".into() },
     };
@@ -156,8 +209,18 @@ pub async fn submit(
             delta: c.cost.delta,
         })
         .collect();
-    let charged =
-        doppel_platform::privacy::charge(&state.db, meta, p, state.settings.privacy, &dataset, &spends).await?;
+    let charged = match (&dataset, spends.is_empty()) {
+        (Some(dataset), _) => {
+            doppel_platform::privacy::charge(&state.db, meta, p, state.settings.privacy, dataset, &spends).await?
+        }
+        // Sampling a saved model reads no data: nothing to charge.
+        (None, true) => Vec::new(),
+        (None, false) => {
+            return Err(SubmitError::InvalidPipeline(
+                "a differentially private stage needs a dataset to charge".into(),
+            ));
+        }
+    };
     let value = serde_json::to_value(&spec).map_err(|e| Error::Internal(e.to_string()))?;
     let job = match state.queue.submit(meta, p, KIND, &value).await {
         Ok(job) => job,
@@ -168,6 +231,93 @@ pub async fn submit(
     };
     doppel_platform::privacy::attach_job(&state.db, &charged, &job.id).await?;
     Ok(job)
+}
+
+/// A dataset the caller may read; another account's is "no such dataset".
+async fn readable_dataset(
+    state: &crate::state::AppState,
+    p: &doppel_platform::authz::Principal,
+    id: &str,
+) -> Result<doppel_platform::datasets::Dataset, doppel_platform::Error> {
+    use doppel_platform::Error;
+    use doppel_platform::authz::{Grant, Scope, authorize};
+    let no_dataset = || Error::invalid("dataset_id", "no such dataset");
+    let dataset = doppel_platform::datasets::get(&state.db, id)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(_) => no_dataset(),
+            other => other,
+        })?;
+    authorize(p, Scope::DatasetsRead, &dataset.owner_id, "dataset", Grant::OwnerOnly).map_err(|e| match e {
+        Error::NotFound(_) => no_dataset(),
+        other => other,
+    })?;
+    Ok(dataset)
+}
+
+/// Resolve a saved model: the caller's own succeeded job and one of its
+/// `.safetensors` outputs. Another account's job is "no such job".
+async fn saved_model(
+    state: &crate::state::AppState,
+    p: &doppel_platform::authz::Principal,
+    m: ModelRequest,
+) -> Result<ModelInput, doppel_platform::Error> {
+    use doppel_platform::Error;
+    use doppel_platform::authz::{Grant, Scope, authorize};
+    let no_job = || Error::invalid("model.job_id", "no such job");
+    let job = state.queue.get(&m.job_id).await.map_err(|e| match e {
+        Error::NotFound(_) => no_job(),
+        other => other,
+    })?;
+    authorize(p, Scope::DatasetsRead, &job.owner_id, "job", Grant::OwnerOnly).map_err(|e| match e {
+        Error::NotFound(_) => no_job(),
+        other => other,
+    })?;
+    let models: Vec<&OutputFile> = job
+        .manifest
+        .as_ref()
+        .map(|man| {
+            man.files
+                .iter()
+                .filter(|f| Path::new(&f.name).extension().is_some_and(|e| e == "safetensors"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let chosen = match (&m.output, models.as_slice()) {
+        (Some(name), _) => models
+            .iter()
+            .find(|f| &f.name == name)
+            .copied()
+            .ok_or_else(|| Error::invalid("model.output", format!("job {} has no saved model `{name}`", job.id)))?,
+        (None, [one]) => *one,
+        (None, []) => {
+            return Err(Error::invalid(
+                "model.job_id",
+                format!(
+                    "job {} saved no model ({}); run a pipeline whose generator sets `save_model = true`",
+                    job.id,
+                    job.state.as_str()
+                ),
+            ));
+        }
+        (None, many) => {
+            let names: Vec<&str> = many.iter().map(|f| f.name.as_str()).collect();
+            return Err(Error::invalid(
+                "model.output",
+                format!(
+                    "job {} saved {} models; name one of {}",
+                    job.id,
+                    many.len(),
+                    names.join(", ")
+                ),
+            ));
+        }
+    };
+    Ok(ModelInput {
+        job_id: job.id.clone(),
+        output: chosen.name.clone(),
+        key: chosen.key.clone(),
+    })
 }
 
 /// The table outputs of a finished pipeline job that Flight and SQL serve:
@@ -235,20 +385,34 @@ async fn run_pipeline(
     }
     let spec: PipelineJob =
         serde_json::from_value(job.spec.clone()).map_err(|e| fail("invalid_job", format!("job spec: {e}"), false))?;
-    // The dataset may have been deleted since the job was queued.
-    doppel_platform::datasets::get(&db, &spec.dataset_id)
-        .await
-        .map_err(|e| match e {
-            doppel_platform::Error::NotFound(_) => fail("dataset_gone", "the dataset was deleted", false),
-            other => fail("unavailable", other.to_string(), true),
-        })?;
     let work = tempfile::tempdir().map_err(|e| fail("internal", e.to_string(), true))?;
-    let input = work.path().join("input.parquet");
-    ctx.progress(0.0, "fetching the dataset");
-    storage
-        .get_to_file(&spec.dataset_key, &input)
-        .await
-        .map_err(|e| fail("storage_unavailable", e.to_string(), true))?;
+    let input = if let Some(model) = &spec.model {
+        // Keep the output's name: errors and the report name the file.
+        let input = work
+            .path()
+            .join(Path::new(&model.output).file_name().unwrap_or_default());
+        ctx.progress(0.0, "fetching the saved model");
+        storage
+            .get_to_file(&model.key, &input)
+            .await
+            .map_err(|e| fail("storage_unavailable", e.to_string(), true))?;
+        input
+    } else {
+        // The dataset may have been deleted since the job was queued.
+        doppel_platform::datasets::get(&db, &spec.dataset_id)
+            .await
+            .map_err(|e| match e {
+                doppel_platform::Error::NotFound(_) => fail("dataset_gone", "the dataset was deleted", false),
+                other => fail("unavailable", other.to_string(), true),
+            })?;
+        let input = work.path().join("input.parquet");
+        ctx.progress(0.0, "fetching the dataset");
+        storage
+            .get_to_file(&spec.dataset_key, &input)
+            .await
+            .map_err(|e| fail("storage_unavailable", e.to_string(), true))?;
+        input
+    };
 
     let planned = {
         let (catalog, spec, input) = (Arc::clone(&catalog), spec.clone(), input.clone());

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use doppel_host::plan::Catalog;
 use doppel_platform::accounts::Accounts;
 use doppel_platform::jobs::Queue;
+use doppel_platform::marketplace::Market;
 use doppel_platform::oidc::Oidc;
+use doppel_platform::payments::fake::FakeProvider;
 use doppel_platform::{Db, Settings, Storage};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -31,6 +33,11 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Per-credential / per-address request limiter.
     pub limiter: DefaultKeyedRateLimiter<String>,
+    /// Listings, purchases, the ledger.
+    pub market: Market,
+    /// The built-in payment provider, when it is the one configured (its
+    /// hosted checkout pages are served here).
+    pub fake: Option<FakeProvider>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -52,6 +59,7 @@ impl AppState {
             settings.auth.oidc.clone(),
             settings.public_url(),
         )?;
+        let (market, fake) = payments(&settings, &db)?;
         let per_second = NonZeroU32::new(settings.limits.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(settings.limits.burst.max(1)).unwrap_or(NonZeroU32::MIN);
         Ok(AppState {
@@ -64,7 +72,41 @@ impl AppState {
             queue,
             catalog,
             metrics: Metrics::default(),
+            market,
+            fake,
         })
+    }
+}
+
+/// The configured payment provider and the marketplace on it.
+fn payments(settings: &Settings, db: &Db) -> doppel_platform::Result<(Market, Option<FakeProvider>)> {
+    let p = &settings.payments;
+    match p.provider.as_str() {
+        "fake" => {
+            // Without a configured secret, one derived from the signing key:
+            // stable across restarts and servers sharing the key.
+            let secret = if p.webhook_secret.is_empty() {
+                use hmac::Mac;
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&settings.signing_key()?)
+                    .map_err(|e| doppel_platform::Error::Internal(e.to_string()))?;
+                mac.update(b"doppel fake payments webhook secret");
+                format!("whsec_{}", doppel_platform::util::hex(&mac.finalize().into_bytes()))
+            } else {
+                p.webhook_secret.expose().to_owned()
+            };
+            let fake = FakeProvider::new(
+                db.clone(),
+                secret,
+                settings.public_url(),
+                p.webhook_tolerance_seconds,
+                p.fake_drop_webhooks,
+            );
+            let market = Market::new(db.clone(), Arc::new(fake.clone()), p.clone());
+            Ok((market, Some(fake)))
+        }
+        other => Err(doppel_platform::Error::Settings(format!(
+            "payments.provider: `{other}` is not available in this build; use `fake`"
+        ))),
     }
 }
 

@@ -57,6 +57,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_privacy.sql"),
         postgres: include_str!("../migrations/postgres/0003_privacy.sql"),
     },
+    Migration {
+        version: 4,
+        name: "marketplace",
+        sqlite: include_str!("../migrations/sqlite/0004_marketplace.sql"),
+        postgres: include_str!("../migrations/postgres/0004_marketplace.sql"),
+    },
 ];
 
 impl Db {

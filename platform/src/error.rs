@@ -15,6 +15,18 @@ pub enum Error {
     /// privacy budget has left; the message says how much is left.
     #[error("{0}")]
     BudgetExceeded(String),
+    /// A business rule says no (an output too risky to list, a listing not
+    /// for sale); the message says why.
+    #[error("{message}")]
+    Refused {
+        /// Stable code (`listing_refused`, `not_for_sale`).
+        code: &'static str,
+        /// Why, for the caller.
+        message: String,
+    },
+    /// A webhook whose signature, timestamp or secret does not check out.
+    #[error("{0}")]
+    BadSignature(String),
     /// Bad input: the message names the field.
     #[error("{field}: {message}")]
     Invalid {
@@ -84,6 +96,8 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::BudgetExceeded(_) => "privacy_budget_exceeded",
+            Error::Refused { code, .. } => code,
+            Error::BadSignature(_) => "invalid_signature",
             Error::Invalid { .. } => "invalid_request",
             Error::Unauthenticated(_) => "unauthenticated",
             Error::Forbidden(_) => "forbidden",

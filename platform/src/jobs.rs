@@ -378,6 +378,7 @@ impl Queue {
     pub async fn finish_succeeded(&self, lease: &Lease, manifest: &Manifest) -> Result<()> {
         let now = now_ms();
         let body = serde_json::to_string(manifest).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut tx = self.db.pool.begin().await?;
         let n = sqlx::query(
             "UPDATE jobs SET state = 'succeeded', progress = 1.0, manifest = $1, finished_at = $2, updated_at = $2, \
              lease_token = NULL, lease_expires_at = NULL, message = 'done' WHERE id = $3 AND lease_token = $4 AND state = 'running'",
@@ -386,9 +387,19 @@ impl Queue {
         .bind(now)
         .bind(&lease.job.id)
         .bind(&lease.token)
-        .execute(&self.db.pool)
+        .execute(&mut *tx)
         .await?;
         if n.rows_affected() == 1 {
+            // The owner hears of it in the same commit.
+            crate::marketplace::notify_raw(
+                &mut tx,
+                &lease.job.owner_id,
+                "job_succeeded",
+                "Your job finished.",
+                &serde_json::json!({"job_id": lease.job.id, "kind": lease.job.kind}),
+            )
+            .await?;
+            tx.commit().await?;
             Ok(())
         } else {
             Err(Error::Conflict(format!("lease on {} lost before commit", lease.job.id)))
@@ -417,7 +428,8 @@ impl Queue {
             .execute(&self.db.pool)
             .await?
         } else {
-            sqlx::query(
+            let mut tx = self.db.pool.begin().await?;
+            let n = sqlx::query(
                 "UPDATE jobs SET state = 'failed', finished_at = $1, updated_at = $1, lease_token = NULL, \
                  lease_expires_at = NULL, error_code = $2, error = $3 WHERE id = $4 AND lease_token = $5",
             )
@@ -426,8 +438,20 @@ impl Queue {
             .bind(&failure.message)
             .bind(&lease.job.id)
             .bind(&lease.token)
-            .execute(&self.db.pool)
-            .await?
+            .execute(&mut *tx)
+            .await?;
+            if n.rows_affected() == 1 {
+                crate::marketplace::notify_raw(
+                    &mut tx,
+                    &lease.job.owner_id,
+                    "job_failed",
+                    &format!("Your job failed: {}", failure.message),
+                    &serde_json::json!({"job_id": lease.job.id, "kind": lease.job.kind, "code": failure.code}),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            n
         };
         if n.rows_affected() == 1 {
             Ok(())

@@ -20,6 +20,11 @@
 //! - [`jobs`]: the lease queue — claim, heartbeat, retry with backoff, cancel,
 //!   commit a manifest — and the [`jobs::Worker`] loop.
 //! - [`datasets`], [`idempotency`]: owned objects and `Idempotency-Key`.
+//! - [`marketplace::Market`]: listings (privacy-gated), full-text search,
+//!   purchases that follow the provider's fetched payment status, a
+//!   double-entry ledger in minor units, notifications;
+//!   [`payments::PaymentProvider`] with the built-in
+//!   [`payments::fake::FakeProvider`] (hosted checkout, Stripe-signed webhooks).
 //!
 //! # Example
 //!
@@ -47,7 +52,9 @@ mod error;
 pub mod idempotency;
 pub mod jobs;
 pub mod keys;
+pub mod marketplace;
 pub mod oidc;
+pub mod payments;
 pub mod privacy;
 pub mod settings;
 pub mod storage;

@@ -67,6 +67,49 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Differential-privacy budgets.
     pub privacy: PrivacySettings,
+    /// Marketplace payments.
+    pub payments: PaymentSettings,
+}
+
+/// Marketplace payment settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentSettings {
+    /// `fake`: the built-in provider (hosted checkout page, Stripe-style
+    /// signed webhooks) that needs no account anywhere.
+    pub provider: String,
+    /// The platform's share of each sale in basis points (2000 = 20 %).
+    pub platform_fee_bps: i64,
+    /// Secret webhooks are signed with (Stripe's `whsec_…`). Empty: for the
+    /// fake provider, derived from the signing key.
+    pub webhook_secret: Secret,
+    /// How old a signed webhook timestamp may be (Stripe's 300 s).
+    pub webhook_tolerance_seconds: u64,
+    /// Seconds between reconciliation passes over pending purchases, which
+    /// settles a purchase whose webhook never came (0: off).
+    pub reconcile_seconds: u64,
+    /// Purchases younger than this are left to their webhook.
+    pub reconcile_after_seconds: u64,
+    /// Lowest privacy score a listed output may have.
+    pub min_privacy_score: f64,
+    /// Fake provider only: do not deliver webhooks (to exercise
+    /// reconciliation).
+    pub fake_drop_webhooks: bool,
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        PaymentSettings {
+            provider: "fake".to_owned(),
+            platform_fee_bps: 2000,
+            webhook_secret: Secret::default(),
+            webhook_tolerance_seconds: 300,
+            reconcile_seconds: 60,
+            reconcile_after_seconds: 30,
+            min_privacy_score: 40.0,
+            fake_drop_webhooks: false,
+        }
+    }
 }
 
 /// Differential-privacy budget defaults.
@@ -188,6 +231,7 @@ impl Default for Settings {
             jobs: JobSettings::default(),
             limits: LimitSettings::default(),
             privacy: PrivacySettings::default(),
+            payments: PaymentSettings::default(),
         }
     }
 }

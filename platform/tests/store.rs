@@ -5,6 +5,7 @@
 
 #![allow(clippy::print_stderr, reason = "a test says which backend legs it skipped")]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -775,3 +776,409 @@ on_both!(concurrent_charges_never_exceed_the_budget, |db: Db| async move {
     assert_eq!(l.charges.len(), granted);
     assert!(granted >= 1);
 });
+
+// ---------------------------------------------------------------- marketplace
+
+use doppel_platform::marketplace::{
+    ListingPatch, ListingStatus, Market, NewListing, PurchaseStatus, SearchQuery, Sort, WebhookOutcome,
+};
+use doppel_platform::payments::fake::FakeProvider;
+use doppel_platform::payments::stripe_signature;
+use doppel_platform::settings::PaymentSettings;
+
+const WHSEC: &str = "whsec_test";
+
+fn market(db: &Db) -> (Market, FakeProvider) {
+    // Nothing listens on the discard port: the fake's own deliveries fail,
+    // and the tests deliver (and forge) webhooks themselves.
+    let fake = FakeProvider::new(db.clone(), WHSEC.into(), "http://127.0.0.1:9".into(), 300, true);
+    let settings = PaymentSettings {
+        reconcile_after_seconds: 0,
+        ..PaymentSettings::default()
+    };
+    (Market::new(db.clone(), Arc::new(fake.clone()), settings), fake)
+}
+
+fn listing(title: &str, tags: &[&str], category: &str, price: i64, quality: f64, privacy: f64) -> NewListing {
+    NewListing {
+        job_id: "job_x".into(),
+        output_name: "synthetic.parquet".into(),
+        output_key: "outputs/acct/job_x/a1/synthetic.parquet".into(),
+        title: title.into(),
+        description: format!("{title}: a synthetic twin with the real table's statistics."),
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        category: category.into(),
+        price_minor: price,
+        currency: "USD".into(),
+        license: "CC-BY-4.0".into(),
+        preview: serde_json::json!({"rows": []}),
+        quality_score: Some(quality),
+        privacy_score: Some(privacy),
+        failed_checks: Vec::new(),
+    }
+}
+
+fn event(kind: &str, id: &str, payment: &str) -> Vec<u8> {
+    serde_json::json!({"id": id, "type": kind, "data": {"object": {"id": payment}}})
+        .to_string()
+        .into_bytes()
+}
+
+fn signed(secret: &str, body: &[u8], age_seconds: i64) -> http::HeaderMap {
+    let t = doppel_platform::util::now_ms() / 1000 - age_seconds;
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "stripe-signature",
+        stripe_signature::sign(secret, t, body).parse().unwrap(),
+    );
+    h
+}
+
+async fn titles(m: &Market, q: SearchQuery) -> (Vec<String>, Option<String>) {
+    let (rows, next) = m.search(&q).await.unwrap();
+    (rows.into_iter().map(|l| l.title).collect(), next)
+}
+
+on_both!(listings_are_privacy_gated_and_searchable, |db: Db| async move {
+    let a = accounts(&db);
+    let seller = user(&a, "seller@example.com").await;
+    let other = user(&a, "other@example.com").await;
+    let (m, _) = market(&db);
+
+    let err = m
+        .create_listing(&meta(), &seller, listing("Risky", &[], "misc", 100, 0.9, 31.5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "listing_refused");
+    assert!(
+        err.to_string().contains("31.5 is below the marketplace minimum of 40"),
+        "{err}"
+    );
+    let mut none = listing("Unmeasured", &[], "misc", 100, 0.9, 90.0);
+    none.privacy_score = None;
+    let err = m.create_listing(&meta(), &seller, none).await.unwrap_err();
+    assert!(err.to_string().contains("measured no privacy score"), "{err}");
+    let mut failed = listing("Non-compliant", &[], "misc", 100, 0.9, 90.0);
+    failed.failed_checks = vec!["hipaa: safe-harbor-dates".into()];
+    let err = m.create_listing(&meta(), &seller, failed).await.unwrap_err();
+    assert!(err.to_string().contains("safe-harbor-dates"), "{err}");
+    let err = m
+        .create_listing(&meta(), &seller, listing("Free", &[], "misc", 0, 0.9, 90.0))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("price_minor"), "{err}");
+
+    let census = m
+        .create_listing(
+            &meta(),
+            &seller,
+            listing(
+                "US census income twin",
+                &["census", "Income"],
+                "demographics",
+                5000,
+                0.9,
+                85.0,
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(census.tags, vec!["census", "income"]);
+    assert_eq!(census.status, ListingStatus::Active);
+    let hospital = m
+        .create_listing(
+            &meta(),
+            &seller,
+            listing("Hospital visits", &["health"], "health", 20_000, 0.8, 70.0),
+        )
+        .await
+        .unwrap();
+    m.create_listing(
+        &meta(),
+        &seller,
+        listing("Income by county", &["income"], "demographics", 1000, 0.7, 55.0),
+    )
+    .await
+    .unwrap();
+
+    let q = |text: Option<&str>| SearchQuery {
+        text: text.map(str::to_owned),
+        limit: 10,
+        ..SearchQuery::default()
+    };
+    // Stemmed full-text over title, description and tags.
+    let (mut found, _) = titles(&m, q(Some("incomes"))).await;
+    found.sort();
+    assert_eq!(found, vec!["Income by county", "US census income twin"]);
+    assert_eq!(titles(&m, q(Some("census"))).await.0, vec!["US census income twin"]);
+    assert_eq!(titles(&m, q(Some("health"))).await.0, vec!["Hospital visits"]);
+    assert!(
+        titles(&m, q(Some("\" OR *"))).await.0.is_empty(),
+        "query syntax is not passed through"
+    );
+    // Filters.
+    let mut f = q(None);
+    f.category = Some("Demographics".into());
+    f.min_privacy = Some(60.0);
+    assert_eq!(titles(&m, f).await.0, vec!["US census income twin"]);
+    let mut f = q(None);
+    f.tags = vec!["income".into()];
+    f.max_price = Some(4999);
+    assert_eq!(titles(&m, f).await.0, vec!["Income by county"]);
+    let mut f = q(None);
+    f.min_quality = Some(0.75);
+    f.min_price = Some(5000);
+    f.sort = Some(Sort::PriceDesc);
+    assert_eq!(titles(&m, f).await.0, vec!["Hospital visits", "US census income twin"]);
+    // Keyset pages.
+    let mut f = q(None);
+    f.sort = Some(Sort::PriceAsc);
+    f.limit = 2;
+    let (page1, next) = titles(&m, f.clone()).await;
+    assert_eq!(page1, vec!["Income by county", "US census income twin"]);
+    f.cursor = next;
+    let (page2, next) = titles(&m, f.clone()).await;
+    assert_eq!((page2, next), (vec!["Hospital visits".to_owned()], None));
+    f.sort = Some(Sort::Newest);
+    assert!(
+        m.search(&f)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("another sort order")
+    );
+
+    // Sellers edit and pause; nobody else can.
+    let patch = ListingPatch {
+        price_minor: Some(4500),
+        status: Some(ListingStatus::Paused),
+        ..ListingPatch::default()
+    };
+    let err = m
+        .update_listing(&meta(), &other, &census.id, patch.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+    let paused = m.update_listing(&meta(), &seller, &census.id, patch).await.unwrap();
+    assert_eq!((paused.price.minor, paused.status), (4500, ListingStatus::Paused));
+    assert!(
+        titles(&m, q(Some("census"))).await.0.is_empty(),
+        "paused listings leave search"
+    );
+    assert!(matches!(
+        m.visible_listing(&other, &census.id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(m.visible_listing(&seller, &census.id).await.is_ok());
+    // Renaming re-indexes.
+    let renamed = ListingPatch {
+        title: Some("Hospital admissions 2024".into()),
+        ..ListingPatch::default()
+    };
+    m.update_listing(&meta(), &seller, &hospital.id, renamed).await.unwrap();
+    assert_eq!(
+        titles(&m, q(Some("admissions"))).await.0,
+        vec!["Hospital admissions 2024"]
+    );
+    assert_eq!(titles(&m, q(Some("2024"))).await.0, vec!["Hospital admissions 2024"]);
+});
+
+/// Sum of the ledger per account (and overall) for one purchase.
+async fn balances(m: &Market, purchase: &str) -> (HashMap<String, i64>, i64) {
+    let entries = m.ledger(Some(purchase), 100).await.unwrap();
+    let mut by_txn: HashMap<String, i64> = HashMap::new();
+    let mut by_account: HashMap<String, i64> = HashMap::new();
+    for e in &entries {
+        *by_txn.entry(e.txn_id.clone()).or_default() += e.amount_minor;
+        *by_account.entry(e.account.clone()).or_default() += e.amount_minor;
+    }
+    assert!(
+        by_txn.values().all(|v| *v == 0),
+        "every transaction balances: {entries:?}"
+    );
+    (by_account, i64::try_from(entries.len()).unwrap())
+}
+
+on_both!(
+    purchases_follow_the_fetched_payment_and_the_ledger_balances,
+    |db: Db| async move {
+        let a = accounts(&db);
+        let seller = user(&a, "seller@example.com").await;
+        let buyer = user(&a, "buyer@example.com").await;
+        let root = user(&a, "root@example.com").await;
+        let (m, fake) = market(&db);
+        let l = m
+            .create_listing(
+                &meta(),
+                &seller,
+                listing("Adult twin", &["census"], "demographics", 10_000, 0.9, 80.0),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            m.checkout(&meta(), &seller, &l.id, "http://back").await,
+            Err(Error::Refused {
+                code: "not_for_sale",
+                ..
+            })
+        ));
+
+        let pur = m.checkout(&meta(), &buyer, &l.id, "http://back/return").await.unwrap();
+        assert_eq!(pur.status, PurchaseStatus::Pending);
+        assert_eq!((pur.fee_minor, pur.seller_minor), (2000, 8000), "80/20");
+        let payment = pur.provider_ref.clone().unwrap();
+        assert!(
+            pur.checkout_url
+                .as_deref()
+                .unwrap()
+                .ends_with(&format!("/v1/fake-pay/{payment}"))
+        );
+        // Asking again while it is pending gives the same checkout.
+        assert_eq!(
+            m.checkout(&meta(), &buyer, &l.id, "http://back/return")
+                .await
+                .unwrap()
+                .id,
+            pur.id
+        );
+
+        // Attacks: a forged signature, a stale one, a missing one.
+        let body = event("payment.succeeded", "evt_1", &payment);
+        for headers in [
+            signed("whsec_wrong", &body, 0),
+            signed(WHSEC, &body, 301),
+            http::HeaderMap::new(),
+        ] {
+            let err = m.webhook(&headers, &body).await.unwrap_err();
+            assert_eq!(err.code(), "invalid_signature", "{err}");
+        }
+        // A genuine event claiming success before the buyer paid changes
+        // nothing: the state comes from the provider, not the body.
+        let out = m.webhook(&signed(WHSEC, &body, 0), &body).await.unwrap();
+        assert_eq!(
+            out,
+            WebhookOutcome::Synced {
+                purchase_id: pur.id.clone(),
+                status: PurchaseStatus::Pending
+            }
+        );
+        assert!(m.access(&buyer, &l.id).await.unwrap().is_none());
+
+        let back = fake.settle(&payment, true).await.unwrap();
+        assert_eq!(
+            back,
+            format!("http://back/return?purchase={}&payment={payment}", pur.id)
+        );
+        let body = event("payment.succeeded", "evt_2", &payment);
+        let out = m.webhook(&signed(WHSEC, &body, 0), &body).await.unwrap();
+        assert!(
+            matches!(
+                out,
+                WebhookOutcome::Synced {
+                    status: PurchaseStatus::Completed,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        // Replays of the same event, and a second event, book nothing more.
+        assert_eq!(
+            m.webhook(&signed(WHSEC, &body, 0), &body).await.unwrap(),
+            WebhookOutcome::Duplicate
+        );
+        let again = event("payment.succeeded", "evt_3", &payment);
+        m.webhook(&signed(WHSEC, &again, 0), &again).await.unwrap();
+        let (accounts_after, lines) = balances(&m, &pur.id).await;
+        assert_eq!(lines, 3);
+        assert_eq!(accounts_after[&format!("seller:{}", seller.account_id)], -8000);
+        assert_eq!(accounts_after["platform:fees"], -2000);
+        assert_eq!(accounts_after["clearing:fake"], 10_000);
+        assert_eq!(m.payable(&seller.account_id).await.unwrap()[0].minor, 8000);
+        assert!(m.access(&buyer, &l.id).await.unwrap().is_some());
+        assert_eq!(m.listing(&l.id).await.unwrap().sales, 1);
+        assert!(matches!(
+            m.checkout(&meta(), &buyer, &l.id, "http://back").await,
+            Err(Error::Conflict(_))
+        ));
+        // An event about a payment we know nothing of is acknowledged and ignored.
+        let stray = event("payment.succeeded", "evt_4", "fp_someone_elses");
+        assert_eq!(
+            m.webhook(&signed(WHSEC, &stray, 0), &stray).await.unwrap(),
+            WebhookOutcome::Ignored
+        );
+
+        // A refund reverses every line and ends access; only operators refund.
+        assert!(matches!(
+            m.refund(&meta(), &buyer, &pur.id).await,
+            Err(Error::Forbidden(_))
+        ));
+        let refunded = m.refund(&meta(), &root, &pur.id).await.unwrap();
+        assert_eq!(refunded.status, PurchaseStatus::Refunded);
+        let (after, lines) = balances(&m, &pur.id).await;
+        assert_eq!(lines, 6);
+        assert!(after.values().all(|v| *v == 0), "{after:?}");
+        assert!(m.access(&buyer, &l.id).await.unwrap().is_none());
+        assert_eq!(m.listing(&l.id).await.unwrap().sales, 0);
+        // A late "succeeded" after the refund does not grant access again.
+        let late = event("payment.succeeded", "evt_5", &payment);
+        m.webhook(&signed(WHSEC, &late, 0), &late).await.unwrap();
+        assert_eq!(m.purchase(&pur.id).await.unwrap().status, PurchaseStatus::Refunded);
+        let kinds: Vec<String> = m
+            .notifications(&buyer.account_id, false, None, 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.kind)
+            .collect();
+        assert_eq!(kinds, vec!["refund", "purchase_completed"]);
+        let seller_kinds: Vec<String> = m
+            .notifications(&seller.account_id, false, None, 50)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.kind)
+            .collect();
+        assert_eq!(seller_kinds, vec!["refund", "sale_made"]);
+
+        // Out of order: paid and refunded at the provider before any event
+        // arrived; the first event books both, and nets to zero.
+        let second = user(&a, "second@example.com").await;
+        let p2 = m.checkout(&meta(), &second, &l.id, "http://back").await.unwrap();
+        let r2 = p2.provider_ref.clone().unwrap();
+        fake.settle(&r2, true).await.unwrap();
+        use doppel_platform::payments::PaymentProvider as _;
+        fake.refund(&r2, "r").await.unwrap();
+        let refund_first = event("charge.refunded", "evt_6", &r2);
+        m.webhook(&signed(WHSEC, &refund_first, 0), &refund_first)
+            .await
+            .unwrap();
+        assert_eq!(m.purchase(&p2.id).await.unwrap().status, PurchaseStatus::Refunded);
+        let (after, lines) = balances(&m, &p2.id).await;
+        assert_eq!(lines, 6);
+        assert!(after.values().all(|v| *v == 0));
+
+        // A dropped webhook: reconciliation fetches the payment and settles it.
+        let third = user(&a, "third@example.com").await;
+        let p3 = m.checkout(&meta(), &third, &l.id, "http://back").await.unwrap();
+        fake.settle(p3.provider_ref.as_deref().unwrap(), true).await.unwrap();
+        assert_eq!(m.purchase(&p3.id).await.unwrap().status, PurchaseStatus::Pending);
+        assert_eq!(m.reconcile().await.unwrap(), 1);
+        assert_eq!(m.purchase(&p3.id).await.unwrap().status, PurchaseStatus::Completed);
+        assert!(m.access(&third, &l.id).await.unwrap().is_some());
+
+        // A declined payment fails the purchase, and grants nothing.
+        let fourth = user(&a, "fourth@example.com").await;
+        let p4 = m.checkout(&meta(), &fourth, &l.id, "http://back").await.unwrap();
+        fake.settle(p4.provider_ref.as_deref().unwrap(), false).await.unwrap();
+        assert_eq!(m.sync(&p4.id).await.unwrap().status, PurchaseStatus::Failed);
+        assert!(m.ledger(Some(&p4.id), 10).await.unwrap().is_empty());
+
+        // Across everything: the whole ledger sums to zero, and the seller is
+        // owed exactly the one sale that stands.
+        let all = m.ledger(None, 1000).await.unwrap();
+        assert_eq!(all.iter().map(|e| e.amount_minor).sum::<i64>(), 0);
+        assert_eq!(m.payable(&seller.account_id).await.unwrap()[0].minor, 8000);
+        let stats = m.dashboard(&seller.account_id).await.unwrap();
+        assert_eq!((stats[0].sales, stats[0].refunds, stats[0].revenue_minor), (1, 2, 8000));
+    }
+);

@@ -8,6 +8,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 mod dp;
 mod flight;
+mod market;
 mod neural;
 mod server;
 

@@ -334,6 +334,35 @@ fn journey(s: &Server, local_links: bool) -> String {
         last["summary"]
     );
 
+    // The `sample` pipeline reads a saved model, not a dataset: asking for
+    // it wrongly is answered before anything is queued.
+    let (status, err) = post(
+        s,
+        "/v1/jobs",
+        Some(&key),
+        &json!({"pipeline": "sample", "model": {"job_id": job_id}}),
+    );
+    assert_eq!(status, 400, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("saved no model"), "{err}");
+    let (status, err) = post(
+        s,
+        "/v1/jobs",
+        Some(&key),
+        &json!({"pipeline": "sample", "dataset_id": id}),
+    );
+    assert_eq!(status, 422, "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("samples a saved model"),
+        "{err}"
+    );
+    let (status, err) = post(
+        s,
+        "/v1/jobs",
+        Some(&key),
+        &json!({"pipeline": "quickstart", "dataset_id": id, "model": {"job_id": job_id}}),
+    );
+    assert_eq!(status, 400, "{err}");
+
     let (status, report) = get(s, &format!("/v1/jobs/{job_id}/report"), Some(&key));
     assert_eq!(status, 200);
     assert!(report["stages"].as_array().unwrap().len() > 5);

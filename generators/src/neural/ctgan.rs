@@ -14,8 +14,12 @@ use tch::{Device, Kind, Tensor};
 
 use super::cond::CondSampler;
 use super::transformer::{Activation, Span, Transformer};
-use super::{common_params, device, linear, positive, sample_encoded, to_i64, torch_err, torch_lock};
+use super::{
+    SavedSettings, common_params, device, linear, load_weights, positive, sample_encoded, save_weights, to_i64,
+    torch_err, torch_lock,
+};
 use crate::params::{ParamSpec, Params};
+use crate::saved::{ModelReader, ModelWriter};
 use crate::semantic::SemanticType;
 use crate::{ColumnModel, Error, Generator, Model, Progress, Result, TrainingData};
 
@@ -166,6 +170,10 @@ impl Generator for Ctgan {
          PacGAN critic, WGAN-GP; GPU when available."
     }
 
+    fn saves_models(&self) -> bool {
+        true
+    }
+
     fn params(&self) -> Vec<ParamSpec> {
         let mut p = common_params(300, 500);
         p.push(ParamSpec::integer(
@@ -268,7 +276,7 @@ impl Generator for Ctgan {
         }
         Ok(Box::new(CtganModel {
             inner: Mutex::new(Inner {
-                _vs: vs_g,
+                vs: vs_g,
                 generator,
                 cond,
             }),
@@ -279,6 +287,9 @@ impl Generator for Ctgan {
             device: s.device,
             epochs: s.epochs,
             last_losses: last,
+            trained_on: format!("{:?}", s.device),
+            loaded: false,
+            rows: data.batch.num_rows(),
         }))
     }
 }
@@ -301,7 +312,7 @@ fn gradient_penalty(critic: &Critic, real: &Tensor, fake: &Tensor, pac: i64, dev
 }
 
 struct Inner {
-    _vs: nn::VarStore,
+    vs: nn::VarStore,
     generator: GenNet,
     cond: CondSampler,
 }
@@ -316,6 +327,12 @@ pub struct CtganModel {
     device: Device,
     epochs: i64,
     last_losses: (f64, f64),
+    /// The device it was trained on, for notes.
+    trained_on: String,
+    /// Whether it came from a saved file.
+    loaded: bool,
+    /// Rows it learned from.
+    rows: usize,
 }
 
 impl std::fmt::Debug for CtganModel {
@@ -345,11 +362,70 @@ impl Model for CtganModel {
     }
 
     fn notes(&self) -> Vec<String> {
-        vec![format!(
-            "{} epochs on {:?}; last losses: generator {:.3}, critic {:.3}",
-            self.epochs, self.device, self.last_losses.0, self.last_losses.1
-        )]
+        let mut notes = vec![format!(
+            "{} epochs on {}; last losses: generator {:.3}, critic {:.3}",
+            self.epochs, self.trained_on, self.last_losses.0, self.last_losses.1
+        )];
+        if self.loaded {
+            notes.push(format!("loaded from a saved model; sampling on {:?}", self.device));
+        }
+        notes
     }
+
+    fn save(&self) -> Option<Result<Vec<u8>>> {
+        Some(self.to_file())
+    }
+
+    fn suggested_rows(&self) -> Option<usize> {
+        // A fitted model leaves the size to its stage (the real table's);
+        // a loaded one has no table but knows how large its own was.
+        (self.loaded && self.rows > 0).then_some(self.rows)
+    }
+}
+
+impl CtganModel {
+    fn to_file(&self) -> Result<Vec<u8>> {
+        let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut w = ModelWriter::new(NAME);
+        let transformer = self.transformer.save(&mut w)?;
+        // Only the generator: the critic is not needed to sample.
+        save_weights(&inner.vs, &mut w, |_| true)?;
+        w.finish(&SavedSettings {
+            transformer,
+            semantics: self.semantics.iter().map(|s| s.as_str().to_owned()).collect(),
+            embedding: self.embedding,
+            batch: self.batch,
+            epochs: self.epochs,
+            losses: self.last_losses,
+            trained_on: self.trained_on.clone(),
+            rows: self.rows,
+        })
+    }
+}
+
+/// Rebuild a CTGAN saved by [`Model::save`], on the GPU when there is one.
+pub(crate) fn load(r: &ModelReader<'_>) -> Result<Box<dyn Model>> {
+    let (s, transformer, semantics) = SavedSettings::open(r)?;
+    let device = Device::cuda_if_available();
+    // Building layers draws initial weights from libtorch's global generator.
+    let _torch = torch_lock();
+    let cond = CondSampler::new(&transformer, 0, device);
+    let vs = nn::VarStore::new(device);
+    let generator = GenNet::new(&vs.root(), s.embedding + cond.dim, to_i64(transformer.width));
+    load_weights(&vs, r)?;
+    Ok(Box::new(CtganModel {
+        inner: Mutex::new(Inner { vs, generator, cond }),
+        transformer,
+        semantics,
+        embedding: s.embedding,
+        batch: s.batch,
+        device,
+        epochs: s.epochs,
+        last_losses: s.losses,
+        trained_on: s.trained_on,
+        loaded: true,
+        rows: s.rows,
+    }))
 }
 
 pub(super) fn column_models(t: &Transformer, semantics: &[SemanticType]) -> Vec<ColumnModel> {

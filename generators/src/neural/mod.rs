@@ -23,8 +23,13 @@ use tch::{Device, Tensor, nn};
 use crate::params::{ParamSpec, ParamType, ParamValue, Params};
 use crate::{Error, Progress, Result};
 
+pub(crate) use ctgan::load as load_ctgan;
 pub use ctgan::{Ctgan, CtganModel};
+pub(crate) use tvae::load as load_tvae;
 pub use tvae::{Tvae, TvaeModel};
+
+use crate::saved::{ModelReader, ModelWriter};
+use crate::semantic::SemanticType;
 
 /// Serialises every use of libtorch's global random generator.
 static TORCH: Mutex<()> = Mutex::new(());
@@ -151,6 +156,88 @@ fn sample_encoded(
         progress.advance(done as u64, rows as u64);
     }
     Ok(out)
+}
+
+/// Write the variables of `vs` that `keep` accepts as `weights.<path>`
+/// (`F32`, on the host), in name order so the file is reproducible.
+fn save_weights(vs: &nn::VarStore, w: &mut ModelWriter, keep: impl Fn(&str) -> bool) -> Result<()> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(n, _)| keep(n)).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, var) in vars {
+        let t = var
+            .detach()
+            .to_device(Device::Cpu)
+            .to_kind(tch::Kind::Float)
+            .contiguous();
+        let shape = t.size().iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
+        let data = Vec::<f32>::try_from(&t.view([-1])).map_err(torch_err)?;
+        w.f32(format!("weights.{name}"), shape, &data);
+    }
+    Ok(())
+}
+
+/// Fill every variable of `vs` from `weights.<path>` of a saved model; each
+/// must be there with the shape the network was rebuilt with.
+fn load_weights(vs: &nn::VarStore, r: &ModelReader<'_>) -> Result<()> {
+    let _no_grad = tch::no_grad_guard();
+    for (name, mut var) in vs.variables() {
+        let key = format!("weights.{name}");
+        let (shape, data) = r.f32(&key)?;
+        let want: Vec<usize> = var.size().iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
+        if shape != want {
+            return Err(Error::InvalidModel(format!(
+                "tensor `{key}` has shape {shape:?}, the network needs {want:?}"
+            )));
+        }
+        let dims: Vec<i64> = shape.iter().map(|&d| to_i64(d)).collect();
+        let value = Tensor::from_slice(&data).view(dims.as_slice()).to_device(var.device());
+        var.f_copy_(&value).map_err(torch_err)?;
+    }
+    Ok(())
+}
+
+/// What both neural models keep besides weights and the transformer.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SavedSettings {
+    transformer: transformer::TransformerState,
+    /// Semantic type names, in schema order.
+    semantics: Vec<String>,
+    embedding: i64,
+    batch: i64,
+    epochs: i64,
+    /// Final losses: CTGAN's (generator, critic), TVAE's (loss, 0).
+    losses: (f64, f64),
+    /// Where it was trained (`Cpu`, `Cuda(0)`).
+    trained_on: String,
+    /// Rows it learned from: what a loaded model samples by default.
+    rows: usize,
+}
+
+impl SavedSettings {
+    /// The parts a loaded model needs, checked.
+    fn open(r: &ModelReader<'_>) -> Result<(SavedSettings, transformer::Transformer, Vec<SemanticType>)> {
+        let s: SavedSettings = r.state()?;
+        let t = transformer::Transformer::load(r, s.transformer.clone())?;
+        let semantics = s
+            .semantics
+            .iter()
+            .map(|n| {
+                n.parse::<SemanticType>()
+                    .map_err(|_| Error::InvalidModel(format!("unknown semantic type `{n}`")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if semantics.len() != t.column_names().len() {
+            return Err(Error::InvalidModel(format!(
+                "{} semantic types for {} columns",
+                semantics.len(),
+                t.column_names().len()
+            )));
+        }
+        if s.embedding <= 0 || s.batch <= 0 {
+            return Err(Error::InvalidModel("embedding and batch sizes must be positive".into()));
+        }
+        Ok((s, t, semantics))
+    }
 }
 
 fn torch_err(e: tch::TchError) -> Error {

@@ -16,9 +16,11 @@ use arrow::compute::{cast, take};
 use arrow::datatypes::{DataType, SchemaRef};
 use rand::RngExt;
 use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
 
 use crate::copula::{as_f64, learn_decimals};
 use crate::privsyn::domain::{Distinct, distinct};
+use crate::saved::{ModelReader, ModelWriter};
 use crate::semantic::SemanticType;
 use crate::{Error, Result};
 
@@ -28,7 +30,7 @@ const MAX_MODES: usize = 10;
 const WEIGHT_THRESHOLD: f64 = 0.005;
 
 /// How a block of the encoded row is activated by the generator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Activation {
     /// One scalar in (−1, 1).
     Tanh,
@@ -37,7 +39,7 @@ pub(crate) enum Activation {
 }
 
 /// A block of the encoded row.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Span {
     pub(crate) start: usize,
     pub(crate) width: usize,
@@ -48,7 +50,7 @@ pub(crate) struct Span {
 }
 
 /// A 1-D Gaussian mixture.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Gmm {
     pub(crate) weights: Vec<f64>,
     pub(crate) means: Vec<f64>,
@@ -437,6 +439,174 @@ impl Transformer {
                 ),
             })
             .collect()
+    }
+}
+
+/// What a saved model keeps of a [`Transformer`] besides its value lists
+/// (`arrow.values.<column>`) and schema (`arrow.schema`). Per-row category
+/// codes are training data and are not kept: sampling needs only counts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TransformerState {
+    plans: Vec<PlanState>,
+    spans: Vec<Span>,
+    width: usize,
+    /// `(span, rows per category)` of each discrete column.
+    discrete: Vec<(usize, Vec<f64>)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum PlanState {
+    Continuous {
+        gmm: Gmm,
+        alpha: usize,
+        null: Option<usize>,
+        min: f64,
+        max: f64,
+        decimals: Option<u32>,
+    },
+    Discrete {
+        span: usize,
+    },
+    Resampled {
+        cum: Vec<f64>,
+    },
+    Key,
+}
+
+impl Transformer {
+    /// Write the value lists and schema to `w`; the rest is returned for the
+    /// model's JSON state.
+    pub(crate) fn save(&self, w: &mut ModelWriter) -> Result<TransformerState> {
+        w.schema("arrow.schema", &self.schema)?;
+        let mut plans = Vec::with_capacity(self.plans.len());
+        for (i, plan) in self.plans.iter().enumerate() {
+            plans.push(match plan {
+                Plan::Continuous {
+                    gmm,
+                    alpha,
+                    null,
+                    min,
+                    max,
+                    decimals,
+                } => PlanState::Continuous {
+                    gmm: gmm.clone(),
+                    alpha: *alpha,
+                    null: *null,
+                    min: *min,
+                    max: *max,
+                    decimals: *decimals,
+                },
+                Plan::Discrete { values, span } => {
+                    w.array(format!("arrow.values.{i}"), values)?;
+                    PlanState::Discrete { span: *span }
+                }
+                Plan::Resampled { values, cum } => {
+                    w.array(format!("arrow.values.{i}"), values)?;
+                    PlanState::Resampled { cum: cum.clone() }
+                }
+                Plan::Key => PlanState::Key,
+            });
+        }
+        Ok(TransformerState {
+            plans,
+            spans: self.spans.clone(),
+            width: self.width,
+            discrete: self.discrete.iter().map(|d| (d.span, d.counts.clone())).collect(),
+        })
+    }
+
+    /// Rebuild a saved transformer, checking that its parts agree (a damaged
+    /// file is an error here, not a panic while decoding).
+    pub(crate) fn load(r: &ModelReader<'_>, state: TransformerState) -> Result<Transformer> {
+        let bad = |m: String| Error::InvalidModel(format!("transformer: {m}"));
+        let schema = r.schema("arrow.schema")?;
+        if state.plans.len() != schema.fields().len() {
+            return Err(bad(format!(
+                "{} encodings for {} columns",
+                state.plans.len(),
+                schema.fields().len()
+            )));
+        }
+        let mut next = 0;
+        for (i, s) in state.spans.iter().enumerate() {
+            if s.start != next || s.width == 0 || (s.activation == Activation::Tanh && s.width != 1) {
+                return Err(bad(format!("span {i} does not follow the one before it")));
+            }
+            next += s.width;
+        }
+        if next != state.width {
+            return Err(bad(format!("spans cover {next} values, the row has {}", state.width)));
+        }
+        let span = |i: usize, width: usize, activation: Activation| -> Result<()> {
+            match state.spans.get(i) {
+                Some(s) if s.width == width && s.activation == activation => Ok(()),
+                _ => Err(bad(format!("span {i} does not fit its column"))),
+            }
+        };
+        let mut plans = Vec::with_capacity(state.plans.len());
+        for (i, (plan, field)) in state.plans.into_iter().zip(schema.fields()).enumerate() {
+            plans.push(match plan {
+                PlanState::Continuous {
+                    gmm,
+                    alpha,
+                    null,
+                    min,
+                    max,
+                    decimals,
+                } => {
+                    let k = gmm.means.len();
+                    if k == 0 || gmm.stds.len() != k || gmm.weights.len() != k {
+                        return Err(bad(format!("column `{}`: mixture sizes disagree", field.name())));
+                    }
+                    span(alpha, 1, Activation::Tanh)?;
+                    span(alpha + 1, k, Activation::Softmax)?;
+                    if let Some(n) = null {
+                        span(n, 2, Activation::Softmax)?;
+                    }
+                    Plan::Continuous {
+                        gmm,
+                        alpha,
+                        null,
+                        min,
+                        max,
+                        decimals,
+                    }
+                }
+                PlanState::Discrete { span: s } => {
+                    let values = r.array(&format!("arrow.values.{i}"))?;
+                    span(s, values.len(), Activation::Softmax)?;
+                    Plan::Discrete { values, span: s }
+                }
+                PlanState::Resampled { cum } => {
+                    let values = r.array(&format!("arrow.values.{i}"))?;
+                    if values.is_empty() || cum.len() != values.len() {
+                        return Err(bad(format!(
+                            "column `{}`: frequencies do not match its values",
+                            field.name()
+                        )));
+                    }
+                    Plan::Resampled { values, cum }
+                }
+                PlanState::Key => Plan::Key,
+            });
+        }
+        let mut discrete = Vec::with_capacity(state.discrete.len());
+        for (s, counts) in state.discrete {
+            span(s, counts.len(), Activation::Softmax)?;
+            discrete.push(DiscreteColumn {
+                span: s,
+                counts,
+                codes: Vec::new(),
+            });
+        }
+        Ok(Transformer {
+            schema,
+            plans,
+            spans: state.spans,
+            width: state.width,
+            discrete,
+        })
     }
 }
 

@@ -13,8 +13,12 @@ use tch::{Device, Kind, Tensor};
 
 use super::ctgan::column_models;
 use super::transformer::{Activation, Transformer};
-use super::{common_params, device, linear, positive, sample_encoded, to_i64, torch_err, torch_lock};
+use super::{
+    SavedSettings, common_params, device, linear, load_weights, positive, sample_encoded, save_weights, to_i64,
+    torch_err, torch_lock,
+};
 use crate::params::{ParamSpec, Params};
+use crate::saved::{ModelReader, ModelWriter};
 use crate::semantic::SemanticType;
 use crate::{ColumnModel, Error, Generator, Model, Progress, Result, TrainingData};
 
@@ -59,6 +63,10 @@ impl Generator for Tvae {
          GPU when available."
     }
 
+    fn saves_models(&self) -> bool {
+        true
+    }
+
     fn params(&self) -> Vec<ParamSpec> {
         common_params(300, 500)
     }
@@ -96,12 +104,7 @@ impl Generator for Tvae {
         let (encoder, h) = mlp(&(&root / "encoder"), width);
         let mu = linear(&root / "mu", h, embedding);
         let logvar = linear(&root / "logvar", h, embedding);
-        let (body, h) = mlp(&(&root / "decoder"), embedding);
-        let decoder = Decoder {
-            body,
-            out: linear(&root / "out", h, width),
-            sigma: root.var("sigma", &[width], nn::Init::Const(0.1)),
-        };
+        let decoder = decoder(&root, embedding, width);
         let mut opt = nn::adam(0.9, 0.999, 1e-5).build(&vs, 1e-3).map_err(torch_err)?;
         let steps = (rows / batch).max(1);
         let mut last = 0.0;
@@ -160,7 +163,7 @@ impl Generator for Tvae {
             );
         }
         Ok(Box::new(TvaeModel {
-            inner: Mutex::new(Inner { _vs: vs, decoder }),
+            inner: Mutex::new(Inner { vs, decoder }),
             transformer,
             semantics: data.semantics.to_vec(),
             embedding,
@@ -168,13 +171,54 @@ impl Generator for Tvae {
             device,
             epochs,
             last_loss: last,
+            trained_on: format!("{device:?}"),
+            loaded: false,
+            rows: data.batch.num_rows(),
         }))
     }
 }
 
 struct Inner {
-    _vs: nn::VarStore,
+    vs: nn::VarStore,
     decoder: Decoder,
+}
+
+/// The decoder half of the network, under `root` (what sampling needs).
+fn decoder(root: &nn::Path<'_>, embedding: i64, width: i64) -> Decoder {
+    let (body, h) = mlp(&(root / "decoder"), embedding);
+    Decoder {
+        body,
+        out: linear(root / "out", h, width),
+        sigma: root.var("sigma", &[width], nn::Init::Const(0.1)),
+    }
+}
+
+/// Whether a variable belongs to [`decoder`].
+fn is_decoder(name: &str) -> bool {
+    name.starts_with("decoder.") || name.starts_with("out.") || name == "sigma"
+}
+
+/// Rebuild a TVAE saved by [`Model::save`], on the GPU when there is one.
+pub(crate) fn load(r: &ModelReader<'_>) -> Result<Box<dyn Model>> {
+    let (s, transformer, semantics) = SavedSettings::open(r)?;
+    let device = tch::Device::cuda_if_available();
+    let _torch = torch_lock();
+    let vs = nn::VarStore::new(device);
+    let decoder = decoder(&vs.root(), s.embedding, to_i64(transformer.width));
+    load_weights(&vs, r)?;
+    Ok(Box::new(TvaeModel {
+        inner: Mutex::new(Inner { vs, decoder }),
+        transformer,
+        semantics,
+        embedding: s.embedding,
+        batch: s.batch,
+        device,
+        epochs: s.epochs,
+        last_loss: s.losses.0,
+        trained_on: s.trained_on,
+        loaded: true,
+        rows: s.rows,
+    }))
 }
 
 /// A trained TVAE.
@@ -187,6 +231,12 @@ pub struct TvaeModel {
     device: Device,
     epochs: i64,
     last_loss: f64,
+    /// The device it was trained on, for notes.
+    trained_on: String,
+    /// Whether it came from a saved file.
+    loaded: bool,
+    /// Rows it learned from.
+    rows: usize,
 }
 
 impl std::fmt::Debug for TvaeModel {
@@ -230,9 +280,43 @@ impl Model for TvaeModel {
     }
 
     fn notes(&self) -> Vec<String> {
-        vec![format!(
-            "{} epochs on {:?}; last loss {:.3}",
-            self.epochs, self.device, self.last_loss
-        )]
+        let mut notes = vec![format!(
+            "{} epochs on {}; last loss {:.3}",
+            self.epochs, self.trained_on, self.last_loss
+        )];
+        if self.loaded {
+            notes.push(format!("loaded from a saved model; sampling on {:?}", self.device));
+        }
+        notes
+    }
+
+    fn save(&self) -> Option<Result<Vec<u8>>> {
+        Some(self.to_file())
+    }
+
+    fn suggested_rows(&self) -> Option<usize> {
+        // A fitted model leaves the size to its stage (the real table's);
+        // a loaded one has no table but knows how large its own was.
+        (self.loaded && self.rows > 0).then_some(self.rows)
+    }
+}
+
+impl TvaeModel {
+    fn to_file(&self) -> Result<Vec<u8>> {
+        let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut w = ModelWriter::new(NAME);
+        let transformer = self.transformer.save(&mut w)?;
+        // The encoder only matters for training.
+        save_weights(&inner.vs, &mut w, is_decoder)?;
+        w.finish(&SavedSettings {
+            transformer,
+            semantics: self.semantics.iter().map(|s| s.as_str().to_owned()).collect(),
+            embedding: self.embedding,
+            batch: self.batch,
+            epochs: self.epochs,
+            losses: (self.last_loss, 0.0),
+            trained_on: self.trained_on.clone(),
+            rows: self.rows,
+        })
     }
 }

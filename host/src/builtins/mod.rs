@@ -1,6 +1,6 @@
 //! Native stages: `builtin:source`, `profile`, `protect`, `split`,
-//! `privacy`, `report-pdf`, and one `builtin:<generator>` per generator
-//! compiled in.
+//! `privacy`, `report-pdf`, `sample` (rows from a saved model), and one
+//! `builtin:<generator>` per generator compiled in.
 
 pub mod privacy;
 pub mod profile;
@@ -34,6 +34,9 @@ pub enum Builtin {
     ReportPdf,
     /// Learns a table and samples a synthetic one.
     Generator(Arc<dyn Generator>),
+    /// Samples a model a generator stage saved (`save_model = true`): no
+    /// training and no real data.
+    Sample,
 }
 
 impl Builtin {
@@ -47,6 +50,7 @@ impl Builtin {
             Builtin::Privacy => privacy::schema(),
             Builtin::ReportPdf => report_pdf::schema(),
             Builtin::Generator(g) => generator_schema(g.as_ref()),
+            Builtin::Sample => sample_schema(),
         }
     }
 
@@ -60,6 +64,7 @@ impl Builtin {
             Builtin::Privacy => "privacy",
             Builtin::ReportPdf => "report-pdf",
             Builtin::Generator(g) => g.name(),
+            Builtin::Sample => "sample",
         }
     }
 
@@ -77,6 +82,7 @@ impl Builtin {
                 "PDF for reviewers: scores, personal data, charts, heatmaps, privacy, compliance checklist, versions."
             }
             Builtin::Generator(g) => g.summary(),
+            Builtin::Sample => "Sample rows from a model a generator stage saved (`save_model = true`); no training.",
         }
     }
 }
@@ -102,14 +108,7 @@ pub(crate) fn to_param(value: &ConfigValue) -> ParamValue {
     }
 }
 
-/// Every generator stage takes `rows` and `seed`, then its own parameters.
-fn generator_schema(g: &dyn Generator) -> Vec<ConfigField> {
-    let mut rows = field(
-        "rows",
-        ValueType::Integer,
-        "Rows to sample (default: as many as the real table, counting rows a split set aside).",
-    );
-    rows.minimum = Some(1.0);
+fn seed_field() -> ConfigField {
     let mut seed = field(
         "seed",
         ValueType::Integer,
@@ -117,7 +116,48 @@ fn generator_schema(g: &dyn Generator) -> Vec<ConfigField> {
     );
     seed.default = Some(ConfigValue::Integer(0));
     seed.minimum = Some(0.0);
-    let mut out = vec![rows, seed];
+    seed
+}
+
+/// `builtin:sample`: the model file, and how many rows with which seed.
+fn sample_schema() -> Vec<ConfigField> {
+    let mut model = field(
+        "model",
+        ValueType::String,
+        "Saved model file (`model-<stage>.safetensors` from a run with `save_model = true`); `--input` sets it.",
+    );
+    model.required = true;
+    let mut rows = field(
+        "rows",
+        ValueType::Integer,
+        "Rows to sample (default: as many as the table the model learned from).",
+    );
+    rows.minimum = Some(1.0);
+    vec![model, rows, seed_field()]
+}
+
+/// Settings every generator stage takes besides its own parameters.
+pub(crate) const HOST_SETTINGS: &[&str] = &["rows", "seed", "save_model"];
+
+/// Every generator stage takes `rows` and `seed` (and `save_model` where the
+/// generator can save), then its own parameters.
+fn generator_schema(g: &dyn Generator) -> Vec<ConfigField> {
+    let mut rows = field(
+        "rows",
+        ValueType::Integer,
+        "Rows to sample (default: as many as the real table, counting rows a split set aside).",
+    );
+    rows.minimum = Some(1.0);
+    let mut out = vec![rows, seed_field()];
+    if g.saves_models() {
+        let mut save = field(
+            "save_model",
+            ValueType::Boolean,
+            "Also write the fitted model (`model-<stage>.safetensors`) for `builtin:sample` to reuse.",
+        );
+        save.default = Some(ConfigValue::Boolean(false));
+        out.push(save);
+    }
     for p in g.params() {
         let ty = match p.ty {
             ParamType::String => ValueType::String,

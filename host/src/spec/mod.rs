@@ -378,13 +378,24 @@ impl PipelineSpec {
         Ok(())
     }
 
-    /// Ids of the `builtin:source` stages (where `--input` goes).
-    pub fn source_stages(&self) -> Vec<String> {
-        self.stages
-            .iter()
-            .filter(|s| s.uses.as_ref().is_some_and(|u| u.value == "builtin:source"))
-            .map(|s| s.id.value.clone())
-            .collect()
+    /// The stages that read the pipeline's input file (where `--input`
+    /// goes), with the `with` key that names the file: `builtin:source`
+    /// stages (`path`, a table) or, in a pipeline without one,
+    /// `builtin:sample` stages (`model`, a saved model).
+    pub fn input_stages(&self) -> Vec<(String, &'static str)> {
+        let with = |uses: &str, key: &'static str| -> Vec<(String, &'static str)> {
+            self.stages
+                .iter()
+                .filter(|s| s.uses.as_ref().is_some_and(|u| u.value == uses))
+                .map(|s| (s.id.value.clone(), key))
+                .collect()
+        };
+        let sources = with("builtin:source", "path");
+        if sources.is_empty() {
+            with("builtin:sample", "model")
+        } else {
+            sources
+        }
     }
 
     /// Stage by id.

@@ -1,0 +1,1154 @@
+//! The marketplace endpoints: listings (privacy-gated), search, checkout,
+//! purchases and downloads, notifications, the seller dashboard, operator
+//! tools; plus the plain HTTP routes a browser or a payment provider calls
+//! without a bearer token: webhooks, the return from checkout, and the fake
+//! provider's hosted checkout page.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use doppel_platform::authz::{Scope, require};
+use doppel_platform::jobs::JobState;
+use doppel_platform::marketplace::{
+    self, Listing, ListingPatch, ListingStatus, NewListing, Purchase, PurchaseStatus, SearchQuery, Sort,
+};
+use doppel_platform::payments::Money;
+use poem::web::Data;
+use poem::{Body, Request, Response, handler};
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use crate::api::{ApiTags, DownloadLink, hash_request, meta, owned_job, page_limit, remember, replay};
+use crate::auth::Auth;
+use crate::body::JsonBody;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::state::AppState;
+
+/// Rows of the synthetic table a listing shows before purchase.
+const PREVIEW_ROWS: usize = 20;
+
+/// An amount of money.
+#[derive(Debug, Clone, Object)]
+pub struct MoneyView {
+    /// Minor units (cents).
+    pub minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+impl From<Money> for MoneyView {
+    fn from(m: Money) -> Self {
+        MoneyView {
+            minor: m.minor,
+            currency: m.currency,
+        }
+    }
+}
+
+/// A listing.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ListingView {
+    /// Id (`lst_…`).
+    pub id: String,
+    /// Seller account.
+    pub seller_id: String,
+    /// The job whose output is for sale.
+    pub job_id: String,
+    /// The output.
+    pub output_name: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Category.
+    pub category: String,
+    /// Price.
+    pub price: MoneyView,
+    /// License text.
+    pub license: String,
+    /// Schema, 20 synthetic rows, quality and privacy scores, compliance summary.
+    pub preview: serde_json::Value,
+    /// Quality score (0–1).
+    pub quality_score: Option<f64>,
+    /// Privacy score (0–100; listings need ≥ 40).
+    pub privacy_score: f64,
+    /// `active`, `paused`, `delisted`, `suspended`.
+    pub status: String,
+    /// Sales.
+    pub sales: i64,
+    /// Created, ms.
+    pub created_at: i64,
+    /// Updated, ms.
+    pub updated_at: i64,
+}
+
+impl From<Listing> for ListingView {
+    fn from(l: Listing) -> Self {
+        ListingView {
+            id: l.id,
+            seller_id: l.seller_id,
+            job_id: l.job_id,
+            output_name: l.output_name,
+            title: l.title,
+            description: l.description,
+            tags: l.tags,
+            category: l.category,
+            price: l.price.into(),
+            license: l.license,
+            preview: l.preview,
+            quality_score: l.quality_score,
+            privacy_score: l.privacy_score,
+            status: l.status.as_str().to_owned(),
+            sales: l.sales,
+            created_at: l.created_at,
+            updated_at: l.updated_at,
+        }
+    }
+}
+
+/// A listing to create from one of your succeeded jobs.
+#[derive(Debug, Object, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct NewListingBody {
+    /// The job (yours, succeeded, with a privacy stage).
+    pub job_id: String,
+    /// Which output (default: `synthetic.parquet` or `synthetic.csv`).
+    pub output: Option<String>,
+    /// Title.
+    pub title: String,
+    /// Description.
+    #[oai(default)]
+    #[serde(default)]
+    pub description: String,
+    /// Tags (letters, digits, `-`).
+    #[oai(default)]
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Category.
+    pub category: String,
+    /// Price in minor units.
+    pub price_minor: i64,
+    /// ISO 4217 currency.
+    pub currency: String,
+    /// License text the buyer accepts.
+    pub license: String,
+}
+
+/// Changes to a listing.
+#[derive(Debug, Object, serde::Deserialize)]
+pub struct ListingPatchBody {
+    /// Title.
+    pub title: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Tags.
+    pub tags: Option<Vec<String>>,
+    /// Category.
+    pub category: Option<String>,
+    /// Price in minor units (same currency).
+    pub price_minor: Option<i64>,
+    /// License text.
+    pub license: Option<String>,
+    /// `active`, `paused` or `delisted` (final).
+    pub status: Option<String>,
+}
+
+/// A page of listings.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ListingPage {
+    /// Listings.
+    pub data: Vec<ListingView>,
+    /// Pass as `cursor` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// A purchase.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct PurchaseView {
+    /// Id (`pur_…`).
+    pub id: String,
+    /// What was bought.
+    pub listing_id: String,
+    /// Price.
+    pub amount: MoneyView,
+    /// Platform fee (20 %).
+    pub fee_minor: i64,
+    /// Seller's share (80 %).
+    pub seller_minor: i64,
+    /// `pending`, `completed`, `failed`, `refunded`.
+    pub status: String,
+    /// Send the buyer here to pay (while pending).
+    pub checkout_url: Option<String>,
+    /// Created, ms.
+    pub created_at: i64,
+    /// Completed, ms.
+    pub completed_at: Option<i64>,
+    /// Refunded, ms.
+    pub refunded_at: Option<i64>,
+}
+
+impl From<Purchase> for PurchaseView {
+    fn from(p: Purchase) -> Self {
+        PurchaseView {
+            checkout_url: p.checkout_url.filter(|_| p.status == PurchaseStatus::Pending),
+            id: p.id,
+            listing_id: p.listing_id,
+            amount: p.amount.into(),
+            fee_minor: p.fee_minor,
+            seller_minor: p.seller_minor,
+            status: p.status.as_str().to_owned(),
+            created_at: p.created_at,
+            completed_at: p.completed_at,
+            refunded_at: p.refunded_at,
+        }
+    }
+}
+
+/// Where the payment provider sends the buyer back.
+#[derive(Debug, Object, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct CheckoutBody {
+    /// Your page (default: this server's `/v1/checkout/return`, which
+    /// verifies the payment).
+    pub return_url: Option<String>,
+}
+
+/// A page of purchases.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct PurchasePage {
+    /// Purchases.
+    pub data: Vec<PurchaseView>,
+    /// More after these.
+    pub has_more: bool,
+    /// Pass as `starting_after`.
+    pub next_cursor: Option<String>,
+}
+
+/// A notification.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct NotificationView {
+    /// Id.
+    pub id: String,
+    /// `job_succeeded`, `job_failed`, `sale_made`, `purchase_completed`, `purchase_failed`, `refund`.
+    pub kind: String,
+    /// Text.
+    pub message: String,
+    /// Ids involved.
+    pub data: serde_json::Value,
+    /// When, ms.
+    pub created_at: i64,
+    /// Read, ms.
+    pub read_at: Option<i64>,
+}
+
+/// A page of notifications.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct NotificationPage {
+    /// Newest first.
+    pub data: Vec<NotificationView>,
+    /// More after these.
+    pub has_more: bool,
+    /// Pass as `starting_after`.
+    pub next_cursor: Option<String>,
+}
+
+/// One listing's sales.
+#[derive(Debug, Object)]
+pub struct ListingStatsView {
+    /// Listing.
+    pub listing_id: String,
+    /// Title.
+    pub title: String,
+    /// Standing sales.
+    pub sales: i64,
+    /// Refunded sales.
+    pub refunds: i64,
+    /// Your revenue after the platform fee and refunds, minor units.
+    pub revenue_minor: i64,
+    /// Currency.
+    pub currency: String,
+    /// Downloads by buyers.
+    pub downloads: i64,
+    /// Per day (days since 1970-01-01): sales, downloads.
+    pub daily: Vec<DailyView>,
+}
+
+/// One day of a listing.
+#[derive(Debug, Object)]
+pub struct DailyView {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    /// Sales completed that day.
+    pub sales: i64,
+    /// Downloads that day.
+    pub downloads: i64,
+}
+
+/// The seller's dashboard.
+#[derive(Debug, Object)]
+pub struct DashboardView {
+    /// Per listing.
+    pub listings: Vec<ListingStatsView>,
+    /// What the platform owes you (the payout report), per currency.
+    pub payable: Vec<MoneyView>,
+}
+
+/// A ledger line (debit positive, credit negative).
+#[derive(Debug, Object)]
+pub struct LedgerEntryView {
+    /// Id.
+    pub id: String,
+    /// Transaction (its lines sum to zero).
+    pub txn_id: String,
+    /// Purchase.
+    pub purchase_id: String,
+    /// `clearing:<provider>`, `seller:<account>`, `platform:fees`.
+    pub account: String,
+    /// Signed minor units.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: String,
+    /// `charge` or `refund`.
+    pub kind: String,
+    /// When, ms.
+    pub created_at: i64,
+}
+
+/// Why an operator suspends a listing.
+#[derive(Debug, Object, serde::Deserialize)]
+pub struct SuspendBody {
+    /// Reason (kept in the audit log).
+    pub reason: String,
+}
+
+/// How many pending purchases a reconciliation pass settled.
+#[derive(Debug, Object)]
+pub struct ReconcileView {
+    /// Purchases that changed state.
+    pub settled: i64,
+}
+
+#[derive(Debug, ApiResponse)]
+enum CreatedListing {
+    /// Listed.
+    #[oai(status = 201)]
+    Created(Json<ListingView>),
+}
+
+#[derive(Debug, ApiResponse)]
+enum CreatedPurchase {
+    /// A pending purchase: send the buyer to `checkout_url`.
+    #[oai(status = 201)]
+    Created(Json<PurchaseView>),
+}
+
+/// Search order, as a query parameter.
+#[derive(Debug, Clone, Copy, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum SortParam {
+    /// Best match (default with `q`).
+    Relevance,
+    /// Newest first (default without `q`).
+    Newest,
+    /// Cheapest first.
+    PriceAsc,
+    /// Dearest first.
+    PriceDesc,
+    /// Best-selling first.
+    Popularity,
+}
+
+/// The marketplace API.
+#[derive(Debug)]
+pub struct MarketApi;
+
+fn stats_view(s: marketplace::ListingStats) -> ListingStatsView {
+    ListingStatsView {
+        listing_id: s.listing_id,
+        title: s.title,
+        sales: s.sales,
+        refunds: s.refunds,
+        revenue_minor: s.revenue_minor,
+        currency: s.currency,
+        downloads: s.downloads,
+        daily: s
+            .daily
+            .into_iter()
+            .map(|(day, sales, downloads)| DailyView { day, sales, downloads })
+            .collect(),
+    }
+}
+
+/// Scores, compliance and a preview of a job's output, from what the job
+/// stored (manifest summary, report.json, the table itself).
+async fn appraise(
+    state: &AppState,
+    job: &doppel_platform::jobs::Job,
+    output: &doppel_platform::jobs::OutputFile,
+) -> ApiResult<(Option<f64>, Option<f64>, Vec<String>, serde_json::Value)> {
+    let manifest = job
+        .manifest
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("succeeded job without a manifest"))?;
+    let score = |suffix: &str| -> Option<f64> {
+        manifest
+            .summary
+            .as_object()?
+            .iter()
+            .find(|(k, _)| k.ends_with(suffix))
+            .and_then(|(_, v)| v.as_f64())
+    };
+    let (quality, privacy) = (score(".Quality Score"), score(".Privacy Score"));
+    let report = match manifest.files.iter().find(|f| f.name == "report.json") {
+        Some(f) => {
+            let bytes = state.storage.get_bytes(&f.key).await?;
+            serde_json::from_slice::<serde_json::Value>(&bytes).map_err(ApiError::internal)?
+        }
+        None => serde_json::Value::Null,
+    };
+    let failed: Vec<String> = report
+        .pointer("/summary/failed_rules")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{}: {} ({})",
+                r["stage"].as_str().unwrap_or_default(),
+                r["rule"].as_str().unwrap_or_default(),
+                r["title"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    let bytes = state.storage.get_bytes(&output.key).await?;
+    let table = if output.name.ends_with(".parquet") {
+        tokio::task::spawn_blocking(move || preview_parquet(bytes))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?
+    } else {
+        serde_json::json!({ "rows": [], "note": "preview is shown for Parquet outputs" })
+    };
+    let preview = serde_json::json!({
+        "table": table,
+        "quality_score": quality,
+        "privacy_score": privacy,
+        "scores": manifest.summary.as_object().map(|o| {
+            o.iter().filter(|(k, _)| k.ends_with("Score")).map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<serde_json::Map<_, _>>()
+        }),
+        "compliance": {
+            "failed_rules": failed,
+            "pipeline": report.pointer("/pipeline/name"),
+            "pii_columns": report.pointer("/summary/pii_columns"),
+        },
+    });
+    Ok((quality, privacy, failed, preview))
+}
+
+/// Schema and the first rows of a Parquet file.
+fn preview_parquet(bytes: bytes::Bytes) -> Result<serde_json::Value, String> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| e.to_string())?;
+    let rows = builder.metadata().file_metadata().num_rows();
+    let schema = std::sync::Arc::clone(builder.schema());
+    let mut reader = builder
+        .with_batch_size(PREVIEW_ROWS)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    if let Some(batch) = reader.next() {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let mut w = arrow::json::ArrayWriter::new(&mut buf);
+        w.write(&batch.slice(0, batch.num_rows().min(PREVIEW_ROWS)))
+            .map_err(|e| e.to_string())?;
+        w.finish().map_err(|e| e.to_string())?;
+    }
+    let sample: serde_json::Value = if buf.is_empty() {
+        serde_json::json!([])
+    } else {
+        serde_json::from_slice(&buf).map_err(|e| e.to_string())?
+    };
+    Ok(serde_json::json!({
+        "rows_total": rows,
+        "columns": schema.fields().iter().map(|f| serde_json::json!({
+            "name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable(),
+        })).collect::<Vec<_>>(),
+        "rows": sample,
+    }))
+}
+
+fn default_return(state: &AppState) -> String {
+    format!(
+        "{}/v1/checkout/return",
+        state.settings.public_url().trim_end_matches('/')
+    )
+}
+
+#[OpenApi(prefix_path = "/v1")]
+impl MarketApi {
+    /// List one of your succeeded jobs' outputs for sale. Refused (422
+    /// `listing_refused`) when its privacy score is below 40, it has none,
+    /// or a compliance check failed; the message says why.
+    #[oai(
+        path = "/listings",
+        method = "post",
+        tag = "ApiTags::Marketplace",
+        operation_id = "create_listing"
+    )]
+    async fn create_listing(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: Auth,
+        body: JsonBody<NewListingBody>,
+    ) -> ApiResult<CreatedListing> {
+        require(&auth.0, Scope::MarketplaceSell)?;
+        let b = body.0;
+        let job = owned_job(&state, &auth.0, &b.job_id, Scope::DatasetsRead).await?;
+        if job.state != JobState::Succeeded {
+            return Err(ApiError::Conflict(Json(ErrorBody::new(
+                "job_not_finished",
+                format!("the job is {}; list it once it has succeeded", job.state.as_str()),
+            ))));
+        }
+        let files = job.manifest.as_ref().map(|m| m.files.as_slice()).unwrap_or_default();
+        let output = match &b.output {
+            Some(name) => files.iter().find(|f| &f.name == name),
+            None => files
+                .iter()
+                .find(|f| f.name == "synthetic.parquet" || f.name == "synthetic.csv"),
+        }
+        .ok_or_else(|| ApiError::invalid("output", "the job has no such table output"))?;
+        if !(output.name.ends_with(".parquet") || output.name.ends_with(".csv")) {
+            return Err(ApiError::invalid(
+                "output",
+                format!("`{}` is not a table; only synthetic tables are sold", output.name),
+            ));
+        }
+        let (quality, privacy, failed, preview) = appraise(&state, &job, output).await?;
+        let listing = state
+            .market
+            .create_listing(
+                &meta(req),
+                &auth.0,
+                NewListing {
+                    job_id: job.id.clone(),
+                    output_name: output.name.clone(),
+                    output_key: output.key.clone(),
+                    title: b.title,
+                    description: b.description,
+                    tags: b.tags,
+                    category: b.category,
+                    price_minor: b.price_minor,
+                    currency: b.currency,
+                    license: b.license,
+                    preview,
+                    quality_score: quality,
+                    privacy_score: privacy,
+                    failed_checks: failed,
+                },
+            )
+            .await?;
+        Ok(CreatedListing::Created(Json(listing.into())))
+    }
+
+    /// Search and browse active listings: full text over title, description
+    /// and tags, filters, sort, cursor pages.
+    #[oai(
+        path = "/listings",
+        method = "get",
+        tag = "ApiTags::Marketplace",
+        operation_id = "search_listings"
+    )]
+    #[allow(clippy::too_many_arguments, reason = "one query parameter each")]
+    async fn search(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        q: Query<Option<String>>,
+        category: Query<Option<String>>,
+        /// Comma-separated; all must be present.
+        tags: Query<Option<String>>,
+        currency: Query<Option<String>>,
+        min_price: Query<Option<i64>>,
+        max_price: Query<Option<i64>>,
+        min_quality: Query<Option<f64>>,
+        min_privacy: Query<Option<f64>>,
+        sort: Query<Option<SortParam>>,
+        cursor: Query<Option<String>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
+    ) -> ApiResult<Json<ListingPage>> {
+        require(&auth.0, Scope::DatasetsRead)?;
+        let query = SearchQuery {
+            text: q.0,
+            category: category.0,
+            tags: tags
+                .0
+                .map(|t| {
+                    t.split(',')
+                        .filter(|s| !s.trim().is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            currency: currency.0,
+            min_price: min_price.0,
+            max_price: max_price.0,
+            min_quality: min_quality.0,
+            min_privacy: min_privacy.0,
+            sort: sort.0.map(|s| match s {
+                SortParam::Relevance => Sort::Relevance,
+                SortParam::Newest => Sort::Newest,
+                SortParam::PriceAsc => Sort::PriceAsc,
+                SortParam::PriceDesc => Sort::PriceDesc,
+                SortParam::Popularity => Sort::Popularity,
+            }),
+            cursor: cursor.0,
+            limit: page_limit(limit.0)?,
+        };
+        let (rows, next_cursor) = state.market.search(&query).await?;
+        Ok(Json(ListingPage {
+            data: rows.into_iter().map(Into::into).collect(),
+            next_cursor,
+        }))
+    }
+
+    /// One listing (active ones to everyone; others to their seller and buyers).
+    #[oai(
+        path = "/listings/:id",
+        method = "get",
+        tag = "ApiTags::Marketplace",
+        operation_id = "get_listing"
+    )]
+    async fn get_listing(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        id: Path<String>,
+    ) -> ApiResult<Json<ListingView>> {
+        require(&auth.0, Scope::DatasetsRead)?;
+        Ok(Json(state.market.visible_listing(&auth.0, &id).await?.into()))
+    }
+
+    /// Edit, pause, resume or delist your listing. Buyers keep what they bought.
+    #[oai(
+        path = "/listings/:id",
+        method = "patch",
+        tag = "ApiTags::Marketplace",
+        operation_id = "update_listing"
+    )]
+    async fn update_listing(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: Auth,
+        id: Path<String>,
+        body: JsonBody<ListingPatchBody>,
+    ) -> ApiResult<Json<ListingView>> {
+        let b = body.0;
+        let status = match b.status.as_deref() {
+            None => None,
+            Some("active") => Some(ListingStatus::Active),
+            Some("paused") => Some(ListingStatus::Paused),
+            Some("delisted") => Some(ListingStatus::Delisted),
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "status",
+                    format!("`{other}` is not one of active, paused, delisted"),
+                ));
+            }
+        };
+        let patch = ListingPatch {
+            title: b.title,
+            description: b.description,
+            tags: b.tags,
+            category: b.category,
+            price_minor: b.price_minor,
+            license: b.license,
+            status,
+        };
+        Ok(Json(
+            state
+                .market
+                .update_listing(&meta(req), &auth.0, &id, patch)
+                .await?
+                .into(),
+        ))
+    }
+
+    /// Buy a listing: a pending purchase and the payment provider's hosted
+    /// checkout (`checkout_url`). Send an `Idempotency-Key` so a retried
+    /// request opens one checkout.
+    #[oai(
+        path = "/listings/:id/checkout",
+        method = "post",
+        tag = "ApiTags::Marketplace",
+        operation_id = "checkout"
+    )]
+    async fn checkout(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: Auth,
+        id: Path<String>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        body: JsonBody<CheckoutBody>,
+    ) -> ApiResult<CreatedPurchase> {
+        require(&auth.0, Scope::DatasetsRead)?;
+        let hash = hash_request(&[
+            b"checkout",
+            id.as_bytes(),
+            serde_json::to_string(&body.0).unwrap_or_default().as_bytes(),
+        ]);
+        let key = idempotency_key.0.as_deref();
+        if let Some(previous) = replay::<PurchaseView>(&state, &auth.0, key, &hash).await? {
+            return Ok(CreatedPurchase::Created(Json(previous)));
+        }
+        let return_url = body.0.return_url.unwrap_or_else(|| default_return(&state));
+        if !(return_url.starts_with("https://") || return_url.starts_with("http://")) {
+            return Err(ApiError::invalid("return_url", "must be an http(s) URL"));
+        }
+        let purchase = state.market.checkout(&meta(req), &auth.0, &id, &return_url).await?;
+        let view: PurchaseView = purchase.into();
+        remember(&state, &auth.0, key, &hash, &view).await?;
+        Ok(CreatedPurchase::Created(Json(view)))
+    }
+
+    /// Your purchases, newest first.
+    #[oai(
+        path = "/purchases",
+        method = "get",
+        tag = "ApiTags::Marketplace",
+        operation_id = "list_purchases"
+    )]
+    async fn purchases(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
+        starting_after: Query<Option<String>>,
+    ) -> ApiResult<Json<PurchasePage>> {
+        require(&auth.0, Scope::DatasetsRead)?;
+        let n = page_limit(limit.0)?;
+        let rows = state
+            .market
+            .purchases_of(&auth.0.account_id, starting_after.0.as_deref(), n + 1)
+            .await?;
+        let (rows, has_more, next_cursor) = crate::api::paginate(rows, n, |p| p.id.clone());
+        Ok(Json(PurchasePage {
+            data: rows.into_iter().map(Into::into).collect(),
+            has_more,
+            next_cursor,
+        }))
+    }
+
+    /// One purchase, as the provider last reported it.
+    #[oai(
+        path = "/purchases/:id",
+        method = "get",
+        tag = "ApiTags::Marketplace",
+        operation_id = "get_purchase"
+    )]
+    async fn purchase(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        id: Path<String>,
+    ) -> ApiResult<Json<PurchaseView>> {
+        Ok(Json(state.market.own_purchase(&auth.0, &id).await?.into()))
+    }
+
+    /// Verify a purchase with the payment provider now (after the buyer is
+    /// redirected back, or if a webhook is late).
+    #[oai(
+        path = "/purchases/:id/verify",
+        method = "post",
+        tag = "ApiTags::Marketplace",
+        operation_id = "verify_purchase"
+    )]
+    async fn verify(&self, state: Data<&Arc<AppState>>, auth: Auth, id: Path<String>) -> ApiResult<Json<PurchaseView>> {
+        let p = state.market.own_purchase(&auth.0, &id).await?;
+        Ok(Json(state.market.sync(&p.id).await?.into()))
+    }
+
+    /// A signed link (1 hour) to download what you bought; refunded
+    /// purchases have none.
+    #[oai(
+        path = "/purchases/:id/download",
+        method = "get",
+        tag = "ApiTags::Marketplace",
+        operation_id = "download_purchase"
+    )]
+    async fn download(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        id: Path<String>,
+    ) -> ApiResult<Json<DownloadLink>> {
+        let p = state.market.own_purchase(&auth.0, &id).await?;
+        if p.status != PurchaseStatus::Completed {
+            return Err(ApiError::Conflict(Json(ErrorBody::new(
+                "not_paid",
+                format!(
+                    "the purchase is {}; downloads need a completed purchase",
+                    p.status.as_str()
+                ),
+            ))));
+        }
+        let listing = state.market.listing(&p.listing_id).await?;
+        let ttl = Duration::from_secs(state.settings.limits.download_ttl_seconds.max(1));
+        let link = state.storage.signed_url(&listing.output_key, ttl).await?;
+        state.market.record_download(&p).await?;
+        Ok(Json(DownloadLink {
+            url: link.url,
+            expires_at: link.expires_at,
+        }))
+    }
+
+    /// Your notifications, newest first.
+    #[oai(
+        path = "/notifications",
+        method = "get",
+        tag = "ApiTags::Notifications",
+        operation_id = "list_notifications"
+    )]
+    async fn notifications(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        unread: Query<Option<bool>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
+        starting_after: Query<Option<String>>,
+    ) -> ApiResult<Json<NotificationPage>> {
+        require(&auth.0, Scope::DatasetsRead)?;
+        let n = page_limit(limit.0)?;
+        let rows = marketplace::notifications(
+            &state.db,
+            &auth.0.account_id,
+            unread.0.unwrap_or(false),
+            starting_after.0.as_deref(),
+            n + 1,
+        )
+        .await?;
+        let (rows, has_more, next_cursor) = crate::api::paginate(rows, n, |x| x.id.clone());
+        Ok(Json(NotificationPage {
+            data: rows
+                .into_iter()
+                .map(|x| NotificationView {
+                    id: x.id,
+                    kind: x.kind,
+                    message: x.message,
+                    data: x.data,
+                    created_at: x.created_at,
+                    read_at: x.read_at,
+                })
+                .collect(),
+            has_more,
+            next_cursor,
+        }))
+    }
+
+    /// Mark a notification read.
+    #[oai(
+        path = "/notifications/:id/read",
+        method = "post",
+        tag = "ApiTags::Notifications",
+        operation_id = "read_notification"
+    )]
+    async fn read(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        id: Path<String>,
+    ) -> ApiResult<Json<serde_json::Value>> {
+        require(&auth.0, Scope::DatasetsRead)?;
+        marketplace::mark_read(&state.db, &auth.0.account_id, &id).await?;
+        Ok(Json(serde_json::json!({"id": id.0, "read": true})))
+    }
+
+    /// Your sales, revenue and downloads per listing, and what you are owed.
+    #[oai(
+        path = "/seller/dashboard",
+        method = "get",
+        tag = "ApiTags::Marketplace",
+        operation_id = "seller_dashboard"
+    )]
+    async fn dashboard(&self, state: Data<&Arc<AppState>>, auth: Auth) -> ApiResult<Json<DashboardView>> {
+        require(&auth.0, Scope::MarketplaceSell)?;
+        let listings = state.market.dashboard(&auth.0.account_id).await?;
+        let payable = state.market.payable(&auth.0.account_id).await?;
+        Ok(Json(DashboardView {
+            listings: listings.into_iter().map(stats_view).collect(),
+            payable: payable.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// Take a listing down (admin). Buyers keep access.
+    #[oai(
+        path = "/admin/listings/:id/suspend",
+        method = "post",
+        tag = "ApiTags::Admin",
+        operation_id = "admin_suspend_listing"
+    )]
+    async fn suspend(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: Auth,
+        id: Path<String>,
+        body: JsonBody<SuspendBody>,
+    ) -> ApiResult<Json<ListingView>> {
+        Ok(Json(
+            state
+                .market
+                .suspend_listing(&meta(req), &auth.0, &id, &body.0.reason)
+                .await?
+                .into(),
+        ))
+    }
+
+    /// Refund a completed purchase through the provider (admin); access ends.
+    #[oai(
+        path = "/admin/purchases/:id/refund",
+        method = "post",
+        tag = "ApiTags::Admin",
+        operation_id = "admin_refund"
+    )]
+    async fn refund(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: Auth,
+        id: Path<String>,
+    ) -> ApiResult<Json<PurchaseView>> {
+        Ok(Json(state.market.refund(&meta(req), &auth.0, &id).await?.into()))
+    }
+
+    /// The ledger (admin): every line, or one purchase's.
+    #[oai(
+        path = "/admin/ledger",
+        method = "get",
+        tag = "ApiTags::Admin",
+        operation_id = "admin_ledger"
+    )]
+    async fn ledger(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        purchase_id: Query<Option<String>>,
+    ) -> ApiResult<Json<Vec<LedgerEntryView>>> {
+        require(&auth.0, Scope::Admin)?;
+        let rows = state.market.ledger(purchase_id.0.as_deref(), 10_000).await?;
+        Ok(Json(
+            rows.into_iter()
+                .map(|e| LedgerEntryView {
+                    id: e.id,
+                    txn_id: e.txn_id,
+                    purchase_id: e.purchase_id,
+                    account: e.account,
+                    amount_minor: e.amount_minor,
+                    currency: e.currency,
+                    kind: e.kind,
+                    created_at: e.created_at,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Settle pending purchases with the provider now (admin); the server
+    /// also does this every `payments.reconcile_seconds`.
+    #[oai(
+        path = "/admin/payments/reconcile",
+        method = "post",
+        tag = "ApiTags::Admin",
+        operation_id = "admin_reconcile"
+    )]
+    async fn reconcile(&self, state: Data<&Arc<AppState>>, auth: Auth) -> ApiResult<Json<ReconcileView>> {
+        require(&auth.0, Scope::Admin)?;
+        let settled = state.market.reconcile().await?;
+        Ok(Json(ReconcileView {
+            settled: i64::try_from(settled).unwrap_or(i64::MAX),
+        }))
+    }
+}
+
+fn json_response(status: poem::http::StatusCode, value: &serde_json::Value) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(value.to_string())
+}
+
+/// `POST /v1/webhooks/{provider}`: the raw body is what the signature
+/// covers. 200 for handled, duplicate or unrelated events; 400 for a bad
+/// signature; 503 when the provider cannot be reached to verify (the
+/// provider retries).
+#[handler]
+pub(crate) async fn webhook(
+    state: Data<&Arc<AppState>>,
+    poem::web::Path(provider): poem::web::Path<String>,
+    req: &Request,
+    body: Body,
+) -> Response {
+    use poem::http::StatusCode;
+    if provider != state.market.provider().name() {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"code": "not_found", "message": format!("no `{provider}` payment provider here")}),
+        );
+    }
+    let raw = match body.into_bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"code": "invalid_request", "message": e.to_string()}),
+            );
+        }
+    };
+    match state.market.webhook(req.headers(), &raw).await {
+        Ok(outcome) => {
+            let (result, purchase) = match outcome {
+                marketplace::WebhookOutcome::Duplicate => ("duplicate", None),
+                marketplace::WebhookOutcome::Ignored => ("ignored", None),
+                marketplace::WebhookOutcome::Synced { purchase_id, .. } => ("processed", Some(purchase_id)),
+            };
+            json_response(
+                StatusCode::OK,
+                &serde_json::json!({"received": true, "result": result, "purchase": purchase}),
+            )
+        }
+        Err(e) => {
+            let api: ApiError = e.into();
+            let status = StatusCode::from_u16(api.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let b = api.body();
+            json_response(
+                status,
+                &serde_json::json!({"code": b.code, "message": b.message, "request_id": b.request_id}),
+            )
+        }
+    }
+}
+
+fn html(status: poem::http::StatusCode, title: &str, body: &str) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("text/html; charset=utf-8")
+        .header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+        .body(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
+             <meta name=\"viewport\" content=\"width=device-width\"><style>body{{font:16px system-ui,sans-serif;\
+             max-width:28rem;margin:4rem auto;padding:0 1rem}}button{{font:inherit;padding:.6rem 1.2rem;margin-right:.5rem}}\
+             </style></head><body>{body}</body></html>",
+            t = escape(title)
+        ))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn format_money(m: &Money) -> String {
+    format!("{}.{:02} {}", m.minor / 100, m.minor % 100, m.currency)
+}
+
+/// `GET /v1/fake-pay/{id}`: the fake provider's hosted checkout page.
+#[handler]
+pub(crate) async fn fake_checkout_page(
+    state: Data<&Arc<AppState>>,
+    poem::web::Path(id): poem::web::Path<String>,
+) -> Response {
+    use poem::http::StatusCode;
+    let Some(fake) = &state.fake else {
+        return html(StatusCode::NOT_FOUND, "Not found", "<p>No such checkout.</p>");
+    };
+    let Ok(p) = fake.payment(&id).await else {
+        return html(StatusCode::NOT_FOUND, "Not found", "<p>No such checkout.</p>");
+    };
+    let id = escape(&p.id);
+    let body = match p.status {
+        doppel_platform::payments::PaymentStatus::Pending => format!(
+            "<h1>Pay {amount}</h1><p id=\"what\">{what}</p><p>doppel test payments: no money moves.</p>\
+             <form method=\"post\" action=\"/v1/fake-pay/{id}\"><button id=\"pay\" name=\"action\" value=\"pay\">Pay \
+             {amount}</button><button id=\"decline\" name=\"action\" value=\"decline\">Decline</button></form>",
+            amount = escape(&format_money(&p.amount)),
+            what = escape(&p.description),
+        ),
+        other => format!("<h1>Checkout closed</h1><p>This payment is {}.</p>", other.as_str()),
+    };
+    html(StatusCode::OK, "doppel checkout", &body)
+}
+
+/// `POST /v1/fake-pay/{id}` (`action=pay|decline`): settle, send the signed
+/// webhook, redirect back to the return URL.
+#[handler]
+pub(crate) async fn fake_checkout_submit(
+    state: Data<&Arc<AppState>>,
+    poem::web::Path(id): poem::web::Path<String>,
+    body: Body,
+) -> Response {
+    use poem::http::StatusCode;
+    let Some(fake) = &state.fake else {
+        return html(StatusCode::NOT_FOUND, "Not found", "<p>No such checkout.</p>");
+    };
+    let form = body.into_string().await.unwrap_or_default();
+    let pay = form.split('&').any(|kv| kv == "action=pay");
+    match fake.settle(&id, pay).await {
+        Ok(back) => Response::builder()
+            .status(StatusCode::SEE_OTHER)
+            .header("location", back)
+            .finish(),
+        Err(_) => html(StatusCode::NOT_FOUND, "Not found", "<p>No such checkout.</p>"),
+    }
+}
+
+/// `GET /v1/checkout/return?purchase=…`: where the provider sends the buyer
+/// back. The redirect proves nothing, so the payment is fetched from the
+/// provider; the page says how the purchase stands.
+#[handler]
+pub(crate) async fn checkout_return(state: Data<&Arc<AppState>>, req: &Request) -> Response {
+    use poem::http::StatusCode;
+    let purchase = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("purchase="))
+        .unwrap_or_default()
+        .to_owned();
+    match state.market.sync(&purchase).await {
+        Ok(p) => {
+            let message = match p.status {
+                PurchaseStatus::Completed => "Payment received. The data is in your purchases, ready to download.",
+                PurchaseStatus::Pending => "Payment pending; this page does not need to stay open.",
+                PurchaseStatus::Failed => "The payment did not go through; nothing was charged.",
+                PurchaseStatus::Refunded => "This purchase was refunded.",
+            };
+            html(
+                StatusCode::OK,
+                "doppel purchase",
+                &format!(
+                    "<h1 id=\"status\" data-status=\"{}\">{}</h1><p>Purchase {}</p>",
+                    p.status.as_str(),
+                    escape(message),
+                    escape(&p.id)
+                ),
+            )
+        }
+        Err(_) => html(StatusCode::NOT_FOUND, "Not found", "<p>No such purchase.</p>"),
+    }
+}
