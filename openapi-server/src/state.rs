@@ -102,6 +102,11 @@ fn payments(settings: &Settings, db: &Db) -> doppel_platform::Result<(Market, Op
                 p.fake_drop_webhooks,
             );
             let market = Market::new(db.clone(), Arc::new(fake.clone()), p.clone());
+            // Anyone holding a checkout link can "pay" on the fake page.
+            tracing::warn!(
+                "payments.provider = \"fake\": checkouts are settled by pressing Pay, no money moves; \
+                 use it to try the marketplace, not to sell"
+            );
             Ok((market, Some(fake)))
         }
         other => Err(doppel_platform::Error::Settings(format!(

@@ -7,9 +7,10 @@
 //!   `payments.min_privacy_score` (40) and no failed compliance check.
 //! - A purchase's state follows the payment *as fetched from the provider*,
 //!   never a webhook body or a redirect; transitions only go forward
-//!   (pending → completed → refunded, or pending → failed), each in one
-//!   transaction guarded by the state it leaves, so duplicate, replayed or
-//!   out-of-order events cannot apply twice.
+//!   (pending → completed → refunded, pending → failed, and failed →
+//!   completed should the provider report the money taken after all), each
+//!   in one transaction guarded by the state it leaves, so duplicate,
+//!   replayed or out-of-order events cannot apply twice.
 //! - Webhooks are deduplicated by `(provider, event id)`; a purchase whose
 //!   webhook never arrives is settled by [`Market::reconcile`].
 //! - Every ledger transaction sums to zero: buyer's payment into clearing,
