@@ -109,8 +109,23 @@ fn payments(settings: &Settings, db: &Db) -> doppel_platform::Result<(Market, Op
             );
             Ok((market, Some(fake)))
         }
+        "stripe" => {
+            if p.stripe_secret_key.is_empty() || p.webhook_secret.is_empty() {
+                return Err(doppel_platform::Error::Settings(
+                    "payments.provider = \"stripe\" needs payments.stripe_secret_key and payments.webhook_secret"
+                        .into(),
+                ));
+            }
+            let stripe = doppel_platform::payments::stripe::StripeProvider::new(
+                &p.stripe_api_base,
+                p.stripe_secret_key.expose().to_owned(),
+                p.webhook_secret.expose().to_owned(),
+                p.webhook_tolerance_seconds,
+            );
+            Ok((Market::new(db.clone(), Arc::new(stripe), p.clone()), None))
+        }
         other => Err(doppel_platform::Error::Settings(format!(
-            "payments.provider: `{other}` is not available in this build; use `fake`"
+            "payments.provider: `{other}` is not available in this build; use `fake` or `stripe`"
         ))),
     }
 }

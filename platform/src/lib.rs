@@ -24,7 +24,8 @@
 //!   purchases that follow the provider's fetched payment status, a
 //!   double-entry ledger in minor units, notifications;
 //!   [`payments::PaymentProvider`] with the built-in
-//!   [`payments::fake::FakeProvider`] (hosted checkout, Stripe-signed webhooks).
+//!   [`payments::fake::FakeProvider`] (hosted checkout, Stripe-signed webhooks)
+//!   and [`payments::stripe::StripeProvider`] (Connect destination charges).
 //!
 //! # Example
 //!

@@ -76,7 +76,8 @@ pub struct Settings {
 #[serde(default, deny_unknown_fields)]
 pub struct PaymentSettings {
     /// `fake`: the built-in provider (hosted checkout page, Stripe-style
-    /// signed webhooks) that needs no account anywhere.
+    /// signed webhooks) that needs no account anywhere; `stripe`: Connect
+    /// destination charges (needs `stripe_secret_key` and `webhook_secret`).
     pub provider: String,
     /// The platform's share of each sale in basis points (2000 = 20 %).
     pub platform_fee_bps: i64,
@@ -95,6 +96,10 @@ pub struct PaymentSettings {
     /// Fake provider only: do not deliver webhooks (to exercise
     /// reconciliation).
     pub fake_drop_webhooks: bool,
+    /// Stripe API base URL.
+    pub stripe_api_base: String,
+    /// Stripe secret key (`sk_live_…` / `sk_test_…`).
+    pub stripe_secret_key: Secret,
 }
 
 impl Default for PaymentSettings {
@@ -108,6 +113,8 @@ impl Default for PaymentSettings {
             reconcile_after_seconds: 30,
             min_privacy_score: 40.0,
             fake_drop_webhooks: false,
+            stripe_api_base: "https://api.stripe.com".to_owned(),
+            stripe_secret_key: Secret::default(),
         }
     }
 }

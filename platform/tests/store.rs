@@ -1182,3 +1182,307 @@ on_both!(
         assert_eq!((stats[0].sales, stats[0].refunds, stats[0].revenue_minor), (1, 2, 8000));
     }
 );
+
+// ------------------------------------------------- Stripe, against a local fake
+
+use doppel_platform::payments::stripe::StripeProvider;
+
+/// What the local Stripe stand-in holds and saw.
+#[derive(Default)]
+struct FakeStripe {
+    sessions: HashMap<String, serde_json::Value>,
+    idempotency: HashMap<String, (Vec<(String, String)>, serde_json::Value)>,
+    requests: Vec<(String, Option<String>, HashMap<String, String>)>,
+}
+
+type Shared = Arc<std::sync::Mutex<FakeStripe>>;
+
+fn stripe_error(status: u16, kind: &str, message: &str) -> poem::Response {
+    poem::Response::builder()
+        .status(poem::http::StatusCode::from_u16(status).unwrap())
+        .content_type("application/json")
+        .body(serde_json::json!({"error": {"type": kind, "message": message}}).to_string())
+}
+
+fn stripe_ok(v: &serde_json::Value) -> poem::Response {
+    poem::Response::builder()
+        .content_type("application/json")
+        .body(v.to_string())
+}
+
+#[poem::handler]
+async fn stripe_endpoint(req: &poem::Request, body: poem::Body, state: poem::web::Data<&Shared>) -> poem::Response {
+    if req.headers().get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer sk_test_fake") {
+        return stripe_error(401, "invalid_request_error", "Invalid API Key provided: sk_test_****");
+    }
+    let path = req.uri().path().to_owned();
+    let raw = body.into_string().await.unwrap_or_default();
+    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect();
+    pairs.sort();
+    let form: HashMap<String, String> = pairs.iter().cloned().collect();
+    let idem = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut s = state.lock().unwrap();
+    s.requests.push((path.clone(), idem.clone(), form.clone()));
+    if req.method() == poem::http::Method::POST {
+        let Some(key) = idem.clone() else {
+            return stripe_error(400, "invalid_request_error", "this fake wants an Idempotency-Key");
+        };
+        if let Some((seen, answer)) = s.idempotency.get(&key) {
+            return if *seen == pairs {
+                stripe_ok(answer)
+            } else {
+                stripe_error(
+                    400,
+                    "idempotency_error",
+                    "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                )
+            };
+        }
+        let answer = match path.as_str() {
+            "/v1/accounts" => {
+                assert_eq!(form["type"], "express");
+                serde_json::json!({"id": format!("acct_test_{}", s.requests.len()), "object": "account"})
+            }
+            "/v1/checkout/sessions" => {
+                for k in [
+                    "mode",
+                    "client_reference_id",
+                    "success_url",
+                    "line_items[0][price_data][currency]",
+                    "line_items[0][price_data][unit_amount]",
+                    "payment_intent_data[application_fee_amount]",
+                    "payment_intent_data[transfer_data][destination]",
+                ] {
+                    if !form.contains_key(k) {
+                        return stripe_error(400, "invalid_request_error", &format!("Missing required param: {k}."));
+                    }
+                }
+                let n = s.sessions.len() + 1;
+                let id = format!("cs_test_{n}");
+                let session = serde_json::json!({
+                    "id": id, "object": "checkout.session", "url": format!("https://checkout.stripe.test/c/pay/{id}"),
+                    "status": "open", "payment_status": "unpaid",
+                    "amount_total": form["line_items[0][price_data][unit_amount]"].parse::<i64>().unwrap(),
+                    "currency": form["line_items[0][price_data][currency]"],
+                    "client_reference_id": form["client_reference_id"],
+                    "payment_intent": {"id": format!("pi_test_{n}"), "object": "payment_intent",
+                                       "latest_charge": {"id": format!("ch_test_{n}"), "refunded": false}},
+                });
+                s.sessions.insert(id, session.clone());
+                session
+            }
+            "/v1/refunds" => {
+                let pi = form["payment_intent"].clone();
+                let Some(session) = s
+                    .sessions
+                    .values_mut()
+                    .find(|x| x["payment_intent"]["id"] == pi.as_str())
+                else {
+                    return stripe_error(404, "invalid_request_error", &format!("No such payment_intent: '{pi}'"));
+                };
+                if session["payment_intent"]["latest_charge"]["refunded"] == true {
+                    return stripe_error(400, "invalid_request_error", "Charge has already been refunded.");
+                }
+                session["payment_intent"]["latest_charge"]["refunded"] = true.into();
+                serde_json::json!({"id": "re_test_1", "object": "refund", "status": "succeeded"})
+            }
+            _ => return stripe_error(404, "invalid_request_error", "Unrecognized request URL."),
+        };
+        s.idempotency.insert(key, (pairs, answer.clone()));
+        return stripe_ok(&answer);
+    }
+    // GET /v1/checkout/sessions/{id}
+    let id = path.trim_start_matches("/v1/checkout/sessions/");
+    match s.sessions.get(id) {
+        Some(session) => stripe_ok(session),
+        None => stripe_error(
+            404,
+            "invalid_request_error",
+            &format!("No such checkout.session: '{id}'"),
+        ),
+    }
+}
+
+async fn fake_stripe() -> (String, Shared) {
+    use poem::EndpointExt;
+    use poem::listener::{Acceptor, Listener};
+    let state: Shared = Arc::default();
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .unwrap();
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
+    let app = poem::Route::new()
+        .at("/*path", stripe_endpoint)
+        .data(Arc::clone(&state));
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    (format!("http://{addr}"), state)
+}
+
+fn pay_session(state: &Shared, id: &str) {
+    let mut s = state.lock().unwrap();
+    let session = s.sessions.get_mut(id).unwrap();
+    session["status"] = "complete".into();
+    session["payment_status"] = "paid".into();
+}
+
+on_both!(
+    the_stripe_adapter_speaks_connect_destination_charges,
+    |db: Db| async move {
+        let a = accounts(&db);
+        let seller = user(&a, "seller@example.com").await;
+        let buyer = user(&a, "buyer@example.com").await;
+        let root = user(&a, "root@example.com").await;
+        let (base, stripe) = fake_stripe().await;
+        let provider = StripeProvider::new(&base, "sk_test_fake".into(), WHSEC.into(), 300);
+        let m = Market::new(db.clone(), Arc::new(provider), PaymentSettings::default());
+
+        let l = m
+            .create_listing(
+                &meta(),
+                &seller,
+                listing("Adult twin", &[], "demographics", 10_000, 0.9, 80.0),
+            )
+            .await
+            .unwrap();
+        let pur = m
+            .checkout(&meta(), &buyer, &l.id, "https://shop.example/back")
+            .await
+            .unwrap();
+        let session = pur.provider_ref.clone().unwrap();
+        assert_eq!(
+            pur.checkout_url.as_deref(),
+            Some(format!("https://checkout.stripe.test/c/pay/{session}").as_str())
+        );
+        {
+            let s = stripe.lock().unwrap();
+            let (_, key, account) = &s.requests[0];
+            assert_eq!(
+                (account["email"].as_str(), key.as_deref()),
+                (
+                    "seller@example.com",
+                    Some(format!("account-{}", seller.account_id).as_str())
+                )
+            );
+            let (path, key, form) = &s.requests[1];
+            assert_eq!(path, "/v1/checkout/sessions");
+            assert_eq!(
+                key.as_deref(),
+                Some(pur.id.as_str()),
+                "the purchase id is the idempotency key"
+            );
+            assert_eq!(form["mode"], "payment");
+            assert_eq!(form["line_items[0][price_data][currency]"], "usd");
+            assert_eq!(form["line_items[0][price_data][unit_amount]"], "10000");
+            assert_eq!(
+                form["payment_intent_data[application_fee_amount]"], "2000",
+                "the platform's 20 %"
+            );
+            assert_eq!(form["payment_intent_data[transfer_data][destination]"], "acct_test_1");
+            assert_eq!(form["client_reference_id"], pur.id);
+            assert!(form["success_url"].starts_with("https://shop.example/back?purchase="));
+        }
+
+        // A completed-session event before payment: Stripe says unpaid, so pending.
+        let completed = |id: &str| {
+            serde_json::json!({"id": id, "type": "checkout.session.completed",
+                           "data": {"object": {"id": session, "object": "checkout.session"}}})
+            .to_string()
+            .into_bytes()
+        };
+        let early = completed("evt_s1");
+        let out = m.webhook(&signed(WHSEC, &early, 0), &early).await.unwrap();
+        assert!(
+            matches!(
+                out,
+                WebhookOutcome::Synced {
+                    status: PurchaseStatus::Pending,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        pay_session(&stripe, &session);
+        let paid = completed("evt_s2");
+        let out = m.webhook(&signed(WHSEC, &paid, 0), &paid).await.unwrap();
+        assert!(
+            matches!(
+                out,
+                WebhookOutcome::Synced {
+                    status: PurchaseStatus::Completed,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        assert_eq!(
+            m.webhook(&signed(WHSEC, &paid, 0), &paid).await.unwrap(),
+            WebhookOutcome::Duplicate
+        );
+        assert!(m.webhook(&signed("whsec_other", &paid, 0), &paid).await.is_err());
+        // Charge events name no session: acknowledged, nothing changes.
+        let charge =
+            serde_json::json!({"id": "evt_s3", "type": "charge.refunded", "data": {"object": {"id": "ch_test_1"}}})
+                .to_string()
+                .into_bytes();
+        assert_eq!(
+            m.webhook(&signed(WHSEC, &charge, 0), &charge).await.unwrap(),
+            WebhookOutcome::Ignored
+        );
+
+        // Refund reverses the fee and the transfer at Stripe, and in the ledger.
+        let refunded = m.refund(&meta(), &root, &pur.id).await.unwrap();
+        assert_eq!(refunded.status, PurchaseStatus::Refunded);
+        {
+            let s = stripe.lock().unwrap();
+            let (path, _, form) = s.requests.iter().rev().find(|r| r.0 == "/v1/refunds").unwrap();
+            assert_eq!(path, "/v1/refunds");
+            assert_eq!(form["payment_intent"], "pi_test_1");
+            assert_eq!(
+                (
+                    form["refund_application_fee"].as_str(),
+                    form["reverse_transfer"].as_str()
+                ),
+                ("true", "true")
+            );
+        }
+        let (after, lines) = balances(&m, &pur.id).await;
+        assert_eq!(lines, 6);
+        assert!(after.values().all(|v| *v == 0));
+
+        // Error answers become errors that say what happened, and leak nothing.
+        use doppel_platform::payments::PaymentProvider as _;
+        let wrong_key = StripeProvider::new(&base, "sk_test_wrong".into(), WHSEC.into(), 300);
+        let err = wrong_key.fetch_payment(&session).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Unavailable(ref m) if m.contains("credentials")),
+            "{err}"
+        );
+        let right = StripeProvider::new(&base, "sk_test_fake".into(), WHSEC.into(), 300);
+        assert!(matches!(right.fetch_payment("cs_nope").await, Err(Error::NotFound(_))));
+        let money = doppel_platform::payments::Money::new(500, "EUR").unwrap();
+        let request = |amount| doppel_platform::payments::CheckoutRequest {
+            reference: "pur_x",
+            amount,
+            seller_account: "acct_test_1",
+            platform_fee_minor: 100,
+            description: "x",
+            return_url: "https://shop.example/back",
+            idempotency_key: "same-key",
+        };
+        right.create_checkout(request(&money)).await.unwrap();
+        let other = doppel_platform::payments::Money::new(900, "EUR").unwrap();
+        let err = right.create_checkout(request(&other)).await.unwrap_err();
+        assert_eq!(err.code(), "payment_provider_error");
+        assert!(err.to_string().contains("same parameters"), "{err}");
+        let unreachable = StripeProvider::new("http://127.0.0.1:9", "sk_test_fake".into(), WHSEC.into(), 300);
+        assert!(matches!(
+            unreachable.fetch_payment(&session).await,
+            Err(Error::Unavailable(_))
+        ));
+    }
+);

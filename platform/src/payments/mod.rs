@@ -10,6 +10,7 @@
 //! that will settle them against a real provider.
 
 pub mod fake;
+pub mod stripe;
 
 use std::future::Future;
 use std::pin::Pin;
