@@ -335,7 +335,55 @@ impl FlightSql {
                 let file = Self::output(&job, output.as_deref())?;
                 self.output_info(p, &job, file).await
             }
+            Target::Purchase { id } => {
+                let (purchase, listing) = self.bought(p, &id).await?;
+                let app = serde_json::json!({
+                    "kind": "purchase", "purchase_id": purchase.id, "listing_id": listing.id,
+                    "title": listing.title, "license": listing.license,
+                });
+                self.ticketed_info(
+                    p,
+                    Grants::Purchase {
+                        id: purchase.id.clone(),
+                    },
+                    &listing.output_key,
+                    FlightDescriptor::new_path(vec!["purchases".into(), purchase.id]),
+                    -1,
+                    &app,
+                )
+                .await
+            }
         }
+    }
+
+    /// A completed purchase of the caller's and the listing it bought;
+    /// another account's purchase is not found, an unpaid or refunded one
+    /// gives no access.
+    async fn bought(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> Result<
+        (
+            doppel_platform::marketplace::Purchase,
+            doppel_platform::marketplace::Listing,
+        ),
+        Status,
+    > {
+        let purchase = self.state.market.own_purchase(p, id).await.map_err(error::platform)?;
+        if purchase.status != doppel_platform::marketplace::PurchaseStatus::Completed {
+            return Err(Status::failed_precondition(format!(
+                "purchase {id} is {}; only a completed purchase can be read",
+                purchase.status.as_str()
+            )));
+        }
+        let listing = self
+            .state
+            .market
+            .listing(&purchase.listing_id)
+            .await
+            .map_err(error::platform)?;
+        Ok((purchase, listing))
     }
 
     /// FlightInfo for version `v` of an already authorized dataset.
@@ -451,6 +499,15 @@ impl FlightSql {
                 let job = self.job(p, &job, Scope::DatasetsRead).await?;
                 let file = Self::output(&job, Some(&name))?;
                 self.stream_object(&file.key).await
+            }
+            Grants::Purchase { id } => {
+                let (purchase, listing) = self.bought(p, &id).await?;
+                self.state
+                    .market
+                    .record_download(&purchase)
+                    .await
+                    .map_err(error::platform)?;
+                self.stream_object(&listing.output_key).await
             }
             Grants::Sql { sql, params } => self.execute(p, &sql, params.as_deref()).await,
         }

@@ -6,7 +6,8 @@
 //!   `name`; `["datasets", "<name>", "<n>"]` — its `n`-th upload (1-based);
 //!   `["datasets", "ds_…"]` — a dataset by id;
 //! - `["jobs", "job_…"]` — a job (its synthetic twin once it has succeeded);
-//!   `["jobs", "job_…", "<output>.parquet"]` — one table output.
+//!   `["jobs", "job_…", "<output>.parquet"]` — one table output;
+//! - `["purchases", "pur_…"]` — the table a completed marketplace purchase bought.
 //!
 //! Commands, for programs: a protobuf `Any` holding [`DatasetRef`] or
 //! [`JobRef`] under our own type URLs.
@@ -85,10 +86,14 @@ pub enum Target {
         /// Output name; `None` for the synthetic twin.
         output: Option<String>,
     },
+    /// What a completed marketplace purchase bought.
+    Purchase {
+        /// Purchase id.
+        id: String,
+    },
 }
 
-const PATH_HELP: &str =
-    "use [\"datasets\", name[, version]], [\"datasets\", \"ds_…\"] or [\"jobs\", \"job_…\"[, output]]";
+const PATH_HELP: &str = "use [\"datasets\", name[, version]], [\"datasets\", \"ds_…\"], [\"jobs\", \"job_…\"[, output]] or [\"purchases\", \"pur_…\"]";
 
 /// Parse a path descriptor.
 pub fn parse_path(path: &[String]) -> Result<Target, Status> {
@@ -117,6 +122,7 @@ pub fn parse_path(path: &[String]) -> Result<Target, Status> {
             id: id.clone(),
             output: Some(out.clone()),
         }),
+        [kind, id] if kind == "purchases" && !id.is_empty() => Ok(Target::Purchase { id: id.clone() }),
         [] => Err(bad("it is empty")),
         _ => Err(bad("not a known form")),
     }
@@ -197,8 +203,13 @@ mod tests {
                 output: Some("synthetic.parquet".into())
             }
         );
+        assert_eq!(
+            parse_path(&p(&["purchases", "pur_1"])).unwrap(),
+            Target::Purchase { id: "pur_1".into() }
+        );
         for bad in [
-            &["datasets", "a", "0"][..],
+            &["purchases", "pur_1", "x"][..],
+            &["datasets", "a", "0"],
             &["datasets", "a", "x"],
             &["tables", "a"],
             &[],

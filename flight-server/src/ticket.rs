@@ -32,6 +32,12 @@ pub enum Target {
         /// Output file name (`synthetic.parquet`).
         name: String,
     },
+    /// The table a marketplace purchase bought (access re-checked on
+    /// redemption: a refund ends it).
+    Purchase {
+        /// Purchase id.
+        id: String,
+    },
     /// A read-only SQL statement, with bound parameters (an Arrow IPC stream,
     /// base64) when a prepared statement was bound.
     Sql {

@@ -297,3 +297,41 @@ def test_rate_limit_answers_unavailable():
         assert guesses[:3] == ["unauthenticated"] * 3 and "unavailable" in guesses[3:], guesses
     finally:
         s.stop()
+
+
+def test_a_bought_twin_streams_to_its_buyer_only(server, owner, stranger, finished_job):
+    """Marketplace delivery over Flight: the buyer of a listing reads the twin
+    with `["purchases", id]` once the purchase is paid; nobody else can."""
+    import urllib.request
+
+    status, _ = finished_job
+    _, session, _ = owner  # sessions carry marketplace:sell
+    code, listing = server.rest(
+        "POST",
+        "/v1/listings",
+        {"job_id": status["id"], "title": "Adult twin", "category": "demographics",
+         "price_minor": 1500, "currency": "EUR", "license": "CC-BY-4.0"},
+        token=session,
+    )
+    assert code == 201, listing
+    buyer = server.account("buyer@example.com")
+    code, purchase = server.rest("POST", f"/v1/listings/{listing['id']}/checkout", {}, token=buyer[2])
+    assert code == 201, purchase
+    path = ("purchases", purchase["id"])
+    with pytest.raises(pa.ArrowInvalid, match="pending"):
+        read_dataset(server, buyer[2], *path)
+    # Pay on the provider's hosted page; its redirect lands on the return page.
+    payment = purchase["checkout_url"].rsplit("/", 1)[1]
+    req = urllib.request.Request(
+        server.http + f"/v1/fake-pay/{payment}", data=b"action=pay", method="POST",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert b'data-status="completed"' in r.read()
+    info, table = read_dataset(server, buyer[2], *path)
+    assert table.num_rows == info.total_records == 32561
+    _, twin = read_dataset(server, owner[2], "jobs", status["id"])
+    assert table.equals(twin), "the buyer gets exactly the listed output"
+    # Another account cannot see the purchase at all.
+    with pytest.raises(KeyError):
+        read_dataset(server, stranger[2], *path)
