@@ -350,6 +350,20 @@ pub struct ListingStats {
     pub daily: Vec<(i64, i64, i64)>,
 }
 
+/// A forward step of a purchase (see [`Market::step`]).
+struct Step {
+    /// The guarded state change; binds `$1` = now, `$2` = purchase id.
+    update: &'static str,
+    /// Ledger kind: `charge` or `refund`.
+    kind: &'static str,
+    /// +1 books the sale, −1 reverses it.
+    sign: i64,
+    /// Notification kind and text for the buyer.
+    buyer: (&'static str, &'static str),
+    /// And for the seller.
+    seller: (&'static str, &'static str),
+}
+
 /// The marketplace service.
 #[derive(Debug, Clone)]
 pub struct Market {
@@ -1106,79 +1120,70 @@ impl Market {
     }
 
     async fn complete(&self, pur: &Purchase) -> Result<()> {
-        let now = now_ms();
-        let mut tx = self.db.pool.begin().await?;
-        let won = sqlx::query(
-            "UPDATE purchases SET status = 'completed', completed_at = $1, updated_at = $1 WHERE id = $2 \
-             AND status IN ('pending', 'failed')",
-        )
-        .bind(now)
-        .bind(&pur.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !won {
-            return Ok(());
-        }
-        let lines = [
-            (format!("clearing:{}", pur.provider), pur.amount.minor),
-            (format!("seller:{}", pur.seller_id), -pur.seller_minor),
-            ("platform:fees".to_owned(), -pur.fee_minor),
-        ];
-        self.book(&mut tx, pur, "charge", &lines, now).await?;
-        sqlx::query("UPDATE listings SET sales = sales + 1 WHERE id = $1")
-            .bind(&pur.listing_id)
-            .execute(&mut *tx)
-            .await?;
-        notify(
-            &mut tx,
-            &pur.buyer_id,
-            "purchase_completed",
-            "Your purchase is complete; the data is ready to download.",
+        self.step(
             pur,
+            &Step {
+                update: "UPDATE purchases SET status = 'completed', completed_at = $1, updated_at = $1 WHERE id = $2 \
+                         AND status IN ('pending', 'failed')",
+                kind: "charge",
+                sign: 1,
+                buyer: (
+                    "purchase_completed",
+                    "Your purchase is complete; the data is ready to download.",
+                ),
+                seller: ("sale_made", "You made a sale."),
+            },
         )
-        .await?;
-        notify(&mut tx, &pur.seller_id, "sale_made", "You made a sale.", pur).await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 
     async fn refunded(&self, pur: &Purchase) -> Result<()> {
+        self.step(
+            pur,
+            &Step {
+                update: "UPDATE purchases SET status = 'refunded', refunded_at = $1, updated_at = $1 WHERE id = $2 \
+                         AND status = 'completed'",
+                kind: "refund",
+                sign: -1,
+                buyer: ("refund", "Your purchase was refunded; access ended."),
+                seller: ("refund", "A sale was refunded."),
+            },
+        )
+        .await
+    }
+
+    /// One forward step of a purchase in one transaction: the state change
+    /// (guarded by the state it leaves; if another caller already took the
+    /// step, nothing else happens), a balanced ledger transaction, the
+    /// listing's sales counter, and both parties' notifications.
+    async fn step(&self, pur: &Purchase, step: &Step) -> Result<()> {
         let now = now_ms();
         let mut tx = self.db.pool.begin().await?;
-        let won = sqlx::query(
-            "UPDATE purchases SET status = 'refunded', refunded_at = $1, updated_at = $1 WHERE id = $2 \
-             AND status = 'completed'",
-        )
-        .bind(now)
-        .bind(&pur.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+        let won = sqlx::query(sqlx::AssertSqlSafe(step.update))
+            .bind(now)
+            .bind(&pur.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
             == 1;
         if !won {
             return Ok(());
         }
+        // A charge moves the price into clearing and owes the seller and the
+        // platform their shares; a refund is the exact reverse.
         let lines = [
-            (format!("clearing:{}", pur.provider), -pur.amount.minor),
-            (format!("seller:{}", pur.seller_id), pur.seller_minor),
-            ("platform:fees".to_owned(), pur.fee_minor),
+            (format!("clearing:{}", pur.provider), step.sign * pur.amount.minor),
+            (format!("seller:{}", pur.seller_id), -step.sign * pur.seller_minor),
+            ("platform:fees".to_owned(), -step.sign * pur.fee_minor),
         ];
-        self.book(&mut tx, pur, "refund", &lines, now).await?;
-        sqlx::query("UPDATE listings SET sales = sales - 1 WHERE id = $1")
+        self.book(&mut tx, pur, step.kind, &lines, now).await?;
+        sqlx::query("UPDATE listings SET sales = sales + $1 WHERE id = $2")
+            .bind(step.sign)
             .bind(&pur.listing_id)
             .execute(&mut *tx)
             .await?;
-        notify(
-            &mut tx,
-            &pur.buyer_id,
-            "refund",
-            "Your purchase was refunded; access ended.",
-            pur,
-        )
-        .await?;
-        notify(&mut tx, &pur.seller_id, "refund", "A sale was refunded.", pur).await?;
+        notify(&mut tx, &pur.buyer_id, step.buyer.0, step.buyer.1, pur).await?;
+        notify(&mut tx, &pur.seller_id, step.seller.0, step.seller.1, pur).await?;
         tx.commit().await?;
         Ok(())
     }
