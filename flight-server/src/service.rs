@@ -1221,6 +1221,7 @@ impl FlightSqlService for FlightSql {
         let mut b = query.into_builder();
         b.append(sql::CATALOG, sql::DATASETS);
         b.append(sql::CATALOG, sql::OUTPUTS);
+        b.append(sql::CATALOG, sql::PURCHASES);
         Ok(Response::new(one_batch(b.build())?))
     }
 

@@ -7,7 +7,11 @@
 //! - `datasets`: one table per dataset name (its latest version), the
 //!   default schema, so `SELECT … FROM adult` works;
 //! - `outputs`: the Parquet outputs of the caller's succeeded jobs, named by
-//!   job id (`job_…` is the synthetic twin, `job_…_<name>` the others).
+//!   job id (`job_…` is the synthetic twin, `job_…_<name>` the others);
+//! - `purchases`: the synthetic tables the caller bought on the marketplace,
+//!   named by purchase id (`pur_…`), while the purchase stands (a refund
+//!   removes the table from the next statement on). Nothing else of the
+//!   seller's is visible.
 //!
 //! Tables are Parquet objects read straight from object storage (the
 //! platform's store is registered with DataFusion), with filter and
@@ -37,6 +41,8 @@ pub const CATALOG: &str = "doppel";
 pub const DATASETS: &str = "datasets";
 /// Schema of the caller's job outputs.
 pub const OUTPUTS: &str = "outputs";
+/// Schema of the tables the caller bought.
+pub const PURCHASES: &str = "purchases";
 /// The only table type.
 pub const TABLE_TYPE: &str = "TABLE";
 
@@ -140,6 +146,15 @@ impl SqlEngine {
                 });
             }
         }
+        for (purchase, key) in bought_tables(&self.state, &p.account_id).await? {
+            let schema = self.parquet_schema(&key).await?;
+            out.push(TableEntry {
+                schema_name: PURCHASES,
+                name: purchase,
+                key,
+                schema,
+            });
+        }
         Ok(out)
     }
 
@@ -158,6 +173,9 @@ impl SqlEngine {
         if let Some(catalog) = ctx.catalog(CATALOG) {
             catalog
                 .register_schema(OUTPUTS, Arc::new(MemorySchemaProvider::new()))
+                .map_err(error::datafusion)?;
+            catalog
+                .register_schema(PURCHASES, Arc::new(MemorySchemaProvider::new()))
                 .map_err(error::datafusion)?;
         }
         for t in self.tables(p).await? {
@@ -288,6 +306,36 @@ pub fn number_placeholders(sql: &str) -> String {
         }
     }
     out
+}
+
+/// The caller's completed purchases and the object key of what each bought.
+async fn bought_tables(state: &AppState, account: &str) -> Result<Vec<(String, String)>, Status> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = state
+            .market
+            .purchases_of(account, after.as_deref(), 500)
+            .await
+            .map_err(error::platform)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        let full = page.len() == 500;
+        for purchase in page {
+            if purchase.status == doppel_platform::marketplace::PurchaseStatus::Completed {
+                let listing = state
+                    .market
+                    .listing(&purchase.listing_id)
+                    .await
+                    .map_err(error::platform)?;
+                out.push((purchase.id, listing.output_key));
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

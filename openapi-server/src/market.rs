@@ -12,7 +12,7 @@ use doppel_platform::jobs::JobState;
 use doppel_platform::marketplace::{
     self, Listing, ListingPatch, ListingStatus, NewListing, Purchase, PurchaseStatus, SearchQuery, Sort,
 };
-use doppel_platform::payments::Money;
+use doppel_platform::payments::{Money, PayoutDetails};
 use poem::web::Data;
 use poem::{Body, Request, Response, handler};
 use poem_openapi::param::{Header, Path, Query};
@@ -27,6 +27,66 @@ use crate::state::AppState;
 
 /// Rows of the synthetic table a listing shows before purchase.
 const PREVIEW_ROWS: usize = 20;
+
+/// The bank account a seller is paid into.
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+pub struct PayoutAccountBody {
+    /// Name on the account.
+    #[oai(validator(min_length = 1, max_length = 100))]
+    pub business_name: String,
+    /// The provider's bank code (Flutterwave: `044`, `058`…).
+    #[oai(validator(min_length = 2, max_length = 10))]
+    pub bank_code: String,
+    /// Account number, without spaces.
+    #[oai(validator(min_length = 6, max_length = 34))]
+    pub account_number: String,
+    /// ISO 3166-1 alpha-2 country of the bank (`NG`).
+    #[oai(validator(min_length = 2, max_length = 2))]
+    pub country: String,
+}
+
+/// Where the provider sends the seller after onboarding.
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+pub struct OnboardingBody {
+    /// An http(s) URL of yours.
+    #[oai(validator(max_length = 2048))]
+    pub return_url: String,
+}
+
+/// A one-time onboarding link.
+#[derive(Debug, Clone, Object)]
+pub struct OnboardingView {
+    /// Open it in a browser; it expires within minutes.
+    pub url: String,
+}
+
+/// A seller's account at the payment provider.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct PayoutAccountView {
+    /// `fake`, `stripe`, `flutterwave`.
+    pub provider: String,
+    /// The provider's id for it (`acct_…`, `RS_…`).
+    pub provider_account_id: String,
+    /// Masked bank details (`Acme · bank 044 · ****0031 · NG`).
+    pub payout: Option<String>,
+    /// Whether this provider needs bank details before a first listing.
+    pub needs_payout_details: bool,
+    /// When it was opened (ms since the epoch).
+    pub created_at: i64,
+}
+
+impl From<marketplace::SellerAccount> for PayoutAccountView {
+    fn from(a: marketplace::SellerAccount) -> Self {
+        PayoutAccountView {
+            provider: a.provider,
+            provider_account_id: a.provider_account_id,
+            payout: a.payout_summary,
+            needs_payout_details: a.needs_payout_details,
+            created_at: a.created_at,
+        }
+    }
+}
 
 /// An amount of money.
 #[derive(Debug, Clone, Object)]
@@ -893,6 +953,72 @@ impl MarketApi {
         }))
     }
 
+    /// Set the bank account you are paid into. Flutterwave pays sellers into
+    /// a bank account through a subaccount, so there this comes before a
+    /// first listing; the details go to the provider and only a masked
+    /// summary is kept. Setting it again replaces the account for new sales.
+    /// Providers that collect bank details themselves (Stripe, the built-in
+    /// provider) answer 422 `payout_details_not_used`: use the onboarding link.
+    #[oai(
+        path = "/seller/payout-account",
+        method = "put",
+        tag = "ApiTags::Marketplace",
+        operation_id = "set_payout_account"
+    )]
+    async fn set_payout_account(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: Auth,
+        body: JsonBody<PayoutAccountBody>,
+    ) -> ApiResult<Json<PayoutAccountView>> {
+        let b = body.0;
+        let details = PayoutDetails::new(&b.business_name, &b.bank_code, &b.account_number, &b.country)?;
+        let account = state.market.set_payout_account(&meta(req), &auth.0, &details).await?;
+        Ok(Json(account.into()))
+    }
+
+    /// Your account at the payment provider (404 until one is opened, by a
+    /// first listing or by setting a payout account).
+    #[oai(
+        path = "/seller/payout-account",
+        method = "get",
+        tag = "ApiTags::Marketplace",
+        operation_id = "get_payout_account"
+    )]
+    async fn payout_account(&self, state: Data<&Arc<AppState>>, auth: Auth) -> ApiResult<Json<PayoutAccountView>> {
+        require(&auth.0, Scope::MarketplaceSell)?;
+        match state.market.payout_account(&auth.0).await? {
+            Some(a) => Ok(Json(a.into())),
+            None => Err(doppel_platform::Error::NotFound("payout account".into()).into()),
+        }
+    }
+
+    /// A one-time link where you finish onboarding at the payment provider
+    /// (Stripe Express: identity and bank account); the provider sends you to
+    /// `return_url` afterwards. 422 `no_onboarding` where the provider has
+    /// no such step (the built-in provider; Flutterwave uses the payout
+    /// account instead).
+    #[oai(
+        path = "/seller/payout-account/onboarding-link",
+        method = "post",
+        tag = "ApiTags::Marketplace",
+        operation_id = "seller_onboarding_link"
+    )]
+    async fn onboarding_link(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        body: JsonBody<OnboardingBody>,
+    ) -> ApiResult<Json<OnboardingView>> {
+        let return_url = body.0.return_url;
+        if !(return_url.starts_with("https://") || return_url.starts_with("http://")) {
+            return Err(ApiError::invalid("return_url", "must be an http(s) URL"));
+        }
+        let url = state.market.onboarding_link(&auth.0, &return_url).await?;
+        Ok(Json(OnboardingView { url }))
+    }
+
     /// Take a listing down (admin). Buyers keep access.
     #[oai(
         path = "/admin/listings/:id/suspend",
@@ -1041,10 +1167,27 @@ pub(crate) async fn webhook(
 }
 
 fn html(status: poem::http::StatusCode, title: &str, body: &str) -> Response {
+    page(status, title, body, None)
+}
+
+/// An HTML page with a locked-down CSP. `form_to` is the one other origin
+/// the page's form may end up at: browsers apply `form-action` to the
+/// redirect after a submission too, so the hosted checkout must allow the
+/// buyer's return URL.
+fn page(status: poem::http::StatusCode, title: &str, body: &str, form_to: Option<&str>) -> Response {
+    let extra = form_to
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| u.origin())
+        .filter(url::Origin::is_tuple)
+        .map(|o| format!(" {}", o.ascii_serialization()))
+        .unwrap_or_default();
     Response::builder()
         .status(status)
         .content_type("text/html; charset=utf-8")
-        .header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+        .header(
+            "content-security-policy",
+            format!("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{extra}"),
+        )
         .body(format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
              <meta name=\"viewport\" content=\"width=device-width\"><style>body{{font:16px system-ui,sans-serif;\
@@ -1060,10 +1203,6 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
-}
-
-fn format_money(m: &Money) -> String {
-    format!("{}.{:02} {}", m.minor / 100, m.minor % 100, m.currency)
 }
 
 /// `GET /v1/fake-pay/{id}`: the fake provider's hosted checkout page.
@@ -1085,12 +1224,12 @@ pub(crate) async fn fake_checkout_page(
             "<h1>Pay {amount}</h1><p id=\"what\">{what}</p><p>doppel test payments: no money moves.</p>\
              <form method=\"post\" action=\"/v1/fake-pay/{id}\"><button id=\"pay\" name=\"action\" value=\"pay\">Pay \
              {amount}</button><button id=\"decline\" name=\"action\" value=\"decline\">Decline</button></form>",
-            amount = escape(&format_money(&p.amount)),
+            amount = escape(&p.amount.display()),
             what = escape(&p.description),
         ),
         other => format!("<h1>Checkout closed</h1><p>This payment is {}.</p>", other.as_str()),
     };
-    html(StatusCode::OK, "doppel checkout", &body)
+    page(StatusCode::OK, "doppel checkout", &body, Some(&p.return_url))
 }
 
 /// `POST /v1/fake-pay/{id}` (`action=pay|decline`): settle, send the signed
@@ -1122,15 +1261,17 @@ pub(crate) async fn fake_checkout_submit(
 #[handler]
 pub(crate) async fn checkout_return(state: Data<&Arc<AppState>>, req: &Request) -> Response {
     use poem::http::StatusCode;
-    let purchase = req
-        .uri()
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("purchase="))
-        .unwrap_or_default()
-        .to_owned();
-    match state.market.sync(&purchase).await {
+    let query = req.uri().query().unwrap_or_default();
+    let param = |name: &str| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let purchase = param("purchase").unwrap_or_default();
+    // Flutterwave's redirect names the transaction: the payment is fetched
+    // by it (and must be this purchase's), not believed.
+    let charge = param("transaction_id").filter(|t| !t.is_empty());
+    match state.market.sync_charge(&purchase, charge.as_deref()).await {
         Ok(p) => {
             let message = match p.status {
                 PurchaseStatus::Completed => "Payment received. The data is in your purchases, ready to download.",

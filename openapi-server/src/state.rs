@@ -124,8 +124,24 @@ fn payments(settings: &Settings, db: &Db) -> doppel_platform::Result<(Market, Op
             );
             Ok((Market::new(db.clone(), Arc::new(stripe), p.clone()), None))
         }
+        "flutterwave" => {
+            if p.flutterwave_secret_key.is_empty() || p.webhook_secret.is_empty() {
+                return Err(doppel_platform::Error::Settings(
+                    "payments.provider = \"flutterwave\" needs payments.flutterwave_secret_key and \
+                     payments.webhook_secret (the dashboard's webhook secret hash)"
+                        .into(),
+                ));
+            }
+            let flutterwave = doppel_platform::payments::flutterwave::FlutterwaveProvider::new(
+                &p.flutterwave_api_base,
+                p.flutterwave_secret_key.expose().to_owned(),
+                p.webhook_secret.expose().to_owned(),
+                p.platform_fee_bps,
+            );
+            Ok((Market::new(db.clone(), Arc::new(flutterwave), p.clone()), None))
+        }
         other => Err(doppel_platform::Error::Settings(format!(
-            "payments.provider: `{other}` is not available in this build; use `fake` or `stripe`"
+            "payments.provider: `{other}` is not one of `fake`, `stripe`, `flutterwave`"
         ))),
     }
 }

@@ -63,6 +63,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_marketplace.sql"),
         postgres: include_str!("../migrations/postgres/0004_marketplace.sql"),
     },
+    Migration {
+        version: 5,
+        name: "payouts",
+        sqlite: include_str!("../migrations/sqlite/0005_payouts.sql"),
+        postgres: include_str!("../migrations/postgres/0005_payouts.sql"),
+    },
 ];
 
 impl Db {

@@ -27,7 +27,7 @@ use sqlx::Row;
 use crate::audit::{self, Event, RequestMeta};
 use crate::authz::{Grant, Principal, Scope, authorize, require};
 use crate::db::Backend;
-use crate::payments::{CheckoutRequest, Money, PaymentProvider, PaymentStatus, split};
+use crate::payments::{CheckoutRequest, Money, PaymentProvider, PaymentStatus, PayoutDetails, SellerOnboarding, split};
 use crate::settings::PaymentSettings;
 use crate::util::{new_id, now_ms};
 use crate::{Db, Error, Result};
@@ -311,6 +311,21 @@ pub struct Notification {
     pub created_at: i64,
     /// Read, ms.
     pub read_at: Option<i64>,
+}
+
+/// A seller's account at the payment provider.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SellerAccount {
+    /// `fake`, `stripe`, `flutterwave`.
+    pub provider: String,
+    /// The provider's id (`acct_…`, `RS_…`).
+    pub provider_account_id: String,
+    /// Masked bank details, when the seller gave them.
+    pub payout_summary: Option<String>,
+    /// Whether this provider pays sellers into a bank account they give.
+    pub needs_payout_details: bool,
+    /// When it was opened (ms).
+    pub created_at: i64,
 }
 
 /// What a webhook did.
@@ -618,6 +633,106 @@ impl Market {
         Ok(())
     }
 
+    /// Open (or replace) the seller's account at the provider with the bank
+    /// account they are paid into. Providers that split into bank accounts
+    /// (Flutterwave) need this before a first listing; the details go to the
+    /// provider and only a masked summary is kept. Purchases already opened
+    /// keep the account they were opened with.
+    pub async fn set_payout_account(
+        &self,
+        meta: &RequestMeta,
+        p: &Principal,
+        details: &PayoutDetails,
+    ) -> Result<SellerAccount> {
+        require(p, Scope::MarketplaceSell)?;
+        if !self.provider.needs_payout_details() {
+            // Keeping bank details the provider never sees would mislead.
+            return Err(Error::Refused {
+                code: "payout_details_not_used",
+                message: format!(
+                    "the {} payment provider collects bank details itself: use the onboarding link instead",
+                    self.provider.name()
+                ),
+            });
+        }
+        let opened = self
+            .provider
+            .create_seller_account(SellerOnboarding {
+                account_id: &p.account_id,
+                email: &p.email,
+                payout: Some(details),
+            })
+            .await?;
+        let summary = details.masked();
+        let mut tx = self.db.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO seller_accounts (account_id, provider, provider_account_id, payout_summary, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, provider) DO UPDATE SET \
+             provider_account_id = excluded.provider_account_id, payout_summary = excluded.payout_summary, \
+             created_at = excluded.created_at",
+        )
+        .bind(&p.account_id)
+        .bind(self.provider.name())
+        .bind(&opened)
+        .bind(&summary)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        audit::record(
+            &mut tx,
+            meta,
+            &Event::by(p, "payout_account_set", Some(&opened)).with(serde_json::json!({
+                "provider": self.provider.name(), "payout": summary,
+            })),
+        )
+        .await?;
+        tx.commit().await?;
+        self.payout_account(p)
+            .await?
+            .ok_or_else(|| Error::Internal("payout account vanished".into()))
+    }
+
+    /// A one-time link where the seller finishes onboarding at the provider
+    /// (Stripe Express: identity and bank account), opening the provider
+    /// account first if needed. Providers without such a step refuse with
+    /// `no_onboarding`.
+    pub async fn onboarding_link(&self, p: &Principal, return_url: &str) -> Result<String> {
+        require(p, Scope::MarketplaceSell)?;
+        let account = self.seller_account(p).await?;
+        self.provider
+            .onboarding_link(&account, return_url)
+            .await?
+            .ok_or_else(|| Error::Refused {
+                code: "no_onboarding",
+                message: format!(
+                    "the {} payment provider has no onboarding step; set a payout account instead if it needs one",
+                    self.provider.name()
+                ),
+            })
+    }
+
+    /// The seller's account at the configured provider, if one is open.
+    pub async fn payout_account(&self, p: &Principal) -> Result<Option<SellerAccount>> {
+        let row = sqlx::query(
+            "SELECT provider, provider_account_id, payout_summary, created_at FROM seller_accounts \
+             WHERE account_id = $1 AND provider = $2",
+        )
+        .bind(&p.account_id)
+        .bind(self.provider.name())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.map(|r| {
+            Ok(SellerAccount {
+                provider: r.try_get("provider")?,
+                provider_account_id: r.try_get("provider_account_id")?,
+                payout_summary: r.try_get("payout_summary")?,
+                needs_payout_details: self.provider.needs_payout_details(),
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
     /// The seller's account at the provider, opened on first listing.
     async fn seller_account(&self, p: &Principal) -> Result<String> {
         let provider = self.provider.name();
@@ -631,7 +746,14 @@ impl Market {
         if let Some(a) = existing {
             return Ok(a);
         }
-        let opened = self.provider.create_seller_account(&p.account_id, &p.email).await?;
+        let opened = self
+            .provider
+            .create_seller_account(SellerOnboarding {
+                account_id: &p.account_id,
+                email: &p.email,
+                payout: None,
+            })
+            .await?;
         sqlx::query(
             "INSERT INTO seller_accounts (account_id, provider, provider_account_id, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (account_id, provider) DO NOTHING",
@@ -987,6 +1109,7 @@ impl Market {
             .provider
             .create_checkout(CheckoutRequest {
                 reference: &id,
+                buyer_email: &p.email,
                 amount: &l.price,
                 seller_account: &seller_account,
                 platform_fee_minor: fee,
@@ -1075,14 +1198,31 @@ impl Market {
     /// A payment that is not the one this purchase opened (another
     /// reference, amount or currency) changes nothing and is logged.
     pub async fn sync(&self, purchase_id: &str) -> Result<Purchase> {
+        self.sync_charge(purchase_id, None).await
+    }
+
+    /// [`Market::sync`], fetching the payment by the provider's charge id
+    /// when a webhook or the redirect named one. The charge must be this
+    /// purchase's: another buyer's payment changes nothing.
+    pub async fn sync_charge(&self, purchase_id: &str, charge_id: Option<&str>) -> Result<Purchase> {
         let pur = self.purchase(purchase_id).await?;
         let Some(reference) = pur.provider_ref.as_deref() else {
             return Ok(pur);
         };
-        let payment = self.provider.fetch_payment(reference).await?;
-        if payment.reference != pur.id || payment.amount != pur.amount {
+        let payment = match charge_id {
+            Some(charge) => self.provider.fetch_charge(reference, charge).await?,
+            None => self.provider.fetch_payment(reference).await?,
+        };
+        // No charge yet (amount unknown) can only mean "pending".
+        let matches = payment.reference == pur.id
+            && match &payment.amount {
+                Some(amount) => *amount == pur.amount,
+                None => payment.status == PaymentStatus::Pending,
+            };
+        if !matches {
             tracing::error!(
-                purchase = %pur.id, payment = %reference, "Payment does not match its purchase; not applied."
+                purchase = %pur.id, payment = %reference, charge = ?charge_id,
+                "Payment does not match its purchase; not applied."
             );
             return Ok(pur);
         }
@@ -1241,7 +1381,14 @@ impl Market {
         if seen.is_some() {
             return Ok(WebhookOutcome::Duplicate);
         }
-        let purchase: Option<String> = match &event.provider_ref {
+        // An event naming only a charge (a dashboard refund) is traced back
+        // to its payment by asking the provider.
+        let reference = match (&event.provider_ref, &event.charge_id) {
+            (Some(r), _) => Some(r.clone()),
+            (None, Some(charge)) => self.provider.resolve_reference(charge).await?,
+            (None, None) => None,
+        };
+        let purchase: Option<String> = match &reference {
             Some(r) => {
                 sqlx::query_scalar("SELECT id FROM purchases WHERE provider = $1 AND provider_ref = $2")
                     .bind(provider)
@@ -1255,7 +1402,7 @@ impl Market {
         // failure (provider unreachable) leaves it to the provider's retry.
         let outcome = match purchase {
             Some(id) => {
-                let pur = self.sync(&id).await?;
+                let pur = self.sync_charge(&id, event.charge_id.as_deref()).await?;
                 WebhookOutcome::Synced {
                     purchase_id: pur.id,
                     status: pur.status,
@@ -1314,7 +1461,12 @@ impl Market {
             .provider_ref
             .as_deref()
             .ok_or_else(|| Error::Internal("completed purchase without a payment".into()))?;
-        self.provider.refund(reference, &format!("refund-{}", pur.id)).await?;
+        let status = self.provider.refund(reference, &format!("refund-{}", pur.id)).await?;
+        // The provider's answer to the refund call is its word (Flutterwave
+        // keeps the transaction itself "successful" after a refund).
+        if status == PaymentStatus::Refunded {
+            self.refunded(&pur).await?;
+        }
         let mut conn = self.db.pool.acquire().await?;
         audit::record(
             &mut conn,

@@ -77,7 +77,9 @@ pub struct Settings {
 pub struct PaymentSettings {
     /// `fake`: the built-in provider (hosted checkout page, Stripe-style
     /// signed webhooks) that needs no account anywhere; `stripe`: Connect
-    /// destination charges (needs `stripe_secret_key` and `webhook_secret`).
+    /// destination charges (needs `stripe_secret_key` and `webhook_secret`);
+    /// `flutterwave`: subaccount split payments (needs
+    /// `flutterwave_secret_key` and `webhook_secret`, the secret hash).
     pub provider: String,
     /// The platform's share of each sale in basis points (2000 = 20 %).
     pub platform_fee_bps: i64,
@@ -100,6 +102,11 @@ pub struct PaymentSettings {
     pub stripe_api_base: String,
     /// Stripe secret key (`sk_live_…` / `sk_test_…`).
     pub stripe_secret_key: Secret,
+    /// Flutterwave API base URL.
+    pub flutterwave_api_base: String,
+    /// Flutterwave secret key (`FLWSECK-…`). With `provider = "flutterwave"`,
+    /// `webhook_secret` is the dashboard's webhook secret hash.
+    pub flutterwave_secret_key: Secret,
 }
 
 impl Default for PaymentSettings {
@@ -115,6 +122,8 @@ impl Default for PaymentSettings {
             fake_drop_webhooks: false,
             stripe_api_base: "https://api.stripe.com".to_owned(),
             stripe_secret_key: Secret::default(),
+            flutterwave_api_base: "https://api.flutterwave.com".to_owned(),
+            flutterwave_secret_key: Secret::default(),
         }
     }
 }

@@ -1247,6 +1247,15 @@ async fn stripe_endpoint(req: &poem::Request, body: poem::Body, state: poem::web
                 assert_eq!(form["type"], "express");
                 serde_json::json!({"id": format!("acct_test_{}", s.requests.len()), "object": "account"})
             }
+            "/v1/account_links" => {
+                for k in ["account", "type", "refresh_url", "return_url"] {
+                    if !form.contains_key(k) {
+                        return stripe_error(400, "invalid_request_error", &format!("Missing required param: {k}."));
+                    }
+                }
+                serde_json::json!({"object": "account_link", "expires_at": 1_800_000_300,
+                                   "url": format!("https://connect.stripe.test/setup/e/{}", form["account"])})
+            }
             "/v1/checkout/sessions" => {
                 for k in [
                     "mode",
@@ -1295,7 +1304,21 @@ async fn stripe_endpoint(req: &poem::Request, body: poem::Body, state: poem::web
         s.idempotency.insert(key, (pairs, answer.clone()));
         return stripe_ok(&answer);
     }
-    // GET /v1/checkout/sessions/{id}
+    // GET /v1/checkout/sessions?payment_intent=… (a list), or …/{id}
+    if path == "/v1/checkout/sessions" {
+        let query: HashMap<String, String> =
+            url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect();
+        let pi = query.get("payment_intent").cloned().unwrap_or_default();
+        let found: Vec<_> = s
+            .sessions
+            .values()
+            .filter(|x| x["payment_intent"]["id"] == pi.as_str())
+            .cloned()
+            .collect();
+        return stripe_ok(&serde_json::json!({"object": "list", "data": found, "has_more": false}));
+    }
     let id = path.trim_start_matches("/v1/checkout/sessions/");
     match s.sessions.get(id) {
         Some(session) => stripe_ok(session),
@@ -1358,6 +1381,18 @@ on_both!(
             pur.checkout_url.as_deref(),
             Some(format!("https://checkout.stripe.test/c/pay/{session}").as_str())
         );
+        // The seller finishes Express onboarding on Stripe's own pages.
+        let link = m.onboarding_link(&seller, "https://shop.example/seller").await.unwrap();
+        assert_eq!(link, "https://connect.stripe.test/setup/e/acct_test_1");
+        {
+            let s = stripe.lock().unwrap();
+            let (_, key, form) = s.requests.iter().rfind(|r| r.0 == "/v1/account_links").unwrap();
+            assert!(key.is_some());
+            assert_eq!(
+                (form["type"].as_str(), form["return_url"].as_str()),
+                ("account_onboarding", "https://shop.example/seller")
+            );
+        }
         {
             let s = stripe.lock().unwrap();
             let (_, key, account) = &s.requests[0];
@@ -1434,6 +1469,58 @@ on_both!(
             WebhookOutcome::Ignored
         );
 
+        // A refund made in the Stripe dashboard arrives as a charge event
+        // naming the payment intent: traced to its session, it is applied
+        // once Stripe says the charge is refunded (not on the event's word).
+        let buyer2 = user(&a, "buyer2@example.com").await;
+        let pur2 = m
+            .checkout(&meta(), &buyer2, &l.id, "https://shop.example/back")
+            .await
+            .unwrap();
+        let session2 = pur2.provider_ref.clone().unwrap();
+        pay_session(&stripe, &session2);
+        assert_eq!(m.sync(&pur2.id).await.unwrap().status, PurchaseStatus::Completed);
+        let intent2 = stripe.lock().unwrap().sessions[&session2]["payment_intent"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let charge_event = |id: &str| {
+            serde_json::json!({"id": id, "type": "charge.refunded",
+                               "data": {"object": {"id": "ch_x", "object": "charge", "payment_intent": intent2}}})
+            .to_string()
+            .into_bytes()
+        };
+        let premature = charge_event("evt_s4");
+        let out = m.webhook(&signed(WHSEC, &premature, 0), &premature).await.unwrap();
+        assert!(
+            matches!(
+                out,
+                WebhookOutcome::Synced {
+                    status: PurchaseStatus::Completed,
+                    ..
+                }
+            ),
+            "not refunded at Stripe: {out:?}"
+        );
+        stripe.lock().unwrap().sessions.get_mut(&session2).unwrap()["payment_intent"]["latest_charge"]["refunded"] =
+            true.into();
+        let dashboard = charge_event("evt_s5");
+        let out = m.webhook(&signed(WHSEC, &dashboard, 0), &dashboard).await.unwrap();
+        assert!(
+            matches!(
+                out,
+                WebhookOutcome::Synced {
+                    status: PurchaseStatus::Refunded,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        assert!(m.access(&buyer2, &l.id).await.unwrap().is_none());
+        let (after2, lines2) = balances(&m, &pur2.id).await;
+        assert_eq!(lines2, 6);
+        assert!(after2.values().all(|v| *v == 0));
+
         // Refund reverses the fee and the transfer at Stripe, and in the ledger.
         let refunded = m.refund(&meta(), &root, &pur.id).await.unwrap();
         assert_eq!(refunded.status, PurchaseStatus::Refunded);
@@ -1467,6 +1554,7 @@ on_both!(
         let money = doppel_platform::payments::Money::new(500, "EUR").unwrap();
         let request = |amount| doppel_platform::payments::CheckoutRequest {
             reference: "pur_x",
+            buyer_email: "buyer@example.com",
             amount,
             seller_account: "acct_test_1",
             platform_fee_minor: 100,
@@ -1486,3 +1574,420 @@ on_both!(
         ));
     }
 );
+
+// -------------------------------------------- Flutterwave, against a local fake
+
+use doppel_platform::payments::PayoutDetails;
+use doppel_platform::payments::flutterwave::FlutterwaveProvider;
+
+const FLW_KEY: &str = "FLWSECK_TEST-fake";
+const FLW_HASH: &str = "flw-secret-hash";
+
+/// What the local Flutterwave stand-in holds and saw.
+#[derive(Default)]
+struct FakeFlutterwave {
+    /// Payment links by `tx_ref`: the request that opened them.
+    links: HashMap<String, serde_json::Value>,
+    /// Transactions by id.
+    transactions: Vec<serde_json::Value>,
+    refunded: Vec<u64>,
+    requests: Vec<(String, String, serde_json::Value)>,
+}
+
+type FlwShared = Arc<std::sync::Mutex<FakeFlutterwave>>;
+
+fn flw(status: u16, message: &str, data: serde_json::Value) -> poem::Response {
+    let ok = (200..300).contains(&status);
+    poem::Response::builder()
+        .status(poem::http::StatusCode::from_u16(status).unwrap())
+        .content_type("application/json")
+        .body(
+            serde_json::json!({"status": if ok { "success" } else { "error" }, "message": message, "data": data})
+                .to_string(),
+        )
+}
+
+#[poem::handler]
+async fn flutterwave_endpoint(
+    req: &poem::Request,
+    body: poem::Body,
+    state: poem::web::Data<&FlwShared>,
+) -> poem::Response {
+    if req.headers().get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {FLW_KEY}")) {
+        return flw(401, "Invalid authorization key", serde_json::Value::Null);
+    }
+    let path = req.uri().path().to_owned();
+    let query: HashMap<String, String> = url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    let raw = body.into_string().await.unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null);
+    let mut s = state.lock().unwrap();
+    s.requests.push((req.method().to_string(), path.clone(), json.clone()));
+    let not_found = || flw(400, "No transaction was found for this id", serde_json::Value::Null);
+    let parts: Vec<&str> = path.trim_start_matches("/v3/").split('/').collect();
+    match (req.method().as_str(), parts.as_slice()) {
+        ("POST", ["subaccounts"]) => {
+            for k in [
+                "account_bank",
+                "account_number",
+                "business_name",
+                "country",
+                "split_type",
+                "split_value",
+            ] {
+                if json.get(k).is_none() {
+                    return flw(400, &format!("{k} is required"), serde_json::Value::Null);
+                }
+            }
+            if json["account_number"] == "0000000000" {
+                return flw(
+                    400,
+                    "Sorry we couldn't verify your account number kindly pass a valid account number",
+                    serde_json::Value::Null,
+                );
+            }
+            let n = s.requests.len();
+            flw(
+                200,
+                "Subaccount created",
+                serde_json::json!({"id": n, "subaccount_id": format!("RS_TEST{n}"), "split_type": json["split_type"],
+                                   "split_value": json["split_value"], "bank_name": "ACCESS BANK NIGERIA"}),
+            )
+        }
+        ("POST", ["payments"]) => {
+            for k in ["tx_ref", "amount", "currency", "redirect_url"] {
+                if json.get(k).is_none() {
+                    return flw(400, &format!("{k} is required"), serde_json::Value::Null);
+                }
+            }
+            if json.pointer("/customer/email").is_none() {
+                return flw(400, "customer.email is required", serde_json::Value::Null);
+            }
+            let tx_ref = json["tx_ref"].as_str().unwrap().to_owned();
+            s.links.insert(tx_ref.clone(), json.clone());
+            flw(
+                200,
+                "Hosted Link",
+                serde_json::json!({"link": format!("https://checkout.flutterwave.test/v3/hosted/pay/{tx_ref}")}),
+            )
+        }
+        ("GET", ["transactions", "verify_by_reference"]) => {
+            let tx_ref = query.get("tx_ref").cloned().unwrap_or_default();
+            match s.transactions.iter().rev().find(|t| t["tx_ref"] == tx_ref.as_str()) {
+                Some(t) => flw(200, "Transaction fetched successfully", t.clone()),
+                None => not_found(),
+            }
+        }
+        ("GET", ["transactions", id, "verify"]) => match s
+            .transactions
+            .iter()
+            .find(|t| id.parse::<u64>().is_ok_and(|id| t["id"] == id))
+        {
+            Some(t) => flw(200, "Transaction fetched successfully", t.clone()),
+            None => not_found(),
+        },
+        ("POST", ["transactions", id, "refund"]) => {
+            let Ok(id) = id.parse::<u64>() else { return not_found() };
+            let Some(t) = s.transactions.iter().find(|t| t["id"] == id).cloned() else {
+                return not_found();
+            };
+            if s.refunded.contains(&id) {
+                return flw(
+                    400,
+                    "Transaction has already been fully refunded",
+                    serde_json::Value::Null,
+                );
+            }
+            if json["amount"] != t["amount"] {
+                return flw(400, "Refund amount does not match", serde_json::Value::Null);
+            }
+            s.refunded.push(id);
+            flw(
+                200,
+                "Transaction refund initiated",
+                serde_json::json!({"id": 75923, "tx_id": id, "amount_refunded": json["amount"], "status": "completed",
+                                   "destination": "payment_source"}),
+            )
+        }
+        _ => flw(404, "Route not found", serde_json::Value::Null),
+    }
+}
+
+async fn fake_flutterwave() -> (String, FlwShared) {
+    use poem::EndpointExt;
+    use poem::listener::{Acceptor, Listener};
+    let state: FlwShared = Arc::default();
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .unwrap();
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
+    let app = poem::Route::new()
+        .at("/*path", flutterwave_endpoint)
+        .data(Arc::clone(&state));
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    (format!("http://{addr}"), state)
+}
+
+/// The buyer pays (or fails to) on Flutterwave's page: a transaction for
+/// the link's `tx_ref`, as Flutterwave records it. Returns its id.
+fn flw_pay(state: &FlwShared, tx_ref: &str, status: &str) -> u64 {
+    let mut s = state.lock().unwrap();
+    let link = s.links[tx_ref].clone();
+    let id = 285_959_875 + u64::try_from(s.transactions.len()).unwrap();
+    s.transactions.push(serde_json::json!({
+        "id": id, "tx_ref": tx_ref, "flw_ref": format!("FLW-MOCK-{id}"), "amount": link["amount"],
+        "charged_amount": link["amount"], "currency": link["currency"], "status": status,
+        "customer": link["customer"],
+    }));
+    id
+}
+
+fn flw_event(tx: u64, tx_ref: &str, status: &str) -> Vec<u8> {
+    serde_json::json!({"event": "charge.completed",
+                       "data": {"id": tx, "tx_ref": tx_ref, "status": status, "amount": 1}})
+    .to_string()
+    .into_bytes()
+}
+
+fn flw_signed(hash: &str) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert("verif-hash", hash.parse().unwrap());
+    h
+}
+
+on_both!(the_flutterwave_adapter_splits_into_subaccounts, |db: Db| async move {
+    let a = accounts(&db);
+    let seller = user(&a, "seller@example.com").await;
+    let buyer = user(&a, "buyer@example.com").await;
+    let root = user(&a, "root@example.com").await;
+    let other = user(&a, "other@example.com").await;
+    let (base, fw) = fake_flutterwave().await;
+    let provider = FlutterwaveProvider::new(&base, FLW_KEY.into(), FLW_HASH.into(), 2000);
+    let settings = PaymentSettings {
+        reconcile_after_seconds: 0,
+        ..PaymentSettings::default()
+    };
+    let m = Market::new(db.clone(), Arc::new(provider), settings);
+    let naira = |price| {
+        let mut l = listing("Lagos clinics twin", &["health"], "health", price, 0.9, 80.0);
+        l.currency = "NGN".into();
+        l
+    };
+
+    // No onboarding pages at Flutterwave: the payout account is the step.
+    assert_eq!(
+        m.onboarding_link(&seller, "https://shop.example/seller")
+            .await
+            .unwrap_err()
+            .code(),
+        "payout_details_required"
+    );
+    // Flutterwave pays sellers into a bank account: none given, no listing.
+    let err = m.create_listing(&meta(), &seller, naira(1_000_050)).await.unwrap_err();
+    assert_eq!(err.code(), "payout_details_required", "{err}");
+    assert!(m.payout_account(&seller).await.unwrap().is_none());
+    // A bank account Flutterwave cannot verify: its reason, no account.
+    let bad = PayoutDetails::new("Acme Data", "044", "0000000000", "NG").unwrap();
+    let err = m.set_payout_account(&meta(), &seller, &bad).await.unwrap_err();
+    assert_eq!(err.code(), "payment_provider_error");
+    assert!(err.to_string().contains("verify your account number"), "{err}");
+    let bank = PayoutDetails::new("Acme Data", "044", "0690000031", "NG").unwrap();
+    let acct = m.set_payout_account(&meta(), &seller, &bank).await.unwrap();
+    assert_eq!(acct.provider, "flutterwave");
+    assert!(acct.needs_payout_details);
+    assert_eq!(
+        acct.payout_summary.as_deref(),
+        Some("Acme Data · bank 044 · ****0031 · NG")
+    );
+    let subaccount = acct.provider_account_id.clone();
+    assert!(subaccount.starts_with("RS_"), "{subaccount}");
+    {
+        let s = fw.lock().unwrap();
+        let (_, path, body) = s.requests.iter().rfind(|r| r.1 == "/v3/subaccounts").unwrap();
+        assert_eq!(path, "/v3/subaccounts");
+        assert_eq!(
+            (&body["account_bank"], &body["account_number"], &body["country"]),
+            (&"044".into(), &"0690000031".into(), &"NG".into())
+        );
+        assert_eq!(
+            (&body["split_type"], &body["split_value"]),
+            (&"percentage".into(), &0.2.into())
+        );
+        assert_eq!(body["business_email"], "seller@example.com");
+    }
+
+    // ₦10,000.50: Flutterwave takes decimals in naira; the seller's flat
+    // share is exactly the 80 % the ledger books.
+    let l = m.create_listing(&meta(), &seller, naira(1_000_050)).await.unwrap();
+    let pur = m
+        .checkout(&meta(), &buyer, &l.id, "https://shop.example/back")
+        .await
+        .unwrap();
+    assert_eq!(
+        pur.provider_ref.as_deref(),
+        Some(pur.id.as_str()),
+        "tx_ref is the purchase id"
+    );
+    assert_eq!(
+        pur.checkout_url.as_deref(),
+        Some(format!("https://checkout.flutterwave.test/v3/hosted/pay/{}", pur.id).as_str())
+    );
+    assert_eq!((pur.fee_minor, pur.seller_minor), (200_010, 800_040));
+    {
+        let s = fw.lock().unwrap();
+        let opened = &s.links[&pur.id];
+        assert_eq!(opened["amount"], serde_json::json!(10000.5));
+        assert_eq!(opened["currency"], "NGN");
+        assert_eq!(opened["customer"]["email"], "buyer@example.com");
+        assert!(
+            opened["redirect_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://shop.example/back?purchase=")
+        );
+        assert_eq!(
+            opened["subaccounts"],
+            serde_json::json!([{"id": subaccount, "transaction_charge_type": "flat_subaccount",
+                                    "transaction_charge": 8000.4}])
+        );
+    }
+
+    // Before payment there is no transaction: pending, no error.
+    assert_eq!(m.sync(&pur.id).await.unwrap().status, PurchaseStatus::Pending);
+    // Wrong, missing hash: refused; an event naming a transaction
+    // Flutterwave does not know changes nothing.
+    let early = flw_event(999, &pur.id, "successful");
+    assert_eq!(
+        m.webhook(&flw_signed("not-the-hash"), &early).await.unwrap_err().code(),
+        "invalid_signature"
+    );
+    assert!(m.webhook(&http::HeaderMap::new(), &early).await.is_err());
+    let out = m.webhook(&flw_signed(FLW_HASH), &early).await.unwrap();
+    assert!(
+        matches!(
+            out,
+            WebhookOutcome::Synced {
+                status: PurchaseStatus::Pending,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+
+    // Paid: the webhook's transaction is verified by id, then completed.
+    let tx = flw_pay(&fw, &pur.id, "successful");
+    let paid = flw_event(tx, &pur.id, "successful");
+    let out = m.webhook(&flw_signed(FLW_HASH), &paid).await.unwrap();
+    assert!(
+        matches!(
+            out,
+            WebhookOutcome::Synced {
+                status: PurchaseStatus::Completed,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert!(
+        fw.lock()
+            .unwrap()
+            .requests
+            .iter()
+            .any(|r| r.1 == format!("/v3/transactions/{tx}/verify")),
+        "verified by transaction id"
+    );
+    assert_eq!(
+        m.webhook(&flw_signed(FLW_HASH), &paid).await.unwrap(),
+        WebhookOutcome::Duplicate
+    );
+    let (books, lines) = balances(&m, &pur.id).await;
+    assert_eq!(lines, 3);
+    assert_eq!(books[&format!("seller:{}", seller.account_id)], -800_040);
+    assert_eq!(books["platform:fees"], -200_010);
+
+    // Another buyer's purchase, named in an event with the first
+    // buyer's transaction: the fetched transaction is not theirs.
+    let pur2 = m
+        .checkout(&meta(), &other, &l.id, "https://shop.example/back")
+        .await
+        .unwrap();
+    let stolen = flw_event(tx, &pur2.id, "successful");
+    let out = m.webhook(&flw_signed(FLW_HASH), &stolen).await.unwrap();
+    assert!(
+        matches!(
+            out,
+            WebhookOutcome::Synced {
+                status: PurchaseStatus::Pending,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert!(m.access(&other, &l.id).await.unwrap().is_none());
+    // The redirect naming someone else's transaction proves nothing either.
+    assert_eq!(
+        m.sync_charge(&pur2.id, Some(&tx.to_string())).await.unwrap().status,
+        PurchaseStatus::Pending
+    );
+    assert!(m.sync_charge(&pur2.id, Some("1/../../x")).await.is_err());
+    // A failed attempt fails the purchase and books nothing…
+    let declined = flw_pay(&fw, &pur2.id, "failed");
+    assert_eq!(
+        m.sync_charge(&pur2.id, Some(&declined.to_string()))
+            .await
+            .unwrap()
+            .status,
+        PurchaseStatus::Failed
+    );
+    assert_eq!(balances(&m, &pur2.id).await.1, 0);
+    // …and a later successful attempt, whose webhook is dropped, is
+    // settled by reconciliation through the reference.
+    flw_pay(&fw, &pur2.id, "successful");
+    assert_eq!(m.sync(&pur2.id).await.unwrap().status, PurchaseStatus::Completed);
+
+    // Refund: the whole amount, in naira, by transaction id; access ends.
+    let refunded = m.refund(&meta(), &root, &pur.id).await.unwrap();
+    assert_eq!(refunded.status, PurchaseStatus::Refunded);
+    {
+        let s = fw.lock().unwrap();
+        let (_, _, body) = s
+            .requests
+            .iter()
+            .rfind(|r| r.1 == format!("/v3/transactions/{tx}/refund"))
+            .unwrap();
+        assert_eq!(body["amount"], serde_json::json!(10000.5));
+        assert_eq!(s.refunded, vec![tx]);
+    }
+    assert!(m.access(&buyer, &l.id).await.unwrap().is_none());
+    let (after, lines) = balances(&m, &pur.id).await;
+    assert_eq!(lines, 6);
+    assert!(after.values().all(|v| *v == 0), "{after:?}");
+    // Flutterwave still calls the transaction successful: a late sync or
+    // a replayed event does not bring access back.
+    assert_eq!(m.sync(&pur.id).await.unwrap().status, PurchaseStatus::Refunded);
+    let late = flw_event(tx, &pur.id, "successful");
+    assert_eq!(
+        m.webhook(&flw_signed(FLW_HASH), &late).await.unwrap(),
+        WebhookOutcome::Duplicate
+    );
+    assert!(m.refund(&meta(), &root, &pur.id).await.is_err());
+
+    // Error answers become errors that say what happened and leak nothing.
+    use doppel_platform::payments::PaymentProvider as _;
+    let wrong_key = FlutterwaveProvider::new(&base, "FLWSECK_TEST-wrong".into(), FLW_HASH.into(), 2000);
+    let err = wrong_key.fetch_payment(&pur.id).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Unavailable(ref m) if m.contains("credentials")),
+        "{err}"
+    );
+    let unreachable = FlutterwaveProvider::new("http://127.0.0.1:9", FLW_KEY.into(), FLW_HASH.into(), 2000);
+    assert!(matches!(
+        unreachable.fetch_payment(&pur.id).await,
+        Err(Error::Unavailable(_))
+    ));
+    // The whole ledger still sums to zero.
+    let all = m.ledger(None, 1000).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.amount_minor).sum::<i64>(), 0);
+});

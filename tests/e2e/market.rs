@@ -359,3 +359,105 @@ fn an_output_below_the_privacy_bar_is_refused_with_the_reason() {
     assert!(message.contains("below the marketplace minimum of 75"), "{message}");
     assert!(message.contains(&format!("{score:.1}")), "{message}");
 }
+
+/// Switching to Flutterwave is configuration only: the server refuses to
+/// start without its keys, and with them serves the Flutterwave webhook, the
+/// payout account a seller needs first, and provider outages as a stable
+/// error that leaks nothing. (The adapter's calls are tested against a local
+/// server speaking Flutterwave's shapes in platform/tests/store.rs.)
+#[test]
+fn flutterwave_is_configuration_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::doppel()
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args(["--http-addr", "127.0.0.1:0"])
+        .env("DOPPEL__PAYMENTS__PROVIDER", "flutterwave")
+        .env("DOPPEL__FLIGHT_ADDR", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("flutterwave_secret_key"), "{stderr}");
+
+    let s = Server::start(
+        &["serve"],
+        &[
+            ("DOPPEL__PAYMENTS__PROVIDER", "flutterwave".to_owned()),
+            (
+                "DOPPEL__PAYMENTS__FLUTTERWAVE_SECRET_KEY",
+                "FLWSECK_TEST-e2e".to_owned(),
+            ),
+            ("DOPPEL__PAYMENTS__WEBHOOK_SECRET", "e2e-hash".to_owned()),
+            // Nothing listens here: every provider call fails.
+            (
+                "DOPPEL__PAYMENTS__FLUTTERWAVE_API_BASE",
+                "http://127.0.0.1:9".to_owned(),
+            ),
+            ("DOPPEL__PAYMENTS__RECONCILE_SECONDS", "0".to_owned()),
+        ],
+    );
+    let seller = account(&s, "seller@example.com");
+    let (status, _) = get(&s, "/v1/seller/payout-account", Some(&seller));
+    assert_eq!(status, 404);
+    let (status, err) = post(
+        &s,
+        "/v1/seller/payout-account/onboarding-link",
+        Some(&seller),
+        &json!({"return_url": "https://shop.example/seller"}),
+    );
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (422, Some("payout_details_required")),
+        "{err}"
+    );
+    let put = |body: &Value| {
+        let resp = http()
+            .put(s.url("/v1/seller/payout-account"))
+            .bearer_auth(&seller)
+            .json(body)
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().unwrap_or(Value::Null))
+    };
+    let (status, err) = put(&json!({"business_name": "Acme", "bank_code": "044",
+                                    "account_number": "0690000031", "country": "Nigeria"}));
+    assert_eq!(status, 400, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("country"), "{err}");
+    let (status, err) = put(&json!({"business_name": "Acme", "bank_code": "044",
+                                    "account_number": "0690000031", "country": "NG"}));
+    assert_eq!(status, 503, "{err}");
+    assert_eq!(err["code"], "unavailable");
+    let message = err["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot be reached") && !message.contains("127.0.0.1"),
+        "{message}"
+    );
+
+    // The webhook route is the configured provider's; verif-hash guards it.
+    let hook = |provider: &str, hash: Option<&str>| {
+        let mut r = http()
+            .post(s.url(&format!("/v1/webhooks/{provider}")))
+            .header("content-type", "application/json")
+            .body(
+                json!({"event": "charge.completed",
+                         "data": {"id": 1, "tx_ref": "pur_unknown", "status": "successful"}})
+                .to_string(),
+            );
+        if let Some(h) = hash {
+            r = r.header("verif-hash", h);
+        }
+        let resp = r.send().unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().unwrap_or(Value::Null))
+    };
+    assert_eq!(hook("fake", Some("e2e-hash")).0, 404);
+    let (status, body) = hook("flutterwave", None);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_signature")),
+        "{body}"
+    );
+    assert_eq!(hook("flutterwave", Some("wrong")).0, 400);
+    let (status, body) = hook("flutterwave", Some("e2e-hash"));
+    assert_eq!((status, body["result"].as_str()), (200, Some("ignored")), "{body}");
+}

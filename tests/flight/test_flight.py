@@ -7,6 +7,7 @@ import time
 import adbc_driver_flightsql.dbapi as flight_sql
 import adbc_driver_manager
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.flight as fl
 import pytest
@@ -335,3 +336,29 @@ def test_a_bought_twin_streams_to_its_buyer_only(server, owner, stranger, finish
     # Another account cannot see the purchase at all.
     with pytest.raises(KeyError):
         read_dataset(server, stranger[2], *path)
+
+    # Flight SQL: the bought table is `purchases.<purchase id>`, for its buyer
+    # only, and nothing else of the seller's comes with it.
+    def sql(key, query):
+        with flight_sql.connect(
+            server.grpc, db_kwargs={"adbc.flight.sql.authorization_header": f"Bearer {key}"}
+        ) as conn, conn.cursor() as cur:
+            cur.execute(query)
+            return cur.fetch_arrow_table()
+
+    bought = f"purchases.{purchase['id']}"
+    got = sql(buyer[2], f"SELECT count(*) AS n, sum(age) AS age FROM {bought}")
+    assert got["n"][0].as_py() == 32561
+    assert got["age"][0].as_py() == pc.sum(twin["age"]).as_py()
+    with pytest.raises(adbc_driver_manager.ProgrammingError, match="not found"):
+        sql(stranger[2], f"SELECT count(*) FROM {bought}")
+    with pytest.raises(adbc_driver_manager.ProgrammingError, match="not found"):
+        sql(buyer[2], f"SELECT count(*) FROM outputs.{status['id']}")
+    # A refund ends access, over Flight and Flight SQL, from the next call on.
+    admin = server.account("admin@example.com")
+    code, refunded = server.rest("POST", f"/v1/admin/purchases/{purchase['id']}/refund", token=admin[1])
+    assert code == 200 and refunded["status"] == "refunded", refunded
+    with pytest.raises(adbc_driver_manager.ProgrammingError, match="not found"):
+        sql(buyer[2], f"SELECT count(*) FROM {bought}")
+    with pytest.raises(pa.ArrowInvalid, match="refunded"):
+        read_dataset(server, buyer[2], *path)

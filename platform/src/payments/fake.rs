@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime};
 use sqlx::Row;
 
 use super::{
-    Checkout, CheckoutRequest, Money, Payment, PaymentProvider, PaymentStatus, ProviderFuture, VerifiedEvent,
-    stripe_signature,
+    Checkout, CheckoutRequest, Money, Payment, PaymentProvider, PaymentStatus, ProviderFuture, SellerOnboarding,
+    VerifiedEvent, stripe_signature,
 };
 use crate::util::{new_id, now_ms};
 use crate::{Db, Error, Result};
@@ -159,8 +159,8 @@ impl PaymentProvider for FakeProvider {
         "fake"
     }
 
-    fn create_seller_account<'a>(&'a self, account_id: &'a str, _email: &'a str) -> ProviderFuture<'a, String> {
-        Box::pin(async move { Ok(format!("acct_fake_{account_id}")) })
+    fn create_seller_account<'a>(&'a self, seller: SellerOnboarding<'a>) -> ProviderFuture<'a, String> {
+        Box::pin(async move { Ok(format!("acct_fake_{}", seller.account_id)) })
     }
 
     fn create_checkout<'a>(&'a self, r: CheckoutRequest<'a>) -> ProviderFuture<'a, Checkout> {
@@ -220,10 +220,10 @@ impl PaymentProvider for FakeProvider {
                 provider_ref: provider_ref.to_owned(),
                 reference: row.try_get("reference")?,
                 status: PaymentStatus::parse(&row.try_get::<String, _>("status")?)?,
-                amount: Money {
+                amount: Some(Money {
                     minor: row.try_get("amount_minor")?,
                     currency: row.try_get("currency")?,
-                },
+                }),
             })
         })
     }
@@ -267,6 +267,7 @@ impl PaymentProvider for FakeProvider {
             id,
             kind: v["type"].as_str().unwrap_or_default().to_owned(),
             provider_ref: v.pointer("/data/object/id").and_then(|x| x.as_str()).map(str::to_owned),
+            charge_id: None,
         })
     }
 }

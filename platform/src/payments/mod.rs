@@ -7,9 +7,11 @@
 //! no account anywhere, keeps its books in the metadata store, serves a
 //! hosted checkout page and signs its webhooks exactly as Stripe does
 //! ([`stripe_signature`]), so the code that settles purchases is the code
-//! that will settle them against a real provider.
+//! that will settle them against a real provider. [`stripe::StripeProvider`]
+//! and [`flutterwave::FlutterwaveProvider`] are the real adapters.
 
 pub mod fake;
+pub mod flutterwave;
 pub mod stripe;
 
 use std::future::Future;
@@ -55,6 +57,40 @@ impl Money {
             currency: currency.to_owned(),
         })
     }
+
+    /// How many digits the currency's minor unit has (ISO 4217): 0 for the
+    /// yen or the CFA franc, 3 for the dinars of Bahrain, Kuwait…, 2 for the
+    /// rest. Providers that take decimal amounts (Flutterwave) need it.
+    pub fn exponent(&self) -> u32 {
+        currency_exponent(&self.currency)
+    }
+
+    /// `12.34 USD`, `1200 JPY`, `1.500 KWD`.
+    pub fn display(&self) -> String {
+        let e = self.exponent();
+        if e == 0 {
+            return format!("{} {}", self.minor, self.currency);
+        }
+        let unit = 10i64.pow(e);
+        format!(
+            "{}{}.{:0width$} {}",
+            if self.minor < 0 { "-" } else { "" },
+            (self.minor / unit).abs(),
+            (self.minor % unit).abs(),
+            self.currency,
+            width = e as usize
+        )
+    }
+}
+
+/// Minor-unit digits of an ISO 4217 currency.
+pub fn currency_exponent(currency: &str) -> u32 {
+    match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND"
+        | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    }
 }
 
 /// The platform's fee and the seller's share of `amount`: the fee is
@@ -65,11 +101,85 @@ pub fn split(amount: i64, fee_bps: i64) -> (i64, i64) {
     (fee, amount - fee)
 }
 
+/// Where a seller is paid: what a provider that splits payments into bank
+/// accounts (Flutterwave subaccounts) needs. Only a masked summary is kept
+/// by doppel; the details go to the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutDetails {
+    /// Name on the account.
+    pub business_name: String,
+    /// The provider's bank code (`044`, `058`…).
+    pub bank_code: String,
+    /// The account number.
+    pub account_number: String,
+    /// ISO 3166-1 alpha-2 country of the bank (`NG`, `KE`, `GH`…).
+    pub country: String,
+}
+
+impl PayoutDetails {
+    /// Checked details: every field is named when it is wrong.
+    pub fn new(business_name: &str, bank_code: &str, account_number: &str, country: &str) -> Result<PayoutDetails> {
+        let business_name = business_name.trim();
+        if business_name.is_empty() || business_name.chars().count() > 100 {
+            return Err(Error::invalid("business_name", "must be 1 to 100 characters"));
+        }
+        if !(2..=10).contains(&bank_code.len()) || !bank_code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Error::invalid(
+                "bank_code",
+                "must be the provider's bank code: 2 to 10 letters or digits",
+            ));
+        }
+        if !(6..=34).contains(&account_number.len()) || !account_number.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Error::invalid(
+                "account_number",
+                "must be 6 to 34 letters or digits, without spaces",
+            ));
+        }
+        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(Error::invalid(
+                "country",
+                format!("`{country}` is not an ISO 3166-1 alpha-2 code (e.g. NG)"),
+            ));
+        }
+        Ok(PayoutDetails {
+            business_name: business_name.to_owned(),
+            bank_code: bank_code.to_owned(),
+            account_number: account_number.to_owned(),
+            country: country.to_owned(),
+        })
+    }
+
+    /// What may be shown back: bank code, the last four digits, country.
+    pub fn masked(&self) -> String {
+        let n = self.account_number.len();
+        format!(
+            "{} · bank {} · ****{} · {}",
+            self.business_name,
+            self.bank_code,
+            &self.account_number[n.saturating_sub(4)..],
+            self.country
+        )
+    }
+}
+
+/// A seller to open a provider account for.
+#[derive(Debug, Clone, Copy)]
+pub struct SellerOnboarding<'a> {
+    /// The doppel account.
+    pub account_id: &'a str,
+    /// Its e-mail.
+    pub email: &'a str,
+    /// Bank details, for providers that pay sellers into bank accounts.
+    pub payout: Option<&'a PayoutDetails>,
+}
+
 /// A checkout to open.
 #[derive(Debug, Clone)]
 pub struct CheckoutRequest<'a> {
     /// Our purchase id (the provider echoes it back as the reference).
     pub reference: &'a str,
+    /// The buyer's e-mail (some providers require a customer).
+    pub buyer_email: &'a str,
     /// What the buyer pays.
     pub amount: &'a Money,
     /// The seller's account at the provider (the split's destination).
@@ -139,8 +249,9 @@ pub struct Payment {
     pub reference: String,
     /// State.
     pub status: PaymentStatus,
-    /// Amount charged.
-    pub amount: Money,
+    /// Amount charged; `None` while the provider holds no charge yet (the
+    /// buyer has not reached the payment step).
+    pub amount: Option<Money>,
 }
 
 /// A webhook whose signature checked out. Only its id (for deduplication)
@@ -153,18 +264,54 @@ pub struct VerifiedEvent {
     pub kind: String,
     /// The payment it is about.
     pub provider_ref: Option<String>,
+    /// The provider's id of the charge, where the event names one: a
+    /// Flutterwave transaction (the payment is then fetched by it, and must
+    /// carry the reference), or the payment intent of a Stripe charge event
+    /// (which names no session: [`PaymentProvider::resolve_reference`]
+    /// finds it).
+    pub charge_id: Option<String>,
 }
 
 /// A payment provider.
 pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
     /// `fake`, `stripe`, `flutterwave`.
     fn name(&self) -> &'static str;
+    /// Whether sellers must give bank details ([`PayoutDetails`]) before
+    /// they can be paid.
+    fn needs_payout_details(&self) -> bool {
+        false
+    }
     /// Open an account for a seller to be paid into; returns its id.
-    fn create_seller_account<'a>(&'a self, account_id: &'a str, email: &'a str) -> ProviderFuture<'a, String>;
+    fn create_seller_account<'a>(&'a self, seller: SellerOnboarding<'a>) -> ProviderFuture<'a, String>;
+    /// A one-time link where the seller finishes onboarding at the provider
+    /// (identity, bank account), for providers that collect these
+    /// themselves (Stripe Express). `None`: this provider has no such step.
+    fn onboarding_link<'a>(
+        &'a self,
+        provider_account_id: &'a str,
+        return_url: &'a str,
+    ) -> ProviderFuture<'a, Option<String>> {
+        let _ = (provider_account_id, return_url);
+        Box::pin(async { Ok(None) })
+    }
     /// Open a hosted checkout with the platform's fee split off.
     fn create_checkout<'a>(&'a self, request: CheckoutRequest<'a>) -> ProviderFuture<'a, Checkout>;
     /// The payment's true state (verify-after-redirect, reconciliation).
     fn fetch_payment<'a>(&'a self, provider_ref: &'a str) -> ProviderFuture<'a, Payment>;
+    /// The payment's true state, fetched by the provider's charge id when a
+    /// webhook or redirect named one ([`VerifiedEvent::charge_id`]). The
+    /// answer still carries its own reference, which the caller checks.
+    fn fetch_charge<'a>(&'a self, provider_ref: &'a str, charge_id: &'a str) -> ProviderFuture<'a, Payment> {
+        let _ = charge_id;
+        self.fetch_payment(provider_ref)
+    }
+    /// The reference of the payment a charge belongs to, for events that
+    /// name only the charge (a refund or dispute made in the provider's
+    /// dashboard). `None`: not one of ours, or not knowable.
+    fn resolve_reference<'a>(&'a self, charge_id: &'a str) -> ProviderFuture<'a, Option<String>> {
+        let _ = charge_id;
+        Box::pin(async { Ok(None) })
+    }
     /// Refund the whole payment; returns the status after.
     fn refund<'a>(&'a self, provider_ref: &'a str, idempotency_key: &'a str) -> ProviderFuture<'a, PaymentStatus>;
     /// Check a webhook's signature over its raw bytes.
@@ -275,6 +422,29 @@ mod tests {
         assert_eq!(split(10_000, 2000), (2000, 8000));
         assert_eq!(split(999, 2000), (199, 800));
         assert_eq!(split(1, 2000), (0, 1));
+    }
+
+    #[test]
+    fn money_displays_in_its_currency_s_unit() {
+        assert_eq!(Money::new(1234, "USD").unwrap().display(), "12.34 USD");
+        assert_eq!(Money::new(5, "EUR").unwrap().display(), "0.05 EUR");
+        assert_eq!(Money::new(1200, "JPY").unwrap().display(), "1200 JPY");
+        assert_eq!(Money::new(1500, "KWD").unwrap().display(), "1.500 KWD");
+    }
+
+    #[test]
+    fn payout_details_are_checked_and_masked() {
+        let d = PayoutDetails::new(" Acme Data ", "044", "0690000031", "NG").unwrap();
+        assert_eq!(d.masked(), "Acme Data · bank 044 · ****0031 · NG");
+        for (args, field) in [
+            (("", "044", "0690000031", "NG"), "business_name"),
+            (("A", "0", "0690000031", "NG"), "bank_code"),
+            (("A", "044", "069 000", "NG"), "account_number"),
+            (("A", "044", "0690000031", "Nigeria"), "country"),
+        ] {
+            let err = PayoutDetails::new(args.0, args.1, args.2, args.3).unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
+        }
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //! - The provider reference is the session id; its state is fetched with the
 //!   payment intent's latest charge expanded (paid, expired, refunded).
 //! - Every POST carries an `Idempotency-Key`; webhooks are verified with
-//!   [`super::stripe_signature`] over the raw body. Only
-//!   `checkout.session.*` events name a session; others are acknowledged and
-//!   left to reconciliation.
+//!   [`super::stripe_signature`] over the raw body. `checkout.session.*`
+//!   events name a session; `charge.*` events (a refund made in the Stripe
+//!   dashboard) name a charge, whose payment intent leads to the session
+//!   (`GET /v1/checkout/sessions?payment_intent=…`). Either way the session
+//!   is fetched and its state applied; other events are acknowledged.
 //!
 //! The base URL is configurable (`payments.stripe_api_base`), which is how
 //! the tests point it at a local server speaking Stripe's shapes.
@@ -18,8 +20,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::{
-    Checkout, CheckoutRequest, Money, Payment, PaymentProvider, PaymentStatus, ProviderFuture, VerifiedEvent,
-    stripe_signature,
+    Checkout, CheckoutRequest, Money, Payment, PaymentProvider, PaymentStatus, ProviderFuture, SellerOnboarding,
+    VerifiedEvent, stripe_signature,
 };
 use crate::{Error, Result};
 
@@ -132,17 +134,38 @@ impl PaymentProvider for StripeProvider {
         "stripe"
     }
 
-    fn create_seller_account<'a>(&'a self, account_id: &'a str, email: &'a str) -> ProviderFuture<'a, String> {
+    fn create_seller_account<'a>(&'a self, seller: SellerOnboarding<'a>) -> ProviderFuture<'a, String> {
         Box::pin(async move {
+            // Express accounts: Stripe's own onboarding collects bank details.
             let form = vec![
                 ("type".to_owned(), "express".to_owned()),
-                ("email".to_owned(), email.to_owned()),
-                ("metadata[doppel_account]".to_owned(), account_id.to_owned()),
+                ("email".to_owned(), seller.email.to_owned()),
+                ("metadata[doppel_account]".to_owned(), seller.account_id.to_owned()),
             ];
             let v = self
-                .call(self.post("/v1/accounts", &format!("account-{account_id}"), &form))
+                .call(self.post("/v1/accounts", &format!("account-{}", seller.account_id), &form))
                 .await?;
             text(&v, "/id")
+        })
+    }
+
+    fn onboarding_link<'a>(
+        &'a self,
+        provider_account_id: &'a str,
+        return_url: &'a str,
+    ) -> ProviderFuture<'a, Option<String>> {
+        Box::pin(async move {
+            // Account Links are single-use and short-lived: each call asks for
+            // a fresh one (a random key, so a retry is a new link, as wanted).
+            let form = vec![
+                ("account".to_owned(), provider_account_id.to_owned()),
+                ("type".to_owned(), "account_onboarding".to_owned()),
+                ("refresh_url".to_owned(), return_url.to_owned()),
+                ("return_url".to_owned(), return_url.to_owned()),
+            ];
+            let key = crate::util::new_id("onboard");
+            let v = self.call(self.post("/v1/account_links", &key, &form)).await?;
+            Ok(Some(text(&v, "/url")?))
         })
     }
 
@@ -151,6 +174,7 @@ impl PaymentProvider for StripeProvider {
             let form: Vec<(String, String)> = [
                 ("mode", "payment".to_owned()),
                 ("client_reference_id", r.reference.to_owned()),
+                ("customer_email", r.buyer_email.to_owned()),
                 ("metadata[purchase_id]", r.reference.to_owned()),
                 ("success_url", r.return_url.to_owned()),
                 ("cancel_url", r.return_url.to_owned()),
@@ -191,13 +215,26 @@ impl PaymentProvider for StripeProvider {
                 provider_ref: provider_ref.to_owned(),
                 reference: text(&s, "/client_reference_id")?,
                 status: status_of(&s),
-                amount: Money {
+                amount: Some(Money {
                     minor: field(&s, "/amount_total")?
                         .as_i64()
                         .ok_or_else(|| Error::Internal("Stripe answer: amount_total".into()))?,
                     currency: text(&s, "/currency")?.to_uppercase(),
-                },
+                }),
             })
+        })
+    }
+
+    fn resolve_reference<'a>(&'a self, charge_id: &'a str) -> ProviderFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let v = self
+                .call(
+                    self.http
+                        .get(format!("{}/v1/checkout/sessions", self.base))
+                        .query(&[("payment_intent", charge_id), ("limit", "1")]),
+                )
+                .await?;
+            Ok(v.pointer("/data/0/id").and_then(|x| x.as_str()).map(str::to_owned))
         })
     }
 
@@ -245,6 +282,14 @@ impl PaymentProvider for StripeProvider {
             .starts_with("checkout.session.")
             .then(|| v.pointer("/data/object/id").and_then(|x| x.as_str()).map(str::to_owned))
             .flatten();
+        let charge_id = kind
+            .starts_with("charge.")
+            .then(|| {
+                v.pointer("/data/object/payment_intent")
+                    .and_then(|x| x.as_str())
+                    .map(str::to_owned)
+            })
+            .flatten();
         Ok(VerifiedEvent {
             id: v["id"]
                 .as_str()
@@ -252,6 +297,7 @@ impl PaymentProvider for StripeProvider {
                 .to_owned(),
             kind,
             provider_ref,
+            charge_id,
         })
     }
 }
