@@ -146,7 +146,13 @@ impl SqlEngine {
                 });
             }
         }
-        for (purchase, key) in bought_tables(&self.state, &p.account_id).await? {
+        let bought = self
+            .state
+            .market
+            .bought_outputs(&p.account_id)
+            .await
+            .map_err(error::platform)?;
+        for (purchase, key) in bought {
             let schema = self.parquet_schema(&key).await?;
             out.push(TableEntry {
                 schema_name: PURCHASES,
@@ -306,36 +312,6 @@ pub fn number_placeholders(sql: &str) -> String {
         }
     }
     out
-}
-
-/// The caller's completed purchases and the object key of what each bought.
-async fn bought_tables(state: &AppState, account: &str) -> Result<Vec<(String, String)>, Status> {
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = state
-            .market
-            .purchases_of(account, after.as_deref(), 500)
-            .await
-            .map_err(error::platform)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
-        let full = page.len() == 500;
-        for purchase in page {
-            if purchase.status == doppel_platform::marketplace::PurchaseStatus::Completed {
-                let listing = state
-                    .market
-                    .listing(&purchase.listing_id)
-                    .await
-                    .map_err(error::platform)?;
-                out.push((purchase.id, listing.output_key));
-            }
-        }
-        if !full {
-            break;
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -1194,6 +1194,21 @@ impl Market {
         row.as_ref().map(purchase_from).transpose()
     }
 
+    /// What `buyer` may read now: (purchase id, object key of the bought
+    /// output) for each completed purchase, oldest first.
+    pub async fn bought_outputs(&self, buyer: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT p.id, l.output_key FROM purchases p JOIN listings l ON l.id = p.listing_id \
+             WHERE p.buyer_id = $1 AND p.status = 'completed' ORDER BY p.id",
+        )
+        .bind(buyer)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("output_key")?)))
+            .collect()
+    }
+
     /// Ask the provider how the payment stands and move the purchase on.
     /// A payment that is not the one this purchase opened (another
     /// reference, amount or currency) changes nothing and is logged.

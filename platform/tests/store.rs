@@ -1904,6 +1904,11 @@ on_both!(the_flutterwave_adapter_splits_into_subaccounts, |db: Db| async move {
     );
     let (books, lines) = balances(&m, &pur.id).await;
     assert_eq!(lines, 3);
+    assert_eq!(
+        m.bought_outputs(&buyer.account_id).await.unwrap(),
+        vec![(pur.id.clone(), l.output_key.clone())],
+        "what the buyer may read (Flight SQL's purchases schema)"
+    );
     assert_eq!(books[&format!("seller:{}", seller.account_id)], -800_040);
     assert_eq!(books["platform:fees"], -200_010);
 
@@ -1961,6 +1966,7 @@ on_both!(the_flutterwave_adapter_splits_into_subaccounts, |db: Db| async move {
         assert_eq!(s.refunded, vec![tx]);
     }
     assert!(m.access(&buyer, &l.id).await.unwrap().is_none());
+    assert!(m.bought_outputs(&buyer.account_id).await.unwrap().is_empty());
     let (after, lines) = balances(&m, &pur.id).await;
     assert_eq!(lines, 6);
     assert!(after.values().all(|v| *v == 0), "{after:?}");
