@@ -1,7 +1,8 @@
-"""The marketplace's browser pages in a real Chromium: the built-in
-provider's hosted checkout page and the return page, as a buyer meets them
-(the Rust e2e tests drive the same pages with plain HTTP, which cannot see
-what a browser enforces: the page's CSP, form submission, redirects)."""
+"""The server's web pages in a real Chromium: the built-in provider's hosted
+checkout page and the return page, as a buyer meets them (the Rust e2e tests
+drive the same pages with plain HTTP, which cannot see what a browser
+enforces: the page's CSP, form submission, redirects), and the API reference
+at /docs."""
 
 import json
 import time
@@ -107,3 +108,16 @@ def test_a_buyer_pays_and_declines_on_the_hosted_page(server, browser):
     assert "nothing was charged" in text
     _, declined = server.rest("GET", f"/v1/purchases/{away['id']}", token=other[2])
     assert declined["status"] == "failed"
+
+
+def test_the_api_reference_renders_in_a_browser(server, browser):
+    """/docs is Swagger UI served from the binary (no CDN): it must render
+    the whole OpenAPI document, marketplace operations included."""
+    browser.get(server.http + "/docs")
+    WebDriverWait(browser, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".opblock")))
+    shown = {e.get_attribute("data-path") for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    with urllib.request.urlopen(server.http + "/openapi.json", timeout=30) as r:
+        documented = set(json.loads(r.read())["paths"])
+    assert shown == documented, (documented - shown, shown - documented)
+    assert {"/v1/listings/{id}/checkout", "/v1/seller/payout-account"} <= shown
+    assert browser.find_elements(By.CSS_SELECTOR, ".errors-wrapper") == [], "the document parsed without errors"
