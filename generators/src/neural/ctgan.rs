@@ -15,12 +15,11 @@ use tch::{Device, Kind, Tensor};
 use super::cond::CondSampler;
 use super::transformer::{Activation, Span, Transformer};
 use super::{
-    SavedSettings, common_params, device, linear, load_weights, positive, sample_encoded, save_weights, to_i64,
-    torch_err, torch_lock,
+    FitSizes, Fitted, common_params, device, linear, load_weights, positive, sample_encoded, to_i64, torch_err,
+    torch_lock,
 };
 use crate::params::{ParamSpec, Params};
-use crate::saved::{ModelReader, ModelWriter};
-use crate::semantic::SemanticType;
+use crate::saved::ModelReader;
 use crate::{ColumnModel, Error, Generator, Model, Progress, Result, TrainingData};
 
 const NAME: &str = "ctgan";
@@ -280,16 +279,18 @@ impl Generator for Ctgan {
                 generator,
                 cond,
             }),
-            transformer,
-            semantics: data.semantics.to_vec(),
-            embedding: s.embedding,
-            batch: b,
-            device: s.device,
-            epochs: s.epochs,
-            last_losses: last,
-            trained_on: format!("{:?}", s.device),
-            loaded: false,
-            rows: data.batch.num_rows(),
+            fitted: Fitted::trained(
+                transformer,
+                data.semantics.to_vec(),
+                FitSizes {
+                    embedding: s.embedding,
+                    batch: b,
+                    device: s.device,
+                    epochs: s.epochs,
+                },
+                last,
+                data.batch.num_rows(),
+            ),
         }))
     }
 }
@@ -320,26 +321,13 @@ struct Inner {
 /// A trained CTGAN.
 pub struct CtganModel {
     inner: Mutex<Inner>,
-    transformer: Transformer,
-    semantics: Vec<SemanticType>,
-    embedding: i64,
-    batch: i64,
-    device: Device,
-    epochs: i64,
-    last_losses: (f64, f64),
-    /// The device it was trained on, for notes.
-    trained_on: String,
-    /// Whether it came from a saved file.
-    loaded: bool,
-    /// Rows it learned from.
-    rows: usize,
+    fitted: Fitted,
 }
 
 impl std::fmt::Debug for CtganModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CtganModel")
-            .field("device", &self.device)
-            .field("epochs", &self.epochs)
+            .field("fitted", &self.fitted)
             .finish_non_exhaustive()
     }
 }
@@ -347,96 +335,53 @@ impl std::fmt::Debug for CtganModel {
 impl Model for CtganModel {
     fn sample(&self, rows: usize, seed: u64, progress: &dyn Progress) -> Result<RecordBatch> {
         let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let out = sample_encoded(rows, self.batch, self.transformer.width, seed, progress, |b| {
-            let z = Tensor::randn([b, self.embedding], (Kind::Float, self.device));
+        let f = &self.fitted;
+        let out = sample_encoded(rows, f.batch, f.transformer.width, seed, progress, |b| {
+            let z = Tensor::randn([b, f.embedding], (Kind::Float, f.device));
             let c = inner.cond.sample_original(b);
             let raw = inner.generator.forward_t(&Tensor::cat(&[z, c], 1), false);
-            activate(&raw, &self.transformer.spans)
+            activate(&raw, &f.transformer.spans)
         })?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6374_6761_6e5f_7331);
-        self.transformer.decode(&out, rows, &mut rng)
+        f.transformer.decode(&out, rows, &mut rng)
     }
 
     fn columns(&self) -> Vec<ColumnModel> {
-        column_models(&self.transformer, &self.semantics)
+        self.fitted.columns()
     }
 
     fn notes(&self) -> Vec<String> {
-        let mut notes = vec![format!(
-            "{} epochs on {}; last losses: generator {:.3}, critic {:.3}",
-            self.epochs, self.trained_on, self.last_losses.0, self.last_losses.1
-        )];
-        if self.loaded {
-            notes.push(format!("loaded from a saved model; sampling on {:?}", self.device));
-        }
-        notes
+        let (g, d) = self.fitted.losses;
+        self.fitted
+            .notes(&format!("last losses: generator {g:.3}, critic {d:.3}"))
     }
 
     fn save(&self) -> Option<Result<Vec<u8>>> {
-        Some(self.to_file())
+        let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Only the generator: the critic is not needed to sample.
+        Some(self.fitted.save(NAME, &inner.vs, |_| true))
     }
 
     fn suggested_rows(&self) -> Option<usize> {
-        // A fitted model leaves the size to its stage (the real table's);
-        // a loaded one has no table but knows how large its own was.
-        (self.loaded && self.rows > 0).then_some(self.rows)
-    }
-}
-
-impl CtganModel {
-    fn to_file(&self) -> Result<Vec<u8>> {
-        let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut w = ModelWriter::new(NAME);
-        let transformer = self.transformer.save(&mut w)?;
-        // Only the generator: the critic is not needed to sample.
-        save_weights(&inner.vs, &mut w, |_| true)?;
-        w.finish(&SavedSettings {
-            transformer,
-            semantics: self.semantics.iter().map(|s| s.as_str().to_owned()).collect(),
-            embedding: self.embedding,
-            batch: self.batch,
-            epochs: self.epochs,
-            losses: self.last_losses,
-            trained_on: self.trained_on.clone(),
-            rows: self.rows,
-        })
+        self.fitted.suggested_rows()
     }
 }
 
 /// Rebuild a CTGAN saved by [`Model::save`], on the GPU when there is one.
 pub(crate) fn load(r: &ModelReader<'_>) -> Result<Box<dyn Model>> {
-    let (s, transformer, semantics) = SavedSettings::open(r)?;
-    let device = Device::cuda_if_available();
+    let fitted = Fitted::open(r)?;
     // Building layers draws initial weights from libtorch's global generator.
     let _torch = torch_lock();
-    let cond = CondSampler::new(&transformer, 0, device);
-    let vs = nn::VarStore::new(device);
-    let generator = GenNet::new(&vs.root(), s.embedding + cond.dim, to_i64(transformer.width));
+    let cond = CondSampler::new(&fitted.transformer, 0, fitted.device);
+    let vs = nn::VarStore::new(fitted.device);
+    let generator = GenNet::new(
+        &vs.root(),
+        fitted.embedding + cond.dim,
+        to_i64(fitted.transformer.width),
+    );
     load_weights(&vs, r)?;
     Ok(Box::new(CtganModel {
         inner: Mutex::new(Inner { vs, generator, cond }),
-        transformer,
-        semantics,
-        embedding: s.embedding,
-        batch: s.batch,
-        device,
-        epochs: s.epochs,
-        last_losses: s.losses,
-        trained_on: s.trained_on,
-        loaded: true,
-        rows: s.rows,
+        fitted,
     }))
-}
-
-pub(super) fn column_models(t: &Transformer, semantics: &[SemanticType]) -> Vec<ColumnModel> {
-    t.describe()
-        .into_iter()
-        .zip(t.column_names())
-        .zip(semantics)
-        .map(|((model, column), semantic)| ColumnModel {
-            column,
-            semantic: *semantic,
-            model,
-        })
-        .collect()
 }

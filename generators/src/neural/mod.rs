@@ -213,6 +213,136 @@ struct SavedSettings {
     rows: usize,
 }
 
+/// What a trained or loaded CTGAN and TVAE both keep besides their
+/// networks: the data transformer, the columns' semantics, the sizes
+/// sampling needs, and the facts their notes and saved files carry.
+pub(crate) struct Fitted {
+    transformer: transformer::Transformer,
+    semantics: Vec<SemanticType>,
+    embedding: i64,
+    batch: i64,
+    device: Device,
+    epochs: i64,
+    /// Final losses: CTGAN's (generator, critic), TVAE's (loss, 0).
+    losses: (f64, f64),
+    /// Where it was trained (`Cpu`, `Cuda(0)`).
+    trained_on: String,
+    /// Whether it came from a saved file.
+    loaded: bool,
+    /// Rows it learned from.
+    rows: usize,
+}
+
+/// The sizes a fit ran with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FitSizes {
+    embedding: i64,
+    batch: i64,
+    device: Device,
+    epochs: i64,
+}
+
+impl Fitted {
+    /// A model just trained on `rows` rows.
+    fn trained(
+        transformer: transformer::Transformer,
+        semantics: Vec<SemanticType>,
+        sizes: FitSizes,
+        losses: (f64, f64),
+        rows: usize,
+    ) -> Fitted {
+        Fitted {
+            transformer,
+            semantics,
+            embedding: sizes.embedding,
+            batch: sizes.batch,
+            device: sizes.device,
+            epochs: sizes.epochs,
+            losses,
+            trained_on: format!("{:?}", sizes.device),
+            loaded: false,
+            rows,
+        }
+    }
+
+    /// The parts of a saved model besides its weights, checked, for
+    /// sampling on the GPU when there is one.
+    fn open(r: &ModelReader<'_>) -> Result<Fitted> {
+        let (s, transformer, semantics) = SavedSettings::open(r)?;
+        Ok(Fitted {
+            transformer,
+            semantics,
+            embedding: s.embedding,
+            batch: s.batch,
+            device: Device::cuda_if_available(),
+            epochs: s.epochs,
+            losses: s.losses,
+            trained_on: s.trained_on,
+            loaded: true,
+            rows: s.rows,
+        })
+    }
+
+    /// Per-column models for the report.
+    fn columns(&self) -> Vec<crate::ColumnModel> {
+        self.transformer
+            .describe()
+            .into_iter()
+            .zip(self.transformer.column_names())
+            .zip(&self.semantics)
+            .map(|((model, column), semantic)| crate::ColumnModel {
+                column,
+                semantic: *semantic,
+                model,
+            })
+            .collect()
+    }
+
+    /// The model's notes: how it was trained (`losses` says how it ended)
+    /// and, for a loaded one, where it samples.
+    fn notes(&self, losses: &str) -> Vec<String> {
+        let mut notes = vec![format!("{} epochs on {}; {losses}", self.epochs, self.trained_on)];
+        if self.loaded {
+            notes.push(format!("loaded from a saved model; sampling on {:?}", self.device));
+        }
+        notes
+    }
+
+    /// A fitted model leaves the size to its stage (the real table's); a
+    /// loaded one has no table but knows how large its own was.
+    fn suggested_rows(&self) -> Option<usize> {
+        (self.loaded && self.rows > 0).then_some(self.rows)
+    }
+
+    /// The saved file: transformer, the weights `keep` selects from `vs`,
+    /// and these settings.
+    fn save(&self, name: &str, vs: &nn::VarStore, keep: impl Fn(&str) -> bool) -> Result<Vec<u8>> {
+        let mut w = ModelWriter::new(name);
+        let transformer = self.transformer.save(&mut w)?;
+        save_weights(vs, &mut w, keep)?;
+        w.finish(&SavedSettings {
+            transformer,
+            semantics: self.semantics.iter().map(|s| s.as_str().to_owned()).collect(),
+            embedding: self.embedding,
+            batch: self.batch,
+            epochs: self.epochs,
+            losses: self.losses,
+            trained_on: self.trained_on.clone(),
+            rows: self.rows,
+        })
+    }
+}
+
+impl std::fmt::Debug for Fitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fitted")
+            .field("device", &self.device)
+            .field("epochs", &self.epochs)
+            .field("loaded", &self.loaded)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SavedSettings {
     /// The parts a loaded model needs, checked.
     fn open(r: &ModelReader<'_>) -> Result<(SavedSettings, transformer::Transformer, Vec<SemanticType>)> {

@@ -9,17 +9,15 @@ use arrow::record_batch::RecordBatch;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::nn::{self, Module, OptimizerConfig};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
-use super::ctgan::column_models;
 use super::transformer::{Activation, Transformer};
 use super::{
-    SavedSettings, common_params, device, linear, load_weights, positive, sample_encoded, save_weights, to_i64,
-    torch_err, torch_lock,
+    FitSizes, Fitted, common_params, device, linear, load_weights, positive, sample_encoded, to_i64, torch_err,
+    torch_lock,
 };
 use crate::params::{ParamSpec, Params};
-use crate::saved::{ModelReader, ModelWriter};
-use crate::semantic::SemanticType;
+use crate::saved::ModelReader;
 use crate::{ColumnModel, Error, Generator, Model, Progress, Result, TrainingData};
 
 const NAME: &str = "tvae";
@@ -164,16 +162,18 @@ impl Generator for Tvae {
         }
         Ok(Box::new(TvaeModel {
             inner: Mutex::new(Inner { vs, decoder }),
-            transformer,
-            semantics: data.semantics.to_vec(),
-            embedding,
-            batch,
-            device,
-            epochs,
-            last_loss: last,
-            trained_on: format!("{device:?}"),
-            loaded: false,
-            rows: data.batch.num_rows(),
+            fitted: Fitted::trained(
+                transformer,
+                data.semantics.to_vec(),
+                FitSizes {
+                    embedding,
+                    batch,
+                    device,
+                    epochs,
+                },
+                (last, 0.0),
+                data.batch.num_rows(),
+            ),
         }))
     }
 }
@@ -200,50 +200,27 @@ fn is_decoder(name: &str) -> bool {
 
 /// Rebuild a TVAE saved by [`Model::save`], on the GPU when there is one.
 pub(crate) fn load(r: &ModelReader<'_>) -> Result<Box<dyn Model>> {
-    let (s, transformer, semantics) = SavedSettings::open(r)?;
-    let device = tch::Device::cuda_if_available();
+    let fitted = Fitted::open(r)?;
     let _torch = torch_lock();
-    let vs = nn::VarStore::new(device);
-    let decoder = decoder(&vs.root(), s.embedding, to_i64(transformer.width));
+    let vs = nn::VarStore::new(fitted.device);
+    let decoder = decoder(&vs.root(), fitted.embedding, to_i64(fitted.transformer.width));
     load_weights(&vs, r)?;
     Ok(Box::new(TvaeModel {
         inner: Mutex::new(Inner { vs, decoder }),
-        transformer,
-        semantics,
-        embedding: s.embedding,
-        batch: s.batch,
-        device,
-        epochs: s.epochs,
-        last_loss: s.losses.0,
-        trained_on: s.trained_on,
-        loaded: true,
-        rows: s.rows,
+        fitted,
     }))
 }
 
 /// A trained TVAE.
 pub struct TvaeModel {
     inner: Mutex<Inner>,
-    transformer: Transformer,
-    semantics: Vec<SemanticType>,
-    embedding: i64,
-    batch: i64,
-    device: Device,
-    epochs: i64,
-    last_loss: f64,
-    /// The device it was trained on, for notes.
-    trained_on: String,
-    /// Whether it came from a saved file.
-    loaded: bool,
-    /// Rows it learned from.
-    rows: usize,
+    fitted: Fitted,
 }
 
 impl std::fmt::Debug for TvaeModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TvaeModel")
-            .field("device", &self.device)
-            .field("epochs", &self.epochs)
+            .field("fitted", &self.fitted)
             .finish_non_exhaustive()
     }
 }
@@ -251,12 +228,13 @@ impl std::fmt::Debug for TvaeModel {
 impl Model for TvaeModel {
     fn sample(&self, rows: usize, seed: u64, progress: &dyn Progress) -> Result<RecordBatch> {
         let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let out = sample_encoded(rows, self.batch, self.transformer.width, seed, progress, |b| {
-            let z = Tensor::randn([b, self.embedding], (Kind::Float, self.device));
+        let f = &self.fitted;
+        let out = sample_encoded(rows, f.batch, f.transformer.width, seed, progress, |b| {
+            let z = Tensor::randn([b, f.embedding], (Kind::Float, f.device));
             let rec = inner.decoder.forward(&z).tanh();
             // α gets the decoder's learned noise, as SDV's inverse transform does.
             let noise = Tensor::randn_like(&rec) * inner.decoder.sigma.unsqueeze(0);
-            let parts: Vec<Tensor> = self
+            let parts: Vec<Tensor> = f
                 .transformer
                 .spans
                 .iter()
@@ -272,51 +250,24 @@ impl Model for TvaeModel {
             Tensor::cat(&parts, 1)
         })?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7476_6165_5f73_616d);
-        self.transformer.decode(&out, rows, &mut rng)
+        f.transformer.decode(&out, rows, &mut rng)
     }
 
     fn columns(&self) -> Vec<ColumnModel> {
-        column_models(&self.transformer, &self.semantics)
+        self.fitted.columns()
     }
 
     fn notes(&self) -> Vec<String> {
-        let mut notes = vec![format!(
-            "{} epochs on {}; last loss {:.3}",
-            self.epochs, self.trained_on, self.last_loss
-        )];
-        if self.loaded {
-            notes.push(format!("loaded from a saved model; sampling on {:?}", self.device));
-        }
-        notes
+        self.fitted.notes(&format!("last loss {:.3}", self.fitted.losses.0))
     }
 
     fn save(&self) -> Option<Result<Vec<u8>>> {
-        Some(self.to_file())
+        let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The encoder only matters for training.
+        Some(self.fitted.save(NAME, &inner.vs, is_decoder))
     }
 
     fn suggested_rows(&self) -> Option<usize> {
-        // A fitted model leaves the size to its stage (the real table's);
-        // a loaded one has no table but knows how large its own was.
-        (self.loaded && self.rows > 0).then_some(self.rows)
-    }
-}
-
-impl TvaeModel {
-    fn to_file(&self) -> Result<Vec<u8>> {
-        let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut w = ModelWriter::new(NAME);
-        let transformer = self.transformer.save(&mut w)?;
-        // The encoder only matters for training.
-        save_weights(&inner.vs, &mut w, is_decoder)?;
-        w.finish(&SavedSettings {
-            transformer,
-            semantics: self.semantics.iter().map(|s| s.as_str().to_owned()).collect(),
-            embedding: self.embedding,
-            batch: self.batch,
-            epochs: self.epochs,
-            losses: (self.last_loss, 0.0),
-            trained_on: self.trained_on.clone(),
-            rows: self.rows,
-        })
+        self.fitted.suggested_rows()
     }
 }
