@@ -158,19 +158,24 @@ impl Gmm {
     }
 }
 
+/// How a numeric column is encoded: all of it is plain data, so a saved
+/// model keeps it as it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ContinuousPlan {
+    gmm: Gmm,
+    /// Span of α (its mode one-hot follows).
+    alpha: usize,
+    /// Span of the [present, null] one-hot, when the column has nulls.
+    null: Option<usize>,
+    min: f64,
+    max: f64,
+    decimals: Option<u32>,
+}
+
 /// How one column is encoded.
 #[derive(Debug, Clone)]
 enum Plan {
-    Continuous {
-        gmm: Gmm,
-        /// Span of α (its mode one-hot follows).
-        alpha: usize,
-        /// Span of the [present, null] one-hot, when the column has nulls.
-        null: Option<usize>,
-        min: f64,
-        max: f64,
-        decimals: Option<u32>,
-    },
+    Continuous(ContinuousPlan),
     Discrete {
         values: ArrayRef,
         span: usize,
@@ -267,14 +272,14 @@ impl Transformer {
                         start: spans[alpha].start,
                         has_nulls,
                     });
-                    plans.push(Plan::Continuous {
+                    plans.push(Plan::Continuous(ContinuousPlan {
                         gmm,
                         alpha,
                         null,
                         min,
                         max,
                         decimals: if whole { Some(0) } else { learn_decimals(&present) },
-                    });
+                    }));
                     continue;
                 }
             }
@@ -360,14 +365,14 @@ impl Transformer {
                         .collect();
                     take(values.as_ref(), &idx, None)?
                 }
-                Plan::Continuous {
+                Plan::Continuous(ContinuousPlan {
                     gmm,
                     alpha,
                     null,
                     min,
                     max,
                     decimals,
-                } => {
+                }) => {
                     let a = &self.spans[*alpha];
                     let modes = Span {
                         start: a.start + 1,
@@ -432,7 +437,7 @@ impl Transformer {
                         values.len()
                     )
                 }
-                Plan::Continuous { gmm, null, .. } => format!(
+                Plan::Continuous(ContinuousPlan { gmm, null, .. }) => format!(
                     "mode-specific normalisation, {} modes{}",
                     gmm.means.len(),
                     if null.is_some() { ", null indicator" } else { "" }
@@ -457,20 +462,10 @@ pub(crate) struct TransformerState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum PlanState {
-    Continuous {
-        gmm: Gmm,
-        alpha: usize,
-        null: Option<usize>,
-        min: f64,
-        max: f64,
-        decimals: Option<u32>,
-    },
-    Discrete {
-        span: usize,
-    },
-    Resampled {
-        cum: Vec<f64>,
-    },
+    // Internally tagged: the plan's fields sit beside `"kind": "continuous"`.
+    Continuous(ContinuousPlan),
+    Discrete { span: usize },
+    Resampled { cum: Vec<f64> },
     Key,
 }
 
@@ -482,21 +477,7 @@ impl Transformer {
         let mut plans = Vec::with_capacity(self.plans.len());
         for (i, plan) in self.plans.iter().enumerate() {
             plans.push(match plan {
-                Plan::Continuous {
-                    gmm,
-                    alpha,
-                    null,
-                    min,
-                    max,
-                    decimals,
-                } => PlanState::Continuous {
-                    gmm: gmm.clone(),
-                    alpha: *alpha,
-                    null: *null,
-                    min: *min,
-                    max: *max,
-                    decimals: *decimals,
-                },
+                Plan::Continuous(c) => PlanState::Continuous(c.clone()),
                 Plan::Discrete { values, span } => {
                     w.array(format!("arrow.values.{i}"), values)?;
                     PlanState::Discrete { span: *span }
@@ -547,31 +528,17 @@ impl Transformer {
         let mut plans = Vec::with_capacity(state.plans.len());
         for (i, (plan, field)) in state.plans.into_iter().zip(schema.fields()).enumerate() {
             plans.push(match plan {
-                PlanState::Continuous {
-                    gmm,
-                    alpha,
-                    null,
-                    min,
-                    max,
-                    decimals,
-                } => {
-                    let k = gmm.means.len();
-                    if k == 0 || gmm.stds.len() != k || gmm.weights.len() != k {
+                PlanState::Continuous(c) => {
+                    let k = c.gmm.means.len();
+                    if k == 0 || c.gmm.stds.len() != k || c.gmm.weights.len() != k {
                         return Err(bad(format!("column `{}`: mixture sizes disagree", field.name())));
                     }
-                    span(alpha, 1, Activation::Tanh)?;
-                    span(alpha + 1, k, Activation::Softmax)?;
-                    if let Some(n) = null {
+                    span(c.alpha, 1, Activation::Tanh)?;
+                    span(c.alpha + 1, k, Activation::Softmax)?;
+                    if let Some(n) = c.null {
                         span(n, 2, Activation::Softmax)?;
                     }
-                    Plan::Continuous {
-                        gmm,
-                        alpha,
-                        null,
-                        min,
-                        max,
-                        decimals,
-                    }
+                    Plan::Continuous(c)
                 }
                 PlanState::Discrete { span: s } => {
                     let values = r.array(&format!("arrow.values.{i}"))?;
@@ -653,6 +620,20 @@ impl Encoder {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    /// Saved models written before `ContinuousPlan` existed keep loading:
+    /// the plan's fields still sit flat beside `"kind"`.
+    #[test]
+    fn continuous_plans_keep_their_saved_shape() {
+        let saved = serde_json::json!({"kind": "continuous", "alpha": 3, "null": null, "min": 0.0, "max": 9.0,
+                                       "decimals": 0, "gmm": {"weights": [1.0], "means": [4.5], "stds": [1.0]}});
+        let plan: PlanState = serde_json::from_value(saved.clone()).unwrap();
+        let PlanState::Continuous(c) = &plan else {
+            panic!("{plan:?}")
+        };
+        assert_eq!((c.alpha, c.null, c.decimals), (3, None, Some(0)));
+        assert_eq!(serde_json::to_value(&plan).unwrap(), saved);
+    }
 
     #[test]
     fn gmm_finds_two_separated_modes() {
