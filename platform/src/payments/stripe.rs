@@ -270,14 +270,7 @@ impl PaymentProvider for StripeProvider {
     }
 
     fn verify_webhook(&self, headers: &http::HeaderMap, raw: &[u8], now: SystemTime) -> Result<VerifiedEvent> {
-        let header = headers
-            .get("stripe-signature")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Error::BadSignature("missing Stripe-Signature header".into()))?;
-        stripe_signature::verify(&self.webhook_secret, header, raw, now, self.tolerance)?;
-        let v: serde_json::Value =
-            serde_json::from_slice(raw).map_err(|e| Error::invalid("body", format!("not a JSON event: {e}")))?;
-        let kind = v["type"].as_str().unwrap_or_default().to_owned();
+        let (id, kind, v) = stripe_signature::verify_event(&self.webhook_secret, headers, raw, now, self.tolerance)?;
         let provider_ref = kind
             .starts_with("checkout.session.")
             .then(|| v.pointer("/data/object/id").and_then(|x| x.as_str()).map(str::to_owned))
@@ -291,10 +284,7 @@ impl PaymentProvider for StripeProvider {
             })
             .flatten();
         Ok(VerifiedEvent {
-            id: v["id"]
-                .as_str()
-                .ok_or_else(|| Error::invalid("id", "the event has no id"))?
-                .to_owned(),
+            id,
             kind,
             provider_ref,
             charge_id,
