@@ -735,15 +735,7 @@ impl Market {
 
     /// The seller's account at the provider, opened on first listing.
     async fn seller_account(&self, p: &Principal) -> Result<String> {
-        let provider = self.provider.name();
-        let existing: Option<String> = sqlx::query_scalar(
-            "SELECT provider_account_id FROM seller_accounts WHERE account_id = $1 AND provider = $2",
-        )
-        .bind(&p.account_id)
-        .bind(provider)
-        .fetch_optional(&self.db.pool)
-        .await?;
-        if let Some(a) = existing {
+        if let Some(a) = self.provider_account(&p.account_id).await? {
             return Ok(a);
         }
         let opened = self
@@ -759,19 +751,26 @@ impl Market {
              ON CONFLICT (account_id, provider) DO NOTHING",
         )
         .bind(&p.account_id)
-        .bind(provider)
+        .bind(self.provider.name())
         .bind(&opened)
         .bind(now_ms())
         .execute(&self.db.pool)
         .await?;
-        let stored: String = sqlx::query_scalar(
+        // A concurrent first listing may have won the insert: use its account.
+        self.provider_account(&p.account_id)
+            .await?
+            .ok_or_else(|| Error::Internal("seller account vanished".into()))
+    }
+
+    /// `account`'s id at the configured provider, if it has one.
+    async fn provider_account(&self, account: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
             "SELECT provider_account_id FROM seller_accounts WHERE account_id = $1 AND provider = $2",
         )
-        .bind(&p.account_id)
-        .bind(provider)
-        .fetch_one(&self.db.pool)
-        .await?;
-        Ok(stored)
+        .bind(account)
+        .bind(self.provider.name())
+        .fetch_optional(&self.db.pool)
+        .await?)
     }
 
     /// A listing by id (any state; callers decide who may see it).
@@ -1065,14 +1064,10 @@ impl Market {
                 return Ok(existing);
             }
         }
-        let seller_account: String = sqlx::query_scalar(
-            "SELECT provider_account_id FROM seller_accounts WHERE account_id = $1 AND provider = $2",
-        )
-        .bind(&l.seller_id)
-        .bind(self.provider.name())
-        .fetch_optional(&self.db.pool)
-        .await?
-        .ok_or_else(|| Error::Conflict("the seller has no payment account with this provider".into()))?;
+        let seller_account = self
+            .provider_account(&l.seller_id)
+            .await?
+            .ok_or_else(|| Error::Conflict("the seller has no payment account with this provider".into()))?;
         let (fee, seller_share) = split(l.price.minor, self.settings.platform_fee_bps);
         let id = new_id("pur");
         let now = now_ms();
@@ -1476,12 +1471,11 @@ impl Market {
             .provider_ref
             .as_deref()
             .ok_or_else(|| Error::Internal("completed purchase without a payment".into()))?;
-        let status = self.provider.refund(reference, &format!("refund-{}", pur.id)).await?;
         // The provider's answer to the refund call is its word (Flutterwave
-        // keeps the transaction itself "successful" after a refund).
-        if status == PaymentStatus::Refunded {
-            self.refunded(&pur).await?;
-        }
+        // keeps the transaction itself "successful" after a refund), so it is
+        // applied as it is, without fetching the payment again.
+        let status = self.provider.refund(reference, &format!("refund-{}", pur.id)).await?;
+        self.apply(&pur, status).await?;
         let mut conn = self.db.pool.acquire().await?;
         audit::record(
             &mut conn,
@@ -1492,7 +1486,7 @@ impl Market {
         )
         .await?;
         drop(conn);
-        self.sync(purchase_id).await
+        self.purchase(purchase_id).await
     }
 
     /// Count a download of a bought listing (for the seller's dashboard).
