@@ -1330,20 +1330,28 @@ async fn stripe_endpoint(req: &poem::Request, body: poem::Body, state: poem::web
     }
 }
 
-async fn fake_stripe() -> (String, Shared) {
+/// A local stand-in for a provider's API: every path goes to `endpoint`,
+/// which sees a fresh `T` as shared state. Returns its base URL.
+async fn local_provider<T, E>(endpoint: E) -> (String, Arc<std::sync::Mutex<T>>)
+where
+    T: Default + Send + 'static,
+    E: poem::Endpoint + 'static,
+{
     use poem::EndpointExt;
     use poem::listener::{Acceptor, Listener};
-    let state: Shared = Arc::default();
+    let state: Arc<std::sync::Mutex<T>> = Arc::default();
     let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
         .into_acceptor()
         .await
         .unwrap();
     let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
-    let app = poem::Route::new()
-        .at("/*path", stripe_endpoint)
-        .data(Arc::clone(&state));
+    let app = poem::Route::new().at("/*path", endpoint).data(Arc::clone(&state));
     tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
     (format!("http://{addr}"), state)
+}
+
+async fn fake_stripe() -> (String, Shared) {
+    local_provider(stripe_endpoint).await
 }
 
 fn pay_session(state: &Shared, id: &str) {
@@ -1715,19 +1723,7 @@ async fn flutterwave_endpoint(
 }
 
 async fn fake_flutterwave() -> (String, FlwShared) {
-    use poem::EndpointExt;
-    use poem::listener::{Acceptor, Listener};
-    let state: FlwShared = Arc::default();
-    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .unwrap();
-    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
-    let app = poem::Route::new()
-        .at("/*path", flutterwave_endpoint)
-        .data(Arc::clone(&state));
-    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
-    (format!("http://{addr}"), state)
+    local_provider(flutterwave_endpoint).await
 }
 
 /// The buyer pays (or fails to) on Flutterwave's page: a transaction for
