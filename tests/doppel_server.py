@@ -17,6 +17,8 @@ import urllib.request
 
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# An API key that may buy on the marketplace.
+BUYER_SCOPES = ("datasets:read", "datasets:write", "jobs:run", "marketplace:buy")
 ADULT = ROOT / "data" / "adult.csv"
 
 
@@ -41,7 +43,10 @@ def free_port() -> int:
 class Server:
     """A running `doppel serve` with its REST and Flight addresses."""
 
-    def __init__(self, env: dict | None = None):
+    def __init__(self, env: dict | None = None, memory_limit: int | None = None):
+        """`memory_limit`: cap the server's data segment (heap and private
+        mappings) at this many bytes, soft and hard, so that exhausting
+        memory kills it — a test then fails instead of a machine slowing."""
         self.data = tempfile.TemporaryDirectory()
         self.http = f"http://127.0.0.1:{free_port()}"
         self.grpc_port = free_port()
@@ -56,10 +61,20 @@ class Server:
                 "DOPPEL__LIMITS__UPLOAD_MAX_MB": "4096",
                 # The marketplace test refunds a purchase as an operator.
                 "DOPPEL__AUTH__ADMIN_EMAILS": '["admin@example.com"]',
+                # The browser suite sends a buyer back to this same server
+                # under another name (another origin): the operator allows it.
+                "DOPPEL__PAYMENTS__RETURN_ORIGINS": f'["{self.http.replace("127.0.0.1", "localhost")}"]',
             }
         )
         full_env.update(env or {})
         self.log = open(pathlib.Path(self.data.name) / "server.log", "wb")
+
+        def limit_memory():
+            if memory_limit:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_DATA, (memory_limit, memory_limit))
+
         self.proc = subprocess.Popen(
             [
                 doppel_bin(),
@@ -76,6 +91,7 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=self.log,
             env=full_env,
+            preexec_fn=limit_memory if memory_limit else None,
         )
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -117,6 +133,23 @@ class Server:
         import pyarrow.flight as fl  # only the Flight suite needs pyarrow
 
         return fl.connect(self.grpc)
+
+    def peak_rss_mib(self) -> float:
+        """The server process's peak resident memory so far (VmHWM)."""
+        for line in pathlib.Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM")
+
+    def healthy(self) -> bool:
+        """The process is alive and /healthz answers."""
+        if self.proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(self.http + "/healthz", timeout=30) as r:
+                return r.status == 200
+        except OSError:
+            return False
 
     def server_log(self) -> str:
         self.log.flush()

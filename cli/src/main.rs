@@ -128,6 +128,11 @@ enum Command {
     Serve(ServeArgs),
     /// Run jobs from the queue (scale-out: any number of these, one database).
     Worker(ServeArgs),
+    /// Read one upload for `doppel serve` (internal: the server starts it as
+    /// a child process with its own memory limit; it reads a request on
+    /// standard input and answers one JSON line).
+    #[command(hide = true)]
+    IngestWorker,
 }
 
 /// Server and worker settings. Every other setting comes from `doppel.toml`
@@ -273,6 +278,10 @@ struct TestArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::IngestWorker) {
+        // No logging set-up, no runtime: the parent reads one answer line.
+        return ExitCode::from(u8::try_from(doppel_openapi_server::tables::child_main()).unwrap_or(1));
+    }
     let bars = match &cli.command {
         Command::Run(args) => progress::Bars::new(args.progress),
         _ => progress::Bars::hidden(),
@@ -290,6 +299,7 @@ fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Test(args)) => author::test(&cli.global, &args),
         Command::Serve(args) => serve::serve(&cli.global, &args, false),
         Command::Worker(args) => serve::serve(&cli.global, &args, true),
+        Command::IngestWorker => Ok(ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

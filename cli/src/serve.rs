@@ -86,7 +86,9 @@ pub(crate) fn serve(global: &Global, args: &ServeArgs, worker_only: bool) -> any
         } else {
             let addr = settings.http_addr.clone();
             let flight_addr = settings.flight_addr.clone();
-            let state = Arc::new(AppState::new(settings, db, storage, catalog)?);
+            // Uploads are read by child processes of this very binary.
+            let me = std::env::current_exe().context("locating the doppel binary")?;
+            let state = Arc::new(AppState::new(settings, db, storage, catalog)?.with_ingest_program(me));
             // Settle purchases whose webhook never came.
             let every = state.settings.payments.reconcile_seconds;
             if every > 0 {

@@ -25,6 +25,7 @@ pub fn platform(e: doppel_platform::Error) -> Status {
         E::Invalid { .. } | E::Conflict(_) | E::BadSignature(_) => Status::invalid_argument(e.to_string()),
         E::BudgetExceeded(_) | E::Refused { .. } => Status::failed_precondition(e.to_string()),
         E::Unauthenticated(_) | E::MfaRequired => Status::unauthenticated(e.to_string()),
+        E::TooManyAttempts { .. } => Status::resource_exhausted(e.to_string()),
         E::Forbidden(_) => Status::permission_denied(e.to_string()),
         E::Unavailable(_) => {
             tracing::warn!(error = %e, "A dependency is unavailable.");
@@ -53,6 +54,14 @@ pub fn datafusion(e: DataFusionError) -> Status {
         DataFusionError::NotImplemented(m) => Status::unimplemented(format!("not supported: {m}")),
         DataFusionError::ArrowError(a, _) if user_arrow_error(a) => Status::invalid_argument(a.to_string()),
         DataFusionError::Execution(m) => Status::invalid_argument(m.clone()),
+        // The statement's memory pool, or a guarded function, said no: the
+        // caller's statement is too big for this server, say which limit.
+        DataFusionError::ResourcesExhausted(m) if m.contains("limits.") => {
+            Status::resource_exhausted(format!("resources exhausted: {m}"))
+        }
+        DataFusionError::ResourcesExhausted(m) => {
+            Status::resource_exhausted(format!("resources exhausted: {m} (limits.sql_memory_mb)"))
+        }
         _ => internal(&e),
     }
 }

@@ -42,6 +42,7 @@
 //! ```
 
 pub mod error;
+pub mod guard;
 pub mod reader;
 pub mod service;
 pub mod sql;
@@ -55,10 +56,6 @@ use std::sync::Arc;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use doppel_openapi_server::state::AppState;
 
-/// Largest gRPC message accepted or sent: record batches larger than
-/// tonic's 4 MiB default are normal for `DoPut` of wide tables.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
-
 /// Why the server stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -71,10 +68,15 @@ pub enum ServeError {
 }
 
 /// The tonic service for `state`, ready to add to a server.
+/// Its largest gRPC message (`limits.flight_message_mb`) is one record batch
+/// decoded whole: larger than tonic's 4 MiB default, since `DoPut` of wide
+/// tables sends large batches, and small enough that concurrent uploads
+/// cannot hold much each.
 pub fn service(state: Arc<AppState>) -> Result<FlightServiceServer<service::DoppelFlight>, doppel_platform::Error> {
+    let max = state.settings.limits.flight_message_mb.clamp(4, 1024) * 1024 * 1024;
     Ok(FlightServiceServer::new(service::DoppelFlight::new(state)?)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max))
 }
 
 /// Serve Flight on `addr` until `shutdown` resolves.

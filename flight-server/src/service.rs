@@ -125,7 +125,7 @@ impl DoppelFlight {
         Ok(DoppelFlight {
             inner: Arc::new(FlightSql {
                 signer: Signer::new(&key),
-                sql: SqlEngine::new(Arc::clone(&state)),
+                sql: SqlEngine::new(Arc::clone(&state)).map_err(|e| doppel_platform::Error::Internal(e.to_string()))?,
                 state,
                 sql_info,
             }),
@@ -156,6 +156,23 @@ fn bearer<T>(req: &Request<T>) -> Result<&str, Status> {
     Ok(token.trim())
 }
 
+/// How deeply a column type nests (a plain type is 0), without recursion
+/// limits of its own: Arrow schemas arrive through flatbuffers, whose
+/// verifier already bounds their depth.
+fn nesting(dt: &arrow::datatypes::DataType) -> usize {
+    use arrow::datatypes::DataType as D;
+    match dt {
+        D::List(f) | D::LargeList(f) | D::FixedSizeList(f, _) | D::ListView(f) | D::LargeListView(f) | D::Map(f, _) => {
+            1 + nesting(f.data_type())
+        }
+        D::Struct(fields) => 1 + fields.iter().map(|f| nesting(f.data_type())).max().unwrap_or(0),
+        D::Union(fields, _) => 1 + fields.iter().map(|(_, f)| nesting(f.data_type())).max().unwrap_or(0),
+        D::Dictionary(_, v) => nesting(v),
+        D::RunEndEncoded(_, v) => nesting(v.data_type()),
+        _ => 0,
+    }
+}
+
 fn json_status(e: &serde_json::Error, what: &str) -> Status {
     Status::invalid_argument(format!("{what}: {e}"))
 }
@@ -172,36 +189,43 @@ fn flight_status(e: FlightError) -> Status {
 }
 
 impl FlightSql {
-    /// Authenticate the call (rate-limited per credential, like REST).
+    /// Authenticate the call, then spend from the account's request budget
+    /// (the one REST spends from). A call whose credentials do not resolve
+    /// spends from its address's budget, so junk tokens buy nothing.
     async fn principal<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
-        self.rate_limit(req)?;
-        let token = bearer(req)?;
         let ip = req.remote_addr().map(|a| a.ip().to_string());
-        self.state
-            .accounts
-            .authenticate(token, ip.as_deref())
-            .await
-            .map_err(error::platform)
-    }
-
-    /// One budget per credential across REST and Flight (the same key the
-    /// REST middleware uses), else per address.
-    fn rate_limit<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        self.limit(req, false)
-    }
-
-    /// The budget itself; `by_address` keys it by the client address even
-    /// when credentials are present — for sign-in, where keying by the
-    /// credentials would give every guessed password a fresh budget.
-    fn limit<T>(&self, req: &Request<T>, by_address: bool) -> Result<(), Status> {
-        let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
-        let ip = req.remote_addr().map(|a| a.ip().to_string());
-        let key = doppel_openapi_server::middleware::limit_key(header.filter(|_| !by_address), ip.as_deref());
-        if self.state.limiter.check_key(&key).is_err() {
-            self.state.metrics.limited();
-            return Err(Status::unavailable("too many requests; retry in a second"));
+        let resolved = match bearer(req) {
+            Ok(token) => self.state.accounts.authenticate(token, ip.as_deref()).await,
+            Err(e) => {
+                self.limit(None, ip.as_deref())?;
+                return Err(e);
+            }
+        };
+        match resolved {
+            Ok(p) => {
+                self.limit(Some(&p.account_id), ip.as_deref())?;
+                Ok(p)
+            }
+            Err(e) => {
+                self.limit(None, ip.as_deref())?;
+                Err(error::platform(e))
+            }
         }
-        Ok(())
+    }
+
+    /// Spend one request from the account's budget, or the address's.
+    fn limit(&self, account: Option<&str>, ip: Option<&str>) -> Result<(), Status> {
+        let key = doppel_openapi_server::middleware::limit_key(account, ip);
+        self.state
+            .check_rate(&key)
+            .map_err(|_| Status::unavailable("too many requests; retry in a second"))
+    }
+
+    /// Sign-in attempts spend from the address's budget: keying them by the
+    /// credentials would give every guessed password a fresh budget.
+    fn limit_address<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let ip = req.remote_addr().map(|a| a.ip().to_string());
+        self.limit(None, ip.as_deref())
     }
 
     fn ticket_ttl_ms(&self) -> i64 {
@@ -517,9 +541,8 @@ impl FlightSql {
     async fn execute(&self, p: &Principal, sql: &str, params: Option<&str>) -> Result<BoxStream<FlightData>, Status> {
         let (ctx, plan) = self.plan(p, sql, params).await?;
         let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
-        let df = ctx.execute_logical_plan(plan).await.map_err(error::datafusion)?;
-        let stream = df.execute_stream().await.map_err(error::datafusion)?;
-        let batches = stream.map_err(|e| FlightError::Tonic(Box::new(error::datafusion(e))));
+        let stream = self.sql.execute(ctx, plan).await?;
+        let batches = stream.map_err(|s| FlightError::Tonic(Box::new(s)));
         Ok(encode(schema, batches))
     }
 
@@ -631,10 +654,35 @@ impl FlightSql {
         };
         let mut bytes = 0u64;
         let mut rows = 0usize;
+        let limits = *self.state.ingest.limits();
+        let too_large = |e: doppel_host::limits::LimitError| Status::invalid_argument(format!("upload: {e}"));
         while let Some(batch) = batches.next().await {
             let batch = batch.map_err(flight_status)?;
+            if rows == 0 && bytes == 0 {
+                // The schema is known with the first batch: refuse a shape
+                // over the limits before storing anything.
+                let schema = batch.schema();
+                limits
+                    .check_shape(schema.fields().iter().map(|f| f.name().as_str()), None)
+                    .map_err(too_large)?;
+                let depth = schema
+                    .fields()
+                    .iter()
+                    .map(|f| nesting(f.data_type()))
+                    .max()
+                    .unwrap_or(0);
+                if depth > limits.max_depth {
+                    return Err(Status::invalid_argument(format!(
+                        "upload: columns nest {depth} levels deep; the limit is {} (limits.max_depth)",
+                        limits.max_depth
+                    )));
+                }
+            }
             bytes += batch.get_array_memory_size() as u64;
             rows += batch.num_rows();
+            limits
+                .check_cells(rows as u64, batch.num_columns())
+                .map_err(too_large)?;
             if bytes > limit {
                 return Err(Status::invalid_argument(format!(
                     "upload: larger than the {} MiB limit",
@@ -655,18 +703,20 @@ impl FlightSql {
                 "upload: no record batches were sent; write at least one (it may be empty)",
             ));
         }
-        let ingested = {
-            let (dir, shown) = (work.path().to_owned(), name.clone());
-            tokio::task::spawn_blocking(move || {
-                tables::ingest(&received, &shown, doppel_host::builtins::source::Format::Parquet, &dir)
-            })
+        let ingested = self
+            .state
+            .ingest
+            .ingest(
+                &received,
+                &name,
+                doppel_host::builtins::source::Format::Parquet,
+                work.path(),
+            )
             .await
-            .map_err(|e| error::internal(&e))?
-        };
-        let ingested = ingested.map_err(|e| match e {
-            tables::IngestError::Internal(m) => error::internal(&m),
-            other => Status::invalid_argument(other.to_string()),
-        })?;
+            .map_err(|e| match e {
+                tables::IngestError::Internal(m) => error::internal(&m),
+                other => Status::invalid_argument(other.to_string()),
+            })?;
         let d = tables::register(&self.state, &meta, &p, &name, &ingested)
             .await
             .map_err(error::platform)?;
@@ -750,6 +800,7 @@ impl FlightSql {
                 .await
                 .map_err(|e| match e {
                     runner::SubmitError::InvalidPipeline(m) => Status::invalid_argument(m),
+                    e @ runner::SubmitError::NotAllowed { .. } => Status::invalid_argument(e.to_string()),
                     runner::SubmitError::Platform(e) => error::platform(e),
                 })?;
                 Ok(job_json(&job))
@@ -920,7 +971,7 @@ impl FlightSqlService for FlightSql {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
-        self.limit(&request, true)?;
+        self.limit_address(&request)?;
         let header = request
             .metadata()
             .get("authorization")
@@ -1135,11 +1186,23 @@ impl FlightSqlService for FlightSql {
         let Grants::Sql { sql, .. } = self.redeem(&p, &query.prepared_statement_handle)? else {
             return Err(Status::invalid_argument("not a prepared statement handle"));
         };
-        let batches: Vec<RecordBatch> =
-            FlightRecordBatchStream::new_from_flight_data(request.into_inner().map_err(FlightError::from))
-                .try_collect()
-                .await
-                .map_err(flight_status)?;
+        // One row of values is all a query binds: the upload is read up to
+        // `limits.sql_parameters_kb`, never buffered whole.
+        let max = self.state.settings.limits.sql_parameters_kb.saturating_mul(1024);
+        let mut stream = FlightRecordBatchStream::new_from_flight_data(request.into_inner().map_err(FlightError::from));
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut held = 0usize;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(flight_status)?;
+            held += batch.get_array_memory_size();
+            if held > max {
+                return Err(Status::invalid_argument(format!(
+                    "bound parameters: more than {} KiB (limits.sql_parameters_kb)",
+                    max / 1024
+                )));
+            }
+            batches.push(batch);
+        }
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let params = match (batches.iter().find(|b| b.num_rows() > 0), rows) {
             (None, _) => None,

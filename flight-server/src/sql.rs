@@ -16,6 +16,13 @@
 //! Tables are Parquet objects read straight from object storage (the
 //! platform's store is registered with DataFusion), with filter and
 //! projection pushdown into the Parquet scan.
+//!
+//! Statements are bounded: text length, a memory pool per statement
+//! (`limits.sql_memory_mb`; no spilling, an over-budget sort or join is an
+//! error), output-amplifying functions guarded ([`crate::guard`]), a deadline
+//! (`limits.sql_timeout_seconds`), and a fixed number running at once
+//! (`limits.sql_concurrency`) on a runtime of their own, so queries never
+//! take the threads REST requests and uploads are served on.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -68,6 +75,44 @@ pub struct TableEntry {
 pub struct SqlEngine {
     state: Arc<AppState>,
     schemas: Mutex<HashMap<String, (SchemaRef, i64)>>,
+    /// Where statements execute.
+    runtime: QueryRuntime,
+    /// Statements running now (a permit each).
+    running: Arc<tokio::sync::Semaphore>,
+}
+
+/// The longest statement text accepted.
+pub const MAX_SQL_BYTES: usize = 256 * 1024;
+
+/// A tokio runtime for query execution, shut down without blocking when the
+/// engine goes (dropping a runtime inside another one would panic).
+#[derive(Debug)]
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl QueryRuntime {
+    fn new() -> std::io::Result<Self> {
+        // Half the CPUs (at least one): the rest stay with REST, Flight
+        // transfers and the job workers, whatever SQL is doing.
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads((threads / 2).max(1))
+            .thread_name("doppel-sql")
+            .enable_all()
+            .build()?;
+        Ok(QueryRuntime(Some(rt)))
+    }
+
+    fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.0.as_ref().map(tokio::runtime::Runtime::handle)
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// How many schemas to remember before starting over (a bound, not an LRU:
@@ -76,11 +121,82 @@ const SCHEMA_CACHE_MAX: usize = 4096;
 
 impl SqlEngine {
     /// An engine over the server's store.
-    pub fn new(state: Arc<AppState>) -> SqlEngine {
-        SqlEngine {
+    pub fn new(state: Arc<AppState>) -> std::io::Result<SqlEngine> {
+        let running = Arc::new(tokio::sync::Semaphore::new(
+            state.settings.limits.sql_concurrency.max(1),
+        ));
+        Ok(SqlEngine {
             state,
             schemas: Mutex::new(HashMap::new()),
-        }
+            runtime: QueryRuntime::new()?,
+            running,
+        })
+    }
+
+    /// The statement deadline.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.state.settings.limits.sql_timeout_seconds.max(1))
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.state
+            .settings
+            .limits
+            .sql_memory_mb
+            .max(16)
+            .saturating_mul(1024 * 1024)
+    }
+
+    /// Run `plan` on the query runtime under the concurrency limit, the
+    /// deadline and the memory pool its session was built with; batches
+    /// come back through a short channel (back-pressure), and a client that
+    /// goes away (or the deadline) stops the work.
+    pub async fn execute(
+        &self,
+        ctx: SessionContext,
+        plan: LogicalPlan,
+    ) -> Result<futures::stream::BoxStream<'static, Result<arrow::array::RecordBatch, Status>>, Status> {
+        use futures::StreamExt;
+        let timeout = self.timeout();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let expired = move || {
+            Status::deadline_exceeded(format!(
+                "the statement ran longer than {} s (limits.sql_timeout_seconds)",
+                timeout.as_secs()
+            ))
+        };
+        // Waiting for a turn counts against the deadline too.
+        let permit = tokio::time::timeout_at(deadline, Arc::clone(&self.running).acquire_owned())
+            .await
+            .map_err(|_| expired())?
+            .map_err(|e| error::internal(&e))?;
+        let handle = self
+            .runtime
+            .handle()
+            .ok_or_else(|| Status::unavailable("the server is shutting down"))?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<arrow::array::RecordBatch, Status>>(2);
+        handle.spawn(async move {
+            let _permit = permit;
+            let work = async {
+                let df = ctx.execute_logical_plan(plan).await.map_err(error::datafusion)?;
+                let mut stream = df.execute_stream().await.map_err(error::datafusion)?;
+                while let Some(batch) = stream.next().await {
+                    if tx.send(batch.map_err(error::datafusion)).await.is_err() {
+                        // The client left: dropping the stream stops the plan.
+                        return Ok(());
+                    }
+                }
+                Ok::<(), Status>(())
+            };
+            let outcome = match tokio::time::timeout_at(deadline, work).await {
+                Ok(r) => r,
+                Err(_) => Err(expired()),
+            };
+            if let Err(status) = outcome {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed())
     }
 
     /// The Arrow schema of the Parquet object at `key` (footer read, cached).
@@ -173,7 +289,18 @@ impl SqlEngine {
         // Filters go into the Parquet scan (row groups and pages skipped).
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.reorder_filters = true;
-        let ctx = SessionContext::new_with_config(config);
+        // Sorts, joins and aggregates draw from a pool of the statement's
+        // own; nothing spills to disk, an over-budget statement is an error.
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(self.memory_bytes(), 1.0)
+            .with_disk_manager_builder(
+                datafusion::execution::disk_manager::DiskManagerBuilder::default()
+                    .with_mode(datafusion::execution::disk_manager::DiskManagerMode::Disabled),
+            )
+            .build_arc()
+            .map_err(error::datafusion)?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        crate::guard::install(&ctx, self.memory_bytes() as u64 / 4);
         let url = url::Url::parse(STORE_URL).map_err(|e| error::internal(&e))?;
         ctx.register_object_store(&url, self.state.storage.object_store());
         if let Some(catalog) = ctx.catalog(CATALOG) {
@@ -206,6 +333,12 @@ impl SqlEngine {
         sql: &str,
         params: Option<Vec<datafusion::scalar::ScalarValue>>,
     ) -> Result<(SessionContext, LogicalPlan), Status> {
+        if sql.len() > MAX_SQL_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "the statement is longer than {} KiB",
+                MAX_SQL_BYTES / 1024
+            )));
+        }
         let ctx = self.session(p).await?;
         let sql = number_placeholders(sql);
         let plan = ctx.state().create_logical_plan(&sql).await.map_err(error::datafusion)?;

@@ -49,6 +49,10 @@ pub struct ParamSpec {
     pub minimum: Option<f64>,
     /// Inclusive numeric bounds.
     pub maximum: Option<f64>,
+    /// Whether a remote caller (a server job's `generator` parameters or
+    /// overrides) may set it: tuning within the bounds above, yes; what
+    /// weakens a privacy guarantee or names the operator's hardware, no.
+    pub user_settable: bool,
 }
 
 impl ParamSpec {
@@ -62,6 +66,7 @@ impl ParamSpec {
             allowed: &[],
             minimum: Some(min),
             maximum: Some(max),
+            user_settable: true,
         }
     }
 
@@ -75,6 +80,7 @@ impl ParamSpec {
             allowed: &[],
             minimum: Some(min),
             maximum: Some(max),
+            user_settable: true,
         }
     }
 }

@@ -57,6 +57,7 @@ pub mod builtins;
 pub mod config;
 mod error;
 pub mod exec;
+pub mod limits;
 pub mod plan;
 pub mod plugin;
 pub mod report;

@@ -171,6 +171,9 @@ pub struct Plan {
     /// Directory relative paths in the pipeline are resolved against (the
     /// pipeline file's directory).
     pub base_dir: std::path::PathBuf,
+    /// How report.json names the input instead of its path (a server names
+    /// the dataset: its files are its own business, never the caller's).
+    pub input_label: Option<String>,
 }
 
 impl Plan {
@@ -745,11 +748,65 @@ pub fn plan(spec: &PipelineSpec, catalog: &Catalog) -> Result<Plan, Diagnostics>
             .parent()
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default(),
+        input_label: None,
     })
 }
 
 /// Kahn's algorithm, taking the earliest-declared ready stage first. On a
 /// cycle returns one, as stage indices with the first repeated at the end.
+/// Why a remote caller's override was refused: `field` is its place in the
+/// request (`overrides[2]`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct OverrideError {
+    /// Where in the request (`overrides[i]`).
+    pub field: String,
+    /// What is wrong, with what may be set instead.
+    pub message: String,
+}
+
+/// Check `stage.key=value` overrides that came from a remote caller (a
+/// server job) against what each stage declares user-settable
+/// ([`Builtin::user_settable`]; plugin stages: nothing). A key that names a
+/// path, a format, a model, a plugin, a limit or `uses` is refused here,
+/// before anything is applied; the value itself is then checked by
+/// [`plan`] against the stage's schema and bounds.
+pub fn check_user_overrides(spec: &PipelineSpec, catalog: &Catalog, overrides: &[String]) -> Result<(), OverrideError> {
+    for (i, o) in overrides.iter().enumerate() {
+        let refuse = |message: String| OverrideError {
+            field: format!("overrides[{i}]"),
+            message,
+        };
+        let (path, _) = o
+            .split_once('=')
+            .ok_or_else(|| refuse("expected `stage.key=value`".to_owned()))?;
+        let (stage_id, key) = path
+            .trim()
+            .split_once('.')
+            .ok_or_else(|| refuse("expected `stage.key=value`".to_owned()))?;
+        let stage = spec
+            .stage(stage_id)
+            .ok_or_else(|| refuse(format!("no stage `{stage_id}` in pipeline {}", spec.name)))?;
+        let uses = stage.uses.as_ref().map(|u| u.value.as_str()).unwrap_or_default();
+        let settable = uses
+            .strip_prefix("builtin:")
+            .and_then(|name| catalog.builtin(name))
+            .map(|b| b.user_settable())
+            .unwrap_or_default();
+        if !settable.contains(&key) {
+            let allowed = if settable.is_empty() {
+                format!("stage `{stage_id}` ({uses}) takes no settings from a job")
+            } else {
+                format!("on `{stage_id}` a job may set {}", settable.join(", "))
+            };
+            return Err(refuse(format!(
+                "`{stage_id}.{key}` cannot be set on a server job; {allowed}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn topological_order(inputs: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
     let n = inputs.len();
     let mut remaining: Vec<usize> = inputs.iter().map(Vec::len).collect();

@@ -235,13 +235,28 @@ pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: 
     let mut scores = serde_json::Map::new();
     let mut failed_rules = Vec::new();
     for (planned, stage) in plan.stages.iter().zip(&run.stages) {
+        // The input's location is the runner's business: with a label (a
+        // server job), the file setting of the input stage shows the label.
+        let input_key = match planned.operation {
+            Operation::Builtin(crate::builtins::Builtin::Source) => Some("path"),
+            Operation::Builtin(crate::builtins::Builtin::Sample) => Some("model"),
+            _ => None,
+        };
+        let settings: serde_json::Map<_, _> = planned
+            .settings
+            .iter()
+            .map(|(k, v)| match (&plan.input_label, input_key) {
+                (Some(label), Some(key)) if k == key => (k.clone(), json!(label)),
+                _ => (k.clone(), config::to_json(v)),
+            })
+            .collect();
         let mut s = json!({
             "id": stage.id,
             "uses": stage.uses,
             "kind": kind_of(&planned.operation),
             "elapsed_ms": ms(stage.elapsed),
             "rows_in": stage.rows_in,
-            "settings": planned.settings.iter().map(|(k, v)| (k.clone(), config::to_json(v))).collect::<serde_json::Map<_, _>>(),
+            "settings": settings,
             "result": output_json(&stage.output)?,
         });
         if let Operation::Plugin(p) = &planned.operation {
@@ -285,8 +300,9 @@ pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: 
         .find(|(p, _)| matches!(p.operation, Operation::Builtin(crate::builtins::Builtin::Source)))
         .and_then(|(p, r)| {
             let t = r.output.table()?;
-            let path = match config::get(&p.settings, "path") {
-                Some(config::ConfigValue::String(s)) => Some(plan.base_dir.join(s).display().to_string()),
+            let path = match (&plan.input_label, config::get(&p.settings, "path")) {
+                (Some(label), _) => Some(label.clone()),
+                (None, Some(config::ConfigValue::String(s))) => Some(plan.base_dir.join(s).display().to_string()),
                 _ => None,
             };
             Some(json!({

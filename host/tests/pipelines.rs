@@ -110,3 +110,73 @@ fn every_shipped_pipeline_validates_and_runs() {
         }
     }
 }
+
+/// What a remote caller may override on the shipped pipelines: tuning keys
+/// only. Every key that names a file, a format, a model, a plugin setting or
+/// weakens protection is refused with its place in the request, whichever
+/// shipped pipeline it is tried on.
+#[test]
+fn server_overrides_are_limited_to_tuning_keys() {
+    use doppel_host::plan::check_user_overrides;
+    use doppel_host::shipped;
+    let catalog = catalog();
+    let refused = [
+        "source.path=\"/etc/passwd\"",
+        "source.format=\"csv\"",
+        "source.has_header=false",
+        "synth.save_model_path=\"/tmp/x\"",
+        "synth.device=\"cuda\"",
+        "synth.reproducible_noise=true",
+        "protect.keep=[\"email\"]",
+        "protect.min_confidence=0.99",
+        "privacy.subsample=10",
+        "report.file=\"../../x.pdf\"",
+        "pii.anything=1",
+        "synth.uses=\"builtin:source\"",
+        "nosuch.seed=1",
+        "no equals sign",
+    ];
+    for p in shipped::PIPELINES {
+        let spec = doppel_host::spec::PipelineSpec::parse(doppel_host::spec::SourceFile::new(
+            format!("{}.toml", p.name),
+            p.text,
+        ))
+        .unwrap();
+        // A settable key first (where the pipeline has a split stage), then
+        // the bad one: refused, and named by its place in the request.
+        let mut overrides: Vec<String> = Vec::new();
+        if spec.stage("train").is_some() {
+            overrides.push("train.seed=1".into());
+        }
+        for bad in refused {
+            let mut these = overrides.clone();
+            these.push(bad.into());
+            match check_user_overrides(&spec, &catalog, &these) {
+                Err(e) => assert_eq!(
+                    e.field,
+                    format!("overrides[{}]", these.len() - 1),
+                    "{}: {bad}: {e}",
+                    p.name
+                ),
+                Ok(()) => panic!("{}: `{bad}` was accepted", p.name),
+            }
+        }
+    }
+    let quickstart = shipped::find("quickstart").unwrap();
+    let spec =
+        doppel_host::spec::PipelineSpec::parse(doppel_host::spec::SourceFile::new("quickstart.toml", quickstart.text))
+            .unwrap();
+    let ok: Vec<String> = [
+        "synth.rows=100",
+        "synth.seed=7",
+        "train.holdout=0.3",
+        "protect.action=\"drop\"",
+        "report.title=\"Q3\"",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    check_user_overrides(&spec, &catalog, &ok).unwrap();
+    let e = check_user_overrides(&spec, &catalog, &["source.path=\"/x\"".into()]).unwrap_err();
+    assert!(e.message.contains("`source.path` cannot be set"), "{e}");
+    assert!(!e.message.contains("/x"), "the refusal does not echo a path: {e}");
+}

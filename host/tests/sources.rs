@@ -198,3 +198,142 @@ proptest! {
         let _ = read(&p);
     }
 }
+
+fn limit_error(err: SourceError) -> (Option<u64>, String) {
+    match err {
+        SourceError::Limit { line, what, .. } => (line, what),
+        other => panic!("expected a limit error, got {other}"),
+    }
+}
+
+fn small_limits() -> doppel_host::limits::ReadLimits {
+    doppel_host::limits::ReadLimits {
+        max_columns: 50,
+        max_name_bytes: 64,
+        max_cells: 100_000,
+        max_value_bytes: 4096,
+        max_depth: 16,
+        max_decoded_bytes: 8 << 20,
+    }
+}
+
+fn read_limited(path: &std::path::Path) -> Result<doppel_host::table::Table, SourceError> {
+    read_table(&SourceOptions {
+        limits: small_limits(),
+        ..SourceOptions::new(path)
+    })
+}
+
+#[test]
+fn a_line_of_commas_is_refused_before_parsing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = "a,b\n1,2\n".to_owned();
+    text.push_str(&",".repeat(100_000));
+    text.push('\n');
+    let (line, what) = limit_error(read_limited(&write(&dir, "commas.csv", text.as_bytes())).unwrap_err());
+    assert_eq!(line, Some(3));
+    assert!(what.contains("limits.max_columns"), "{what}");
+    // A header that wide is refused the same way.
+    let header = format!("{}\n", (0..60).map(|i| format!("c{i}")).collect::<Vec<_>>().join(","));
+    let (line, _) = limit_error(read_limited(&write(&dir, "wide.csv", header.as_bytes())).unwrap_err());
+    assert_eq!(line, Some(1));
+}
+
+#[test]
+fn long_fields_many_cells_and_long_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("a,b\n1,\"{}\"\n", "x".repeat(5000));
+    let (line, what) = limit_error(read_limited(&write(&dir, "long.csv", long.as_bytes())).unwrap_err());
+    assert_eq!(line, Some(2));
+    assert!(what.contains("limits.max_value_bytes"), "{what}");
+    let mut many = String::from("a,b\n");
+    for i in 0..60_000 {
+        many.push_str(&format!("{i},{i}\n"));
+    }
+    let (_, what) = limit_error(read_limited(&write(&dir, "many.csv", many.as_bytes())).unwrap_err());
+    assert!(what.contains("limits.max_cells"), "{what}");
+    let named = format!("{},b\n1,2\n", "n".repeat(100));
+    let (_, what) = limit_error(read_limited(&write(&dir, "named.csv", named.as_bytes())).unwrap_err());
+    assert!(what.contains("limits.max_name_bytes"), "{what}");
+}
+
+#[test]
+fn deeply_nested_json_is_refused_before_parsing() {
+    let dir = tempfile::tempdir().unwrap();
+    // 10,000 levels: a recursive parser would overflow its stack.
+    let deep = format!(
+        "{{\"a\": 1}}\n{{\"b\": {}1{}}}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let (line, what) = limit_error(read_limited(&write(&dir, "deep.ndjson", deep.as_bytes())).unwrap_err());
+    assert_eq!(line, Some(2));
+    assert!(what.contains("limits.max_depth"), "{what}");
+    // Within the limit, nested values are read.
+    let shallow = write(
+        &dir,
+        "ok.ndjson",
+        b"{\"a\": 1, \"b\": [1, 2]}\n{\"a\": 2, \"b\": [3]}\n",
+    );
+    assert_eq!(read_limited(&shallow).unwrap().rows(), 2);
+}
+
+#[test]
+fn a_parquet_dictionary_that_expands_stops_at_the_decoded_limit() {
+    use arrow::array::{Array, DictionaryArray, Int32Array, RecordBatch, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.parquet");
+    // One 64 KiB string referenced by 20,000 rows: a few KiB on disk,
+    // 1.3 GB once decoded.
+    let values = StringArray::from(vec!["x".repeat(64 << 10)]);
+    let keys = Int32Array::from(vec![0; 20_000]);
+    let dict = DictionaryArray::try_new(keys, Arc::new(values)).unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new("v", dict.data_type().clone(), false)]));
+    let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(dict)]).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() < 1 << 20, "the file is small");
+    let (_, what) = limit_error(read_limited(&path).unwrap_err());
+    assert!(what.contains("limits.decoded_max_mb"), "{what}");
+}
+
+#[test]
+fn a_parquet_footer_nested_thousands_deep_is_refused() {
+    // A hand-written footer (Thrift compact): a root, 20,000 nested groups,
+    // one leaf. The parquet crate's schema builder recurses per level.
+    let dir = tempfile::tempdir().unwrap();
+    let mut meta = vec![0x15, 0x02, 0x19, 0xfc];
+    let n: u64 = 20_002;
+    let mut v = n;
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            meta.push(b);
+            break;
+        }
+        meta.push(b | 0x80);
+    }
+    for i in 0..n {
+        meta.extend_from_slice(&[0x48, 0x01, b'g']);
+        if i + 1 < n {
+            meta.extend_from_slice(&[0x15, 0x02]); // one child
+        }
+        meta.push(0);
+    }
+    meta.extend_from_slice(&[0x16, 0x02, 0x00]);
+    let mut file = b"PAR1".to_vec();
+    file.extend_from_slice(&meta);
+    file.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    file.extend_from_slice(b"PAR1");
+    let p = write(&dir, "nested.parquet", &file);
+    let (_, what) = limit_error(read_limited(&p).unwrap_err());
+    assert!(what.contains("limits.max_depth"), "{what}");
+}

@@ -156,6 +156,19 @@ pub struct TotpEnrolmentView {
     pub otpauth_url: String,
 }
 
+/// Proof for changing the second factor: the password to turn one on, or
+/// a current code from the one in use (or a recovery code) to replace it.
+#[derive(Debug, Object, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct TotpEnrol {
+    /// The account's password (turning a second factor on).
+    #[oai(validator(max_length = 1024))]
+    pub password: Option<String>,
+    /// A current code, or a recovery code (replacing the second factor).
+    #[oai(validator(max_length = 64))]
+    pub code: Option<String>,
+}
+
 /// A TOTP code.
 #[derive(Debug, Object, serde::Deserialize)]
 #[oai(skip_serializing_if_is_none)]
@@ -178,7 +191,7 @@ pub struct RecoveryCodes {
 pub struct NewKey {
     /// A name to recognise it by.
     pub name: String,
-    /// Scopes: `datasets:read`, `datasets:write`, `jobs:run`, `marketplace:sell`, `admin`.
+    /// Scopes: `datasets:read`, `datasets:write`, `jobs:run`, `marketplace:sell`, `marketplace:buy`, `admin`.
     pub scopes: Vec<String>,
     /// Lifetime in days (capped by the server; default the cap).
     pub expires_in_days: Option<i64>,
@@ -655,6 +668,10 @@ pub(crate) fn hash_request(parts: &[&[u8]]) -> String {
     doppel_platform::util::hex(&h.finalize())
 }
 
+/// Start an `Idempotency-Key` request: the answer to replay if this request
+/// was answered before; else the key is now reserved for this request (a
+/// concurrent duplicate gets 409 while it runs), to be finished with
+/// [`remember`] or, on failure, [`forget`].
 pub(crate) async fn replay<T: ParseFromJSON>(
     state: &AppState,
     p: &Principal,
@@ -662,14 +679,14 @@ pub(crate) async fn replay<T: ParseFromJSON>(
     hash: &str,
 ) -> ApiResult<Option<T>> {
     let Some(key) = key else { return Ok(None) };
-    match idempotency::lookup(&state.db, &p.account_id, key, hash).await? {
-        Some(stored) => {
+    match idempotency::begin(&state.db, &p.account_id, key, hash).await? {
+        idempotency::Begin::Replay(stored) => {
             let value: serde_json::Value = serde_json::from_str(&stored.body).map_err(ApiError::internal)?;
             T::parse_from_json(Some(value))
                 .map(Some)
                 .map_err(|e| ApiError::internal(e.into_message()))
         }
-        None => Ok(None),
+        idempotency::Begin::Reserved => Ok(None),
     }
 }
 
@@ -685,6 +702,23 @@ pub(crate) async fn remember<T: ToJSON>(
         idempotency::store(&state.db, &p.account_id, key, hash, 201, &body).await?;
     }
     Ok(())
+}
+
+/// Release a reserved key after the request failed, so a retry can redo it;
+/// the failure itself is passed through.
+pub(crate) async fn forget<T>(
+    state: &AppState,
+    p: &Principal,
+    key: Option<&str>,
+    result: ApiResult<T>,
+) -> ApiResult<T> {
+    if result.is_err()
+        && let Some(key) = key
+        && let Err(e) = idempotency::release(&state.db, &p.account_id, key).await
+    {
+        tracing::warn!(error = %e, "Releasing an Idempotency-Key failed; it frees itself later.");
+    }
+    result
 }
 
 pub(crate) async fn owned_job(state: &AppState, p: &Principal, id: &str, need: Scope) -> ApiResult<Job> {
@@ -829,16 +863,26 @@ impl Api {
         Ok(Json(state.accounts.get(&auth.0.account_id).await?.into()))
     }
 
-    /// Start TOTP enrolment (confirm with a code to turn it on).
+    /// Start TOTP enrolment (confirm with a code to turn it on). Turning a
+    /// second factor on takes the password; replacing one takes a current
+    /// code from it (or a recovery code).
     #[oai(
         path = "/me/totp",
         method = "post",
         tag = "ApiTags::Auth",
         operation_id = "enrol_totp"
     )]
-    async fn enrol_totp(&self, state: Data<&Arc<AppState>>, auth: Auth) -> ApiResult<Json<TotpEnrolmentView>> {
+    async fn enrol_totp(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: Auth,
+        body: JsonBody<TotpEnrol>,
+    ) -> ApiResult<Json<TotpEnrolmentView>> {
         session_only(&auth.0)?;
-        let e = state.accounts.enrol_totp(&auth.0).await?;
+        let e = state
+            .accounts
+            .enrol_totp(&auth.0, body.password.as_deref(), body.code.as_deref())
+            .await?;
         Ok(Json(TotpEnrolmentView {
             secret: e.secret,
             otpauth_url: e.otpauth_url,
@@ -994,19 +1038,23 @@ impl Api {
         if let Some(previous) = replay::<DatasetView>(&state, &auth.0, key, &hash).await? {
             return Ok(CreatedDataset::Created(Json(previous)));
         }
-        let ingested = {
-            let (local, shown, dir) = (local.clone(), file_name.clone(), work.path().to_owned());
-            tokio::task::spawn_blocking(move || tables::ingest(&local, &shown, format, &dir))
+        let created = async {
+            let ingested = state
+                .ingest
+                .ingest(&local, &file_name, format, work.path())
                 .await
-                .map_err(ApiError::internal)?
-        };
-        let ingested = ingested.map_err(|e| match e {
-            tables::IngestError::Internal(m) => ApiError::internal(m),
-            other => ApiError::unprocessable("unreadable_table", other.to_string()),
-        })?;
-        let d = tables::register(&state, &meta(req), &auth.0, name.trim(), &ingested).await?;
-        let view = dataset_view(&d, true);
-        remember(&state, &auth.0, key, &hash, &view).await?;
+                .map_err(|e| match e {
+                    tables::IngestError::Internal(m) => ApiError::internal(m),
+                    e @ tables::IngestError::TooLarge(_) => ApiError::unprocessable("limit_exceeded", e.to_string()),
+                    other => ApiError::unprocessable("unreadable_table", other.to_string()),
+                })?;
+            let d = tables::register(&state, &meta(req), &auth.0, name.trim(), &ingested).await?;
+            let view = dataset_view(&d, true);
+            remember(&state, &auth.0, key, &hash, &view).await?;
+            Ok(view)
+        }
+        .await;
+        let view = forget(&state, &auth.0, key, created).await?;
         Ok(CreatedDataset::Created(Json(view)))
     }
 
@@ -1265,14 +1313,22 @@ impl Api {
             overrides: body.overrides.clone(),
             csv: matches!(body.format, Some(OutputFormat::Csv)),
         };
-        let job = runner::submit(&state, &meta(req), &auth.0, request)
-            .await
-            .map_err(|e| match e {
-                runner::SubmitError::InvalidPipeline(problems) => ApiError::unprocessable("invalid_pipeline", problems),
-                runner::SubmitError::Platform(e) => ApiError::from(e),
-            })?;
-        let view = job_view(&job);
-        remember(&state, &auth.0, key, &hash, &view).await?;
+        let created = async {
+            let job = runner::submit(&state, &meta(req), &auth.0, request)
+                .await
+                .map_err(|e| match e {
+                    runner::SubmitError::InvalidPipeline(problems) => {
+                        ApiError::unprocessable("invalid_pipeline", problems)
+                    }
+                    e @ runner::SubmitError::NotAllowed { .. } => ApiError::unprocessable("not_allowed", e.to_string()),
+                    runner::SubmitError::Platform(e) => ApiError::from(e),
+                })?;
+            let view = job_view(&job);
+            remember(&state, &auth.0, key, &hash, &view).await?;
+            Ok(view)
+        }
+        .await;
+        let view = forget(&state, &auth.0, key, created).await?;
         Ok(CreatedJob::Created(Json(view)))
     }
 

@@ -28,6 +28,15 @@ pub fn client_ip(req: &Request) -> Option<String> {
 }
 
 async fn check(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+    // The middleware resolved this request's token already (for its rate
+    // limit): the same answer, without asking the store twice.
+    match req.extensions().get::<crate::middleware::Resolved>() {
+        Some(crate::middleware::Resolved::Principal(p)) => return Ok(p.clone()),
+        Some(crate::middleware::Resolved::Invalid(m)) => {
+            return Err(poem_error(StatusCode::UNAUTHORIZED, "unauthenticated", m));
+        }
+        None => {}
+    }
     let state = req
         .data::<Arc<AppState>>()
         .ok_or_else(|| poem_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "server state missing"))?;

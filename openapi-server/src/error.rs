@@ -167,6 +167,7 @@ impl From<doppel_platform::Error> for ApiError {
             E::Invalid { .. } | E::BadSignature(_) => ApiError::BadRequest(body(&e)),
             E::Refused { .. } => ApiError::Unprocessable(body(&e)),
             E::Unauthenticated(_) | E::MfaRequired => ApiError::Unauthorized(body(&e)),
+            E::TooManyAttempts { .. } => ApiError::TooManyRequests(body(&e)),
             E::Forbidden(_) => ApiError::Forbidden(body(&e)),
             E::Unavailable(_) => {
                 tracing::warn!(error = %e, "A dependency is unavailable.");

@@ -76,6 +76,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .at("/readyz", get(readyz))
         .at("/metrics", get(metrics))
         .at("/v1/downloads/*key", get(download))
+        .at("/v1/purchase-downloads/:id", get(market::purchase_download))
         .at("/v1/webhooks/:provider", poem::post(market::webhook))
         .at("/v1/checkout/return", get(market::checkout_return))
         .at(

@@ -19,7 +19,7 @@ use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use crate::api::{ApiTags, DownloadLink, hash_request, meta, owned_job, page_limit, remember, replay};
+use crate::api::{ApiTags, DownloadLink, forget, hash_request, meta, owned_job, page_limit, remember, replay};
 use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -112,10 +112,11 @@ impl From<Money> for MoneyView {
 pub struct ListingView {
     /// Id (`lst_…`).
     pub id: String,
-    /// Seller account.
-    pub seller_id: String,
-    /// The job whose output is for sale.
-    pub job_id: String,
+    /// Seller account: shown to the seller and operators only.
+    pub seller_id: Option<String>,
+    /// The job whose output is for sale: shown to the seller and operators
+    /// only (a buyer needs neither, and ids are not for guessing with).
+    pub job_id: Option<String>,
     /// The output.
     pub output_name: String,
     /// Title.
@@ -146,12 +147,15 @@ pub struct ListingView {
     pub updated_at: i64,
 }
 
-impl From<Listing> for ListingView {
-    fn from(l: Listing) -> Self {
+impl ListingView {
+    /// The listing as `viewer` may see it: the seller's own ids only for the
+    /// seller and operators.
+    pub fn seen_by(l: Listing, viewer: &doppel_platform::authz::Principal) -> Self {
+        let own = viewer.account_id == l.seller_id || viewer.is_admin();
         ListingView {
             id: l.id,
-            seller_id: l.seller_id,
-            job_id: l.job_id,
+            seller_id: own.then_some(l.seller_id),
+            job_id: own.then_some(l.job_id),
             output_name: l.output_name,
             title: l.title,
             description: l.description,
@@ -547,6 +551,36 @@ fn preview_parquet(bytes: bytes::Bytes) -> Result<serde_json::Value, String> {
     }))
 }
 
+/// A `return_url` must lead back to this server's public origin or one the
+/// operator listed (`payments.return_origins`): anything else would make the
+/// checkout an open redirect to wherever a link's author likes.
+fn check_return_url(state: &AppState, url: &str) -> ApiResult<()> {
+    let origin_of = |u: &str| {
+        url::Url::parse(u)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .map(|u| u.origin().ascii_serialization())
+    };
+    let Some(origin) = origin_of(url) else {
+        return Err(ApiError::invalid("return_url", "must be an absolute http(s) URL"));
+    };
+    let public = origin_of(&state.settings.public_url()).unwrap_or_default();
+    let listed = state
+        .settings
+        .payments
+        .return_origins
+        .iter()
+        .filter_map(|o| origin_of(o));
+    if origin == public || listed.into_iter().any(|o| o == origin) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "return_url",
+            format!("must lead back to {public} or an origin the operator allows (payments.return_origins)"),
+        ))
+    }
+}
+
 fn default_return(state: &AppState) -> String {
     format!(
         "{}/v1/checkout/return",
@@ -619,7 +653,7 @@ impl MarketApi {
                 },
             )
             .await?;
-        Ok(CreatedListing::Created(Json(listing.into())))
+        Ok(CreatedListing::Created(Json(ListingView::seen_by(listing, &auth.0))))
     }
 
     /// Search and browse active listings: full text over title, description
@@ -678,7 +712,7 @@ impl MarketApi {
         };
         let (rows, next_cursor) = state.market.search(&query).await?;
         Ok(Json(ListingPage {
-            data: rows.into_iter().map(Into::into).collect(),
+            data: rows.into_iter().map(|l| ListingView::seen_by(l, &auth.0)).collect(),
             next_cursor,
         }))
     }
@@ -697,7 +731,10 @@ impl MarketApi {
         id: Path<String>,
     ) -> ApiResult<Json<ListingView>> {
         require(&auth.0, Scope::DatasetsRead)?;
-        Ok(Json(state.market.visible_listing(&auth.0, &id).await?.into()))
+        Ok(Json(ListingView::seen_by(
+            state.market.visible_listing(&auth.0, &id).await?,
+            &auth.0,
+        )))
     }
 
     /// Edit, pause, resume or delist your listing. Buyers keep what they bought.
@@ -737,13 +774,10 @@ impl MarketApi {
             license: b.license,
             status,
         };
-        Ok(Json(
-            state
-                .market
-                .update_listing(&meta(req), &auth.0, &id, patch)
-                .await?
-                .into(),
-        ))
+        Ok(Json(ListingView::seen_by(
+            state.market.update_listing(&meta(req), &auth.0, &id, patch).await?,
+            &auth.0,
+        )))
     }
 
     /// Buy a listing: a pending purchase and the payment provider's hosted
@@ -764,7 +798,7 @@ impl MarketApi {
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
         body: JsonBody<CheckoutBody>,
     ) -> ApiResult<CreatedPurchase> {
-        require(&auth.0, Scope::DatasetsRead)?;
+        require(&auth.0, Scope::MarketplaceBuy)?;
         let hash = hash_request(&[
             b"checkout",
             id.as_bytes(),
@@ -774,13 +808,16 @@ impl MarketApi {
         if let Some(previous) = replay::<PurchaseView>(&state, &auth.0, key, &hash).await? {
             return Ok(CreatedPurchase::Created(Json(previous)));
         }
-        let return_url = body.0.return_url.unwrap_or_else(|| default_return(&state));
-        if !(return_url.starts_with("https://") || return_url.starts_with("http://")) {
-            return Err(ApiError::invalid("return_url", "must be an http(s) URL"));
+        let created = async {
+            let return_url = body.0.return_url.unwrap_or_else(|| default_return(&state));
+            check_return_url(&state, &return_url)?;
+            let purchase = state.market.checkout(&meta(req), &auth.0, &id, &return_url).await?;
+            let view: PurchaseView = purchase.into();
+            remember(&state, &auth.0, key, &hash, &view).await?;
+            Ok(view)
         }
-        let purchase = state.market.checkout(&meta(req), &auth.0, &id, &return_url).await?;
-        let view: PurchaseView = purchase.into();
-        remember(&state, &auth.0, key, &hash, &view).await?;
+        .await;
+        let view = forget(&state, &auth.0, key, created).await?;
         Ok(CreatedPurchase::Created(Json(view)))
     }
 
@@ -865,9 +902,11 @@ impl MarketApi {
                 ),
             ))));
         }
-        let listing = state.market.listing(&p.listing_id).await?;
         let ttl = Duration::from_secs(state.settings.limits.download_ttl_seconds.max(1));
-        let link = state.storage.signed_url(&listing.output_key, ttl).await?;
+        // A link to our own route, not to the object: the route re-checks
+        // the purchase on every fetch, so a refund ends the link at once
+        // (an S3 presigned URL would keep working for its hour).
+        let link = state.storage.signed_route(&purchase_download_route(&p.id), ttl);
         state.market.record_download(&p).await?;
         Ok(Json(DownloadLink {
             url: link.url,
@@ -1012,9 +1051,7 @@ impl MarketApi {
         body: JsonBody<OnboardingBody>,
     ) -> ApiResult<Json<OnboardingView>> {
         let return_url = body.0.return_url;
-        if !(return_url.starts_with("https://") || return_url.starts_with("http://")) {
-            return Err(ApiError::invalid("return_url", "must be an http(s) URL"));
-        }
+        check_return_url(&state, &return_url)?;
         let url = state.market.onboarding_link(&auth.0, &return_url).await?;
         Ok(Json(OnboardingView { url }))
     }
@@ -1034,13 +1071,13 @@ impl MarketApi {
         id: Path<String>,
         body: JsonBody<SuspendBody>,
     ) -> ApiResult<Json<ListingView>> {
-        Ok(Json(
+        Ok(Json(ListingView::seen_by(
             state
                 .market
                 .suspend_listing(&meta(req), &auth.0, &id, &body.0.reason)
-                .await?
-                .into(),
-        ))
+                .await?,
+            &auth.0,
+        )))
     }
 
     /// Refund a completed purchase through the provider (admin); access ends.
@@ -1253,6 +1290,73 @@ pub(crate) async fn fake_checkout_submit(
             .finish(),
         Err(_) => html(StatusCode::NOT_FOUND, "Not found", "<p>No such checkout.</p>"),
     }
+}
+
+/// The route a purchase's download link points at.
+pub(crate) fn purchase_download_route(purchase: &str) -> String {
+    format!("/v1/purchase-downloads/{purchase}")
+}
+
+/// `GET /v1/purchase-downloads/{id}?expires=…&signature=…`: a link made by
+/// `GET /v1/purchases/{id}/download`. The signature proves the link; the
+/// purchase is checked again now, so a refunded purchase downloads nothing.
+#[handler]
+pub(crate) async fn purchase_download(
+    state: Data<&Arc<AppState>>,
+    poem::web::Path(id): poem::web::Path<String>,
+    req: &Request,
+) -> poem::Result<Response> {
+    use poem::http::StatusCode;
+    let forbidden = |m: &str| crate::error::poem_error(StatusCode::FORBIDDEN, "invalid_link", m);
+    let query = req.uri().query().unwrap_or_default();
+    let param = |name: &str| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let (Some(expires), Some(signature)) = (param("expires").and_then(|e| e.parse::<i64>().ok()), param("signature"))
+    else {
+        return Err(forbidden("this download link is incomplete"));
+    };
+    state
+        .storage
+        .verify_route(&purchase_download_route(&id), expires, &signature)
+        .map_err(|e| forbidden(&e.to_string()))?;
+    let purchase = state
+        .market
+        .purchase(&id)
+        .await
+        .map_err(|_| forbidden("this download link is invalid or has expired"))?;
+    if purchase.status != PurchaseStatus::Completed {
+        return Err(forbidden(&format!(
+            "the purchase is {}; its download links no longer work",
+            purchase.status.as_str()
+        )));
+    }
+    let listing = state.market.listing(&purchase.listing_id).await.map_err(|e| {
+        tracing::error!(error = %e, "Download: listing lookup failed.");
+        crate::error::poem_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the download failed")
+    })?;
+    let (size, stream) = state
+        .storage
+        .get_stream(&listing.output_key)
+        .await
+        .map_err(|e| match e {
+            doppel_platform::Error::NotFound(_) => {
+                crate::error::poem_error(StatusCode::NOT_FOUND, "not_found", "this file no longer exists")
+            }
+            other => {
+                tracing::error!(error = %other, "Download failed.");
+                crate::error::poem_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the download failed")
+            }
+        })?;
+    let name = listing.output_name.replace(['"', '/', '\\'], "");
+    let body = poem::Body::from_bytes_stream(futures::StreamExt::map(stream, |c| c.map_err(std::io::Error::other)));
+    Ok(Response::builder()
+        .header("content-type", "application/octet-stream")
+        .header("content-length", size)
+        .header("content-disposition", format!("attachment; filename=\"{name}\""))
+        .body(body))
 }
 
 /// `GET /v1/checkout/return?purchase=…`: where the provider sends the buyer

@@ -6,10 +6,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use governor::clock::{Clock, DefaultClock};
+use doppel_platform::authz::Principal;
 use poem::http::{HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
-use sha2::{Digest, Sha256};
 
 use crate::error::{ErrorBody, REQUEST_ID};
 use crate::state::AppState;
@@ -25,27 +24,52 @@ fn request_id(req: &Request) -> String {
         .map_or_else(|| doppel_platform::util::new_id("req"), str::to_owned)
 }
 
-/// Rate-limit key: the credential (hashed, never stored) or the address.
-/// REST and Flight both key by it, so one credential has one budget.
-pub fn limit_key(authorization: Option<&str>, ip: Option<&str>) -> String {
-    match authorization {
-        Some(auth) => format!(
-            "cred:{}",
-            doppel_platform::util::hex(&Sha256::digest(auth.as_bytes())[..12])
-        ),
+/// Rate-limit key: the account a credential resolved to, else the client
+/// address. REST and Flight both key by it, so an account has one budget
+/// whichever door and whichever of its credentials it uses, and junk or
+/// re-spaced tokens buy no fresh budget: they resolve to nothing and count
+/// against their address.
+pub fn limit_key(account: Option<&str>, ip: Option<&str>) -> String {
+    match account {
+        Some(account) => format!("acct:{account}"),
         None => format!("ip:{}", ip.unwrap_or_default()),
     }
 }
 
-fn request_limit_key(req: &Request) -> String {
-    limit_key(
-        req.headers().get("authorization").and_then(|v| v.to_str().ok()),
-        crate::auth::client_ip(req).as_deref(),
-    )
+/// How this request's bearer token resolved, once, in the middleware; the
+/// auth checker reuses it instead of asking the store again.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    /// A valid credential.
+    Principal(Principal),
+    /// Not a valid credential; the message says why.
+    Invalid(String),
+}
+
+/// The bearer token of `req`, if it sends one.
+fn bearer_token(req: &Request) -> Option<&str> {
+    let value = req.headers().get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Resolve the request's credential (if any) for rate limiting and auth.
+async fn resolve(req: &Request, state: &AppState) -> Option<Resolved> {
+    let token = bearer_token(req)?;
+    match state
+        .accounts
+        .authenticate(token, crate::auth::client_ip(req).as_deref())
+        .await
+    {
+        Ok(p) => Some(Resolved::Principal(p)),
+        Err(doppel_platform::Error::Unauthenticated(m)) => Some(Resolved::Invalid(m)),
+        // The store is unavailable: leave it to the checker to answer 503.
+        Err(_) => None,
+    }
 }
 
 /// The outer middleware.
-pub async fn around<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
+pub async fn around<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<Response> {
     let started = Instant::now();
     let id = request_id(&req);
     let method = req.method().to_string();
@@ -54,11 +78,18 @@ pub async fn around<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Respo
     let exempt = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
     let mut resp = REQUEST_ID
         .scope(id.clone(), async {
+            let resolved = match state.as_ref().filter(|_| !exempt) {
+                Some(state) => resolve(&req, state).await,
+                None => None,
+            };
+            let account = match &resolved {
+                Some(Resolved::Principal(p)) => Some(p.account_id.as_str()),
+                _ => None,
+            };
+            let key = limit_key(account, crate::auth::client_ip(&req).as_deref());
             if let Some(state) = state.as_ref().filter(|_| !exempt)
-                && let Err(not_until) = state.limiter.check_key(&request_limit_key(&req))
+                && let Err(wait) = state.check_rate(&key)
             {
-                state.metrics.limited();
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 let mut r = json_error(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -70,6 +101,17 @@ pub async fn around<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Respo
             }
             if let Some(refusal) = body_limit(&req, state.as_deref()) {
                 return refusal;
+            }
+            if let Some(resolved) = resolved {
+                req.extensions_mut().insert(resolved);
+            }
+            if let Some(state) = &state {
+                // Whatever the headers said (HTTP/2 need not declare a
+                // length), no handler can read past the route's limit.
+                use tokio::io::AsyncReadExt;
+                let limit = body_limit_of(&req, &state.settings.limits);
+                let body = req.take_body().into_async_read().take(limit.saturating_add(1));
+                req.set_body(poem::Body::from_async_read(body));
             }
             match ep.call(req).await {
                 Ok(r) => r.into_response(),
@@ -89,30 +131,42 @@ pub async fn around<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Respo
     Ok(resp)
 }
 
-/// Bodies are checked before they are read: a declared length over the upload
-/// limit is refused at once, and a body of undeclared length (chunked) is
-/// refused too, since its size cannot be bounded before it fills the disk.
+/// The largest body `req` may send: the upload route takes files up to the
+/// upload limit (streamed to disk, never held in memory); every other route
+/// — JSON, forms, webhooks, unauthenticated ones included — takes
+/// `limits.body_max_kb`, since those bodies are read whole.
+pub fn body_limit_of(req: &Request, limits: &doppel_platform::settings::LimitSettings) -> u64 {
+    let upload = req.method() == poem::http::Method::POST && req.uri().path() == "/v1/datasets";
+    if upload {
+        // Multipart framing and the other form fields on top of the file.
+        limits.upload_max_mb.saturating_add(1).saturating_mul(1024 * 1024)
+    } else {
+        limits.body_max_kb.saturating_mul(1024)
+    }
+}
+
+/// Bodies are checked before they are read: a declared length over the
+/// route's limit is refused at once, and a body of undeclared length
+/// (chunked) is refused too, since its size cannot be bounded before it
+/// fills the disk or memory.
 fn body_limit(req: &Request, state: Option<&AppState>) -> Option<Response> {
     let state = state?;
-    let limit = state
-        .settings
-        .limits
-        .upload_max_mb
-        .saturating_add(1)
-        .saturating_mul(1024 * 1024);
+    let limit = body_limit_of(req, &state.settings.limits);
     let headers = req.headers();
     if let Some(len) = headers
         .get("content-length")
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
     {
         return (len > limit).then(|| {
+            let shown = if limit >= 1024 * 1024 {
+                format!("{} MiB", limit / (1024 * 1024))
+            } else {
+                format!("{} KiB", limit / 1024)
+            };
             json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
-                &format!(
-                    "the body is larger than the {} MiB limit",
-                    state.settings.limits.upload_max_mb
-                ),
+                &format!("the body is larger than this endpoint's {shown} limit"),
             )
         });
     }

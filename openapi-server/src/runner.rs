@@ -57,53 +57,92 @@ fn default_format() -> String {
     "parquet".to_owned()
 }
 
-/// Build the plan a job would run, with its input at `input`. Errors are the
-/// pipeline's diagnostics as text (file:line:col), safe to show the owner.
-pub fn plan_job(catalog: &Catalog, job: &PipelineJob, input: &Path) -> Result<doppel_host::plan::Plan, String> {
+/// Why a job's pipeline does not plan.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JobPlanError {
+    /// An override touches a key no job may set (a path, a format, a model,
+    /// a plugin, a limit, `uses`, …); `field` is `overrides[i]`.
+    #[error(transparent)]
+    Override(#[from] doppel_host::plan::OverrideError),
+    /// The pipeline with these overrides does not plan; the text lists the
+    /// problems (file:line:col).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Build the plan a job would run, with its input at `input`, named
+/// `label` in everything the job writes (report.json, errors). Overrides are
+/// checked against what each stage declares user-settable and applied
+/// first; the input is bound last, by the server, so nothing a caller sends
+/// can point a stage at a file.
+pub fn plan_job(
+    catalog: &Catalog,
+    job: &PipelineJob,
+    input: &Path,
+    label: &str,
+) -> Result<doppel_host::plan::Plan, JobPlanError> {
+    use JobPlanError::Invalid;
     let pipeline = shipped::find(&job.pipeline).ok_or_else(|| {
         let names: Vec<&str> = shipped::PIPELINES.iter().map(|p| p.name).collect();
-        format!(
+        Invalid(format!(
             "pipeline: no shipped pipeline `{}` (have {})",
             job.pipeline,
             names.join(", ")
-        )
+        ))
     })?;
     let mut spec = PipelineSpec::parse(SourceFile::new(format!("{}.toml", pipeline.name), pipeline.text))
-        .map_err(|d| d.to_string())?;
+        .map_err(|d| Invalid(d.to_string()))?;
     let stages = spec.input_stages();
     let [(stage, key)] = stages.as_slice() else {
-        return Err(format!(
+        return Err(Invalid(format!(
             "pipeline {} must have exactly one source (or sample) stage",
             pipeline.name
-        ));
+        )));
     };
     match (*key, &job.model) {
         ("model", None) => {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "pipeline {} samples a saved model: give `model` (the job that saved it) instead of a dataset",
                 pipeline.name
-            ));
+            )));
         }
         ("path", Some(_)) => {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "pipeline {} reads a dataset: give `dataset_id`; `model` is for the `sample` pipeline",
                 pipeline.name
-            ));
+            )));
         }
         _ => {}
     }
+    doppel_host::plan::check_user_overrides(&spec, catalog, &job.overrides)?;
+    for o in &job.overrides {
+        spec.set(o).map_err(|d| Invalid(d.message.clone()))?;
+    }
     let path = input.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
     spec.set(&format!("{stage}.{key}=\"{path}\""))
-        .map_err(|d| d.message.clone())?;
+        .map_err(|d| Invalid(d.message.clone()))?;
     if *key == "path" {
         spec.set(&format!("{stage}.format=\"parquet\""))
-            .map_err(|d| d.message.clone())?;
+            .map_err(|d| Invalid(d.message.clone()))?;
     }
-    for o in &job.overrides {
-        spec.set(o).map_err(|d| d.message.clone())?;
-    }
-    plan(&spec, catalog).map_err(|d| d.to_string())
+    let mut plan = plan(&spec, catalog).map_err(|d| Invalid(d.to_string()))?;
+    plan.input_label = Some(label.to_owned());
+    Ok(plan)
 }
+
+/// What a job's report and errors call its input: the dataset (or the
+/// saved model's job), never a server file.
+fn input_label(job: &PipelineJob) -> String {
+    match &job.model {
+        Some(m) => format!("model {} of job {}", m.output, m.job_id),
+        None => format!("dataset {}", job.dataset_id),
+    }
+}
+
+/// How many overrides one job may carry, and how long each may be.
+pub const MAX_OVERRIDES: usize = 32;
+/// See [`MAX_OVERRIDES`].
+pub const MAX_OVERRIDE_BYTES: usize = 1024;
 
 /// A request to run a shipped pipeline on a dataset, as REST's `POST
 /// /v1/jobs` and Flight's `job.submit` action both take it.
@@ -139,6 +178,15 @@ pub enum SubmitError {
     /// problems (file:line:col).
     #[error("{0}")]
     InvalidPipeline(String),
+    /// An override names a key a job may not set, or asks for more than the
+    /// server allows (`field` says which).
+    #[error("{field}: {message}")]
+    NotAllowed {
+        /// `overrides[i]`, or the setting at fault.
+        field: String,
+        /// Why, with what may be set instead.
+        message: String,
+    },
     /// Scope, lookup or store failure.
     #[error(transparent)]
     Platform(#[from] doppel_platform::Error),
@@ -156,6 +204,12 @@ pub async fn submit(
     use doppel_platform::Error;
     use doppel_platform::authz::{Scope, require};
     require(p, Scope::JobsRun)?;
+    if request.overrides.len() > MAX_OVERRIDES {
+        return Err(Error::invalid("overrides", format!("at most {MAX_OVERRIDES} overrides")).into());
+    }
+    if let Some(i) = request.overrides.iter().position(|o| o.len() > MAX_OVERRIDE_BYTES) {
+        return Err(Error::invalid(format!("overrides[{i}]"), format!("at most {MAX_OVERRIDE_BYTES} bytes")).into());
+    }
     if shipped::find(&request.pipeline).is_none() {
         let names: Vec<&str> = shipped::PIPELINES.iter().map(|p| p.name).collect();
         return Err(Error::invalid(
@@ -192,11 +246,21 @@ pub async fn submit(
     };
     let check = {
         let (catalog, spec) = (Arc::clone(&state.catalog), spec.clone());
-        tokio::task::spawn_blocking(move || plan_job(&catalog, &spec, Path::new("/dev/null/input.parquet")))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            let label = input_label(&spec);
+            plan_job(&catalog, &spec, Path::new("input.parquet"), &label)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
     };
-    let plan = check.map_err(SubmitError::InvalidPipeline)?;
+    let plan = check.map_err(|e| match e {
+        JobPlanError::Override(o) => SubmitError::NotAllowed {
+            field: o.field,
+            message: o.message,
+        },
+        JobPlanError::Invalid(m) => SubmitError::InvalidPipeline(m),
+    })?;
+    check_rows(&plan, dataset.as_ref(), &state.settings.limits)?;
     // Differentially private stages are charged to the dataset's budget now,
     // before the job exists, so an overspend is refused before any row is read.
     let charges = doppel_host::exec::privacy_charges(&plan).map_err(|e| SubmitError::InvalidPipeline(e.to_string()))?;
@@ -231,6 +295,55 @@ pub async fn submit(
     };
     doppel_platform::privacy::attach_job(&state.db, &charged, &job.id).await?;
     Ok(job)
+}
+
+/// Refuse a job whose generator or sample stage would write more rows than
+/// the server allows (`limits.max_synthetic_rows`), or more cells than an
+/// upload may hold (`limits.max_cells`), before it is queued: a worker that
+/// runs out of memory takes every job and request in its process with it.
+fn check_rows(
+    plan: &doppel_host::plan::Plan,
+    dataset: Option<&doppel_platform::datasets::Dataset>,
+    limits: &doppel_platform::settings::LimitSettings,
+) -> Result<(), SubmitError> {
+    use doppel_host::builtins::Builtin;
+    use doppel_host::plan::Operation;
+    let columns = dataset
+        .and_then(|d| d.metadata.get("columns")?.as_array().map(Vec::len))
+        .unwrap_or(1)
+        .max(1) as u64;
+    for stage in &plan.stages {
+        if !matches!(
+            stage.operation,
+            Operation::Builtin(Builtin::Generator(_) | Builtin::Sample)
+        ) {
+            continue;
+        }
+        let Some(doppel_host::config::ConfigValue::Integer(rows)) = doppel_host::config::get(&stage.settings, "rows")
+        else {
+            continue;
+        };
+        let rows = u64::try_from(*rows).unwrap_or(0);
+        if rows > limits.max_synthetic_rows {
+            return Err(SubmitError::NotAllowed {
+                field: format!("{}.rows", stage.id),
+                message: format!(
+                    "at most {} rows per job on this server (limits.max_synthetic_rows)",
+                    limits.max_synthetic_rows
+                ),
+            });
+        }
+        if rows.saturating_mul(columns) > limits.max_cells {
+            return Err(SubmitError::NotAllowed {
+                field: format!("{}.rows", stage.id),
+                message: format!(
+                    "{rows} rows × {columns} columns is more than the {} cells a table may have here (limits.max_cells)",
+                    limits.max_cells
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A dataset the caller may read; another account's is "no such dataset".
@@ -392,10 +505,14 @@ async fn run_pipeline(
             .path()
             .join(Path::new(&model.output).file_name().unwrap_or_default());
         ctx.progress(0.0, "fetching the saved model");
-        storage
-            .get_to_file(&model.key, &input)
-            .await
-            .map_err(|e| fail("storage_unavailable", e.to_string(), true))?;
+        storage.get_to_file(&model.key, &input).await.map_err(|e| {
+            tracing::warn!(job = %job.id, error = %e, "Fetching a saved model failed.");
+            fail(
+                "storage_unavailable",
+                "the saved model could not be fetched; retrying",
+                true,
+            )
+        })?;
         input
     } else {
         // The dataset may have been deleted since the job was queued.
@@ -407,20 +524,34 @@ async fn run_pipeline(
             })?;
         let input = work.path().join("input.parquet");
         ctx.progress(0.0, "fetching the dataset");
-        storage
-            .get_to_file(&spec.dataset_key, &input)
-            .await
-            .map_err(|e| fail("storage_unavailable", e.to_string(), true))?;
+        storage.get_to_file(&spec.dataset_key, &input).await.map_err(|e| {
+            tracing::warn!(job = %job.id, error = %e, "Fetching a dataset failed.");
+            fail(
+                "storage_unavailable",
+                "the dataset could not be fetched; retrying",
+                true,
+            )
+        })?;
         input
     };
 
+    let label = input_label(&spec);
+    // Whatever a stage says about its input names the dataset, not our file.
+    let hide = {
+        let (input, work, label) = (
+            input.display().to_string(),
+            work.path().display().to_string(),
+            label.clone(),
+        );
+        move |m: String| m.replace(&input, &label).replace(&work, "")
+    };
     let planned = {
-        let (catalog, spec, input) = (Arc::clone(&catalog), spec.clone(), input.clone());
-        tokio::task::spawn_blocking(move || plan_job(&catalog, &spec, &input))
+        let (catalog, spec, input, label) = (Arc::clone(&catalog), spec.clone(), input.clone(), label.clone());
+        tokio::task::spawn_blocking(move || plan_job(&catalog, &spec, &input, &label))
             .await
             .map_err(|e| fail("internal", e.to_string(), true))?
     };
-    let plan = planned.map_err(|m| fail("invalid_pipeline", m, false))?;
+    let plan = planned.map_err(|e| fail("invalid_pipeline", hide(e.to_string()), false))?;
 
     let total = plan.stages.len().max(1);
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -449,10 +580,7 @@ async fn run_pipeline(
     let run = match exec::run(&plan, &options).await {
         Ok(r) => r,
         Err(doppel_host::Error::Cancelled) => return Err(fail("cancelled", "cancelled", false)),
-        Err(e) => {
-            let message = e.to_string().replace(&work.path().display().to_string(), "");
-            return Err(fail("pipeline_failed", message, false));
-        }
+        Err(e) => return Err(fail("pipeline_failed", hide(e.to_string()), false)),
     };
     let out = work.path().join("out");
     let format = if spec.format == "csv" {
@@ -466,7 +594,7 @@ async fn run_pipeline(
             .await
             .map_err(|e| fail("internal", e.to_string(), true))?
     };
-    written.map_err(|e| fail("output_failed", e.to_string(), true))?;
+    written.map_err(|e| fail("output_failed", hide(e.to_string()), true))?;
     ctx.progress(0.97, "uploading outputs");
 
     let mut files = Vec::new();
@@ -488,10 +616,10 @@ async fn run_pipeline(
             &job.id,
             &format!("{}/{name}", ctx.attempt_dir()),
         );
-        let size = storage
-            .put_file(&key, &path)
-            .await
-            .map_err(|e| fail("storage_unavailable", e.to_string(), true))?;
+        let size = storage.put_file(&key, &path).await.map_err(|e| {
+            tracing::warn!(job = %job.id, error = %e, "Uploading an output failed.");
+            fail("storage_unavailable", "an output could not be stored; retrying", true)
+        })?;
         files.push(OutputFile {
             media_type: media_type(&name).to_owned(),
             name,

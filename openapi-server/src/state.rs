@@ -13,7 +13,9 @@ use doppel_platform::payments::fake::FakeProvider;
 use doppel_platform::{Db, Settings, Storage};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-/// Shared state of one server process.
+/// Shared state of one server process. Uploads are read in this process
+/// unless [`AppState::with_ingest_program`] names the binary to read them in
+/// child processes (what `doppel serve` does).
 pub struct AppState {
     /// Effective settings.
     pub settings: Settings,
@@ -31,13 +33,17 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// Request counters for `/metrics`.
     pub metrics: Metrics,
-    /// Per-credential / per-address request limiter.
+    /// Per-account / per-address request limiter (use [`AppState::check_rate`]).
     pub limiter: DefaultKeyedRateLimiter<String>,
+    /// Checks since the limiter last forgot idle keys.
+    limiter_checks: std::sync::atomic::AtomicU64,
     /// Listings, purchases, the ledger.
     pub market: Market,
     /// The built-in payment provider, when it is the one configured (its
     /// hosted checkout pages are served here).
     pub fake: Option<FakeProvider>,
+    /// Reads uploads (REST and Flight) under the settings' limits.
+    pub ingest: crate::tables::Ingestor,
 }
 
 impl std::fmt::Debug for AppState {
@@ -60,10 +66,12 @@ impl AppState {
             settings.public_url(),
         )?;
         let (market, fake) = payments(&settings, &db)?;
+        let settings_limits = settings.limits.clone();
         let per_second = NonZeroU32::new(settings.limits.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(settings.limits.burst.max(1)).unwrap_or(NonZeroU32::MIN);
         Ok(AppState {
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            limiter_checks: std::sync::atomic::AtomicU64::new(0),
             settings,
             db,
             storage,
@@ -74,6 +82,33 @@ impl AppState {
             metrics: Metrics::default(),
             market,
             fake,
+            ingest: crate::tables::Ingestor::new(&settings_limits),
+        })
+    }
+}
+
+impl AppState {
+    /// Read uploads in child processes of `program` (`doppel ingest-worker`).
+    #[must_use]
+    pub fn with_ingest_program(mut self, program: std::path::PathBuf) -> Self {
+        self.ingest = self.ingest.in_child_processes(program);
+        self
+    }
+
+    /// Spend one request of `key`'s budget (REST and Flight alike), or say
+    /// how long to wait. Every few thousand checks, keys whose budget is full
+    /// again are forgotten, so addresses and accounts seen once do not pile
+    /// up in memory.
+    pub fn check_rate(&self, key: &str) -> Result<(), std::time::Duration> {
+        use governor::clock::{Clock, DefaultClock};
+        let n = self.limiter_checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % 4096 == 4095 {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        self.limiter.check_key(&key.to_owned()).map_err(|not_until| {
+            self.metrics.limited();
+            not_until.wait_time_from(DefaultClock::default().now())
         })
     }
 }

@@ -5,11 +5,16 @@
 //! the platform.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use doppel_host::builtins::profile;
-use doppel_host::builtins::source::{self, Format, SourceOptions};
+use doppel_host::builtins::source::{self, Format, SourceError, SourceOptions};
+use doppel_host::limits::ReadLimits;
 use doppel_host::report::{self, TableFormat};
 use doppel_host::table::Table;
+use doppel_platform::settings::LimitSettings;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Rows kept in the metadata for `GET /v1/datasets/{id}/preview`.
@@ -31,6 +36,11 @@ pub enum IngestError {
     /// Reading failed; the message names the place (line, column).
     #[error("{0}")]
     Unreadable(String),
+    /// The table is over one of the server's limits (columns, nesting,
+    /// value length, cells, decoded size, reader memory or time); the
+    /// message names the setting.
+    #[error("{0}")]
+    TooLarge(String),
     /// Writing the stored copy failed (our problem).
     #[error("storing the table: {0}")]
     Internal(String),
@@ -64,20 +74,327 @@ pub fn format_of(file_name: &str, content_type: Option<&str>) -> Option<Format> 
     })
 }
 
-/// Read `upload` (a local file whose user-facing name is `name`) and write its
-/// Parquet copy into `work`. Blocking: call from a blocking thread.
-pub fn ingest(upload: &Path, name: &str, format: Format, work: &Path) -> Result<Ingested, IngestError> {
+/// The read limits an upload is held to, from the server's settings.
+pub fn read_limits(l: &LimitSettings) -> ReadLimits {
+    ReadLimits {
+        max_columns: l.max_columns,
+        max_name_bytes: l.max_name_bytes,
+        max_cells: l.max_cells,
+        max_value_bytes: usize::try_from(l.max_value_kb.saturating_mul(1024)).unwrap_or(usize::MAX),
+        max_depth: l.max_depth,
+        max_decoded_bytes: l.decoded_max_mb.saturating_mul(1024 * 1024),
+    }
+}
+
+/// Read `upload` (a local file whose user-facing name is `name`) under
+/// `limits` and write its Parquet copy into `work`. Blocking: call from a
+/// blocking thread (or, as servers do, through an [`Ingestor`]).
+pub fn ingest(
+    upload: &Path,
+    name: &str,
+    format: Format,
+    work: &Path,
+    limits: &ReadLimits,
+) -> Result<Ingested, IngestError> {
     let mut options = SourceOptions::new(upload);
     options.format = Some(format);
+    options.limits = *limits;
     // Messages name the upload as the user called it, never our temp path.
     let hide = |m: String| m.replace(&upload.display().to_string(), name);
-    let table = source::read_table(&options).map_err(|e| IngestError::Unreadable(hide(e.to_string())))?;
+    let table = source::read_table(&options).map_err(|e| match e {
+        SourceError::Limit { .. } => IngestError::TooLarge(hide(e.to_string())),
+        other => IngestError::Unreadable(hide(other.to_string())),
+    })?;
     let parquet = work.join(PARQUET_FILE);
     report::write_table(&table, &parquet, TableFormat::Parquet).map_err(|e| IngestError::Internal(e.to_string()))?;
     let ipc = work.join(IPC_FILE);
     write_ipc(&table, &ipc)?;
     let metadata = describe(&table, name, format)?;
     Ok(Ingested { parquet, ipc, metadata })
+}
+
+/// Reads uploads for a server: under the settings' limits, a few at a time,
+/// and — when given the server's own executable — each in a child process
+/// (`doppel ingest-worker`) with its own memory limit and deadline. Parsers
+/// are where hostile files do their damage; in a child, a file that defeats
+/// every check before parsing (a decompression bomb, a parser bug) kills
+/// only that child and is answered 422, and the memory a large upload needed
+/// goes back to the system when the child exits instead of staying with the
+/// server's allocator.
+#[derive(Debug, Clone)]
+pub struct Ingestor {
+    limits: ReadLimits,
+    program: Option<PathBuf>,
+    memory_mb: u64,
+    timeout: Duration,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+/// What the child reads from its standard input.
+#[derive(Debug, Serialize, Deserialize)]
+struct ChildRequest {
+    upload: PathBuf,
+    name: String,
+    format: String,
+    work: PathBuf,
+    memory_mb: u64,
+    max_columns: usize,
+    max_name_bytes: usize,
+    max_cells: u64,
+    max_value_bytes: usize,
+    max_depth: usize,
+    max_decoded_bytes: u64,
+}
+
+/// What the child writes to its standard output (one JSON line).
+#[derive(Debug, Serialize, Deserialize)]
+struct ChildAnswer {
+    /// `ok`, `unreadable`, `too_large`, `unknown_format` or `internal`.
+    outcome: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// The metadata file a child leaves next to the copies it wrote.
+const METADATA_FILE: &str = "metadata.json";
+
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Csv => "csv",
+        Format::Parquet => "parquet",
+        Format::Ndjson => "ndjson",
+    }
+}
+
+impl Ingestor {
+    /// Read in this process (libraries and tests), under `limits`.
+    pub fn new(limits: &LimitSettings) -> Self {
+        Ingestor {
+            limits: read_limits(limits),
+            program: None,
+            memory_mb: limits.ingest_memory_mb,
+            timeout: Duration::from_secs(limits.ingest_timeout_seconds.max(1)),
+            gate: Arc::new(tokio::sync::Semaphore::new(limits.concurrent_ingests.max(1))),
+        }
+    }
+
+    /// Read each upload in a child process of `program` (the `doppel`
+    /// binary, which answers `doppel ingest-worker`).
+    pub fn in_child_processes(mut self, program: PathBuf) -> Self {
+        self.program = Some(program);
+        self
+    }
+
+    /// The limits uploads are held to.
+    pub fn limits(&self) -> &ReadLimits {
+        &self.limits
+    }
+
+    /// Read `upload` (user-facing name `name`) into `work`, waiting for a
+    /// turn first.
+    pub async fn ingest(
+        &self,
+        upload: &Path,
+        name: &str,
+        format: Format,
+        work: &Path,
+    ) -> Result<Ingested, IngestError> {
+        let _turn = Arc::clone(&self.gate)
+            .acquire_owned()
+            .await
+            .map_err(|e| IngestError::Internal(e.to_string()))?;
+        match &self.program {
+            None => {
+                let (upload, name, work, limits) = (upload.to_owned(), name.to_owned(), work.to_owned(), self.limits);
+                tokio::task::spawn_blocking(move || ingest(&upload, &name, format, &work, &limits))
+                    .await
+                    .map_err(|e| IngestError::Internal(e.to_string()))?
+            }
+            Some(program) => self.in_child(program, upload, name, format, work).await,
+        }
+    }
+
+    async fn in_child(
+        &self,
+        program: &Path,
+        upload: &Path,
+        name: &str,
+        format: Format,
+        work: &Path,
+    ) -> Result<Ingested, IngestError> {
+        use tokio::io::AsyncWriteExt;
+        let request = ChildRequest {
+            upload: upload.to_owned(),
+            name: name.to_owned(),
+            format: format_name(format).to_owned(),
+            work: work.to_owned(),
+            memory_mb: self.memory_mb,
+            max_columns: self.limits.max_columns,
+            max_name_bytes: self.limits.max_name_bytes,
+            max_cells: self.limits.max_cells,
+            max_value_bytes: self.limits.max_value_bytes,
+            max_depth: self.limits.max_depth,
+            max_decoded_bytes: self.limits.max_decoded_bytes,
+        };
+        let internal = |e: &dyn std::fmt::Display| IngestError::Internal(format!("upload reader: {e}"));
+        let mut child = tokio::process::Command::new(program)
+            .arg("ingest-worker")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            // The reader needs nothing from the server's environment, which
+            // holds its secrets (database URL, keys): a parser compromised by
+            // a hostile file finds none of them.
+            .env_clear()
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| internal(&e))?;
+        let mut stdin = child.stdin.take().ok_or_else(|| internal(&"no stdin"))?;
+        let line = serde_json::to_vec(&request).map_err(|e| internal(&e))?;
+        stdin.write_all(&line).await.map_err(|e| internal(&e))?;
+        drop(stdin);
+        let out = match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
+            Ok(out) => out.map_err(|e| internal(&e))?,
+            // Dropping the future kills the child (kill_on_drop).
+            Err(_) => {
+                return Err(IngestError::TooLarge(format!(
+                    "`{name}` took longer than {} s to read (limits.ingest_timeout_seconds)",
+                    self.timeout.as_secs()
+                )));
+            }
+        };
+        let answer = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<ChildAnswer>(l).ok());
+        match answer {
+            Some(a) if a.outcome == "ok" && out.status.success() => {
+                let text = std::fs::read_to_string(work.join(METADATA_FILE)).map_err(|e| internal(&e))?;
+                let metadata = serde_json::from_str(&text).map_err(|e| internal(&e))?;
+                Ok(Ingested {
+                    parquet: work.join(PARQUET_FILE),
+                    ipc: work.join(IPC_FILE),
+                    metadata,
+                })
+            }
+            Some(a) => Err(match a.outcome.as_str() {
+                "too_large" => IngestError::TooLarge(a.message),
+                "unknown_format" => IngestError::UnknownFormat(name.to_owned()),
+                "internal" => IngestError::Internal(a.message),
+                _ => IngestError::Unreadable(a.message),
+            }),
+            None => {
+                // Killed: out of memory (its limit, or the kernel's), out of
+                // stack, or a crash inside a parser. The server is fine.
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let tail: String = stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+                tracing::warn!(status = %out.status, stderr = %tail, "An upload's reader process died.");
+                Err(IngestError::TooLarge(format!(
+                    "`{name}` could not be read within this server's limits (limits.ingest_memory_mb = {} MiB): \
+                     its reader stopped before finishing",
+                    self.memory_mb
+                )))
+            }
+        }
+    }
+}
+
+/// The child side (`doppel ingest-worker`): read one request from standard
+/// input, limit this process's memory, read the upload on a thread with a
+/// large stack, leave the copies and `metadata.json` in the work folder and
+/// print one answer line. Returns the exit code.
+pub fn child_main() -> i32 {
+    use std::io::Read;
+    let answer = |outcome: &str, message: String| {
+        let line = serde_json::to_string(&ChildAnswer {
+            outcome: outcome.to_owned(),
+            message,
+        })
+        .unwrap_or_default();
+        #[allow(clippy::print_stdout, reason = "the answer goes to the parent on stdout")]
+        {
+            println!("{line}");
+        }
+    };
+    let mut text = String::new();
+    if let Err(e) = std::io::stdin().take(1 << 20).read_to_string(&mut text) {
+        answer("internal", format!("reading the request: {e}"));
+        return 2;
+    }
+    let request: ChildRequest = match serde_json::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            answer("internal", format!("the request: {e}"));
+            return 2;
+        }
+    };
+    // Soft and hard: the reader cannot raise it again. Data (heap and
+    // private mappings) rather than address space, which thread stacks and
+    // allocator arenas reserve without using.
+    let bytes = request.memory_mb.saturating_mul(1024 * 1024);
+    if let Err(e) = rlimit::setrlimit(rlimit::Resource::DATA, bytes, bytes) {
+        tracing::warn!(error = %e, "Could not limit the upload reader's memory.");
+    }
+    // If the machine runs short anyway, the kernel should pick this process.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
+    let format = match request.format.as_str() {
+        "csv" => Format::Csv,
+        "parquet" => Format::Parquet,
+        "ndjson" => Format::Ndjson,
+        other => {
+            answer("unknown_format", other.to_owned());
+            return 1;
+        }
+    };
+    let limits = ReadLimits {
+        max_columns: request.max_columns,
+        max_name_bytes: request.max_name_bytes,
+        max_cells: request.max_cells,
+        max_value_bytes: request.max_value_bytes,
+        max_depth: request.max_depth,
+        max_decoded_bytes: request.max_decoded_bytes,
+    };
+    // Readers recurse on nested data: give them room (the depth limits keep
+    // them far from it; this is the margin).
+    let worker = std::thread::Builder::new()
+        .name("ingest".into())
+        .stack_size(256 * 1024 * 1024)
+        .spawn(move || {
+            ingest(&request.upload, &request.name, format, &request.work, &limits).map(|i| (i, request.work))
+        });
+    let result = match worker.map(std::thread::JoinHandle::join) {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(IngestError::Unreadable("the reader failed on this file".into())),
+        Err(e) => Err(IngestError::Internal(e.to_string())),
+    };
+    match result {
+        Ok((ingested, work)) => match std::fs::write(work.join(METADATA_FILE), ingested.metadata.to_string()) {
+            Ok(()) => {
+                answer("ok", String::new());
+                0
+            }
+            Err(e) => {
+                answer("internal", e.to_string());
+                1
+            }
+        },
+        Err(IngestError::TooLarge(m)) => {
+            answer("too_large", m);
+            1
+        }
+        Err(IngestError::UnknownFormat(m)) => {
+            answer("unknown_format", m);
+            1
+        }
+        Err(IngestError::Unreadable(m)) => {
+            answer("unreadable", m);
+            1
+        }
+        Err(IngestError::Internal(m)) => {
+            answer("internal", m);
+            1
+        }
+    }
 }
 
 /// Largest record-batch message the serving copy stores (in-memory size):
@@ -251,7 +568,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("x.csv");
         std::fs::write(&file, "a,b\n1,2\n3,4,5,6\n").unwrap();
-        let err = ingest(&file, "mine.csv", Format::Csv, dir.path())
+        let err = ingest(&file, "mine.csv", Format::Csv, dir.path(), &ReadLimits::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("mine.csv"), "{err}");
@@ -267,7 +584,7 @@ mod tests {
             text.push_str(&format!("{},{}\n", 20 + i, ["free", "pro"][i % 2]));
         }
         std::fs::write(&file, text).unwrap();
-        let ingested = ingest(&file, "t.csv", Format::Csv, dir.path()).unwrap();
+        let ingested = ingest(&file, "t.csv", Format::Csv, dir.path(), &ReadLimits::default()).unwrap();
         assert!(ingested.parquet.is_file());
         let ipc = arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&ingested.ipc).unwrap(), None).unwrap();
         assert_eq!(ipc.map(|b| b.unwrap().num_rows()).sum::<usize>(), 50);

@@ -64,6 +64,9 @@ pub struct Accounts {
     db: Db,
     settings: crate::settings::AuthSettings,
     key: Vec<u8>,
+    /// Password hashes in flight: each argon2id hash holds 19 MiB, so 400
+    /// sign-ins at once would hold 7.6 GiB. Callers wait here (briefly).
+    hashing: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -90,10 +93,27 @@ fn account_from(row: &sqlx::any::AnyRow) -> Result<Account> {
 impl Accounts {
     /// Account operations over `db`; `signing_key` protects TOTP secrets at rest.
     pub fn new(db: Db, settings: crate::settings::AuthSettings, signing_key: Vec<u8>) -> Self {
+        let permits = match settings.hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            n => n,
+        };
         Accounts {
             db,
             settings,
             key: signing_key,
+            hashing: std::sync::Arc::new(tokio::sync::Semaphore::new(permits)),
+        }
+    }
+
+    /// A turn at the password hasher, or 429 after `hash_wait_ms` in line.
+    async fn hash_turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let wait = std::time::Duration::from_millis(self.settings.hash_wait_ms);
+        match tokio::time::timeout(wait, std::sync::Arc::clone(&self.hashing).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Error::TooManyAttempts {
+                message: "too many sign-ins at once; try again in a moment".into(),
+                retry_after_s: 1,
+            }),
         }
     }
 
@@ -110,6 +130,7 @@ impl Accounts {
 
     async fn hash_password(&self, password: String) -> Result<String> {
         let hasher = self.hasher();
+        let _turn = self.hash_turn().await?;
         tokio::task::spawn_blocking(move || {
             hasher
                 .hash_password(password.as_bytes())
@@ -120,9 +141,10 @@ impl Accounts {
         .map_err(|e| Error::Internal(e.to_string()))?
     }
 
-    async fn verify_password(&self, password: String, hash: Option<String>) -> bool {
+    async fn verify_password(&self, password: String, hash: Option<String>) -> Result<bool> {
         let hasher = self.hasher();
-        tokio::task::spawn_blocking(move || {
+        let _turn = self.hash_turn().await?;
+        Ok(tokio::task::spawn_blocking(move || {
             // Unknown accounts verify against a fixed hash so both paths cost the same.
             static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
             let hash = hash.unwrap_or_else(|| {
@@ -138,7 +160,7 @@ impl Accounts {
             hasher.verify_password(password.as_bytes(), hash.as_str()).is_ok()
         })
         .await
-        .unwrap_or(false)
+        .unwrap_or(false))
     }
 
     /// Create an account. E-mails are unique (case-insensitively).
@@ -186,6 +208,12 @@ impl Accounts {
     }
 
     /// Check a password (and second factor, when enrolled) and open a session.
+    ///
+    /// An account with a second factor is checked in one step: without a code
+    /// the answer is [`Error::MfaRequired`] whatever the password, and with
+    /// one every failure reads the same, so the password cannot be tested
+    /// apart from the code. Wrong attempts in a row lock the second factor
+    /// for `mfa_lockout_seconds`, doubling each time (429).
     pub async fn log_in(
         &self,
         meta: &RequestMeta,
@@ -195,8 +223,11 @@ impl Accounts {
         recovery_code: Option<&str>,
     ) -> Result<NewSession> {
         let email = email.trim().to_ascii_lowercase();
+        if password.len() > 1024 {
+            return Err(Error::Unauthenticated("wrong e-mail or password".into()));
+        }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ACCOUNT_COLUMNS}, password_hash, totp_last_step FROM accounts WHERE email = $1"
+            "SELECT {ACCOUNT_COLUMNS}, password_hash, totp_last_step, mfa_locked_until FROM accounts WHERE email = $1"
         )))
         .bind(&email)
         .fetch_optional(&self.db.pool)
@@ -205,16 +236,37 @@ impl Accounts {
             Some(r) => r.try_get::<Option<String>, _>("password_hash")?,
             None => None,
         };
-        let ok = self.verify_password(password.to_owned(), hash.clone()).await && hash.is_some();
+        let mfa = match &row {
+            Some(r) => r.try_get::<Option<String>, _>("totp_secret")?.is_some(),
+            None => false,
+        };
+        let actor = match &row {
+            Some(r) => Some(r.try_get::<String, _>("id")?),
+            None => None,
+        };
+        if mfa && totp_code.is_none() && recovery_code.is_none() {
+            // The same hashing cost as a real check, and no verdict on the
+            // password: it is only ever judged together with the code.
+            let _ = self.verify_password(password.to_owned(), None).await?;
+            return Err(Error::MfaRequired);
+        }
+        if mfa && let Some(r) = &row {
+            self.check_mfa_lock(r.try_get("mfa_locked_until")?)?;
+        }
+        let ok = self.verify_password(password.to_owned(), hash.clone()).await? && hash.is_some();
+        let wrong = if mfa {
+            "wrong e-mail, password or code"
+        } else {
+            "wrong e-mail or password"
+        };
         let account = match (&row, ok) {
             (Some(r), true) => account_from(r)?,
             _ => {
-                let actor = match &row {
-                    Some(r) => Some(r.try_get::<String, _>("id")?),
-                    None => None,
-                };
                 self.audit_failure(meta, actor.as_deref(), "authn_login_fail").await?;
-                return Err(Error::Unauthenticated("wrong e-mail or password".into()));
+                if mfa && let Some(id) = &actor {
+                    self.mfa_failed(id).await?;
+                }
+                return Err(Error::Unauthenticated(wrong.into()));
             }
         };
         if account.disabled_at.is_some() {
@@ -228,44 +280,112 @@ impl Accounts {
             };
             let sealed: String = r.try_get::<Option<String>, _>("totp_secret")?.unwrap_or_default();
             let last_step: Option<i64> = r.try_get("totp_last_step")?;
-            match (totp_code, recovery_code) {
-                (Some(code), _) => {
-                    let secret = self.unseal(&account.id, &sealed)?;
-                    let Some(step) = totp_match(&secret, code, now_ms() / 1000) else {
-                        self.audit_failure(meta, Some(&account.id), "authn_mfa_fail").await?;
-                        return Err(Error::Unauthenticated("wrong TOTP code".into()));
-                    };
-                    // Each code works once: a step at or before the last accepted one is a replay.
-                    let updated = sqlx::query(
-                        "UPDATE accounts SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
-                    )
-                    .bind(step)
-                    .bind(&account.id)
-                    .execute(&self.db.pool)
-                    .await?;
-                    if updated.rows_affected() == 0 || last_step.is_some_and(|l| l >= step) {
-                        self.audit_failure(meta, Some(&account.id), "authn_mfa_replay").await?;
-                        return Err(Error::Unauthenticated("this TOTP code was already used".into()));
-                    }
-                }
-                (None, Some(code)) => {
-                    let used = sqlx::query(
-                        "UPDATE recovery_codes SET used_at = $1 WHERE account_id = $2 AND code_hash = $3 AND used_at IS NULL",
-                    )
-                    .bind(now_ms())
-                    .bind(&account.id)
-                    .bind(sha256_hex(normalise_recovery(code).as_bytes()))
-                    .execute(&self.db.pool)
-                    .await?;
-                    if used.rows_affected() != 1 {
-                        self.audit_failure(meta, Some(&account.id), "authn_mfa_fail").await?;
-                        return Err(Error::Unauthenticated("wrong or used recovery code".into()));
-                    }
-                }
-                (None, None) => return Err(Error::MfaRequired),
+            if let Err(e) = self
+                .second_factor(&account.id, &sealed, last_step, totp_code, recovery_code)
+                .await
+            {
+                self.audit_failure(meta, Some(&account.id), e).await?;
+                self.mfa_failed(&account.id).await?;
+                return Err(Error::Unauthenticated(wrong.into()));
             }
+            self.mfa_succeeded(&account.id).await?;
         }
         self.open_session(meta, account, "authn_login_success").await
+    }
+
+    /// Check a TOTP code (once per step: a replay fails) or use up a
+    /// recovery code. The error is the audit action to record.
+    async fn second_factor(
+        &self,
+        account: &str,
+        sealed: &str,
+        last_step: Option<i64>,
+        totp_code: Option<&str>,
+        recovery_code: Option<&str>,
+    ) -> Result<(), &'static str> {
+        match (totp_code, recovery_code) {
+            (Some(code), _) => {
+                let secret = self.unseal(account, sealed).map_err(|_| "authn_mfa_fail")?;
+                let step = totp_match(&secret, code, now_ms() / 1000).ok_or("authn_mfa_fail")?;
+                // Each code works once: a step at or before the last accepted one is a replay.
+                let updated = sqlx::query(
+                    "UPDATE accounts SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+                )
+                .bind(step)
+                .bind(account)
+                .execute(&self.db.pool)
+                .await
+                .map_err(|_| "authn_mfa_fail")?;
+                if updated.rows_affected() == 0 || last_step.is_some_and(|l| l >= step) {
+                    return Err("authn_mfa_replay");
+                }
+                Ok(())
+            }
+            (None, Some(code)) => {
+                let used = sqlx::query(
+                    "UPDATE recovery_codes SET used_at = $1 WHERE account_id = $2 AND code_hash = $3 AND used_at IS NULL",
+                )
+                .bind(now_ms())
+                .bind(account)
+                .bind(sha256_hex(normalise_recovery(code).as_bytes()))
+                .execute(&self.db.pool)
+                .await
+                .map_err(|_| "authn_mfa_fail")?;
+                if used.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    Err("authn_mfa_fail")
+                }
+            }
+            (None, None) => Err("authn_mfa_fail"),
+        }
+    }
+
+    /// Refuse while a second-factor lockout runs.
+    fn check_mfa_lock(&self, locked_until: Option<i64>) -> Result<()> {
+        let now = now_ms();
+        match locked_until {
+            Some(until) if until > now => Err(Error::TooManyAttempts {
+                message: "too many wrong sign-in attempts; this account's sign-in is locked for a while".into(),
+                retry_after_s: u64::try_from((until - now + 999) / 1000).unwrap_or(1),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Count a wrong attempt at an account with a second factor; from the
+    /// `mfa_max_failures`-th in a row on, lock it, each time twice as long
+    /// (capped at a day).
+    async fn mfa_failed(&self, account: &str) -> Result<()> {
+        let failures: i64 = sqlx::query_scalar(
+            "UPDATE accounts SET mfa_failures = mfa_failures + 1 WHERE id = $1 RETURNING mfa_failures",
+        )
+        .bind(account)
+        .fetch_one(&self.db.pool)
+        .await?;
+        let over = failures - self.settings.mfa_max_failures.max(1);
+        if over >= 0 {
+            let secs = self
+                .settings
+                .mfa_lockout_seconds
+                .max(1)
+                .saturating_mul(1i64 << over.min(20))
+                .min(86_400);
+            sqlx::query("UPDATE accounts SET mfa_locked_until = $1 WHERE id = $2")
+                .bind(now_ms() + secs * 1000)
+                .bind(account)
+                .execute(&self.db.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn mfa_succeeded(&self, account: &str) -> Result<()> {
+        sqlx::query("UPDATE accounts SET mfa_failures = 0, mfa_locked_until = NULL WHERE id = $1")
+            .bind(account)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
     }
 
     /// Open a session for an account already authenticated (password, SSO).
@@ -444,8 +564,51 @@ impl Accounts {
     }
 
     /// Start TOTP enrolment: a new secret, active only once a code from it is
-    /// confirmed with [`Accounts::confirm_totp`].
-    pub async fn enrol_totp(&self, p: &Principal) -> Result<TotpEnrolment> {
+    /// confirmed with [`Accounts::confirm_totp`]. A session alone is not
+    /// enough to change how the account signs in: with a second factor on,
+    /// a current code (or a recovery code) from it is needed; otherwise the
+    /// password (accounts that sign in only by SSO have none to give).
+    pub async fn enrol_totp(&self, p: &Principal, password: Option<&str>, code: Option<&str>) -> Result<TotpEnrolment> {
+        let row = sqlx::query(
+            "SELECT password_hash, totp_secret, totp_last_step, mfa_locked_until FROM accounts WHERE id = $1",
+        )
+        .bind(&p.account_id)
+        .fetch_one(&self.db.pool)
+        .await?;
+        let sealed: Option<String> = row.try_get("totp_secret")?;
+        if let Some(sealed) = sealed {
+            self.check_mfa_lock(row.try_get("mfa_locked_until")?)?;
+            let Some(code) = code else {
+                return Err(Error::invalid(
+                    "code",
+                    "a second factor is on: give a current code from it (or a recovery code) to replace it",
+                ));
+            };
+            let (totp, recovery) = if code.trim().len() == 6 {
+                (Some(code), None)
+            } else {
+                (None, Some(code))
+            };
+            if self
+                .second_factor(&p.account_id, &sealed, row.try_get("totp_last_step")?, totp, recovery)
+                .await
+                .is_err()
+            {
+                self.mfa_failed(&p.account_id).await?;
+                return Err(Error::invalid("code", "wrong or used code"));
+            }
+            self.mfa_succeeded(&p.account_id).await?;
+        } else if let Some(hash) = row.try_get::<Option<String>, _>("password_hash")? {
+            let Some(password) = password else {
+                return Err(Error::invalid(
+                    "password",
+                    "give your password to turn on a second factor",
+                ));
+            };
+            if !self.verify_password(password.to_owned(), Some(hash)).await? {
+                return Err(Error::invalid("password", "wrong password"));
+            }
+        }
         let secret = random_bytes::<20>();
         sqlx::query("UPDATE accounts SET totp_pending_secret = $1 WHERE id = $2")
             .bind(self.seal(&p.account_id, &secret))

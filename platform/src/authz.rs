@@ -42,17 +42,20 @@ pub enum Scope {
     JobsRun,
     /// Create and manage marketplace listings.
     MarketplaceSell,
+    /// Buy on the marketplace (start checkouts).
+    MarketplaceBuy,
     /// Operator endpoints (needs the admin role as well).
     Admin,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::DatasetsRead,
         Scope::DatasetsWrite,
         Scope::JobsRun,
         Scope::MarketplaceSell,
+        Scope::MarketplaceBuy,
         Scope::Admin,
     ];
 
@@ -63,6 +66,7 @@ impl Scope {
             Scope::DatasetsWrite => "datasets:write",
             Scope::JobsRun => "jobs:run",
             Scope::MarketplaceSell => "marketplace:sell",
+            Scope::MarketplaceBuy => "marketplace:buy",
             Scope::Admin => "admin",
         }
     }
@@ -93,6 +97,8 @@ pub enum Credential {
         key_id: String,
         /// Its scopes.
         scopes: Vec<Scope>,
+        /// When it stops working (ms), if ever.
+        expires_at: Option<i64>,
     },
 }
 
@@ -124,6 +130,24 @@ impl Principal {
     /// Whether this caller acts as an operator (admin role, admin scope).
     pub fn is_admin(&self) -> bool {
         self.has_scope(Scope::Admin)
+    }
+
+    /// Whether this credential may hand out (or take away) a key with
+    /// `scopes` that lasts until `expires_at`: a session may (within the
+    /// role); an API key only within its own scopes and its own lifetime, so
+    /// a narrow or short-lived key can never mint or revoke a stronger one.
+    pub fn covers_key(&self, scopes: &[Scope], expires_at: Option<i64>) -> bool {
+        if !scopes.iter().all(|s| self.has_scope(*s)) {
+            return false;
+        }
+        match &self.credential {
+            Credential::Session { .. } => true,
+            Credential::ApiKey { expires_at: own, .. } => match (own, expires_at) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(own), Some(other)) => other <= *own,
+            },
+        }
     }
 
     /// The API key id, if one was used (for the audit log).
@@ -189,6 +213,7 @@ mod tests {
             credential: Credential::ApiKey {
                 key_id: "k".into(),
                 scopes: scopes.to_vec(),
+                expires_at: Some(1000),
             },
         }
     }
@@ -216,6 +241,22 @@ mod tests {
             authorize(&admin_narrow, Scope::DatasetsRead, "b", "dataset", Grant::OwnerOnly).is_err(),
             "an admin's key without the admin scope acts as a user"
         );
+    }
+
+    #[test]
+    fn a_key_covers_only_narrower_shorter_keys() {
+        let k = key("a", Role::User, &[Scope::DatasetsRead, Scope::JobsRun]);
+        assert!(k.covers_key(&[Scope::DatasetsRead], Some(1000)));
+        assert!(k.covers_key(&[Scope::DatasetsRead, Scope::JobsRun], Some(10)));
+        assert!(!k.covers_key(&[Scope::DatasetsWrite], Some(10)), "a wider scope");
+        assert!(!k.covers_key(&[Scope::DatasetsRead], Some(1001)), "a later expiry");
+        assert!(!k.covers_key(&[Scope::DatasetsRead], None), "no expiry at all");
+        let session = Principal {
+            credential: Credential::Session { session_id: "s".into() },
+            ..k
+        };
+        assert!(session.covers_key(&[Scope::DatasetsWrite, Scope::MarketplaceBuy], None));
+        assert!(!session.covers_key(&[Scope::Admin], None), "admin needs the role");
     }
 
     #[test]

@@ -69,6 +69,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_payouts.sql"),
         postgres: include_str!("../migrations/postgres/0005_payouts.sql"),
     },
+    Migration {
+        version: 6,
+        name: "hardening",
+        sqlite: include_str!("../migrations/sqlite/0006_hardening.sql"),
+        postgres: include_str!("../migrations/postgres/0006_hardening.sql"),
+    },
 ];
 
 impl Db {

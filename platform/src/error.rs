@@ -47,6 +47,15 @@ pub enum Error {
     /// A second factor is required to finish signing in.
     #[error("a TOTP code or recovery code is required")]
     MfaRequired,
+    /// Too many attempts: wrong second-factor codes, or a server too busy
+    /// hashing passwords. Retry after `retry_after_s` seconds.
+    #[error("{message}")]
+    TooManyAttempts {
+        /// Why, for the caller.
+        message: String,
+        /// When to try again.
+        retry_after_s: u64,
+    },
     /// Settings could not be read.
     #[error("settings: {0}")]
     Settings(String),
@@ -102,6 +111,7 @@ impl Error {
             Error::Unauthenticated(_) => "unauthenticated",
             Error::Forbidden(_) => "forbidden",
             Error::MfaRequired => "mfa_required",
+            Error::TooManyAttempts { .. } => "too_many_attempts",
             Error::Unavailable(_) => "unavailable",
             Error::Settings(_)
             | Error::Db(_)

@@ -118,6 +118,8 @@ pub struct Job {
     pub attempt: i64,
     /// Attempts allowed.
     pub max_attempts: i64,
+    /// Times a worker vanished while running it (its lease expired).
+    pub lease_losses: i64,
     /// Whether a cancel was requested.
     pub cancel_requested: bool,
     /// Stable error code when failed.
@@ -136,7 +138,7 @@ pub struct Job {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, owner_id, kind, spec, state, progress, message, attempt, max_attempts, cancel_requested, \
+const COLUMNS: &str = "id, owner_id, kind, spec, state, progress, message, attempt, max_attempts, lease_losses, cancel_requested, \
                        error_code, error, manifest, created_at, started_at, finished_at, updated_at";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<Job> {
@@ -152,6 +154,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Job> {
         message: r.try_get("message")?,
         attempt: r.try_get("attempt")?,
         max_attempts: r.try_get("max_attempts")?,
+        lease_losses: r.try_get("lease_losses")?,
         cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
         error_code: r.try_get("error_code")?,
         error: r.try_get("error")?,
@@ -176,6 +179,10 @@ pub struct Queue {
     pub max_attempts: i64,
     /// First retry delay.
     pub retry_base: Duration,
+    /// Longest one attempt may run.
+    pub max_run: Duration,
+    /// Lease losses after which a job is failed instead of claimed again.
+    pub max_lease_losses: i64,
 }
 
 /// A lease on a claimed job: the token fences every write.
@@ -207,6 +214,8 @@ impl Queue {
             lease: Duration::from_secs(u64::try_from(settings.lease_seconds.max(1)).unwrap_or(30)),
             max_attempts: settings.max_attempts.max(1),
             retry_base: Duration::from_secs(u64::try_from(settings.retry_base_seconds.max(0)).unwrap_or(5)),
+            max_run: Duration::from_secs(settings.max_seconds.max(1)),
+            max_lease_losses: settings.max_lease_losses.max(0),
         }
     }
 
@@ -309,7 +318,8 @@ impl Queue {
             }
         };
         let sql = format!(
-            "UPDATE jobs SET state = 'running', lease_token = $1, lease_expires_at = $2, attempt = attempt + 1, \
+            "UPDATE jobs SET lease_losses = lease_losses + CASE WHEN state = 'running' THEN 1 ELSE 0 END, \
+             state = 'running', lease_token = $1, lease_expires_at = $2, attempt = attempt + 1, \
              started_at = COALESCE(started_at, $3), updated_at = $3, message = NULL \
              WHERE id = ({pick}) RETURNING {COLUMNS}"
         );
@@ -332,6 +342,26 @@ impl Queue {
                     message: format!(
                         "the job was attempted {} times without finishing",
                         lease.job.max_attempts
+                    ),
+                    retryable: false,
+                },
+            )
+            .await?;
+            return Ok(None);
+        }
+        if job.lease_losses > self.max_lease_losses {
+            // Its worker vanished mid-run more than once: most likely the job
+            // itself exhausts memory or crashes the process. Retrying would
+            // take the next worker (and everything it serves) down too.
+            let lease = Lease { job, token };
+            self.finish_failed(
+                &lease,
+                &JobFailure {
+                    code: "worker_lost".into(),
+                    message: format!(
+                        "the worker running this job stopped {} times (out of memory or a crash); \
+                         it is not retried again",
+                        lease.job.lease_losses
                     ),
                     retryable: false,
                 },
@@ -576,6 +606,8 @@ impl Worker {
         };
         let lost = Arc::new(AtomicBool::new(false));
         let cancelled = Arc::new(AtomicBool::new(false));
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let deadline = tokio::time::Instant::now() + self.queue.max_run;
         // Beat at a third of the lease (so one slow write does not lose it),
         // and at least every second so clients see progress promptly.
         let beat = {
@@ -583,11 +615,17 @@ impl Worker {
             let lease = lease.clone();
             let progress = Arc::clone(&ctx.progress);
             let cancel = Arc::clone(&ctx.cancel);
-            let (lost, cancelled) = (Arc::clone(&lost), Arc::clone(&cancelled));
+            let (lost, cancelled, timed_out) = (Arc::clone(&lost), Arc::clone(&cancelled), Arc::clone(&timed_out));
             let every = (self.queue.lease / 3).min(Duration::from_secs(1));
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
+                    if tokio::time::Instant::now() >= deadline {
+                        // Every stage polls the cancel flag: the attempt stops
+                        // and is failed below, not retried.
+                        timed_out.store(true, Ordering::Relaxed);
+                        cancel.store(true, Ordering::Relaxed);
+                    }
                     let p = progress.lock().ok().and_then(|mut p| p.take());
                     match queue.heartbeat(&lease, p.as_ref().map(|(f, m)| (*f, m.as_str()))).await {
                         Ok(true) => {
@@ -633,6 +671,17 @@ impl Worker {
         }
         let outcome = match result {
             _ if cancelled.load(Ordering::Relaxed) => self.queue.finish_cancelled(&lease).await,
+            _ if timed_out.load(Ordering::Relaxed) => {
+                let failure = JobFailure {
+                    code: "timed_out".into(),
+                    message: format!(
+                        "the job ran longer than the {} s this server allows (jobs.max_seconds)",
+                        self.queue.max_run.as_secs()
+                    ),
+                    retryable: false,
+                };
+                self.queue.finish_failed(&lease, &failure).await
+            }
             Ok(manifest) => self.queue.finish_succeeded(&lease, &manifest).await,
             Err(failure) => {
                 tracing::warn!(job = %job_id, code = %failure.code, error = %failure.message, "Job attempt failed.");

@@ -151,8 +151,21 @@ pub async fn create(
         Some(d) => d.min(max_days),
         None => max_days,
     };
-    let secret = make_secret();
     let now = now_ms();
+    // A key made by a key never outlives it.
+    let mut expires_at = now + days * 86_400_000;
+    if let Credential::ApiKey {
+        expires_at: Some(own), ..
+    } = &p.credential
+    {
+        expires_at = expires_at.min(*own);
+    }
+    if !p.covers_key(&parsed, Some(expires_at)) {
+        return Err(Error::Forbidden(
+            "this credential cannot grant a key wider or longer-lived than itself".into(),
+        ));
+    }
+    let secret = make_secret();
     let key = ApiKey {
         id: new_id("key"),
         account_id: p.account_id.clone(),
@@ -160,7 +173,7 @@ pub async fn create(
         prefix: secret[..KEY_PREFIX.len() + 8].to_owned(),
         scopes: parsed.iter().map(|s| s.as_str().to_owned()).collect(),
         created_at: now,
-        expires_at: Some(now + days * 86_400_000),
+        expires_at: Some(expires_at),
         last_used_at: None,
         last_used_ip: None,
         revoked_at: None,
@@ -213,9 +226,16 @@ pub async fn revoke(db: &Db, meta: &RequestMeta, p: &Principal, key_id: &str) ->
     .await?
     .ok_or_else(|| Error::NotFound("API key".into()))?;
     let mut key = from_row(&row)?;
-    // Keys are managed by their owner (any credential of theirs) or an admin.
+    // Keys are managed by their owner or an admin; a key may only revoke
+    // keys it could have made (no wider scopes, no longer life).
     if key.account_id != p.account_id && !p.is_admin() {
         return Err(Error::NotFound("API key".into()));
+    }
+    let scopes: Vec<Scope> = key.scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect();
+    if !p.is_admin() && !p.covers_key(&scopes, key.expires_at) {
+        return Err(Error::Forbidden(
+            "this credential cannot revoke a key wider or longer-lived than itself".into(),
+        ));
     }
     if key.revoked_at.is_none() {
         let now = now_ms();
@@ -239,7 +259,7 @@ pub async fn authenticate(db: &Db, secret: &str, ip: Option<&str>) -> Result<Opt
     }
     let now = now_ms();
     let Some(row) = sqlx::query(
-        "SELECT k.id AS key_id, k.scopes, k.last_used_at, a.id, a.email, a.role FROM api_keys k \
+        "SELECT k.id AS key_id, k.scopes, k.expires_at, k.last_used_at, a.id, a.email, a.role FROM api_keys k \
          JOIN accounts a ON a.id = k.account_id \
          WHERE k.secret_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2) \
          AND a.disabled_at IS NULL",
@@ -270,7 +290,11 @@ pub async fn authenticate(db: &Db, secret: &str, ip: Option<&str>) -> Result<Opt
         account_id: row.try_get("id")?,
         email: row.try_get("email")?,
         role: Role::parse(&row.try_get::<String, _>("role")?),
-        credential: Credential::ApiKey { key_id, scopes },
+        credential: Credential::ApiKey {
+            key_id,
+            scopes,
+            expires_at: row.try_get("expires_at")?,
+        },
     }))
 }
 

@@ -26,6 +26,35 @@ use crate::{Db, Error, Result};
 /// How long a started sign-in may take.
 const STATE_TTL_MS: i64 = 10 * 60 * 1000;
 
+/// The most bytes read from any answer of an identity provider (discovery,
+/// token, JWKS, UserInfo documents are a few KiB).
+const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// Read at most [`MAX_ANSWER_BYTES`] of `resp`, refusing larger answers
+/// (whatever their `Content-Length` says) before they are held.
+async fn read_capped(mut resp: reqwest::Response) -> std::result::Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
+        return Err(format!("the answer is larger than {} KiB", MAX_ANSWER_BYTES / 1024));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if out.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(format!("the answer is larger than {} KiB", MAX_ANSWER_BYTES / 1024));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// `scheme://host[:port]` of a URL, or `None` if it is not an absolute
+/// http(s) URL.
+fn origin_of(url: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .map(|u| u.origin().ascii_serialization())
+}
+
 /// OpenID Connect sign-in.
 #[derive(Clone)]
 pub struct Oidc {
@@ -122,8 +151,8 @@ impl Oidc {
         if !resp.status().is_success() {
             return Err(unavailable(format!("HTTP {}", resp.status())));
         }
-        let text = resp.text().await.map_err(|e| unavailable(e.to_string()))?;
-        serde_json::from_str(&text).map_err(|e| unavailable(e.to_string()))
+        let body = read_capped(resp).await.map_err(unavailable)?;
+        serde_json::from_slice(&body).map_err(|e| unavailable(e.to_string()))
     }
 
     async fn discover(&self, p: &OidcProviderSettings) -> Result<Discovery> {
@@ -135,6 +164,28 @@ impl Oidc {
                 "the identity provider calls itself `{}`, not `{}`",
                 d.issuer, p.issuer
             )));
+        }
+        // The server will POST the client secret to the token endpoint and
+        // trust keys from the JWKS URL: a discovery document (or whoever can
+        // alter it) must not point those at another host. Only the issuer's
+        // origin and those the operator listed are followed.
+        let allowed: Vec<String> = std::iter::once(p.issuer.as_str())
+            .chain(p.endpoint_origins.iter().map(String::as_str))
+            .filter_map(origin_of)
+            .collect();
+        let endpoints = [
+            ("token_endpoint", Some(&d.token_endpoint)),
+            ("jwks_uri", Some(&d.jwks_uri)),
+            ("userinfo_endpoint", d.userinfo_endpoint.as_ref()),
+        ];
+        for (name, url) in endpoints {
+            let Some(url) = url else { continue };
+            if !origin_of(url).is_some_and(|o| allowed.contains(&o)) {
+                return Err(Error::Unavailable(format!(
+                    "the identity provider's {name} is not on its own origin or one allowed in \
+                     auth.oidc.endpoint_origins"
+                )));
+            }
         }
         Ok(d)
     }
@@ -215,8 +266,11 @@ impl Oidc {
             tracing::warn!(provider, status = %resp.status(), "Token exchange refused.");
             return Err(refused("the identity provider refused the authorization code"));
         }
-        let token: TokenResponse = serde_json::from_str(&resp.text().await.unwrap_or_default())
-            .map_err(|_| refused("the identity provider's token answer is not JSON"))?;
+        let body = read_capped(resp)
+            .await
+            .map_err(|e| Error::Unavailable(format!("the identity provider's token answer: {e}")))?;
+        let token: TokenResponse =
+            serde_json::from_slice(&body).map_err(|_| refused("the identity provider's token answer is not JSON"))?;
         let id_token = token
             .id_token
             .ok_or_else(|| refused("no ID token in the provider's answer"))?;
@@ -252,8 +306,8 @@ impl Oidc {
         if !resp.status().is_success() {
             return Err(unavailable(format!("HTTP {}", resp.status())));
         }
-        let text = resp.text().await.map_err(|e| unavailable(e.to_string()))?;
-        serde_json::from_str(&text).map_err(|e| unavailable(e.to_string()))
+        let body = read_capped(resp).await.map_err(unavailable)?;
+        serde_json::from_slice(&body).map_err(|e| unavailable(e.to_string()))
     }
 
     async fn verify(&self, p: &OidcProviderSettings, d: &Discovery, id_token: &str, nonce: &str) -> Result<IdClaims> {

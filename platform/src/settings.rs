@@ -107,6 +107,9 @@ pub struct PaymentSettings {
     /// Flutterwave secret key (`FLWSECK-…`). With `provider = "flutterwave"`,
     /// `webhook_secret` is the dashboard's webhook secret hash.
     pub flutterwave_secret_key: Secret,
+    /// Origins a checkout or onboarding `return_url` may lead back to,
+    /// besides the server's own public origin (`https://shop.example.com`).
+    pub return_origins: Vec<String>,
 }
 
 impl Default for PaymentSettings {
@@ -124,6 +127,7 @@ impl Default for PaymentSettings {
             stripe_secret_key: Secret::default(),
             flutterwave_api_base: "https://api.flutterwave.com".to_owned(),
             flutterwave_secret_key: Secret::default(),
+            return_origins: Vec::new(),
         }
     }
 }
@@ -188,6 +192,15 @@ pub struct AuthSettings {
     pub insecure_fast_hashing: bool,
     /// OpenID Connect providers for single sign-on.
     pub oidc: Vec<OidcProviderSettings>,
+    /// Password hashes computed at once (each argon2id hash holds 19 MiB);
+    /// 0: one per CPU. Further sign-ins wait in line.
+    pub hash_concurrency: usize,
+    /// Longest a sign-in waits in that line before it is answered 503, in ms.
+    pub hash_wait_ms: u64,
+    /// Wrong second-factor codes in a row before sign-in is locked out.
+    pub mfa_max_failures: i64,
+    /// First lockout in seconds; it doubles with each further wrong code.
+    pub mfa_lockout_seconds: i64,
 }
 
 /// One OpenID Connect provider (authorization code flow with PKCE).
@@ -202,6 +215,11 @@ pub struct OidcProviderSettings {
     pub client_id: String,
     /// Client secret.
     pub client_secret: Secret,
+    /// Origins besides the issuer's that its discovery document may point
+    /// the server at (`https://oauth2.googleapis.com` for Google's token
+    /// endpoint, say). Every other token, JWKS or userinfo URL is refused.
+    #[serde(default)]
+    pub endpoint_origins: Vec<String>,
 }
 
 /// Job queue settings.
@@ -218,20 +236,62 @@ pub struct JobSettings {
     pub retry_base_seconds: i64,
     /// How often an idle worker looks for work, in milliseconds.
     pub poll_ms: u64,
+    /// Longest one attempt may run, in seconds, before it is cancelled and
+    /// failed (`timed_out`).
+    pub max_seconds: u64,
+    /// Times a job's worker may vanish mid-run (lease expired: a crash, an
+    /// out-of-memory kill) before the job is failed instead of retried, so a
+    /// job that kills its worker cannot crash-loop the fleet.
+    pub max_lease_losses: i64,
 }
 
-/// Request limits.
+/// Request limits: every input has a size, count, depth and time bound,
+/// checked before the memory is spent (SECURITY.md lists them all).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
-    /// Largest upload in MiB.
+    /// Largest upload in MiB (REST multipart file, Flight `DoPut` stream).
     pub upload_max_mb: u64,
-    /// Sustained requests per second per API key / session / IP.
+    /// Largest request body of any other route (JSON, forms, webhooks), in KiB.
+    pub body_max_kb: u64,
+    /// Sustained requests per second per account (anonymous calls: per address).
     pub requests_per_second: u32,
     /// Burst above that rate.
     pub burst: u32,
     /// How long a signed download link works, in seconds.
     pub download_ttl_seconds: u64,
+    /// Most columns an uploaded table may have.
+    pub max_columns: usize,
+    /// Longest column name, in bytes.
+    pub max_name_bytes: usize,
+    /// Most cells (rows × columns) of an uploaded table or a job's output.
+    pub max_cells: u64,
+    /// Longest single value of an upload (a CSV field, an NDJSON line), in KiB.
+    pub max_value_kb: u64,
+    /// Deepest nesting of an upload (JSON values, Parquet groups).
+    pub max_depth: usize,
+    /// Largest uploaded table once decoded in memory, in MiB.
+    pub decoded_max_mb: u64,
+    /// Memory one upload's reader process may use, in MiB (it runs apart
+    /// from the server, so a file that defeats every other check takes down
+    /// only its own reader, and the memory goes back when it exits).
+    pub ingest_memory_mb: u64,
+    /// Longest an upload may take to read, in seconds.
+    pub ingest_timeout_seconds: u64,
+    /// Uploads read at once; further ones wait.
+    pub concurrent_ingests: usize,
+    /// Most rows one job may ask a generator or sampler for.
+    pub max_synthetic_rows: u64,
+    /// Largest gRPC message Flight accepts or sends, in MiB.
+    pub flight_message_mb: usize,
+    /// Memory one Flight SQL statement may use (sorts, joins, aggregates), in MiB.
+    pub sql_memory_mb: usize,
+    /// Longest one Flight SQL statement may run, in seconds.
+    pub sql_timeout_seconds: u64,
+    /// Flight SQL statements running at once (per process); further ones wait.
+    pub sql_concurrency: usize,
+    /// Largest bound-parameter upload of a prepared statement, in KiB.
+    pub sql_parameters_kb: usize,
 }
 
 impl Default for Settings {
@@ -275,6 +335,10 @@ impl Default for AuthSettings {
             password_min_length: 10,
             insecure_fast_hashing: false,
             oidc: Vec::new(),
+            hash_concurrency: 0,
+            hash_wait_ms: 5000,
+            mfa_max_failures: 5,
+            mfa_lockout_seconds: 30,
         }
     }
 }
@@ -287,6 +351,8 @@ impl Default for JobSettings {
             max_attempts: 3,
             retry_base_seconds: 5,
             poll_ms: 250,
+            max_seconds: 6 * 3600,
+            max_lease_losses: 1,
         }
     }
 }
@@ -295,9 +361,25 @@ impl Default for LimitSettings {
     fn default() -> Self {
         LimitSettings {
             upload_max_mb: 512,
+            body_max_kb: 1024,
             requests_per_second: 50,
             burst: 100,
             download_ttl_seconds: 3600,
+            max_columns: 2000,
+            max_name_bytes: 256,
+            max_cells: 200_000_000,
+            max_value_kb: 1024,
+            max_depth: 32,
+            decoded_max_mb: 4096,
+            ingest_memory_mb: 8192,
+            ingest_timeout_seconds: 900,
+            concurrent_ingests: 2,
+            max_synthetic_rows: 10_000_000,
+            flight_message_mb: 64,
+            sql_memory_mb: 512,
+            sql_timeout_seconds: 60,
+            sql_concurrency: 4,
+            sql_parameters_kb: 256,
         }
     }
 }

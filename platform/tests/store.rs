@@ -196,7 +196,13 @@ on_both!(
     |db: Db| async move {
         let a = accounts(&db);
         let p = user(&a, "eve@example.com").await;
-        let e = a.enrol_totp(&p).await.unwrap();
+        // Turning a second factor on takes the password, not just a session.
+        assert!(matches!(a.enrol_totp(&p, None, None).await, Err(Error::Invalid { .. })));
+        assert!(matches!(
+            a.enrol_totp(&p, Some("wrong password!"), None).await,
+            Err(Error::Invalid { .. })
+        ));
+        let e = a.enrol_totp(&p, Some("correct horse battery"), None).await.unwrap();
         let secret = base32_decode(&e.secret);
         assert!(
             e.otpauth_url
@@ -218,6 +224,29 @@ on_both!(
                 .await,
             Err(Error::MfaRequired)
         ));
+        // Without a code the answer is the same whatever the password: it
+        // cannot be tested apart from the second factor.
+        assert!(matches!(
+            a.log_in(&meta(), "eve@example.com", "a wrong guess", None, None).await,
+            Err(Error::MfaRequired)
+        ));
+        // With a code, a wrong password and a wrong code read the same.
+        let wrong_password = a
+            .log_in(
+                &meta(),
+                "eve@example.com",
+                "a wrong guess",
+                Some(&totp_at(&secret, step + 1)),
+                None,
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(wrong_password, "wrong e-mail, password or code");
+        sqlx::query("UPDATE accounts SET mfa_failures = 0 WHERE email = 'eve@example.com'")
+            .execute(&db.pool)
+            .await
+            .unwrap();
         // The code used to confirm cannot be used again (replay); the next one can.
         assert!(
             a.log_in(
@@ -250,6 +279,11 @@ on_both!(
             .await
             .is_err()
         );
+        // Replacing the second factor takes a current code from it.
+        assert!(matches!(
+            a.enrol_totp(&p, Some("correct horse battery"), None).await,
+            Err(Error::Invalid { .. })
+        ));
         // A recovery code works once.
         let code = codes[0].to_uppercase();
         a.log_in(&meta(), "eve@example.com", "correct horse battery", None, Some(&code))
@@ -262,6 +296,73 @@ on_both!(
         );
     }
 );
+
+on_both!(wrong_second_factor_codes_lock_sign_in_out, |db: Db| async move {
+    let a = accounts(&db);
+    let p = user(&a, "lou@example.com").await;
+    let e = a.enrol_totp(&p, Some("correct horse battery"), None).await.unwrap();
+    let secret = base32_decode(&e.secret);
+    let step = doppel_platform::util::now_ms() / 1000 / 30;
+    let recovery = a.confirm_totp(&meta(), &p, &totp_at(&secret, step)).await.unwrap();
+    let wrong = if totp_at(&secret, step + 1) == "123456" {
+        "654321"
+    } else {
+        "123456"
+    };
+    // Five wrong codes are answered as wrong; then sign-in is locked, and
+    // even the right code is refused (429) until the lockout ends.
+    for _ in 0..5 {
+        let e = a
+            .log_in(&meta(), "lou@example.com", "correct horse battery", Some(wrong), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Unauthenticated(_)), "{e}");
+    }
+    let locked = a
+        .log_in(
+            &meta(),
+            "lou@example.com",
+            "correct horse battery",
+            Some(&totp_at(&secret, step + 1)),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(locked, Error::TooManyAttempts { retry_after_s, .. } if retry_after_s >= 1),
+        "{locked}"
+    );
+    // Replacing the second factor is locked as well.
+    assert!(matches!(
+        a.enrol_totp(&p, None, Some(&totp_at(&secret, step + 1))).await,
+        Err(Error::TooManyAttempts { .. })
+    ));
+    // When the lockout has run out, the right code works and the count resets.
+    sqlx::query("UPDATE accounts SET mfa_locked_until = 1 WHERE id = $1")
+        .bind(&p.account_id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    a.log_in(
+        &meta(),
+        "lou@example.com",
+        "correct horse battery",
+        Some(&totp_at(&secret, step + 1)),
+        None,
+    )
+    .await
+    .unwrap();
+    let failures: i64 = sqlx::query_scalar("SELECT mfa_failures FROM accounts WHERE id = $1")
+        .bind(&p.account_id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(failures, 0);
+    // With the second factor on, replacing it takes a code from it: a
+    // used one is refused, a recovery code works.
+    assert!(a.enrol_totp(&p, None, Some(&totp_at(&secret, step + 1))).await.is_err());
+    a.enrol_totp(&p, None, Some(&recovery[0])).await.unwrap();
+});
 
 on_both!(api_keys_scopes_expiry_and_revocation, |db: Db| async move {
     let a = accounts(&db);
@@ -428,6 +529,21 @@ on_both!(jobs_lease_fencing_retry_and_cancel, |db: Db| async move {
     let listed = q.list(Some(&p.account_id), None, 100).await.unwrap();
     assert_eq!(listed.len(), 5);
     assert!(listed.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+
+    // Attempts left or not, a job whose worker vanishes mid-run twice (it
+    // exhausts memory, say) is failed, not handed to a third worker.
+    let many = queue(&db, 1, 10);
+    let id = submit(&many, &p).await;
+    for _ in 0..2 {
+        many.claim("w").await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert!(many.claim("w").await.unwrap().is_none());
+    let lost = many.get(&id).await.unwrap();
+    assert_eq!(
+        (lost.state, lost.error_code.as_deref(), lost.lease_losses),
+        (JobState::Failed, Some("worker_lost"), 2)
+    );
 });
 
 on_both!(concurrent_claims_take_distinct_jobs, |db: Db| async move {
@@ -592,6 +708,32 @@ on_both!(datasets_idempotency_and_audit, |db: Db| async move {
             .is_none(),
         "keys are per account"
     );
+    // Ten concurrent requests with one key: exactly one gets to do the work,
+    // the rest are told it is in progress; afterwards everyone replays it.
+    let begins = futures::future::join_all((0..10).map(|_| idempotency::begin(&db, &p.account_id, "k2", "h"))).await;
+    let reserved = begins
+        .iter()
+        .filter(|b| matches!(b, Ok(idempotency::Begin::Reserved)))
+        .count();
+    let busy = begins.iter().filter(|b| matches!(b, Err(Error::Conflict(_)))).count();
+    assert_eq!((reserved, busy), (1, 9), "{begins:?}");
+    // A failed attempt releases the key; the retry reserves it again.
+    idempotency::release(&db, &p.account_id, "k2").await.unwrap();
+    assert!(matches!(
+        idempotency::begin(&db, &p.account_id, "k2", "h").await,
+        Ok(idempotency::Begin::Reserved)
+    ));
+    idempotency::store(&db, &p.account_id, "k2", "h", 201, "{\"id\":3}")
+        .await
+        .unwrap();
+    assert!(matches!(
+        idempotency::begin(&db, &p.account_id, "k2", "h").await,
+        Ok(idempotency::Begin::Replay(stored)) if stored.body == "{\"id\":3}"
+    ));
+    assert!(matches!(
+        idempotency::begin(&db, &p.account_id, "k2", "other").await,
+        Err(Error::Conflict(_))
+    ));
     let actions = audit_actions(&db).await;
     assert!(actions.contains(&"dataset_created".to_owned()) && actions.contains(&"dataset_deleted".to_owned()));
     // The audit log never holds a secret.

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from doppel_server import ADULT, Server  # noqa: E402,F401
+from doppel_server import ADULT, BUYER_SCOPES, Server  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import ADULT
+from conftest import ADULT, BUYER_SCOPES
 
 
 def upload(server, key: str) -> str:
@@ -64,7 +64,7 @@ def status_of(browser) -> tuple[str, str]:
 
 def test_a_buyer_pays_and_declines_on_the_hosted_page(server, browser):
     listing = listed_twin(server)
-    buyer = server.account("buyer@example.com")
+    buyer = server.account("buyer@example.com", scopes=BUYER_SCOPES)
     code, purchase = server.rest("POST", f"/v1/listings/{listing['id']}/checkout", {}, token=buyer[2])
     assert code == 201, purchase
 
@@ -94,7 +94,7 @@ def test_a_buyer_pays_and_declines_on_the_hosted_page(server, browser):
 
     # A buyer whose shop lives on another origin gets sent back there: the
     # page's Content-Security-Policy must let the form's redirect through.
-    other = server.account("elsewhere@example.com")
+    other = server.account("elsewhere@example.com", scopes=BUYER_SCOPES)
     shop = server.http.replace("127.0.0.1", "localhost") + "/v1/checkout/return"
     code, away = server.rest(
         "POST", f"/v1/listings/{listing['id']}/checkout", {"return_url": shop}, token=other[2]

@@ -395,6 +395,10 @@ fn flutterwave_is_configuration_only() {
                 "http://127.0.0.1:9".to_owned(),
             ),
             ("DOPPEL__PAYMENTS__RECONCILE_SECONDS", "0".to_owned()),
+            (
+                "DOPPEL__PAYMENTS__RETURN_ORIGINS",
+                "[\"https://shop.example\"]".to_owned(),
+            ),
         ],
     );
     let seller = account(&s, "seller@example.com");

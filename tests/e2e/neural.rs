@@ -86,7 +86,7 @@ fn a_ctgan_job_runs_on_the_server() {
         "/v1/jobs",
         Some(&key),
         &json!({"pipeline": "ctgan", "dataset_id": ds["id"],
-                "overrides": ["synth.epochs=2", "synth.device=\"cpu\""]}),
+                "overrides": ["synth.epochs=2"]}),
     );
     assert_eq!(status, 201, "{job}");
     let events = follow(&s, &key, job["id"].as_str().unwrap());

@@ -935,7 +935,15 @@ fn a_second_factor_over_rest() {
     use doppel_platform::accounts::{base32_decode, totp_at};
     let s = Server::start(&["serve"], &[]);
     let session = account(&s, "mfa@example.com");
-    let (status, enrol) = post(&s, "/v1/me/totp", Some(&session), &json!({}));
+    // Turning the second factor on takes the password, not just a session.
+    let (status, refused) = post(&s, "/v1/me/totp", Some(&session), &json!({}));
+    assert_eq!(status, 400, "{refused}");
+    let (status, enrol) = post(
+        &s,
+        "/v1/me/totp",
+        Some(&session),
+        &json!({"password": "correct horse battery"}),
+    );
     assert_eq!(status, 200, "{enrol}");
     let secret = base32_decode(enrol["secret"].as_str().unwrap()).unwrap();
     let step = |offset: i64| {

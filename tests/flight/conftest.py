@@ -8,7 +8,7 @@ import pyarrow.flight as fl
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from doppel_server import ADULT, ROOT, Server, free_port  # noqa: E402,F401
+from doppel_server import ADULT, BUYER_SCOPES, ROOT, Server, free_port  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")

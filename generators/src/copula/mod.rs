@@ -111,6 +111,7 @@ impl Generator for GaussianCopula {
                 allowed: CANDIDATES,
                 minimum: None,
                 maximum: None,
+                user_settable: true,
             },
             ParamSpec {
                 name: "atom_threshold",
@@ -120,6 +121,7 @@ impl Generator for GaussianCopula {
                 allowed: &[],
                 minimum: Some(0.0),
                 maximum: Some(1.0),
+                user_settable: true,
             },
         ]
     }

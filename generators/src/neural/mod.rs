@@ -104,6 +104,7 @@ fn common_params(epochs: i64, batch: i64) -> Vec<ParamSpec> {
             allowed: &["auto", "cpu", "cuda"],
             minimum: None,
             maximum: None,
+            user_settable: false,
         },
     ]
 }

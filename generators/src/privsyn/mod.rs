@@ -155,6 +155,7 @@ impl Generator for PrivSyn {
                 allowed: &[],
                 minimum: None,
                 maximum: None,
+                user_settable: true,
             },
             ParamSpec {
                 name: "public_categories",
@@ -165,6 +166,7 @@ impl Generator for PrivSyn {
                 allowed: &[],
                 minimum: None,
                 maximum: None,
+                user_settable: true,
             },
             ParamSpec {
                 name: "reproducible_noise",
@@ -175,6 +177,7 @@ impl Generator for PrivSyn {
                 allowed: &[],
                 minimum: None,
                 maximum: None,
+                user_settable: false,
             },
         ]
     }

@@ -54,6 +54,27 @@ impl Builtin {
         }
     }
 
+    /// The `with` keys a remote caller may set on this stage (a server job's
+    /// overrides): tuning within the schema's bounds. Never a path, a file
+    /// name, a format, a model, a limit, a secret, or anything that weakens
+    /// protection or the privacy measurement a listing is judged by (those
+    /// stay as the shipped pipeline has them).
+    pub fn user_settable(&self) -> Vec<&'static str> {
+        match self {
+            Builtin::Source | Builtin::Profile | Builtin::Privacy => Vec::new(),
+            Builtin::Split => vec!["holdout", "seed"],
+            // Stronger protection only: `keep`, `min_confidence` and `salt` stay fixed.
+            Builtin::Protect => vec!["seed", "action", "text", "drop", "hash"],
+            Builtin::ReportPdf => vec!["title"],
+            Builtin::Sample => vec!["rows", "seed"],
+            Builtin::Generator(g) => {
+                let mut keys: Vec<&'static str> = HOST_SETTINGS.to_vec();
+                keys.extend(g.params().iter().filter(|p| p.user_settable).map(|p| p.name));
+                keys
+            }
+        }
+    }
+
     /// `builtin:<name>`.
     pub fn name(&self) -> &str {
         match self {
@@ -133,8 +154,13 @@ fn sample_schema() -> Vec<ConfigField> {
         "Rows to sample (default: as many as the table the model learned from).",
     );
     rows.minimum = Some(1.0);
+    rows.maximum = Some(MAX_ROWS);
     vec![model, rows, seed_field()]
 }
+
+/// The most rows one stage may be asked to sample; servers cap lower
+/// (`limits.max_synthetic_rows`).
+pub const MAX_ROWS: f64 = 1e9;
 
 /// Settings every generator stage takes besides its own parameters.
 pub(crate) const HOST_SETTINGS: &[&str] = &["rows", "seed", "save_model"];
@@ -148,6 +174,7 @@ fn generator_schema(g: &dyn Generator) -> Vec<ConfigField> {
         "Rows to sample (default: as many as the real table, counting rows a split set aside).",
     );
     rows.minimum = Some(1.0);
+    rows.maximum = Some(MAX_ROWS);
     let mut out = vec![rows, seed_field()];
     if g.saves_models() {
         let mut save = field(

@@ -25,6 +25,7 @@ use polars::prelude::{
 };
 
 use crate::config::{ConfigField, ConfigValue, Settings, ValueType, field, get};
+use crate::limits::{self, FooterError, LimitError, ReadLimits};
 use crate::table::Table;
 
 /// Why a table could not be read. Every variant names the file.
@@ -50,6 +51,17 @@ pub enum SourceError {
     Empty {
         /// The file.
         path: PathBuf,
+    },
+    /// The content is over a read limit (columns, nesting, value length,
+    /// cells, decoded size); the message names the setting.
+    #[error("{}{}: {what}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Limit {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, when known.
+        line: Option<u64>,
+        /// What was too large.
+        what: String,
     },
     /// The content is malformed.
     #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -140,6 +152,8 @@ pub struct SourceOptions {
     pub infer_rows: usize,
     /// Parse dates.
     pub parse_dates: bool,
+    /// Bounds checked before and while reading.
+    pub limits: ReadLimits,
 }
 
 impl SourceOptions {
@@ -153,6 +167,7 @@ impl SourceOptions {
             null_values: NULLS.iter().map(|s| (*s).to_owned()).collect(),
             infer_rows: 1000,
             parse_dates: true,
+            limits: ReadLimits::default(),
         }
     }
 
@@ -228,8 +243,9 @@ pub fn read_table(options: &SourceOptions) -> Result<Table, SourceError> {
         .or_else(|| detect_format(path))
         .ok_or_else(|| SourceError::UnknownFormat { path: path.clone() })?;
     let started = std::time::Instant::now();
+    let limit = |e: LimitError| over_limit(path, e);
     let (schema, batches) = match format {
-        Format::Parquet => read_parquet(path)?,
+        Format::Parquet => read_parquet(path, &options.limits)?,
         Format::Csv => match read_csv(options)? {
             CsvRead::Polars(df) => polars_to_arrow(path, df)?,
             CsvRead::Arrow(read) => read,
@@ -240,7 +256,14 @@ pub fn read_table(options: &SourceOptions) -> Result<Table, SourceError> {
         return Err(SourceError::Empty { path: path.clone() });
     }
     let parsed = started.elapsed();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    options
+        .limits
+        .check_shape(schema.fields().iter().map(|f| f.name().as_str()), Some(rows as u64))
+        .map_err(limit)?;
     let (schema, batches) = normalize(path, &schema, batches)?;
+    let decoded: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+    options.limits.check_decoded(decoded as u64).map_err(limit)?;
     let table = Table::infer(schema, batches).map_err(|e| malformed(path, None, e.to_string()))?;
     tracing::debug!(
         path = %path.display(),
@@ -250,6 +273,14 @@ pub fn read_table(options: &SourceOptions) -> Result<Table, SourceError> {
         "Table read."
     );
     Ok(table)
+}
+
+fn over_limit(path: &Path, e: LimitError) -> SourceError {
+    SourceError::Limit {
+        path: path.to_path_buf(),
+        line: e.line,
+        what: e.what,
+    }
 }
 
 fn malformed(path: &Path, line: Option<u64>, message: impl Into<String>) -> SourceError {
@@ -320,7 +351,8 @@ fn read_csv(o: &SourceOptions) -> Result<CsvRead, SourceError> {
         let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() as u64 + 1;
         return Err(malformed(&o.path, Some(line), "the file is not valid UTF-8 text"));
     }
-    match csv_shape(&bytes, o.delimiter) {
+    match csv_shape(&bytes, o.delimiter, &o.limits) {
+        CsvShape::TooLarge(e) => return Err(over_limit(&o.path, e)),
         CsvShape::Broken(line, message) => return Err(malformed(&o.path, Some(line), message)),
         CsvShape::StrayQuotes => return Ok(CsvRead::Arrow(read_csv_lenient(o, &bytes)?)),
         CsvShape::Strict => {}
@@ -373,7 +405,7 @@ fn locate_csv(o: &SourceOptions, polars_message: &str) -> SourceError {
         let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() as u64 + 1;
         return malformed(&o.path, Some(line), "the file is not valid UTF-8 text");
     }
-    if let Some((line, message)) = scan_csv(&bytes, o.delimiter) {
+    if let Some((line, message)) = scan_csv(&bytes, o.delimiter, &o.limits) {
         return malformed(&o.path, Some(line), message);
     }
     let line = line_from_message(polars_message);
@@ -411,19 +443,37 @@ pub(crate) enum CsvShape {
     StrayQuotes,
     /// Broken, at (1-based line, message).
     Broken(u64, String),
+    /// Over a read limit (columns, value length, cells).
+    TooLarge(LimitError),
 }
 
 /// A minimal RFC 4180 scan: the first record with more fields than the first
 /// record (fewer are read as trailing nulls, as pandas and polars do), text
 /// after a closing quote, or an unterminated quoted field.
-pub(crate) fn scan_csv(bytes: &[u8], delimiter: u8) -> Option<(u64, String)> {
-    match csv_shape(bytes, delimiter) {
+pub(crate) fn scan_csv(bytes: &[u8], delimiter: u8, limits: &ReadLimits) -> Option<(u64, String)> {
+    match csv_shape(bytes, delimiter, limits) {
         CsvShape::Broken(line, message) => Some((line, message)),
+        CsvShape::TooLarge(e) => Some((e.line.unwrap_or(1), e.what)),
         _ => None,
     }
 }
 
-pub(crate) fn csv_shape(bytes: &[u8], delimiter: u8) -> CsvShape {
+/// The structural pass, which also enforces `limits` as it goes: no record
+/// with more than `max_columns` fields, no field longer than
+/// `max_value_bytes`, no more than `max_cells` cells — all before a parser
+/// allocates anything for them.
+pub(crate) fn csv_shape(bytes: &[u8], delimiter: u8, limits: &ReadLimits) -> CsvShape {
+    let too_long = |line: u64| {
+        CsvShape::TooLarge(LimitError {
+            line: Some(line),
+            what: format!(
+                "a field is longer than {} bytes (limits.max_value_bytes)",
+                limits.max_value_bytes
+            ),
+        })
+    };
+    let mut records: u64 = 0;
+    let mut field_start = 0usize;
     let mut stray_quotes = false;
     let mut line: u64 = 1;
     let mut record_line: u64 = 1;
@@ -462,16 +512,33 @@ pub(crate) fn csv_shape(bytes: &[u8], delimiter: u8) -> CsvShape {
             stray_quotes = true;
             record_empty = false;
         } else if b == delimiter {
+            if i - field_start > limits.max_value_bytes {
+                return too_long(record_line);
+            }
             fields += 1;
+            if fields > limits.max_columns {
+                return CsvShape::TooLarge(LimitError {
+                    line: Some(record_line),
+                    what: format!(
+                        "more than {} fields in one record (limits.max_columns)",
+                        limits.max_columns
+                    ),
+                });
+            }
+            field_start = i + 1;
             at_field_start = true;
             record_empty = false;
             i += 1;
             continue;
         } else if b == b'\n' || b == b'\r' {
+            if i - field_start > limits.max_value_bytes {
+                return too_long(record_line);
+            }
             if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
                 i += 1;
             }
             if !record_empty {
+                records += 1;
                 match expected {
                     None => expected = Some(fields),
                     Some(n) if fields > n => {
@@ -486,6 +553,7 @@ pub(crate) fn csv_shape(bytes: &[u8], delimiter: u8) -> CsvShape {
             line += 1;
             record_line = line;
             fields = 1;
+            field_start = i + 1;
             at_field_start = true;
             record_empty = true;
             i += 1;
@@ -498,6 +566,15 @@ pub(crate) fn csv_shape(bytes: &[u8], delimiter: u8) -> CsvShape {
     }
     if in_quotes {
         return CsvShape::Broken(quote_line, "a quoted field is never closed".to_owned());
+    }
+    if bytes.len() - field_start > limits.max_value_bytes {
+        return too_long(record_line);
+    }
+    if !record_empty {
+        records += 1;
+    }
+    if let Err(e) = limits.check_cells(records, expected.unwrap_or(fields)) {
+        return CsvShape::TooLarge(e);
     }
     if !record_empty
         && let Some(n) = expected
@@ -516,6 +593,13 @@ pub(crate) fn csv_shape(bytes: &[u8], delimiter: u8) -> CsvShape {
 }
 
 fn read_ndjson(o: &SourceOptions) -> Result<DataFrame, SourceError> {
+    // Depth and line length first: polars' JSON reader recurses per level.
+    let bytes = std::fs::read(&o.path).map_err(|source| SourceError::Open {
+        path: o.path.clone(),
+        source,
+    })?;
+    limits::scan_ndjson(&bytes, &o.limits).map_err(|e| over_limit(&o.path, e))?;
+    drop(bytes);
     let attempt = || -> Result<DataFrame, String> {
         let file = std::fs::File::open(&o.path).map_err(|e| e.to_string())?;
         JsonReader::new(file)
@@ -555,7 +639,14 @@ fn read_ndjson(o: &SourceOptions) -> Result<DataFrame, SourceError> {
     })
 }
 
-fn read_parquet(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
+fn read_parquet(path: &Path, limits: &ReadLimits) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
+    // The footer is checked first, without the parquet crate: its schema
+    // builder recurses once per nesting level.
+    limits::parquet_footer(path, limits).map_err(|e| match e {
+        FooterError::Limit(e) => over_limit(path, e),
+        FooterError::Malformed(m) => malformed(path, None, format!("not a readable Parquet file: {m}")),
+        FooterError::Io(m) => malformed(path, None, m),
+    })?;
     let file = std::fs::File::open(path).map_err(|source| SourceError::Open {
         path: path.to_path_buf(),
         source,
@@ -563,12 +654,28 @@ fn read_parquet(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>), SourceErro
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| malformed(path, None, format!("not a readable Parquet file: {e}")))?;
     let schema = Arc::clone(builder.schema());
-    let reader = builder.build().map_err(|e| malformed(path, None, e.to_string()))?;
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
+    // Small batches, measured as they come: a dictionary or run-length page
+    // that expands far beyond the file's size stops at the decoded limit
+    // instead of filling memory.
+    let reader = builder
+        .with_batch_size(PARQUET_BATCH_ROWS)
+        .build()
         .map_err(|e| malformed(path, None, e.to_string()))?;
-    Ok((schema, batches))
+    let target = normal_schema(&schema);
+    let mut decoded = 0u64;
+    let mut batches = Vec::new();
+    for batch in reader {
+        let batch = normalize_batch(path, &target, &batch.map_err(|e| malformed(path, None, e.to_string()))?)?;
+        decoded += batch.get_array_memory_size() as u64;
+        limits.check_decoded(decoded).map_err(|e| over_limit(path, e))?;
+        batches.push(batch);
+    }
+    Ok((target, batches))
 }
+
+/// Rows per Parquet batch: small enough that one batch of an expanding
+/// column stays far below the decoded limit.
+const PARQUET_BATCH_ROWS: usize = 4096;
 
 fn polars_to_arrow(path: &Path, mut df: DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
     let mut buf = Vec::new();
@@ -585,43 +692,55 @@ fn polars_to_arrow(path: &Path, mut df: DataFrame) -> Result<(SchemaRef, Vec<Rec
     Ok((schema, batches))
 }
 
+/// The type a column is read as downstream: one string type (`Utf8`), one
+/// binary type, dictionaries decoded; everything else as read.
+fn normal_type(dt: &DataType) -> DataType {
+    match dt {
+        DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+        DataType::LargeBinary | DataType::BinaryView => DataType::Binary,
+        DataType::Dictionary(_, value) => normal_type(value),
+        other => other.clone(),
+    }
+}
+
+fn normal_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| Field::new(f.name(), normal_type(f.data_type()), true))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+fn normalize_batch(path: &Path, target: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch, SourceError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(target.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                arrow::compute::cast(c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<ArrayRef>, _>>()
+        .map_err(|e| malformed(path, None, e.to_string()))?;
+    RecordBatch::try_new(Arc::clone(target), columns).map_err(|e| malformed(path, None, e.to_string()))
+}
+
 /// One string type (`Utf8`) and one binary type downstream; everything else as read.
 fn normalize(
     path: &Path,
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
-    let target = |dt: &DataType| match dt {
-        DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
-        DataType::LargeBinary | DataType::BinaryView => DataType::Binary,
-        other => other.clone(),
-    };
-    let fields: Vec<Field> = schema
-        .fields()
+    let target = normal_schema(schema);
+    let out = batches
         .iter()
-        .map(|f| Field::new(f.name(), target(f.data_type()), true))
-        .collect();
-    let out_schema = Arc::new(Schema::new(fields));
-    let mut out = Vec::with_capacity(batches.len());
-    for batch in batches {
-        let columns = batch
-            .columns()
-            .iter()
-            .zip(out_schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(Arc::clone(c))
-                } else {
-                    arrow::compute::cast(c, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<ArrayRef>, _>>()
-            .map_err(|e| malformed(path, None, e.to_string()))?;
-        out.push(
-            RecordBatch::try_new(Arc::clone(&out_schema), columns).map_err(|e| malformed(path, None, e.to_string()))?,
-        );
-    }
-    Ok((out_schema, out))
+        .map(|b| normalize_batch(path, &target, b))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((target, out))
 }
 
 #[cfg(test)]
@@ -632,7 +751,7 @@ mod tests {
     fn scan_finds_the_ragged_line() {
         let csv = b"a,b,c\n1,2,3\n\"x,y\",2,3\n4,5\n6,7,8,9\n";
         assert_eq!(
-            scan_csv(csv, b','),
+            scan_csv(csv, b',', &ReadLimits::default()),
             Some((5, "expected 3 fields (as on line 1), found 4".to_owned()))
         );
     }
@@ -640,22 +759,28 @@ mod tests {
     #[test]
     fn scan_counts_lines_inside_quotes() {
         let csv = b"a,b\n\"multi\nline\",1\n2,3,4\n";
-        assert_eq!(scan_csv(csv, b',').map(|x| x.0), Some(4));
+        assert_eq!(scan_csv(csv, b',', &ReadLimits::default()).map(|x| x.0), Some(4));
         let open = b"a,b\n1,\"never closed\n2,3\n";
         assert_eq!(
-            scan_csv(open, b','),
+            scan_csv(open, b',', &ReadLimits::default()),
             Some((2, "a quoted field is never closed".to_owned()))
         );
     }
 
     #[test]
     fn text_after_a_closing_quote_is_an_error() {
-        assert_eq!(scan_csv(b"a,b\n\"x\"y,1\n", b',').map(|x| x.0), Some(2));
+        assert_eq!(
+            scan_csv(b"a,b\n\"x\"y,1\n", b',', &ReadLimits::default()).map(|x| x.0),
+            Some(2)
+        );
     }
 
     #[test]
     fn well_formed_csv_scans_clean() {
-        assert_eq!(scan_csv(b"a,b\r\n1,\"q\"\"uote\"\r\n\r\n3,4", b','), None);
+        assert_eq!(
+            scan_csv(b"a,b\r\n1,\"q\"\"uote\"\r\n\r\n3,4", b',', &ReadLimits::default()),
+            None
+        );
     }
 
     #[test]
