@@ -175,6 +175,16 @@ fn digit<R: Rng + ?Sized>(rng: &mut R) -> char {
     char::from(b'0' + rng.random_range(0..10u8))
 }
 
+/// A first name from the lexicon (Title case).
+pub fn first_name<R: Rng + ?Sized>(rng: &mut R) -> &'static str {
+    pick(rng, FIRST)
+}
+
+/// A family name from the lexicon (Title case).
+pub fn last_name<R: Rng + ?Sized>(rng: &mut R) -> &'static str {
+    pick(rng, LAST)
+}
+
 /// Replace each digit and ASCII letter with a random one of its class.
 pub fn reshape<R: Rng + ?Sized>(template: &str, rng: &mut R) -> String {
     template

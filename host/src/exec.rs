@@ -620,21 +620,33 @@ pub fn privacy_charges(plan: &Plan) -> Result<Vec<PrivacyCharge>> {
 
 fn run_generator(ctx: &StageCtx, generator: &dyn doppel_generators::Generator) -> Result<Output> {
     let table = ctx.table(0)?;
-    let batch = table.concat()?;
-    // Default size: the whole real table, also when the generator was trained
-    // on a split-off part of it.
-    let default_rows = table.population_rows.unwrap_or(batch.num_rows());
-    let rows_setting = int_setting(&ctx.stage.settings, "rows");
-    let seed = int_setting(&ctx.stage.settings, "seed").map_or(0, |s| u64::try_from(s).unwrap_or(0));
     let params = generator_params(&ctx.stage.settings);
     let gen_err = |source| Error::Generator {
         stage: ctx.stage.id.clone(),
         generator: generator.name().to_owned(),
         source,
     };
+    // The release rule (crate::release): a non-DP generator learns from a
+    // copy whose identifier-like columns and rare values are markers, and
+    // what it samples is finished so that no rare real value is released.
+    // A DP generator's guarantee covers what it releases; rewriting its
+    // input or output by exact counts would void it.
+    let dp = generator.privacy_cost(&params).map_err(gen_err)?.is_some();
+    let guarded = if dp {
+        None
+    } else {
+        Some(crate::release::before_fit(&table)?)
+    };
+    let learn: &Table = guarded.as_ref().map_or(table.as_ref(), |g| &g.table);
+    let batch = learn.concat()?;
+    // Default size: the whole real table, also when the generator was trained
+    // on a split-off part of it.
+    let default_rows = table.population_rows.unwrap_or(batch.num_rows());
+    let rows_setting = int_setting(&ctx.stage.settings, "rows");
+    let seed = int_setting(&ctx.stage.settings, "seed").map_or(0, |s| u64::try_from(s).unwrap_or(0));
     let data = TrainingData {
         batch: &batch,
-        semantics: &table.semantics,
+        semantics: &learn.semantics,
     };
     let fit_started = Instant::now();
     let model = generator
@@ -652,6 +664,10 @@ fn run_generator(ctx: &StageCtx, generator: &dyn doppel_generators::Generator) -
     let synthetic = model
         .sample(rows, seed, &GenProgress { ctx, phase_offset: 500 })
         .map_err(gen_err)?;
+    let synthetic = match &guarded {
+        Some(g) => crate::release::after_sample(&synthetic, Some(&g.forbidden), seed)?,
+        None => synthetic,
+    };
     let sample = sample_started.elapsed();
     let out = Table {
         schema: synthetic.schema(),
@@ -674,10 +690,16 @@ fn run_generator(ctx: &StageCtx, generator: &dyn doppel_generators::Generator) -
     } else {
         None
     };
+    let mut notes = model.notes();
+    notes.extend(
+        guarded
+            .iter()
+            .flat_map(|g| g.columns.iter().map(crate::release::ColumnGuard::note)),
+    );
     let summary = ModelSummary {
         generator: generator.name().to_owned(),
         columns: model.columns(),
-        notes: model.notes(),
+        notes,
         fit,
         sample,
         seed,
@@ -729,6 +751,9 @@ fn run_sample(ctx: &StageCtx) -> Result<Output> {
     let synthetic = model
         .sample(rows, seed, &GenProgress { ctx, phase_offset: 500 })
         .map_err(gen_err)?;
+    // The model learned markers where its table had identifiers and rare
+    // values (crate::release): they become generated values here too.
+    let synthetic = crate::release::after_sample(&synthetic, None, seed)?;
     let sample = started.elapsed();
     let columns = model.columns();
     let semantics: Vec<_> = columns.iter().map(|c| c.semantic).collect();

@@ -60,6 +60,7 @@ pub mod exec;
 pub mod limits;
 pub mod plan;
 pub mod plugin;
+pub mod release;
 pub mod report;
 pub mod shipped;
 pub mod spec;

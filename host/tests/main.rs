@@ -3,6 +3,7 @@
 mod common;
 mod executor;
 mod loading;
+mod people;
 mod pipelines;
 mod plugins;
 mod privacy;

@@ -164,7 +164,14 @@ async fn download(
         .storage
         .verify_local(&key, q.expires, &q.signature)
         .map_err(|e| forbidden(&e.to_string()))?;
-    let (size, stream) = state.storage.get_stream(&key).await.map_err(|e| match e {
+    let name = key.rsplit('/').next().unwrap_or("download").to_owned();
+    send_object(&state, &key, &name).await
+}
+
+/// Stream the stored object `key` as an attachment called `name`: the
+/// answer of every download route once it has decided the caller may have it.
+pub(crate) async fn send_object(state: &AppState, key: &str, name: &str) -> poem::Result<Response> {
+    let (size, stream) = state.storage.get_stream(key).await.map_err(|e| match e {
         doppel_platform::Error::NotFound(_) => {
             crate::error::poem_error(StatusCode::NOT_FOUND, "not_found", "this file no longer exists")
         }
@@ -173,7 +180,7 @@ async fn download(
             crate::error::poem_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the download failed")
         }
     })?;
-    let name = key.rsplit('/').next().unwrap_or("download").replace('"', "");
+    let name = name.replace(['"', '/', '\\'], "");
     let body = poem::Body::from_bytes_stream(stream.map(|c| c.map_err(std::io::Error::other)));
     Ok(Response::builder()
         .header("content-type", "application/octet-stream")

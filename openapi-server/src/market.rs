@@ -1337,26 +1337,7 @@ pub(crate) async fn purchase_download(
         tracing::error!(error = %e, "Download: listing lookup failed.");
         crate::error::poem_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the download failed")
     })?;
-    let (size, stream) = state
-        .storage
-        .get_stream(&listing.output_key)
-        .await
-        .map_err(|e| match e {
-            doppel_platform::Error::NotFound(_) => {
-                crate::error::poem_error(StatusCode::NOT_FOUND, "not_found", "this file no longer exists")
-            }
-            other => {
-                tracing::error!(error = %other, "Download failed.");
-                crate::error::poem_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the download failed")
-            }
-        })?;
-    let name = listing.output_name.replace(['"', '/', '\\'], "");
-    let body = poem::Body::from_bytes_stream(futures::StreamExt::map(stream, |c| c.map_err(std::io::Error::other)));
-    Ok(Response::builder()
-        .header("content-type", "application/octet-stream")
-        .header("content-length", size)
-        .header("content-disposition", format!("attachment; filename=\"{name}\""))
-        .body(body))
+    crate::send_object(&state, &listing.output_key, &listing.output_name).await
 }
 
 /// `GET /v1/checkout/return?purchase=…`: where the provider sends the buyer

@@ -35,10 +35,28 @@ impl Facts {
     /// The share of a column's released values that are real values, from a
     /// privacy stage's `PIICopyRate` (`None`: not measured).
     pub fn copy_rate(&self, privacy_stage: &str, column: &str) -> Option<f64> {
+        // `PIICopyRate` (columns a detector flagged in the real table) and
+        // `RareValueCopyRate` (every text column, flagged or not): the worse.
         self.metrics_of(privacy_stage)?
             .iter()
-            .find(|m| m.name == "PIICopyRate" && m.columns.len() == 1 && m.columns[0] == column)
+            .filter(|m| {
+                (m.name == "PIICopyRate" || m.name == "RareValueCopyRate")
+                    && m.columns.len() == 1
+                    && m.columns[0] == column
+            })
             .map(|m| m.value)
+            .reduce(f64::max)
+    }
+
+    /// Columns whose released values include rare real values (the privacy
+    /// stage's `RareValueCopyRate` above zero), with that rate.
+    pub fn rare_copies(&self, privacy_stage: &str) -> Vec<(String, f64)> {
+        self.metrics_of(privacy_stage)
+            .unwrap_or_default()
+            .iter()
+            .filter(|m| m.name == "RareValueCopyRate" && m.value > 0.0 && m.columns.len() == 1)
+            .map(|m| (m.columns[0].clone(), m.value))
+            .collect()
     }
 
     /// A pipeline attribute.

@@ -22,13 +22,18 @@
 //!   values that are real values of that column. Only identifier-like columns
 //!   (at least half their real values distinct, dates excepted: a date space
 //!   is small enough to hit by chance) count towards the score.
+//! - **RareValueCopyRate**: per text column, flagged or not, the share of
+//!   synthetic values that are rare real values (held by at most
+//!   `release::RARE_ROWS` real rows; any real value of an identifier-like
+//!   column). It measures what was released, not what was detected.
 //!
 //! # Privacy score
 //! `Privacy Score` (0–100, higher is safer) is 100 × the weighted mean of the
 //! available protections — DCRBaseline 0.25, DCROverfitting 0.20,
 //! NewRowSynthesis 0.20, DisclosureProtection 0.15, 1 − ExactCopyRate 0.10,
-//! 1 − max PIICopyRate 0.10 — with two caps: any real personal value copied
-//! caps it at 39, more than 5 % exact copies at 59. Levels: ≥ 80 low risk,
+//! 1 − max PIICopyRate 0.10 — with three caps: any real personal value
+//! copied caps it at 39, any rare real value released (RareValueCopyRate > 0,
+//! the note names the columns) too, more than 5 % exact copies at 59. Levels: ≥ 80 low risk,
 //! 60–79 medium, 40–59 high, < 40 critical.
 
 use std::collections::{HashMap, HashSet};
@@ -772,6 +777,10 @@ pub fn privacy(
         }
     }
 
+    // Rare real values released, in every text column, flagged or not: what
+    // the twin gives away whatever a detector found.
+    let rare_copies = rare_value_metrics(&batches[0], &batches[1], &mut out);
+
     // The score.
     let mut parts: Vec<(&str, f64, f64)> = Vec::new();
     if !baseline.is_nan() {
@@ -801,7 +810,19 @@ pub fn privacy(
         score = score.min(59.0);
         caps.push("more than 5% of rows are exact copies");
     }
+    let rare_note = (!rare_copies.is_empty()).then(|| {
+        score = score.min(39.0);
+        format!(
+            "real rare values were released in {}",
+            rare_copies
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
     let score = (score * 10.0).round() / 10.0;
+    let caps: Vec<&str> = caps.into_iter().chain(rare_note.as_deref()).collect();
     let note = if caps.is_empty() {
         level(score).to_owned()
     } else {
@@ -818,6 +839,90 @@ pub fn privacy(
         },
     );
     Ok(out)
+}
+
+/// What one text column released of its rare real values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RareCopies {
+    /// The column.
+    pub column: String,
+    /// Released values that are rare real values: held by at most
+    /// [`crate::release::RARE_ROWS`] real rows, or any real value of an
+    /// identifier-like column.
+    pub copies: usize,
+    /// Non-null values released.
+    pub released: usize,
+    /// Whether the real column is identifier-like (mostly distinct).
+    pub identifier: bool,
+}
+
+/// [`RareCopies`] of every text column `real` and `released` share.
+pub fn rare_value_copies(real: &RecordBatch, released: &RecordBatch) -> Vec<RareCopies> {
+    use crate::release::{RARE_ROWS, UNIQUE_SHARE};
+    let mut out = Vec::new();
+    for field in real.schema().fields() {
+        let (Some(r), Some(s)) = (real.column_by_name(field.name()), released.column_by_name(field.name())) else {
+            continue;
+        };
+        if r.data_type() != &DataType::Utf8 || s.data_type() != &DataType::Utf8 {
+            continue;
+        }
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for v in r.as_string::<i32>().iter().flatten() {
+            *counts.entry(v).or_default() += 1;
+        }
+        let non_null: usize = counts.values().sum();
+        if non_null == 0 {
+            continue;
+        }
+        #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+        let identifier = counts.len() as f64 >= UNIQUE_SHARE * non_null as f64;
+        let values: Vec<&str> = s.as_string::<i32>().iter().flatten().collect();
+        let copies = values
+            .iter()
+            .filter(|v| counts.get(*v).is_some_and(|c| identifier || *c <= RARE_ROWS))
+            .count();
+        out.push(RareCopies {
+            column: field.name().clone(),
+            copies,
+            released: values.len(),
+            identifier,
+        });
+    }
+    out
+}
+
+/// `RareValueCopyRate` for every text column (see [`rare_value_copies`]);
+/// returns the columns that released any.
+fn rare_value_metrics(real: &RecordBatch, synthetic: &RecordBatch, out: &mut Vec<MetricValue>) -> Vec<String> {
+    let mut leaking = Vec::new();
+    for c in rare_value_copies(real, synthetic) {
+        #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+        let (copied, share) = (
+            c.copies as f64,
+            if c.released == 0 {
+                0.0
+            } else {
+                c.copies as f64 / c.released as f64
+            },
+        );
+        let what = if c.identifier {
+            "real values of an identifier-like column".to_owned()
+        } else {
+            format!("real values held by at most {} rows", crate::release::RARE_ROWS)
+        };
+        out.push(MetricValue {
+            name: "RareValueCopyRate".into(),
+            columns: vec![c.column.clone()],
+            value: share,
+            note: Some(format!("{} released value(s) are {what}", c.copies)),
+            extra: vec![("copies".into(), copied)],
+        });
+        if c.copies > 0 {
+            leaking.push(c.column);
+        }
+    }
+    leaking
 }
 
 #[cfg(test)]

@@ -572,9 +572,12 @@ pub fn protect(
             new.data_type().clone(),
             field.is_nullable() || new.null_count() > 0,
         ));
-        // Replaced columns are personal data in form: downstream stages keep
-        // them as values (dates stay dates, so they are still modelled).
-        let replaced = chosen != "none" && chosen != "keep" && *semantic != SemanticType::Datetime;
+        // Columns replaced value by value (fakes, pseudonyms) hold no real
+        // value: downstream stages keep them as values (dates stay dates, so
+        // they are still modelled), and the release rule leaves them alone.
+        // Free text rewritten span by span is still real prose around the
+        // spans, so it keeps its type.
+        let replaced = matches!(chosen, "fake" | "hash") && *semantic != SemanticType::Datetime;
         semantics.push(if replaced { SemanticType::Pii } else { *semantic });
         columns.push(new);
     }

@@ -133,7 +133,9 @@ impl Gdpr {
             .unwrap_or_default()
             .iter()
             .filter(|m| {
-                m.name == "PIICopyRate" && m.value > 0.0 && !m.note.as_deref().unwrap_or("").contains("not scored")
+                (m.name == "PIICopyRate" && !m.note.as_deref().unwrap_or("").contains("not scored")
+                    || m.name == "RareValueCopyRate")
+                    && m.value > 0.0
             })
             .map(|m| format!("`{}` {:.1}%", m.columns.join(","), m.value * 100.0))
             .collect();
@@ -151,7 +153,10 @@ impl Gdpr {
         }
         evidence.push(format!("exact copies {:.2}%", exact * 100.0));
         if !copies.is_empty() {
-            evidence.push(format!("real identifiers copied: {}", copies.join(", ")));
+            evidence.push(format!(
+                "real identifiers or rare values released: {}",
+                copies.join(", ")
+            ));
         }
         v.evidence = evidence.join("; ");
         if !copies.is_empty() || score.value < 40.0 {

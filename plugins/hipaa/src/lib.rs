@@ -149,7 +149,7 @@ const SAFE_HARBOR: &[Identifier] = &[
     Identifier {
         letter: 'R',
         title: "Any other unique identifying number, characteristic, or code",
-        entities: &["UK_NINO"],
+        entities: &["UK_NINO", "ID_NUMBER"],
         names: &[],
         severity: Severity::Low,
     },
@@ -235,7 +235,12 @@ impl Hipaa {
                     .is_some_and(|m| m > 89.0)
             })
             .collect();
-        if hits.is_empty() && old_ages.is_empty() {
+        let rare = if id.letter == 'R' {
+            facts.rare_copies(&self.privacy)
+        } else {
+            Vec::new()
+        };
+        if hits.is_empty() && old_ages.is_empty() && rare.is_empty() {
             v.evidence = format!("no column of `{}` holds {}", self.released, id.title.to_lowercase());
             if findings.is_empty() {
                 v.status = VerdictStatus::Warn;
@@ -289,6 +294,19 @@ impl Hipaa {
                 None => failing.push(format!("`{}` ({})", col.name, entity.unwrap_or("by its name"))),
             }
         }
+        // Whatever a detector found: released values that are rare real
+        // values (held by a few real rows, or any of an identifier-like
+        // column's) are unique characteristics of those rows.
+        if id.letter == 'R' {
+            for (column, rate) in &rare {
+                if !hits.iter().any(|(c, _)| &c.name == column) {
+                    failing.push(format!(
+                        "`{column}`: {:.1}% of its released values are rare real values",
+                        rate * 100.0
+                    ));
+                }
+            }
+        }
         // A top of exactly 90 is what top-coding leaves ("90 or older", as in
         // census extracts): the pipeline author vouches for it with the
         // `ages_top_coded` attribute (builtin:protect `safe_harbor` does it).
@@ -321,6 +339,7 @@ impl Hipaa {
             .iter()
             .map(|(c, _)| c.name.clone())
             .chain(old_ages.iter().map(|c| c.name.clone()))
+            .chain(rare.iter().map(|(c, _)| c.clone()))
             .collect();
         v.columns.dedup();
         if !failing.is_empty() {

@@ -6,18 +6,30 @@
 //! and weighs the share of cells that validate with the evidence of the column
 //! name. Columns of prose are searched for personal data *inside* the text;
 //! each such span is reported with its cell and byte offsets, and the column is
-//! marked `MIXED`. Ids, codes, prices and labels validate as nothing and stay
-//! `NONE`.
+//! marked `MIXED`. Integer keys, prices and labels validate as nothing and
+//! stay `NONE`; text codes that number a person's record (case, member,
+//! patient, customer numbers, by the column's name) are `ID_NUMBER`. A
+//! mostly-distinct code under any other name (a SKU, a batch code) stays
+//! `NONE`: whether it points at a person depends on what the rows are, and
+//! the host's release rule never releases such a column's real values anyway.
 //!
 //! Entities: `PERSON`, `EMAIL_ADDRESS`, `PHONE_NUMBER`, `US_SSN`,
 //! `CREDIT_CARD`, `IBAN_CODE`, `IP_ADDRESS`, `MAC_ADDRESS`, `URL`,
 //! `DATE_TIME`, `LOCATION`, `US_PASSPORT`, `US_DRIVER_LICENSE`, `UK_NHS`,
-//! `UK_NINO`, `CRYPTO`, `MEDICAL_LICENSE`.
+//! `UK_NINO`, `CRYPTO`, `MEDICAL_LICENSE`, and `ID_NUMBER` (case, record,
+//! member and account numbers: mostly-distinct codes with digits).
+//!
+//! Names are found as people write them in real tables, not as test
+//! fixtures do: any case (`miguel hernandez`, `HERNANDEZ, MIGUEL`), split
+//! over `first` / `last` / `middle` columns, with particles and apostrophes
+//! (`st. surin`, `o'neil`); by the column's name with the values' shape, or
+//! by the values alone when most of them hold a known first name.
 //!
 //! Validators that cannot tell an entity from any other code on their own (nine
 //! bare digits as an SSN or a passport, licence formats) count only when the
 //! column's name says which entity it holds.
 
+pub mod census;
 pub mod names;
 pub mod spans;
 pub mod validate;
@@ -65,11 +77,14 @@ pub enum Entity {
     Crypto,
     /// Medical licence (DEA registration number).
     MedicalLicense,
+    /// Any other identifying number or code: case, record, member, account
+    /// numbers (mostly distinct, with digits).
+    IdNumber,
 }
 
 impl Entity {
     /// Every entity, in the order ties are broken (most specific first).
-    pub const ALL: [Entity; 17] = [
+    pub const ALL: [Entity; 18] = [
         Entity::Iban,
         Entity::Crypto,
         Entity::CreditCard,
@@ -87,6 +102,7 @@ impl Entity {
         Entity::Person,
         Entity::UsPassport,
         Entity::UsDriverLicense,
+        Entity::IdNumber,
     ];
 
     /// Presidio's name.
@@ -109,6 +125,7 @@ impl Entity {
             Entity::UkNino => "UK_NINO",
             Entity::Crypto => "CRYPTO",
             Entity::MedicalLicense => "MEDICAL_LICENSE",
+            Entity::IdNumber => "ID_NUMBER",
         }
     }
 
@@ -135,6 +152,16 @@ struct ColumnEvidence {
     /// Cells searched for embedded PII.
     searched: u64,
     declared_text: bool,
+    /// Cells of 1–4 name words in any case, and of 2 or more.
+    name_like: u64,
+    full_name_like: u64,
+    /// Cells holding a known first name or common surname (1990 US Census
+    /// lists, or the free-text lexicon) as one of their words.
+    first_name: u64,
+    /// Cells shaped like a case / record / account number.
+    code_like: u64,
+    /// Distinct values among the sampled cells.
+    distinct: std::collections::HashSet<String>,
 }
 
 impl ColumnEvidence {
@@ -274,6 +301,20 @@ impl PiiScanner {
             hit(Entity::MedicalLicense, strong(validate::dea(v)));
         }
         ev.person_shape += u64::from(validate::person_shape(v));
+        let words = validate::name_words(v);
+        ev.name_like += u64::from(words >= 1);
+        ev.full_name_like += u64::from(words >= 2);
+        ev.first_name += u64::from(
+            words >= 1
+                && v.split(|c: char| c.is_whitespace() || c == ',').any(|w| {
+                    let w = w.to_lowercase();
+                    names::is_first_name(&w) || census::is_first(&w) || census::is_last(&w)
+                }),
+        );
+        ev.code_like += u64::from(validate::code_shape(v));
+        if ev.distinct.len() < 10_000 {
+            ev.distinct.insert(v.to_owned());
+        }
         ev.place_shape += u64::from(validate::place_shape(v));
         ev.words += v.split_whitespace().count() as u64;
     }
@@ -321,6 +362,7 @@ impl PiiScanner {
             return f;
         }
         let bonus = |e: Entity| if hint == Some(e) { 0.1 } else { 0.0 };
+        let distinct = ev.distinct.len() as u64;
         if let Some((e, n)) = best {
             let share = ev.share(n);
             if share >= self.min_share {
@@ -344,8 +386,14 @@ impl PiiScanner {
             let weak = ev.weak.get(&h).copied().unwrap_or(0);
             let with_weak = ev.share(strong + weak);
             match h {
-                Entity::Person if ev.share(ev.person_shape) >= 0.8 => {
-                    decide(&mut f, h, ev.person_shape, 0.6 + 0.3 * ev.share(ev.person_shape));
+                // Names in any case, split columns holding one word each.
+                Entity::Person if ev.share(ev.person_shape.max(ev.name_like)) >= 0.8 => {
+                    let n = ev.person_shape.max(ev.name_like);
+                    decide(&mut f, h, n, 0.6 + 0.3 * ev.share(n));
+                    return f;
+                }
+                Entity::IdNumber if ev.text && ev.share(ev.code_like) >= 0.8 && ev.share(distinct) >= 0.5 => {
+                    decide(&mut f, h, ev.code_like, 0.6 + 0.3 * ev.share(ev.code_like));
                     return f;
                 }
                 Entity::Location if ev.share(ev.place_shape + strong) >= 0.8 => {
@@ -362,6 +410,25 @@ impl PiiScanner {
                     return f;
                 }
                 _ => {}
+            }
+        }
+        if ev.text && !ev.is_prose() && self.entities.contains(&Entity::Person) {
+            // No name says so, but the values do: nearly all are one to four
+            // name words, many hold a known name, and there are too many
+            // distinct ones for a set of labels (colours, statuses).
+            let multi = ev.share(ev.full_name_like);
+            if ev.share(ev.name_like) >= 0.9
+                && ev.share(ev.first_name) >= 0.4
+                && ev.distinct.len() >= 20
+                && (multi >= 0.5 || hint.is_none())
+            {
+                decide(
+                    &mut f,
+                    Entity::Person,
+                    ev.name_like,
+                    0.55 + 0.3 * ev.share(ev.first_name),
+                );
+                return f;
             }
         }
         // Personal data inside prose.

@@ -135,6 +135,43 @@ pub fn hint(column: &str) -> Option<Entity> {
     if person_word && !t.iter().any(|x| NOT_PEOPLE.contains(&x.as_str())) {
         return Some(Entity::Person);
     }
+    // Split name columns as real tables name them, in several languages:
+    // `first`, `last`, `middle` alone, `fname`, `given_nm`, `nombre`,
+    // `apellidos`, `vorname`, `prénom`, `cognome`.
+    let alone = |w: &[&str]| t.len() == 1 && w.contains(&t[0].as_str());
+    let split_name = alone(&["first", "last", "middle", "given", "family", "nom", "nome", "nombres"])
+        || [
+            "fname", "lname", "mname", "givenname", "familyname", "nombre", "apellido", "apellidos", "vorname",
+            "nachname", "prenom", "prénom", "cognome", "primeironome", "sobrenome",
+        ]
+        .iter()
+        .any(|w| has(w) || joined.contains(w))
+        || (has("first") || has("last") || has("middle") || has("given") || has("family"))
+            && (has("nm") || has("n") || has("nme"))
+        // `LAST_FIRST`, `first_last`: a name written in either order.
+        || has("first") && has("last");
+    if split_name && !t.iter().any(|x| NOT_PEOPLE.contains(&x.as_str())) {
+        return Some(Entity::Person);
+    }
+    // Case, record, member, account numbers.
+    let number_word = has("number") || has("no") || has("num") || has("nbr") || has("id") || has("code") || has("ref");
+    let record_word = has("case")
+        || has("record")
+        || has("docket")
+        || has("booking")
+        || has("member")
+        || has("membership")
+        || has("mrn")
+        || has("inmate")
+        || has("citation")
+        || has("claim")
+        || has("customer")
+        || has("patient")
+        || has("employee")
+        || has("student");
+    if (record_word && number_word) || has("mrn") || joined.contains("casenumber") || joined.contains("docket") {
+        return Some(Entity::IdNumber);
+    }
     if has("address")
         || has("addr")
         || has("street")
@@ -588,6 +625,31 @@ mod tests {
     }
 
     #[test]
+    fn split_and_foreign_name_columns() {
+        for c in [
+            "first",
+            "LAST",
+            "middle",
+            "fname",
+            "given_nm",
+            "nombre",
+            "apellidos",
+            "Vorname",
+            "prénom",
+            "last_nm",
+            "LAST_FIRST",
+        ] {
+            assert_eq!(hint(c), Some(Entity::Person), "{c}");
+        }
+        for c in ["last_login", "first_visit", "company_name", "store"] {
+            assert_ne!(hint(c), Some(Entity::Person), "{c}");
+        }
+        for c in ["case_number", "CaseNo", "docket", "member_id", "booking_num", "mrn"] {
+            assert_eq!(hint(c), Some(Entity::IdNumber), "{c}");
+        }
+    }
+
+    #[test]
     fn hints_from_names() {
         assert_eq!(hint("email"), Some(Entity::Email));
         assert_eq!(hint("customerEmail"), Some(Entity::Email));
@@ -597,7 +659,9 @@ mod tests {
         assert_eq!(hint("company_name"), None);
         assert_eq!(hint("date_of_birth"), Some(Entity::DateTime));
         assert_eq!(hint("website"), Some(Entity::Url));
-        assert_eq!(hint("customer_id"), None);
+        // A record number names its person (the verdict also needs text
+        // codes: an integer surrogate key stays NONE).
+        assert_eq!(hint("customer_id"), Some(Entity::IdNumber));
         assert_eq!(hint("plan"), None);
         assert_eq!(hint("native_country"), None);
         assert_eq!(hint("signup_channel"), None);

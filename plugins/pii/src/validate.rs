@@ -419,15 +419,58 @@ fn capitalized_word(w: &str) -> bool {
 /// Shaped like a person's name: 2–4 capitalised words, optionally a title and
 /// suffix (`Dr. Jane Doe-Smith Jr.`).
 pub fn person_shape(s: &str) -> bool {
-    let words: Vec<&str> = s.split_whitespace().collect();
-    let core: Vec<&&str> = words
-        .iter()
+    let core = core_words(s);
+    (2..=4).contains(&core.len()) && core.iter().all(|w| capitalized_word(w))
+}
+
+/// The words of `s` without titles and suffixes (`Dr.`, `Jr.`).
+fn core_words(s: &str) -> Vec<&str> {
+    s.split_whitespace()
         .filter(|w| {
             let l = w.to_ascii_lowercase();
             !TITLES.contains(&l.as_str()) && !SUFFIXES.contains(&l.as_str())
         })
-        .collect();
-    (2..=4).contains(&core.len()) && core.iter().all(|w| capitalized_word(w))
+        .collect()
+}
+
+/// One word of a person's name, in any case: letters, with apostrophes,
+/// hyphens or a period inside or at the end (`o'neil`, `st.`, `jean-luc`,
+/// `MCDONALD`, `nuñez`).
+pub fn name_word(w: &str) -> bool {
+    let w = w.trim_end_matches(',');
+    let letters = w.chars().filter(|c| c.is_alphabetic()).count();
+    letters >= 1
+        && w.chars().next().is_some_and(char::is_alphabetic)
+        && w.chars()
+            .all(|c| c.is_alphabetic() || matches!(c, '-' | '\'' | '’' | '.'))
+        && (letters >= 2 || w.ends_with('.'))
+}
+
+/// How many name words `s` is made of (titles and suffixes aside), in any
+/// case and in either order (`miguel hernandez`, `HERNANDEZ, MIGUEL`,
+/// `ana st. surin`); 0 when any word is not one.
+pub fn name_words(s: &str) -> usize {
+    if s.split_whitespace().count() > 5 || s.matches(',').count() > 1 {
+        return 0;
+    }
+    let core = core_words(s);
+    if core.is_empty() || core.len() > 4 || !core.iter().all(|w| name_word(w)) {
+        0
+    } else {
+        core.len()
+    }
+}
+
+/// Shaped like a case, record, member or account number: one token of 5–40
+/// characters with at least one digit, made of letters, digits and `-_/.#`,
+/// and not a date (`13011352CF10A`, `MRN-004521`, `A12-99-3041`).
+pub fn code_shape(s: &str) -> bool {
+    let n = s.chars().count();
+    (5..=40).contains(&n)
+        && s.chars().any(|c| c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/' | '.' | '#'))
+        && !date(s)
 }
 
 /// Shaped like a place name: 1–4 capitalised words.
@@ -439,6 +482,35 @@ pub fn place_shape(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_in_any_case() {
+        for n in [
+            "miguel hernandez",
+            "HERNANDEZ, MIGUEL",
+            "ana st. surin",
+            "john o'neil",
+            "Jean-Luc Picard",
+            "nuñez",
+        ] {
+            assert!(name_words(n) >= 1, "{n}");
+        }
+        assert_eq!(name_words("miguel hernandez"), 2);
+        assert_eq!(name_words("Dr. Jane Doe Jr."), 2);
+        for n in ["13011352CF10A", "no issues, billing, again", "a1", "x", "3 apples", ""] {
+            assert_eq!(name_words(n), 0, "{n}");
+        }
+    }
+
+    #[test]
+    fn case_numbers_but_not_dates_or_words() {
+        for c in ["13011352CF10A", "MRN-004521", "A12-99-3041", "99887766"] {
+            assert!(code_shape(c), "{c}");
+        }
+        for c in ["2013-01-05", "hello", "12", "has space 123", "white"] {
+            assert!(!code_shape(c), "{c}");
+        }
+    }
 
     #[test]
     fn emails() {
