@@ -134,6 +134,16 @@ class Server:
 
         return fl.connect(self.grpc)
 
+    def wait_job(self, token: str, job_id: str, timeout: float = 900) -> dict:
+        """Poll a job until it ends; return it."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            _, job = self.rest("GET", f"/v1/jobs/{job_id}", token=token)
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                return job
+            time.sleep(0.5)
+        raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
     def peak_rss_mib(self) -> float:
         """The server process's peak resident memory so far (VmHWM)."""
         for line in pathlib.Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():

@@ -5,7 +5,6 @@ enforces: the page's CSP, form submission, redirects), and the API reference
 at /docs."""
 
 import json
-import time
 import urllib.request
 import uuid
 
@@ -39,12 +38,7 @@ def listed_twin(server):
     dataset = upload(server, key)
     code, job = server.rest("POST", "/v1/jobs", {"pipeline": "quickstart", "dataset_id": dataset}, token=key)
     assert code == 201, job
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        _, job = server.rest("GET", f"/v1/jobs/{job['id']}", token=key)
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            break
-        time.sleep(0.5)
+    job = server.wait_job(key, job["id"], timeout=600)
     assert job["state"] == "succeeded", job
     code, listing = server.rest(
         "POST",

@@ -90,18 +90,6 @@ def upload(server, token, data: bytes, filename: str, content_type="application/
     return request(server, "POST", "/v1/datasets", body, headers, timeout=600)
 
 
-def wait_job(server, token, job_id, timeout=900):
-    import time
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        _, job = server.rest("GET", f"/v1/jobs/{job_id}", token=token)
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
 def adult_slice(rows: int) -> bytes:
     lines = ADULT.read_bytes().splitlines(keepends=True)
     return b"".join(lines[: rows + 1])

@@ -20,7 +20,7 @@ import pyarrow.flight as fl
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import BUYER_SCOPES, Server, adult_slice, request, upload, wait_job
+from conftest import BUYER_SCOPES, Server, adult_slice, request, upload
 
 
 def opts(token):
@@ -108,7 +108,7 @@ def test_reports_name_the_dataset_not_a_server_file(server, mallory):
     key, ds = mallory["key"], mallory["dataset"]
     code, job = server.rest("POST", "/v1/jobs", {"pipeline": "pii-scan", "dataset_id": ds}, token=key)
     assert code == 201, job
-    job = wait_job(server, key, job["id"])
+    job = server.wait_job(key, job["id"])
     assert job["state"] == "succeeded", job
     code, report = server.rest("GET", f"/v1/jobs/{job['id']}/report", token=key)
     assert code == 200, report
@@ -352,7 +352,7 @@ def test_listings_hide_the_seller_and_refunds_end_links(server):
     assert code == 201, ds
     code, job = server.rest("POST", "/v1/jobs", {"pipeline": "quickstart", "dataset_id": ds["id"]}, token=seller[2])
     assert code == 201, job
-    job = wait_job(server, seller[2], job["id"])
+    job = server.wait_job(seller[2], job["id"])
     assert job["state"] == "succeeded", job
     code, listing = server.rest(
         "POST",
