@@ -426,21 +426,18 @@ pub fn after_sample(batch: &RecordBatch, forbidden: Option<&Forbidden>, seed: u6
             }
             let replacement = if let Some(marker) = v.strip_prefix(ID_PREFIX) {
                 let mut fresh = generate(marker, &mut rng);
-                // A lexicon name can coincide with a real one: draw again,
-                // then fall back to a random pattern no real value has.
-                for attempt in 0..64 {
-                    if !banned(&fresh) {
-                        break;
-                    }
-                    fresh = if attempt < 32 {
+                // A lexicon name can coincide with a real one: draw again;
+                // past 32 draws, add random letters, one more each time, so
+                // the value soon outgrows every real one (the loop ends).
+                let mut extra = 0;
+                while banned(&fresh) {
+                    fresh = if extra < 32 {
                         generate(marker, &mut rng)
                     } else {
-                        // Longer than any real value of its shape.
-                        fill(
-                            &format!("{} {LOWER}{LOWER}{LOWER}{LOWER}", class_pattern(&fresh)),
-                            &mut rng,
-                        )
+                        let tail: String = std::iter::repeat_n(LOWER, extra - 31).collect();
+                        fill(&format!("{} {tail}", class_pattern(&fresh)), &mut rng)
                     };
+                    extra += 1;
                 }
                 fresh
             } else if donors.is_empty() {

@@ -269,11 +269,6 @@ impl Accounts {
                 return Err(Error::Unauthenticated(wrong.into()));
             }
         };
-        if account.disabled_at.is_some() {
-            self.audit_failure(meta, Some(&account.id), "authn_login_fail_disabled")
-                .await?;
-            return Err(Error::Unauthenticated("this account is disabled".into()));
-        }
         if account.totp_enabled {
             let Some(r) = row.as_ref() else {
                 return Err(Error::Internal("account row vanished".into()));
@@ -289,6 +284,13 @@ impl Accounts {
                 return Err(Error::Unauthenticated(wrong.into()));
             }
             self.mfa_succeeded(&account.id).await?;
+        }
+        // Only now, with every factor checked: otherwise "disabled" would
+        // tell a guesser that the password was right.
+        if account.disabled_at.is_some() {
+            self.audit_failure(meta, Some(&account.id), "authn_login_fail_disabled")
+                .await?;
+            return Err(Error::Unauthenticated("this account is disabled".into()));
         }
         self.open_session(meta, account, "authn_login_success").await
     }
