@@ -382,11 +382,16 @@ impl Queue {
     pub async fn heartbeat(&self, lease: &Lease, progress: Option<(f64, &str)>) -> Result<bool> {
         let now = now_ms();
         let (p, msg) = match progress {
-            Some((p, m)) => (Some(p.clamp(0.0, 1.0)), Some(m)),
-            None => (None, None),
+            Some((p, m)) => (p.clamp(0.0, 1.0), Some(m)),
+            None => (0.0, None),
         };
+        // The progress is always bound as a number and chosen by a flag:
+        // sqlx's Any driver declares a NULL f64 as float4 on PostgreSQL, and
+        // the statement cached with that type then refuses the next real
+        // value ("incorrect binary data format").
         let row = sqlx::query(
-            "UPDATE jobs SET lease_expires_at = $1, updated_at = $2, progress = COALESCE($3, progress), \
+            "UPDATE jobs SET lease_expires_at = $1, updated_at = $2, \
+             progress = CASE WHEN $7 THEN $3 ELSE progress END, \
              message = COALESCE($4, message) WHERE id = $5 AND lease_token = $6 AND state = 'running' \
              RETURNING cancel_requested",
         )
@@ -396,6 +401,7 @@ impl Queue {
         .bind(msg)
         .bind(&lease.job.id)
         .bind(&lease.token)
+        .bind(progress.is_some())
         .fetch_optional(&self.db.pool)
         .await?;
         match row {

@@ -574,7 +574,7 @@ impl Market {
         sqlx::query(
             "INSERT INTO listings (id, seller_id, job_id, output_name, output_key, title, description, tags, category, \
              price_minor, currency, license, preview, quality_score, privacy_score, status, sales, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'active', 0, $16, $16)",
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, CASE WHEN $17 THEN $14 ELSE NULL END, $15, 'active', 0, $16, $16)",
         )
         .bind(&id)
         .bind(&p.account_id)
@@ -589,9 +589,11 @@ impl Market {
         .bind(&price.currency)
         .bind(&license)
         .bind(new.preview.to_string())
-        .bind(new.quality_score)
+        // A number and a flag, never a NULL f64 (see `Queue::heartbeat`).
+        .bind(new.quality_score.unwrap_or(0.0))
         .bind(new.privacy_score)
         .bind(now)
+        .bind(new.quality_score.is_some())
         .execute(&mut *tx)
         .await?;
         self.index(&mut tx, &id, &title, &description, &tags).await?;

@@ -450,6 +450,28 @@ fn queue(db: &Db, lease_seconds: i64, max_attempts: i64) -> Queue {
     )
 }
 
+on_both!(heartbeats_with_and_without_progress_share_a_statement, |db: Db| async move {
+    // A worker's first heartbeat carries no progress, later ones do. On
+    // PostgreSQL the statement prepared by the first declared a float4
+    // parameter (sqlx's Any driver maps a NULL f64 so), and every later
+    // progress was refused as "incorrect binary data format": jobs showed no
+    // progress and their leases ran out.
+    let a = accounts(&db);
+    let p = user(&a, "beat@example.com").await;
+    let q = queue(&db, 30, 1);
+    let id = submit(&q, &p).await;
+    let lease = q.claim("w").await.unwrap().unwrap();
+    // Five without progress first, so that every pooled connection the
+    // calls rotate through prepares the statement that way, then five with.
+    for i in 0..10 {
+        let progress = (i >= 5).then(|| (0.1 * f64::from(i), "step"));
+        assert!(!q.heartbeat(&lease, progress).await.unwrap(), "heartbeat {i}");
+    }
+    let job = q.get(&id).await.unwrap();
+    assert!((job.progress - 0.9).abs() < 1e-9, "{}", job.progress);
+    assert_eq!(job.message.as_deref(), Some("step"));
+});
+
 on_both!(jobs_lease_fencing_retry_and_cancel, |db: Db| async move {
     let a = accounts(&db);
     let p = user(&a, "jo@example.com").await;
