@@ -41,6 +41,66 @@ fn wasm_target_dir() -> PathBuf {
     target.join("wasm-plugins")
 }
 
+/// Make sure the toolchain building us can compile for `wasm32-wasip2`.
+///
+/// rustup installs a `rust-toolchain.toml`'s `targets` only when it installs
+/// the toolchain itself, so a machine that already had Rust 1.95 lacks the
+/// target and the nested build would fail with "can't find crate for `core`".
+/// Add it through rustup (once; a lock keeps the two build scripts that build
+/// guests from installing it at the same time) and say so in the build output.
+fn ensure_wasm_target(target_dir: &Path) {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let installed = || {
+        Command::new(&rustc)
+            .args(["--print", "target-libdir", "--target", "wasm32-wasip2"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            // rustc prints the directory whether or not the target is installed.
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .is_some_and(|dir| has_core(&dir))
+    };
+    if installed() {
+        return;
+    }
+    std::fs::create_dir_all(target_dir).expect("create the WASM target directory");
+    let lock = std::fs::File::create(target_dir.join(".rustup-target.lock")).expect("create lock file");
+    lock.lock().expect("lock the target install");
+    if installed() {
+        return;
+    }
+    let mut cmd = Command::new("rustup");
+    cmd.args(["target", "add", "wasm32-wasip2"]);
+    // Inside a rustup proxy this names the toolchain cargo runs on (the one
+    // rust-toolchain.toml pins), so the target goes to that toolchain.
+    if let Ok(toolchain) = std::env::var("RUSTUP_TOOLCHAIN") {
+        cmd.args(["--toolchain", &toolchain]);
+    }
+    println!(
+        "cargo:warning=the wasm32-wasip2 target was missing from this toolchain; installing it \
+         with `rustup target add wasm32-wasip2` (once per machine) to build the WASM plugins"
+    );
+    match cmd.status() {
+        Ok(status) if status.success() && installed() => {}
+        Ok(_) | Err(_) => panic!(
+            "the `wasm32-wasip2` target is missing and `rustup target add wasm32-wasip2` did not \
+             install it; the WASM plugins cannot be built without it. Install it with rustup (or \
+             your distribution's rust-std for wasm32-wasip2) and build again."
+        ),
+    }
+}
+
+/// Whether a target library directory holds the `core` crate.
+fn has_core(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("libcore-"))
+        })
+        .unwrap_or(false)
+}
+
 /// Build every plugin crate directly under `root`.
 pub(crate) fn build_all(root: &Path, workspace: &Path) -> Vec<Built> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
@@ -57,6 +117,7 @@ pub(crate) fn build_all(root: &Path, workspace: &Path) -> Vec<Built> {
         println!("cargo:rerun-if-changed={}", watched.display());
     }
     let target_dir = wasm_target_dir();
+    ensure_wasm_target(&target_dir);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut built = Vec::new();
     for dir in dirs {
