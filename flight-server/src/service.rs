@@ -387,15 +387,9 @@ impl FlightSql {
         &self,
         p: &Principal,
         id: &str,
-    ) -> Result<
-        (
-            doppel_platform::marketplace::Purchase,
-            doppel_platform::marketplace::Listing,
-        ),
-        Status,
-    > {
+    ) -> Result<(doppel_market::Purchase, doppel_market::Listing), Status> {
         let purchase = self.state.market.own_purchase(p, id).await.map_err(error::platform)?;
-        if purchase.status != doppel_platform::marketplace::PurchaseStatus::Completed {
+        if purchase.status != doppel_market::PurchaseStatus::Completed {
             return Err(Status::failed_precondition(format!(
                 "purchase {id} is {}; only a completed purchase can be read",
                 purchase.status.as_str()

@@ -52,11 +52,16 @@ impl Pdf {
 
     /// The text of page `n`, one line per text object.
     fn text(&self, n: u32) -> String {
-        self.doc.extract_text(&[n]).unwrap_or_else(|e| panic!("page {n}'s text: {e}"))
+        self.doc
+            .extract_text(&[n])
+            .unwrap_or_else(|e| panic!("page {n}'s text: {e}"))
     }
 
     fn all_text(&self) -> String {
-        (1..=self.pages() as u32).map(|n| self.text(n)).collect::<Vec<_>>().join("\n")
+        (1..=self.pages() as u32)
+            .map(|n| self.text(n))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Filled area (square points) per fill colour on page `n`: the content
@@ -64,7 +69,10 @@ impl Pdf {
     /// filled. The charts are rectangles, so this is what a reader sees.
     fn filled_area(&self, n: u32) -> HashMap<[u8; 3], f64> {
         let id = self.doc.get_pages()[&n];
-        let content = self.doc.get_and_decode_page_content(id).expect("decodable page content");
+        let content = self
+            .doc
+            .get_and_decode_page_content(id)
+            .expect("decodable page content");
         let num = |o: &Object| f64::from(o.as_float().expect("a numeric operand"));
         let mut fill = [0u8; 3];
         let mut path: Vec<Vec<(f64, f64)>> = Vec::new();
@@ -129,7 +137,10 @@ fn quickstart_writes_a_report_a_reviewer_can_read() {
     // A4 is 595 × 842 points.
     for n in 1..=doc.pages as u32 {
         let (w, h) = read.size(n);
-        assert!((w - 595.3).abs() < 1.0 && (h - 841.9).abs() < 1.0, "page {n} is {w} × {h} pt");
+        assert!(
+            (w - 595.3).abs() < 1.0 && (h - 841.9).abs() < 1.0,
+            "page {n} is {w} × {h} pt"
+        );
     }
     assert!(doc.pages >= 6, "{} pages", doc.pages);
 
@@ -193,7 +204,10 @@ fn quickstart_writes_a_report_a_reviewer_can_read() {
     let (blue, orange) = (area_of([41, 99, 184]), area_of([237, 140, 41]));
     // At least the 500 pixels at 40 dpi (3.24 pt² each) the rendered page
     // was once required to show of each colour.
-    assert!(blue > 1620.0 && orange > 1620.0, "bars: {blue:.0} pt² blue, {orange:.0} pt² orange");
+    assert!(
+        blue > 1620.0 && orange > 1620.0,
+        "bars: {blue:.0} pt² blue, {orange:.0} pt² orange"
+    );
     // Real and synthetic bars are about as tall: the twin is faithful.
     let ratio = blue / orange;
     assert!((0.8..1.25).contains(&ratio), "blue/orange {ratio}");

@@ -7,12 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use doppel_market::payments::{Money, PayoutDetails};
+use doppel_market::{Listing, ListingPatch, ListingStatus, NewListing, Purchase, PurchaseStatus, SearchQuery, Sort};
 use doppel_platform::authz::{Scope, require};
 use doppel_platform::jobs::JobState;
-use doppel_platform::marketplace::{
-    self, Listing, ListingPatch, ListingStatus, NewListing, Purchase, PurchaseStatus, SearchQuery, Sort,
-};
-use doppel_platform::payments::{Money, PayoutDetails};
 use poem::web::Data;
 use poem::{Body, Request, Response, handler};
 use poem_openapi::param::{Header, Path, Query};
@@ -76,8 +74,8 @@ pub struct PayoutAccountView {
     pub created_at: i64,
 }
 
-impl From<marketplace::SellerAccount> for PayoutAccountView {
-    fn from(a: marketplace::SellerAccount) -> Self {
+impl From<doppel_market::SellerAccount> for PayoutAccountView {
+    fn from(a: doppel_market::SellerAccount) -> Self {
         PayoutAccountView {
             provider: a.provider,
             provider_account_id: a.provider_account_id,
@@ -435,7 +433,7 @@ pub enum SortParam {
 #[derive(Debug)]
 pub struct MarketApi;
 
-fn stats_view(s: marketplace::ListingStats) -> ListingStatsView {
+fn stats_view(s: doppel_market::ListingStats) -> ListingStatsView {
     ListingStatsView {
         listing_id: s.listing_id,
         title: s.title,
@@ -931,7 +929,7 @@ impl MarketApi {
     ) -> ApiResult<Json<NotificationPage>> {
         require(&auth.0, Scope::DatasetsRead)?;
         let n = page_limit(limit.0)?;
-        let rows = marketplace::notifications(
+        let rows = doppel_market::notifications(
             &state.db,
             &auth.0.account_id,
             unread.0.unwrap_or(false),
@@ -971,7 +969,7 @@ impl MarketApi {
         id: Path<String>,
     ) -> ApiResult<Json<serde_json::Value>> {
         require(&auth.0, Scope::DatasetsRead)?;
-        marketplace::mark_read(&state.db, &auth.0.account_id, &id).await?;
+        doppel_market::mark_read(&state.db, &auth.0.account_id, &id).await?;
         Ok(Json(serde_json::json!({"id": id.0, "read": true})))
     }
 
@@ -1182,9 +1180,9 @@ pub(crate) async fn webhook(
     match state.market.webhook(req.headers(), &raw).await {
         Ok(outcome) => {
             let (result, purchase) = match outcome {
-                marketplace::WebhookOutcome::Duplicate => ("duplicate", None),
-                marketplace::WebhookOutcome::Ignored => ("ignored", None),
-                marketplace::WebhookOutcome::Synced { purchase_id, .. } => ("processed", Some(purchase_id)),
+                doppel_market::WebhookOutcome::Duplicate => ("duplicate", None),
+                doppel_market::WebhookOutcome::Ignored => ("ignored", None),
+                doppel_market::WebhookOutcome::Synced { purchase_id, .. } => ("processed", Some(purchase_id)),
             };
             json_response(
                 StatusCode::OK,
@@ -1257,7 +1255,7 @@ pub(crate) async fn fake_checkout_page(
     };
     let id = escape(&p.id);
     let body = match p.status {
-        doppel_platform::payments::PaymentStatus::Pending => format!(
+        doppel_market::payments::PaymentStatus::Pending => format!(
             "<h1>Pay {amount}</h1><p id=\"what\">{what}</p><p>doppel test payments: no money moves.</p>\
              <form method=\"post\" action=\"/v1/fake-pay/{id}\"><button id=\"pay\" name=\"action\" value=\"pay\">Pay \
              {amount}</button><button id=\"decline\" name=\"action\" value=\"decline\">Decline</button></form>",

@@ -5,11 +5,11 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use doppel_host::plan::Catalog;
+use doppel_market::Market;
+use doppel_market::payments::fake::FakeProvider;
 use doppel_platform::accounts::Accounts;
 use doppel_platform::jobs::Queue;
-use doppel_platform::marketplace::Market;
 use doppel_platform::oidc::Oidc;
-use doppel_platform::payments::fake::FakeProvider;
 use doppel_platform::{Db, Settings, Storage};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -151,7 +151,7 @@ fn payments(settings: &Settings, db: &Db) -> doppel_platform::Result<(Market, Op
                         .into(),
                 ));
             }
-            let stripe = doppel_platform::payments::stripe::StripeProvider::new(
+            let stripe = doppel_market::payments::stripe::StripeProvider::new(
                 &p.stripe_api_base,
                 p.stripe_secret_key.expose().to_owned(),
                 p.webhook_secret.expose().to_owned(),
@@ -167,7 +167,7 @@ fn payments(settings: &Settings, db: &Db) -> doppel_platform::Result<(Market, Op
                         .into(),
                 ));
             }
-            let flutterwave = doppel_platform::payments::flutterwave::FlutterwaveProvider::new(
+            let flutterwave = doppel_market::payments::flutterwave::FlutterwaveProvider::new(
                 &p.flutterwave_api_base,
                 p.flutterwave_secret_key.expose().to_owned(),
                 p.webhook_secret.expose().to_owned(),

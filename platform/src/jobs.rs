@@ -427,7 +427,7 @@ impl Queue {
         .await?;
         if n.rows_affected() == 1 {
             // The owner hears of it in the same commit.
-            crate::marketplace::notify_raw(
+            crate::notifications::notify_raw(
                 &mut tx,
                 &lease.job.owner_id,
                 "job_succeeded",
@@ -477,7 +477,7 @@ impl Queue {
             .execute(&mut *tx)
             .await?;
             if n.rows_affected() == 1 {
-                crate::marketplace::notify_raw(
+                crate::notifications::notify_raw(
                     &mut tx,
                     &lease.job.owner_id,
                     "job_failed",

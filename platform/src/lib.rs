@@ -20,12 +20,14 @@
 //! - [`jobs`]: the lease queue — claim, heartbeat, retry with backoff, cancel,
 //!   commit a manifest — and the [`jobs::Worker`] loop.
 //! - [`datasets`], [`idempotency`]: owned objects and `Idempotency-Key`.
-//! - [`marketplace::Market`]: listings (privacy-gated), full-text search,
-//!   purchases that follow the provider's fetched payment status, a
-//!   double-entry ledger in minor units, notifications;
-//!   [`payments::PaymentProvider`] with the built-in
-//!   [`payments::fake::FakeProvider`] (hosted checkout, Stripe-signed webhooks)
-//!   and [`payments::stripe::StripeProvider`] (Connect destination charges).
+//! - [`notifications`]: messages to an account, written in the transaction of
+//!   the change they report.
+//! - [`privacy`]: differential-privacy budgets per dataset name, charged
+//!   before a job runs.
+//!
+//! The marketplace and payments are not here (they are `doppel-market`, on
+//! top of this crate); only the store's schema history for their tables is,
+//! because every deployment applies one numbered migration sequence.
 //!
 //! # Example
 //!
@@ -53,9 +55,8 @@ mod error;
 pub mod idempotency;
 pub mod jobs;
 pub mod keys;
-pub mod marketplace;
+pub mod notifications;
 pub mod oidc;
-pub mod payments;
 pub mod privacy;
 pub mod settings;
 pub mod storage;

@@ -54,7 +54,7 @@ fn webhook(s: &Server, body: &Value, signature: Option<String>) -> (u16, Value) 
 
 fn sign(secret: &str, body: &Value, age: i64) -> String {
     let t = doppel_platform::util::now_ms() / 1000 - age;
-    doppel_platform::payments::stripe_signature::sign(secret, t, body.to_string().as_bytes())
+    doppel_market::payments::stripe_signature::sign(secret, t, body.to_string().as_bytes())
 }
 
 fn event(id: &str, payment: &str) -> Value {

@@ -23,7 +23,7 @@ use super::{
     Checkout, CheckoutRequest, Money, Payment, PaymentProvider, PaymentStatus, ProviderFuture, SellerOnboarding,
     VerifiedEvent, stripe_signature,
 };
-use crate::{Error, Result};
+use doppel_platform::{Error, Result};
 
 /// The Stripe adapter.
 #[derive(Debug, Clone)]
@@ -51,36 +51,17 @@ impl StripeProvider {
     }
 
     async fn call(&self, req: reqwest::RequestBuilder) -> Result<serde_json::Value> {
-        let resp = req
-            .bearer_auth(&self.secret_key)
-            .header("stripe-version", "2024-06-20")
-            .send()
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "Stripe unreachable.");
-                Error::Unavailable("the payment provider cannot be reached; try again".into())
-            })?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.unwrap_or_default();
-        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        if (200..300).contains(&status) {
-            return Ok(body);
+        let req = req.bearer_auth(&self.secret_key).header("stripe-version", "2024-06-20");
+        let answer = super::rest::send("stripe", req).await?;
+        if answer.ok() {
+            return Ok(answer.body);
         }
-        let message = body
+        let message = answer
+            .body
             .pointer("/error/message")
             .and_then(|m| m.as_str())
-            .unwrap_or("no message")
-            .to_owned();
-        tracing::warn!(status, %message, "Stripe refused a request.");
-        Err(match status {
-            401 | 403 => Error::Unavailable("the payment provider rejected the platform's credentials".into()),
-            404 => Error::NotFound("payment".into()),
-            400 | 402 | 409 => Error::Refused {
-                code: "payment_provider_error",
-                message: format!("the payment provider refused: {message}"),
-            },
-            _ => Error::Unavailable("the payment provider is having trouble; try again".into()),
-        })
+            .unwrap_or("no message");
+        Err(super::rest::refusal("stripe", answer.status, message))
     }
 
     fn post(&self, path: &str, idempotency_key: &str, form: &[(String, String)]) -> reqwest::RequestBuilder {
@@ -163,7 +144,7 @@ impl PaymentProvider for StripeProvider {
                 ("refresh_url".to_owned(), return_url.to_owned()),
                 ("return_url".to_owned(), return_url.to_owned()),
             ];
-            let key = crate::util::new_id("onboard");
+            let key = doppel_platform::util::new_id("onboard");
             let v = self.call(self.post("/v1/account_links", &key, &form)).await?;
             Ok(Some(text(&v, "/url")?))
         })

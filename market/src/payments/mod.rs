@@ -12,6 +12,7 @@
 
 pub mod fake;
 pub mod flutterwave;
+mod rest;
 pub mod stripe;
 
 use std::future::Future;
@@ -22,8 +23,8 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
-use crate::util::{ct_eq, hex, unhex};
-use crate::{Error, Result};
+use doppel_platform::util::{ct_eq, hex, unhex};
+use doppel_platform::{Error, Result};
 
 /// What a provider call returns.
 pub type ProviderFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;

@@ -37,8 +37,8 @@ use super::{
     Checkout, CheckoutRequest, Money, Payment, PaymentProvider, PaymentStatus, ProviderFuture, SellerOnboarding,
     VerifiedEvent,
 };
-use crate::util::{ct_eq, sha256_hex};
-use crate::{Error, Result};
+use doppel_platform::util::{ct_eq, sha256_hex};
+use doppel_platform::{Error, Result};
 
 /// The largest amount converted to a decimal: below it, `minor / 10^e`
 /// printed as the shortest round-tripping decimal is the exact amount.
@@ -99,31 +99,17 @@ impl FlutterwaveProvider {
     }
 
     async fn call(&self, req: reqwest::RequestBuilder) -> Result<serde_json::Value> {
-        let resp = req.bearer_auth(&self.secret_key).send().await.map_err(|e| {
-            tracing::warn!(error = %e, "Flutterwave unreachable.");
-            Error::Unavailable("the payment provider cannot be reached; try again".into())
-        })?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.unwrap_or_default();
-        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        if (200..300).contains(&status) && body["status"] == "success" {
-            return Ok(body);
+        let answer = super::rest::send("flutterwave", req.bearer_auth(&self.secret_key)).await?;
+        // Flutterwave also says `"status": "error"` inside some 2xx answers.
+        if answer.ok() && answer.body["status"] == "success" {
+            return Ok(answer.body);
         }
-        let message = body["message"].as_str().unwrap_or("no message").to_owned();
-        tracing::warn!(status, %message, "Flutterwave refused a request.");
-        let lower = message.to_lowercase();
-        Err(match status {
-            401 | 403 => Error::Unavailable("the payment provider rejected the platform's credentials".into()),
-            404 => Error::NotFound("payment".into()),
-            // "No transaction was found for this id": the buyer has not paid.
-            400 if lower.contains("no transaction") => Error::NotFound("payment".into()),
-            400 | 402 | 409 | 422 => Error::Refused {
-                code: "payment_provider_error",
-                message: format!("the payment provider refused: {message}"),
-            },
-            200..=299 => Error::Unavailable("the payment provider gave an unexpected answer; try again".into()),
-            _ => Error::Unavailable("the payment provider is having trouble; try again".into()),
-        })
+        let message = answer.body["message"].as_str().unwrap_or("no message");
+        // "No transaction was found for this id": the buyer has not paid.
+        if answer.status == 400 && message.to_lowercase().contains("no transaction") {
+            return Err(Error::NotFound("payment".into()));
+        }
+        Err(super::rest::refusal("flutterwave", answer.status, message))
     }
 
     fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {

@@ -18,8 +18,8 @@ use super::{
     Checkout, CheckoutRequest, Money, Payment, PaymentProvider, PaymentStatus, ProviderFuture, SellerOnboarding,
     VerifiedEvent, stripe_signature,
 };
-use crate::util::{new_id, now_ms};
-use crate::{Db, Error, Result};
+use doppel_platform::util::{new_id, now_ms};
+use doppel_platform::{Db, Error, Result};
 
 /// A payment as the fake provider's hosted page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
