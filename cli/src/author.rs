@@ -507,10 +507,10 @@ pub(crate) fn test(global: &Global, args: &TestArgs) -> anyhow::Result<ExitCode>
 
     if args.json {
         let report = doppel_host::report::report(&plan, &run, &[], std::time::SystemTime::now())?;
-        let result = report["stages"]
-            .as_array()
-            .and_then(|s| s.iter().find(|s| s["id"] == "plugin"))
-            .cloned()
+        let result = report
+            .stages
+            .into_iter()
+            .find(|s| s["id"] == "plugin")
             .unwrap_or_default();
         println!("{}", serde_json::to_string_pretty(&result)?);
         return Ok(ExitCode::SUCCESS);

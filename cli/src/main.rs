@@ -280,7 +280,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::IngestWorker) {
         // No logging set-up, no runtime: the parent reads one answer line.
-        return ExitCode::from(u8::try_from(doppel_openapi_server::tables::child_main()).unwrap_or(1));
+        return ExitCode::from(u8::try_from(doppel_app::datasets::child_main()).unwrap_or(1));
     }
     let bars = match &cli.command {
         Command::Run(args) => progress::Bars::new(args.progress),

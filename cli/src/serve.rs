@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use doppel_app::AppState;
+use doppel_app::jobs::PipelineRunner;
 use doppel_host::plan::Catalog;
-use doppel_openapi_server::runner::PipelineRunner;
-use doppel_openapi_server::state::AppState;
 use doppel_platform::jobs::{Queue, Worker};
 use doppel_platform::{Db, Settings, Storage};
 

@@ -23,7 +23,7 @@ pub fn platform(e: doppel_platform::Error) -> Status {
     match &e {
         E::NotFound(_) => Status::not_found(e.to_string()),
         E::Invalid { .. } | E::Conflict(_) | E::BadSignature(_) => Status::invalid_argument(e.to_string()),
-        E::BudgetExceeded(_) | E::Refused { .. } => Status::failed_precondition(e.to_string()),
+        E::BudgetExceeded(_) | E::Refused { .. } | E::NotReady { .. } => Status::failed_precondition(e.to_string()),
         E::Unauthenticated(_) | E::MfaRequired => Status::unauthenticated(e.to_string()),
         E::TooManyAttempts { .. } => Status::resource_exhausted(e.to_string()),
         E::Forbidden(_) => Status::permission_denied(e.to_string()),

@@ -1,5 +1,8 @@
-//! doppel's Arrow Flight and Flight SQL server: notebooks and BI tools move
-//! tables in and out of doppel in Arrow, and query them with SQL.
+//! doppel's Arrow Flight and Flight SQL door: notebooks and BI tools move
+//! tables in and out of doppel in Arrow, and query them with SQL. Like the
+//! REST door it holds no rule of the product: uploads, lookups, job
+//! submission and deletion are the application core's (`doppel-app`); this
+//! crate is the gRPC wire format, Flight SQL planning and error mapping.
 //!
 //! # Overview
 //!
@@ -15,8 +18,8 @@
 //! - Auth is the REST API's: `authorization: Bearer <API key | session>` on
 //!   every call, or `Handshake` with Basic (e-mail + password, or user
 //!   `token` + API key), which answers with the bearer to use. Scopes and
-//!   ownership go through `doppel_platform::authz::authorize`, the same
-//!   function REST uses.
+//!   ownership are decided by `doppel_app::access`, the same lookups REST
+//!   uses.
 //! - [`ticket`]: tickets are stateless and HMAC-signed (what, whom, until
 //!   when) and are re-authorized on every `DoGet`.
 //! - [`error`]: how failures map to gRPC codes (and so to pyarrow's
@@ -26,7 +29,7 @@
 //! # Example
 //!
 //! ```no_run
-//! # async fn demo(state: std::sync::Arc<doppel_openapi_server::state::AppState>) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo(state: std::sync::Arc<doppel_app::AppState>) -> Result<(), Box<dyn std::error::Error>> {
 //! let addr = "127.0.0.1:50051".parse()?;
 //! doppel_flight_server::serve(state, addr, std::future::pending()).await?;
 //! # Ok(()) }
@@ -54,7 +57,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use doppel_openapi_server::state::AppState;
+use doppel_app::AppState;
 
 /// Why the server stopped.
 #[derive(Debug, thiserror::Error)]

@@ -32,10 +32,11 @@ use arrow_flight::{
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use datafusion::scalar::ScalarValue;
-use doppel_openapi_server::state::AppState;
-use doppel_openapi_server::{api, runner, tables};
+use doppel_app::AppState;
+use doppel_app::datasets as tables;
+use doppel_app::jobs as runner;
 use doppel_platform::audit::RequestMeta;
-use doppel_platform::authz::{Grant, Principal, Scope, authorize, require};
+use doppel_platform::authz::{Principal, Scope, require};
 use doppel_platform::datasets::{self, Dataset};
 use doppel_platform::jobs::{Job, JobState, OutputFile};
 use doppel_platform::util::now_ms;
@@ -215,7 +216,7 @@ impl FlightSql {
 
     /// Spend one request from the account's budget, or the address's.
     fn limit(&self, account: Option<&str>, ip: Option<&str>) -> Result<(), Status> {
-        let key = doppel_openapi_server::middleware::limit_key(account, ip);
+        let key = doppel_app::rate::limit_key(account, ip);
         self.state
             .check_rate(&key)
             .map_err(|_| Status::unavailable("too many requests; retry in a second"))
@@ -257,44 +258,22 @@ impl FlightSql {
     // ------------------------------------------------------------ resolving
 
     async fn dataset(&self, p: &Principal, key: &str, version: Option<u32>) -> Result<Dataset, Status> {
-        if key.starts_with("ds_") && version.is_none() {
-            let d = datasets::get(&self.state.db, key).await.map_err(error::platform)?;
-            authorize(p, Scope::DatasetsRead, &d.owner_id, "dataset", Grant::OwnerOnly).map_err(error::platform)?;
-            return Ok(d);
-        }
-        require(p, Scope::DatasetsRead).map_err(error::platform)?;
-        let all = datasets::versions(&self.state.db, &p.account_id, key)
+        doppel_app::access::dataset_by_key(&self.state, p, key, version)
             .await
-            .map_err(error::platform)?;
-        let chosen = match version {
-            None => all.last(),
-            Some(n) => all.get(n as usize - 1),
-        };
-        match chosen {
-            Some(d) => Ok(d.clone()),
-            None if all.is_empty() => Err(Status::not_found(format!("dataset `{key}` not found"))),
-            None => Err(Status::not_found(format!(
-                "dataset `{key}` has {} version(s); there is no version {}",
-                all.len(),
-                version.unwrap_or_default()
-            ))),
-        }
+            .map_err(error::platform)
     }
 
     /// Which upload of its name `d` is (1-based).
     async fn version_of(&self, d: &Dataset) -> Result<usize, Status> {
-        Ok(datasets::versions(&self.state.db, &d.owner_id, &d.name)
+        doppel_app::access::version_of(&self.state, d)
             .await
-            .map_err(error::platform)?
-            .iter()
-            .position(|v| v.id == d.id)
-            .map_or(1, |i| i + 1))
+            .map_err(error::platform)
     }
 
     async fn job(&self, p: &Principal, id: &str, need: Scope) -> Result<Job, Status> {
-        let job = self.state.queue.get(id).await.map_err(error::platform)?;
-        authorize(p, need, &job.owner_id, "job", Grant::OwnerOnly).map_err(error::platform)?;
-        Ok(job)
+        doppel_app::access::job(&self.state, p, id, need)
+            .await
+            .map_err(error::platform)
     }
 
     /// A succeeded job's table output, or why there is none yet.
@@ -605,12 +584,7 @@ impl FlightSql {
                 ));
             }
         };
-        let name = name.trim().to_owned();
-        if name.is_empty() || name.len() > 200 || name.starts_with("ds_") || name.contains('/') {
-            return Err(Status::invalid_argument(
-                "dataset name: use 1 to 200 characters, no `/`, not starting with `ds_`",
-            ));
-        }
+        let name = tables::check_name(&name).map_err(error::platform)?.to_owned();
         let limit = self.state.settings.limits.upload_max_mb.saturating_mul(1024 * 1024);
         let work = tempfile::tempdir().map_err(|e| error::internal(&e))?;
         let received = work.path().join("received.parquet");
@@ -865,9 +839,9 @@ impl FlightSql {
     }
 }
 
-/// A job as JSON, the same shape as REST's `JobView`.
+/// A job as JSON: the application core's view, as REST shows it.
 fn job_json(job: &Job) -> serde_json::Value {
-    serde_json::to_value(api::job_view(job)).unwrap_or_default()
+    serde_json::to_value(runner::JobView::of(job)).unwrap_or_default()
 }
 
 /// Record batches as Flight data (schema first, even for no rows); errors

@@ -34,7 +34,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::logical_expr::LogicalPlan;
-use doppel_openapi_server::state::AppState;
+use doppel_app::AppState;
 use doppel_platform::authz::{Principal, Scope, require};
 use doppel_platform::jobs::JobState;
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
@@ -371,7 +371,7 @@ pub async fn succeeded_outputs(
         .into_iter()
         .filter(|j| j.state == JobState::Succeeded)
         .filter_map(|j| {
-            let files: Vec<_> = doppel_openapi_server::runner::table_outputs(j.manifest.as_ref()?)
+            let files: Vec<_> = doppel_app::jobs::table_outputs(j.manifest.as_ref()?)
                 .into_iter()
                 .cloned()
                 .collect();

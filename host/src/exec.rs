@@ -7,18 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use doppel_generators::{ColumnModel, Params, Progress, TrainingData};
+use doppel_generators::{Params, Progress, TrainingData};
 use tokio::task::JoinSet;
 
 use crate::builtins::profile::{self, TableProfile};
-use crate::builtins::protect::{self, ColumnAction};
+use crate::builtins::protect;
 use crate::builtins::source::{self, SourceOptions};
 use crate::builtins::{Builtin, to_param};
 use crate::config::{ConfigValue, Settings, get};
 use crate::plan::{Operation, Plan, PlannedStage};
-use crate::plugin::bindings::types::{
-    Batch, ColumnFact, ColumnFinding, Facts, Finding, MetricValue, TableFacts, TableRole, Verdict,
-};
+use crate::plugin::bindings::types::{Batch, ColumnFact, Facts, TableFacts, TableRole};
 use crate::plugin::{LoadedPlugin, PluginKind};
 use crate::table::Table;
 use crate::{Error, Result};
@@ -28,8 +26,10 @@ use crate::{Error, Result};
 pub const DEFAULT_BATCH_ROWS: usize = 16_384;
 /// The smallest batch the executor sends (except a table's last batch).
 pub const MIN_BATCH_ROWS: usize = 8_192;
-/// Cell findings kept per detector stage (the rest are counted).
-pub const MAX_KEPT_FINDINGS: usize = 100_000;
+pub use crate::model::{
+    DetectorOutput, Document, MAX_KEPT_FINDINGS, ModelSummary, Output, PipelineInfo, Provenance, RunResult, StageInfo,
+    StageRun,
+};
 
 /// Something that happened during a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,150 +100,6 @@ impl Default for RunOptions {
             events: None,
         }
     }
-}
-
-/// What a generator stage learned, for the report.
-#[derive(Debug, Clone)]
-pub struct ModelSummary {
-    /// Generator name.
-    pub generator: String,
-    /// How each column was modelled.
-    pub columns: Vec<ColumnModel>,
-    /// Remarks from the fit.
-    pub notes: Vec<String>,
-    /// Time to fit.
-    pub fit: Duration,
-    /// Time to sample.
-    pub sample: Duration,
-    /// Seed used.
-    pub seed: u64,
-    /// What a differentially private fit spent.
-    pub privacy: Option<doppel_generators::PrivacySpend>,
-    /// The fitted model as a file, when the stage asked (`save_model`):
-    /// written next to the outputs.
-    pub saved_model: Option<Arc<Document>>,
-    /// File name of the saved model this table was sampled from
-    /// (`builtin:sample`); the model was not fitted in this run.
-    pub loaded_from: Option<String>,
-}
-
-/// What a detector stage found.
-#[derive(Debug, Clone, Default)]
-pub struct DetectorOutput {
-    /// One verdict per column.
-    pub columns: Vec<ColumnFinding>,
-    /// Cell-level spans (the first [`MAX_KEPT_FINDINGS`]).
-    pub findings: Vec<Finding>,
-    /// All cell-level spans found, kept or not.
-    pub total_findings: u64,
-    /// Rows the detector looked at before it had enough.
-    pub rows_scanned: u64,
-}
-
-/// Where a table came from, for the report.
-#[derive(Debug, Clone)]
-pub enum Provenance {
-    /// Read from a file.
-    Read,
-    /// Sampled by a generator.
-    Generated(Arc<ModelSummary>),
-    /// Another table with personal data replaced.
-    Protected(Arc<Vec<ColumnAction>>),
-}
-
-/// A stage's result.
-#[derive(Debug, Clone)]
-pub enum Output {
-    /// A table, and where it came from.
-    Table(Arc<Table>, Provenance),
-    /// A profile.
-    Profile(Arc<TableProfile>),
-    /// A detector's findings.
-    Findings(Arc<DetectorOutput>),
-    /// A metric's scores.
-    Metrics(Arc<Vec<MetricValue>>),
-    /// A rule's verdicts.
-    Verdicts(Arc<Vec<Verdict>>),
-    /// A rendered document (written next to the output tables).
-    Document(Arc<Document>),
-}
-
-/// A file a stage rendered.
-#[derive(Debug, Clone)]
-pub struct Document {
-    /// File name in the output directory.
-    pub file_name: String,
-    /// Contents.
-    pub bytes: Vec<u8>,
-    /// Pages, for PDFs.
-    pub pages: usize,
-}
-
-impl Output {
-    /// The table, if this is one.
-    pub fn table(&self) -> Option<&Arc<Table>> {
-        match self {
-            Output::Table(t, _) => Some(t),
-            _ => None,
-        }
-    }
-}
-
-/// One stage's run.
-#[derive(Debug, Clone)]
-pub struct StageRun {
-    /// Stage id.
-    pub id: String,
-    /// Its `uses`.
-    pub uses: String,
-    /// Result.
-    pub output: Output,
-    /// Wall time.
-    pub elapsed: Duration,
-    /// Rows read from its inputs.
-    pub rows_in: u64,
-}
-
-/// A finished run.
-#[derive(Debug, Clone)]
-pub struct RunResult {
-    /// Pipeline name.
-    pub pipeline: String,
-    /// Stages in file order.
-    pub stages: Vec<StageRun>,
-    /// Wall time.
-    pub elapsed: Duration,
-}
-
-impl RunResult {
-    /// A stage's run by id.
-    pub fn stage(&self, id: &str) -> Option<&StageRun> {
-        self.stages.iter().find(|s| s.id == id)
-    }
-}
-
-/// One stage of the pipeline, as reports describe it.
-#[derive(Debug, Clone)]
-pub struct StageInfo {
-    /// Stage id.
-    pub id: String,
-    /// Its `uses`.
-    pub uses: String,
-    /// `id@version` and SHA-256 of its plugin, for plugin stages.
-    pub plugin: Option<(String, String)>,
-}
-
-/// The pipeline a stage runs in, for stages that report on it.
-#[derive(Debug, Clone)]
-pub struct PipelineInfo {
-    /// Pipeline name.
-    pub name: String,
-    /// Pipeline file.
-    pub file: String,
-    /// Every stage, in file order.
-    pub stages: Vec<StageInfo>,
-    /// Pipeline attributes.
-    pub attributes: Settings,
 }
 
 /// Everything a stage task needs, moved onto a blocking thread.

@@ -58,6 +58,7 @@ pub mod config;
 mod error;
 pub mod exec;
 pub mod limits;
+pub mod model;
 pub mod plan;
 pub mod plugin;
 pub mod release;

@@ -1,19 +1,170 @@
 //! What a run leaves behind: the output tables (Parquet or CSV) and
 //! `report.json` (profile, findings, scores, verdicts, per-stage timings, the
 //! exact version and hash of every plugin used).
+//!
+//! `report.json` is the typed [`Report`] (Serialize + Deserialize, with a
+//! [`REPORT_VERSION`]): what servers decide with — the privacy score a
+//! listing is gated on, the failed rules — is read through its fields, never
+//! by searching the JSON for a key, so renaming a field fails to compile or
+//! to parse instead of silently letting a twin through.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config;
-use crate::exec::{Output, Provenance, RunResult};
+use crate::model::{Output, Provenance, RunResult};
 use crate::plan::{Operation, Plan};
 use crate::plugin::bindings::types::VerdictStatus;
 use crate::table::Table;
 use crate::{Error, Result};
+
+/// The version of [`Report`]'s shape; a reader refuses other versions.
+pub const REPORT_VERSION: u32 = 1;
+
+/// The name of the privacy score metric (`builtin:privacy`).
+pub const PRIVACY_SCORE: &str = "Privacy Score";
+/// The name of the overall quality metric (`doppel/quality`).
+pub const QUALITY_SCORE: &str = "Quality Score";
+
+/// `report.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// [`REPORT_VERSION`] when written.
+    pub report_version: u32,
+    /// The doppel that wrote it.
+    pub doppel: Producer,
+    /// The pipeline that ran.
+    pub pipeline: PipelineRef,
+    /// RFC 3339, UTC.
+    pub finished_at: String,
+    /// Wall time of the run.
+    pub elapsed_ms: f64,
+    /// The table read (absent for a run that sampled a saved model).
+    pub input: Option<InputRef>,
+    /// Headline results.
+    pub summary: Summary,
+    /// Written tables by name.
+    pub outputs: BTreeMap<String, OutputRef>,
+    /// Per stage: id, uses, kind, settings, time and its result (each kind's
+    /// result has its own shape, so it stays JSON).
+    pub stages: Vec<Value>,
+    /// Documents written beside the tables (`report.pdf`).
+    #[serde(default)]
+    pub documents: Vec<String>,
+}
+
+/// Who wrote a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Producer {
+    /// doppel's version.
+    pub version: String,
+}
+
+/// A pipeline by name and file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineRef {
+    /// `name` of the pipeline file.
+    pub name: String,
+    /// The file, as given.
+    pub file: String,
+}
+
+/// The table a run read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputRef {
+    /// The source stage.
+    pub stage: String,
+    /// Where it came from: the file for `doppel run`, the dataset's label
+    /// (never a server path) for a server job.
+    pub path: Option<String>,
+    /// Rows read.
+    pub rows: usize,
+    /// Columns read.
+    pub columns: usize,
+}
+
+/// One written table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputRef {
+    /// File name.
+    pub path: Option<String>,
+    /// Rows written.
+    pub rows: usize,
+}
+
+/// The headline results of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The privacy score (0–100) of the `builtin:privacy` stage, if any.
+    pub privacy_score: Option<f64>,
+    /// The overall quality score (0–1) of a metric stage, if any.
+    pub quality_score: Option<f64>,
+    /// Columns detectors flagged.
+    pub pii_columns: Vec<PiiColumn>,
+    /// Every table-wide metric, keyed `stage.metric`; `None` where the
+    /// metric could not be measured on this table (NaN).
+    pub scores: BTreeMap<String, Option<f64>>,
+    /// Rules that failed.
+    pub failed_rules: Vec<FailedRule>,
+}
+
+/// A column a detector flagged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PiiColumn {
+    /// Detector stage.
+    pub stage: String,
+    /// Column.
+    pub column: String,
+    /// Entity (`EMAIL_ADDRESS`, `PERSON`, …).
+    pub entity: String,
+    /// 0–1.
+    pub confidence: f64,
+}
+
+/// A rule that failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedRule {
+    /// Rule stage.
+    pub stage: String,
+    /// Rule id (`HIPAA-SH-C`).
+    pub rule: String,
+    /// Its title.
+    pub title: String,
+}
+
+/// Why a `report.json` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadReportError {
+    /// Not a report of any version.
+    #[error("not a doppel report: {0}")]
+    Malformed(String),
+    /// A report of another version.
+    #[error("report version {found}; this doppel reads version {REPORT_VERSION}")]
+    Version {
+        /// The version found.
+        found: u64,
+    },
+}
+
+impl Report {
+    /// Parse `report.json`, refusing other versions and unknown shapes.
+    pub fn from_slice(bytes: &[u8]) -> std::result::Result<Report, ReadReportError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| ReadReportError::Malformed(e.to_string()))?;
+        match value.get("report_version").and_then(Value::as_u64) {
+            Some(v) if v == u64::from(REPORT_VERSION) => {}
+            Some(found) => return Err(ReadReportError::Version { found }),
+            None => return Err(ReadReportError::Malformed("no `report_version`".into())),
+        }
+        serde_json::from_value(value).map_err(|e| ReadReportError::Malformed(e.to_string()))
+    }
+}
 
 /// Cell-level findings written per detector stage (all are counted).
 pub const REPORT_FINDINGS: usize = 1000;
@@ -228,12 +379,13 @@ fn kind_of(op: &Operation) -> &'static str {
     }
 }
 
-/// The report of a run, as JSON.
-pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: SystemTime) -> Result<Value> {
+/// The report of a run.
+pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: SystemTime) -> Result<Report> {
     let mut stages = Vec::with_capacity(run.stages.len());
     let mut pii = Vec::new();
-    let mut scores = serde_json::Map::new();
+    let mut scores = BTreeMap::new();
     let mut failed_rules = Vec::new();
+    let (mut privacy_score, mut quality_score) = (None, None);
     for (planned, stage) in plan.stages.iter().zip(&run.stages) {
         // The input's location is the runner's business: with a label (a
         // server job), the file setting of the input stage shows the label.
@@ -272,21 +424,37 @@ pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: 
         match &stage.output {
             Output::Findings(d) => {
                 for c in d.columns.iter().filter(|c| c.entity != "NONE") {
-                    pii.push(
-                        json!({"stage": stage.id, "column": c.column, "entity": c.entity, "confidence": c.confidence}),
-                    );
+                    pii.push(PiiColumn {
+                        stage: stage.id.clone(),
+                        column: c.column.clone(),
+                        entity: c.entity.clone(),
+                        confidence: f64::from(c.confidence),
+                    });
                 }
             }
             Output::Metrics(m) => {
                 for v in m.iter().filter(|v| v.columns.is_empty()) {
-                    scores.insert(format!("{}.{}", stage.id, v.name), serde_json::Value::from(v.value));
+                    let value = v.value.is_finite().then_some(v.value);
+                    scores.insert(format!("{}.{}", stage.id, v.name), value);
+                    let privacy_stage =
+                        matches!(planned.operation, Operation::Builtin(crate::builtins::Builtin::Privacy));
+                    if privacy_stage && v.name == PRIVACY_SCORE {
+                        privacy_score = value;
+                    }
+                    if !privacy_stage && v.name == QUALITY_SCORE && quality_score.is_none() {
+                        quality_score = value;
+                    }
                 }
             }
             Output::Verdicts(v) => {
                 failed_rules.extend(
                     v.iter()
                         .filter(|x| matches!(x.status, VerdictStatus::Fail))
-                        .map(|x| json!({"stage": stage.id, "rule": x.rule_id, "title": x.title})),
+                        .map(|x| FailedRule {
+                            stage: stage.id.clone(),
+                            rule: x.rule_id.clone(),
+                            title: x.title.clone(),
+                        }),
                 );
             }
             _ => {}
@@ -305,30 +473,42 @@ pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: 
                 (None, Some(config::ConfigValue::String(s))) => Some(plan.base_dir.join(s).display().to_string()),
                 _ => None,
             };
-            Some(json!({
-                "stage": p.id,
-                "path": path,
-                "rows": t.rows(),
-                "columns": t.schema.fields().len(),
-            }))
+            Some(InputRef {
+                stage: p.id.clone(),
+                path,
+                rows: t.rows(),
+                columns: t.schema.fields().len(),
+            })
         });
-    Ok(json!({
-        "doppel": { "version": env!("CARGO_PKG_VERSION") },
-        "pipeline": { "name": plan.name, "file": plan.file.name },
-        "finished_at": rfc3339(finished),
-        "elapsed_ms": ms(run.elapsed),
-        "input": input,
-        "summary": {
-            "pii_columns": pii,
-            "scores": scores,
-            "failed_rules": failed_rules,
+    Ok(Report {
+        report_version: REPORT_VERSION,
+        doppel: Producer {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
         },
-        "outputs": written.iter().map(|w| (w.name.clone(), json!({
-            "path": w.path.file_name().map(|n| n.to_string_lossy().into_owned()),
-            "rows": w.rows,
-        }))).collect::<serde_json::Map<_, _>>(),
-        "stages": stages,
-    }))
+        pipeline: PipelineRef {
+            name: plan.name.clone(),
+            file: plan.file.name.clone(),
+        },
+        finished_at: rfc3339(finished),
+        elapsed_ms: ms(run.elapsed),
+        input,
+        summary: Summary {
+            privacy_score,
+            quality_score,
+            pii_columns: pii,
+            scores,
+            failed_rules,
+        },
+        outputs: written
+            .iter()
+            .map(|w| {
+                let path = w.path.file_name().map(|n| n.to_string_lossy().into_owned());
+                (w.name.clone(), OutputRef { path, rows: w.rows })
+            })
+            .collect(),
+        stages,
+        documents: Vec::new(),
+    })
 }
 
 /// Write the outputs and `report.json` (last, so a report means a complete run).
@@ -341,12 +521,10 @@ pub fn write_all(
     let written = write_outputs(plan, run, dir, format)?;
     let documents = write_documents(run, dir)?;
     let mut value = report(plan, run, &written, SystemTime::now())?;
-    value["documents"] = Value::Array(
-        documents
-            .iter()
-            .filter_map(|p| p.file_name().map(|n| Value::from(n.to_string_lossy().into_owned())))
-            .collect(),
-    );
+    value.documents = documents
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
     let path = dir.join("report.json");
     let tmp = dir.join("report.json.partial");
     let text = serde_json::to_string_pretty(&value).map_err(|e| Error::Internal(e.to_string()))?;

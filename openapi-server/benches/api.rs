@@ -7,9 +7,10 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use doppel_app::AppState;
 use doppel_host::plan::Catalog;
 use doppel_host::plugin::{HostConfig, PluginHost, PluginRegistry};
-use doppel_openapi_server::{app, state::AppState};
+use doppel_openapi_server::app;
 use doppel_platform::audit::RequestMeta;
 use doppel_platform::{Db, Settings, Storage, keys};
 use poem::test::TestClient;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use doppel_platform::audit::RequestMeta;
-use doppel_platform::authz::{Grant, Principal, Scope, authorize, require};
+use doppel_platform::authz::{Principal, Scope, require};
 use doppel_platform::datasets;
-use doppel_platform::jobs::{Job, JobState};
+use doppel_platform::jobs::Job;
 use doppel_platform::{idempotency, keys};
 use futures::StreamExt;
 use poem::Request;
@@ -22,9 +22,9 @@ use poem_openapi::{ApiResponse, Enum, Multipart, Object, OpenApi, Tags};
 use crate::auth::{Auth, client_ip};
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::runner;
-use crate::state::AppState;
-use crate::tables;
+use doppel_app::AppState;
+use doppel_app::datasets as tables;
+use doppel_app::jobs as runner;
 
 /// Endpoint groups in the documentation.
 #[derive(Debug, Tags)]
@@ -509,38 +509,26 @@ pub struct JobView {
     pub finished_at: Option<i64>,
 }
 
-/// A job as REST and Flight show it.
+/// A job as REST shows it: the application core's view, field for field.
 pub fn job_view(j: &Job) -> JobView {
-    let s = |k: &str| j.spec.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let v = doppel_app::jobs::JobView::of(j);
     JobView {
-        id: j.id.clone(),
-        pipeline: s("pipeline"),
-        dataset_id: Some(s("dataset_id")).filter(|d| !d.is_empty()),
-        model_job_id: j
-            .spec
-            .pointer("/model/job_id")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned),
-        state: j.state.as_str().to_owned(),
-        progress: j.progress,
-        message: j.message.clone(),
-        attempt: j.attempt,
-        cancel_requested: j.cancel_requested,
-        error_code: j.error_code.clone(),
-        error: j.error.clone(),
-        outputs: j
-            .manifest
-            .as_ref()
-            .map(|m| m.files.iter().map(|f| f.name.clone()).collect())
-            .unwrap_or_default(),
-        summary: j
-            .manifest
-            .as_ref()
-            .map(|m| m.summary.clone())
-            .unwrap_or(serde_json::Value::Null),
-        created_at: j.created_at,
-        started_at: j.started_at,
-        finished_at: j.finished_at,
+        id: v.id,
+        pipeline: v.pipeline,
+        dataset_id: v.dataset_id,
+        model_job_id: v.model_job_id,
+        state: v.state,
+        progress: v.progress,
+        message: v.message,
+        attempt: v.attempt,
+        cancel_requested: v.cancel_requested,
+        error_code: v.error_code,
+        error: v.error,
+        outputs: v.outputs,
+        summary: v.summary,
+        created_at: v.created_at,
+        started_at: v.started_at,
+        finished_at: v.finished_at,
     }
 }
 
@@ -722,29 +710,16 @@ pub(crate) async fn forget<T>(
 }
 
 pub(crate) async fn owned_job(state: &AppState, p: &Principal, id: &str, need: Scope) -> ApiResult<Job> {
-    let job = state.queue.get(id).await?;
-    authorize(p, need, &job.owner_id, "job", Grant::OwnerOnly)?;
-    Ok(job)
+    Ok(doppel_app::access::job(state, p, id, need).await?)
 }
 
 async fn owned_dataset(state: &AppState, p: &Principal, id: &str, need: Scope) -> ApiResult<datasets::Dataset> {
-    let d = datasets::get(&state.db, id).await?;
-    authorize(p, need, &d.owner_id, "dataset", Grant::OwnerOnly)?;
-    Ok(d)
+    Ok(doppel_app::access::dataset(state, p, id, need).await?)
 }
 
 /// An output of a succeeded job, or 404 / 409.
 fn output<'a>(job: &'a Job, name: &str) -> ApiResult<&'a doppel_platform::jobs::OutputFile> {
-    if job.state != JobState::Succeeded {
-        return Err(ApiError::Conflict(Json(ErrorBody::new(
-            "job_not_finished",
-            format!("the job is {}; outputs exist once it has succeeded", job.state.as_str()),
-        ))));
-    }
-    job.manifest
-        .as_ref()
-        .and_then(|m| m.files.iter().find(|f| f.name == name))
-        .ok_or_else(|| ApiError::not_found(&format!("output `{name}`")))
+    Ok(doppel_app::listings::output(job, name)?)
 }
 
 #[OpenApi(prefix_path = "/v1")]
@@ -1006,10 +981,8 @@ impl Api {
                 tables::IngestError::UnknownFormat(file_name.clone()).to_string(),
             )
         })?;
-        let name = upload.name.clone().unwrap_or_else(|| file_name.clone());
-        if name.trim().is_empty() || name.len() > 200 {
-            return Err(ApiError::invalid("name", "use 1 to 200 characters"));
-        }
+        let name = upload.name.clone().unwrap_or_else(|| tables::default_name(&file_name));
+        let name = tables::check_name(&name)?.to_owned();
         let work = tempfile::tempdir().map_err(ApiError::internal)?;
         let local = work.path().join(sanitize(&file_name));
         // Copy the spooled upload to our work file in chunks, hashing as it
@@ -1048,7 +1021,7 @@ impl Api {
                     e @ tables::IngestError::TooLarge(_) => ApiError::unprocessable("limit_exceeded", e.to_string()),
                     other => ApiError::unprocessable("unreadable_table", other.to_string()),
                 })?;
-            let d = tables::register(&state, &meta(req), &auth.0, name.trim(), &ingested).await?;
+            let d = tables::register(&state, &meta(req), &auth.0, &name, &ingested).await?;
             let view = dataset_view(&d, true);
             remember(&state, &auth.0, key, &hash, &view).await?;
             Ok(view)

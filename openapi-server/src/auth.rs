@@ -11,7 +11,7 @@ use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 
 use crate::error::poem_error;
-use crate::state::AppState;
+use doppel_app::AppState;
 
 /// An authenticated caller.
 #[derive(Debug, SecurityScheme)]

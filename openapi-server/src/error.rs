@@ -163,7 +163,7 @@ impl From<doppel_platform::Error> for ApiError {
         let body = |e: &E| Json(ErrorBody::new(e.code(), e.to_string()));
         match &e {
             E::NotFound(_) => ApiError::NotFound(body(&e)),
-            E::Conflict(_) | E::BudgetExceeded(_) => ApiError::Conflict(body(&e)),
+            E::Conflict(_) | E::BudgetExceeded(_) | E::NotReady { .. } => ApiError::Conflict(body(&e)),
             E::Invalid { .. } | E::BadSignature(_) => ApiError::BadRequest(body(&e)),
             E::Refused { .. } => ApiError::Unprocessable(body(&e)),
             E::Unauthenticated(_) | E::MfaRequired => ApiError::Unauthorized(body(&e)),

@@ -1,19 +1,20 @@
-//! doppel's REST API on poem-openapi, and the pipeline job runner its workers
-//! use.
+//! doppel's REST door on poem-openapi: wire format and error mapping over
+//! the application core (`doppel-app`). Handlers parse a request, call the
+//! core (which finds, authorizes and decides), and turn its answer or its
+//! [`doppel_platform::Error`] into JSON and a status; no rule of the product
+//! lives here.
 //!
 //! # Overview
 //!
 //! - [`app`]: the whole HTTP application — `/v1` ([`api::Api`]: auth, API
 //!   keys, datasets, pipelines, jobs with SSE progress, reports, signed
-//!   downloads, admin), `/docs` (Swagger UI), `/openapi.json`, `/healthz`,
-//!   `/readyz`, `/metrics` — behind the request middleware (request ids, rate
-//!   limits, metrics, one JSON error shape).
-//! - [`state::AppState`]: what handlers share (settings, store, storage,
-//!   accounts, queue, plugin catalog).
-//! - [`runner::PipelineRunner`]: runs `pipeline` jobs for
-//!   [`doppel_platform::jobs::Worker`]s, in-process under `doppel serve` or as
-//!   separate `doppel worker` processes.
-//! - [`tables`]: uploads read as tables, stored as Parquet, profiled.
+//!   downloads, admin; [`market::MarketApi`]: listings, checkout, purchases,
+//!   webhooks, seller pages), `/docs` (Swagger UI), `/openapi.json`,
+//!   `/healthz`, `/readyz`, `/metrics` — behind the request middleware
+//!   (request ids, rate limits, body limits, metrics, one JSON error shape).
+//! - [`auth::Auth`]: the resolved caller (session or API key).
+//! - [`error::ApiError`]: the stable error codes, mapped from the core's
+//!   errors.
 //!
 //! # Example
 //!
@@ -21,7 +22,8 @@
 //! # async fn demo(catalog: std::sync::Arc<doppel_host::plan::Catalog>) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use doppel_platform::{Db, Settings, Storage};
-//! use doppel_openapi_server::{app, state::AppState};
+//! use doppel_app::AppState;
+//! use doppel_openapi_server::app;
 //!
 //! let settings = Settings::load(None, std::env::vars())?;
 //! let db = Db::connect(&settings.database_url()).await?;
@@ -38,9 +40,6 @@ pub mod body;
 pub mod error;
 pub mod market;
 pub mod middleware;
-pub mod runner;
-pub mod state;
-pub mod tables;
 
 use std::sync::Arc;
 
@@ -50,7 +49,7 @@ use poem::web::{Data, Query};
 use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler};
 use poem_openapi::OpenApiService;
 
-use crate::state::AppState;
+use doppel_app::AppState;
 
 /// The OpenAPI service (also used to write the spec without a server).
 pub fn openapi(public_url: &str) -> OpenApiService<(api::Api, market::MarketApi), ()> {

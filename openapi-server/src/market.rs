@@ -8,23 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use doppel_market::payments::{Money, PayoutDetails};
-use doppel_market::{Listing, ListingPatch, ListingStatus, NewListing, Purchase, PurchaseStatus, SearchQuery, Sort};
+use doppel_market::{Listing, ListingPatch, ListingStatus, Purchase, PurchaseStatus, SearchQuery, Sort};
 use doppel_platform::authz::{Scope, require};
-use doppel_platform::jobs::JobState;
 use poem::web::Data;
 use poem::{Body, Request, Response, handler};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use crate::api::{ApiTags, DownloadLink, forget, hash_request, meta, owned_job, page_limit, remember, replay};
+use crate::api::{ApiTags, DownloadLink, forget, hash_request, meta, page_limit, remember, replay};
 use crate::auth::Auth;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::state::AppState;
-
-/// Rows of the synthetic table a listing shows before purchase.
-const PREVIEW_ROWS: usize = 20;
+use doppel_app::AppState;
 
 /// The bank account a seller is paid into.
 #[derive(Debug, Clone, Object, serde::Deserialize)]
@@ -450,105 +446,6 @@ fn stats_view(s: doppel_market::ListingStats) -> ListingStatsView {
     }
 }
 
-/// Scores, compliance and a preview of a job's output, from what the job
-/// stored (manifest summary, report.json, the table itself).
-async fn appraise(
-    state: &AppState,
-    job: &doppel_platform::jobs::Job,
-    output: &doppel_platform::jobs::OutputFile,
-) -> ApiResult<(Option<f64>, Option<f64>, Vec<String>, serde_json::Value)> {
-    let manifest = job
-        .manifest
-        .as_ref()
-        .ok_or_else(|| ApiError::internal("succeeded job without a manifest"))?;
-    let score = |suffix: &str| -> Option<f64> {
-        manifest
-            .summary
-            .as_object()?
-            .iter()
-            .find(|(k, _)| k.ends_with(suffix))
-            .and_then(|(_, v)| v.as_f64())
-    };
-    let (quality, privacy) = (score(".Quality Score"), score(".Privacy Score"));
-    let report = match manifest.files.iter().find(|f| f.name == "report.json") {
-        Some(f) => {
-            let bytes = state.storage.get_bytes(&f.key).await?;
-            serde_json::from_slice::<serde_json::Value>(&bytes).map_err(ApiError::internal)?
-        }
-        None => serde_json::Value::Null,
-    };
-    let failed: Vec<String> = report
-        .pointer("/summary/failed_rules")
-        .and_then(|v| v.as_array())
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            format!(
-                "{}: {} ({})",
-                r["stage"].as_str().unwrap_or_default(),
-                r["rule"].as_str().unwrap_or_default(),
-                r["title"].as_str().unwrap_or_default()
-            )
-        })
-        .collect();
-    let bytes = state.storage.get_bytes(&output.key).await?;
-    let table = if output.name.ends_with(".parquet") {
-        tokio::task::spawn_blocking(move || preview_parquet(bytes))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?
-    } else {
-        serde_json::json!({ "rows": [], "note": "preview is shown for Parquet outputs" })
-    };
-    let preview = serde_json::json!({
-        "table": table,
-        "quality_score": quality,
-        "privacy_score": privacy,
-        "scores": manifest.summary.as_object().map(|o| {
-            o.iter().filter(|(k, _)| k.ends_with("Score")).map(|(k, v)| (k.clone(), v.clone()))
-                .collect::<serde_json::Map<_, _>>()
-        }),
-        "compliance": {
-            "failed_rules": failed,
-            "pipeline": report.pointer("/pipeline/name"),
-            "pii_columns": report.pointer("/summary/pii_columns"),
-        },
-    });
-    Ok((quality, privacy, failed, preview))
-}
-
-/// Schema and the first rows of a Parquet file.
-fn preview_parquet(bytes: bytes::Bytes) -> Result<serde_json::Value, String> {
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| e.to_string())?;
-    let rows = builder.metadata().file_metadata().num_rows();
-    let schema = std::sync::Arc::clone(builder.schema());
-    let mut reader = builder
-        .with_batch_size(PREVIEW_ROWS)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    if let Some(batch) = reader.next() {
-        let batch = batch.map_err(|e| e.to_string())?;
-        let mut w = arrow::json::ArrayWriter::new(&mut buf);
-        w.write(&batch.slice(0, batch.num_rows().min(PREVIEW_ROWS)))
-            .map_err(|e| e.to_string())?;
-        w.finish().map_err(|e| e.to_string())?;
-    }
-    let sample: serde_json::Value = if buf.is_empty() {
-        serde_json::json!([])
-    } else {
-        serde_json::from_slice(&buf).map_err(|e| e.to_string())?
-    };
-    Ok(serde_json::json!({
-        "rows_total": rows,
-        "columns": schema.fields().iter().map(|f| serde_json::json!({
-            "name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable(),
-        })).collect::<Vec<_>>(),
-        "rows": sample,
-    }))
-}
-
 /// A `return_url` must lead back to this server's public origin or one the
 /// operator listed (`payments.return_origins`): anything else would make the
 /// checkout an open redirect to wherever a link's author likes.
@@ -604,53 +501,24 @@ impl MarketApi {
         auth: Auth,
         body: JsonBody<NewListingBody>,
     ) -> ApiResult<CreatedListing> {
-        require(&auth.0, Scope::MarketplaceSell)?;
         let b = body.0;
-        let job = owned_job(&state, &auth.0, &b.job_id, Scope::DatasetsRead).await?;
-        if job.state != JobState::Succeeded {
-            return Err(ApiError::Conflict(Json(ErrorBody::new(
-                "job_not_finished",
-                format!("the job is {}; list it once it has succeeded", job.state.as_str()),
-            ))));
-        }
-        let files = job.manifest.as_ref().map(|m| m.files.as_slice()).unwrap_or_default();
-        let output = match &b.output {
-            Some(name) => files.iter().find(|f| &f.name == name),
-            None => files
-                .iter()
-                .find(|f| f.name == "synthetic.parquet" || f.name == "synthetic.csv"),
-        }
-        .ok_or_else(|| ApiError::invalid("output", "the job has no such table output"))?;
-        if !(output.name.ends_with(".parquet") || output.name.ends_with(".csv")) {
-            return Err(ApiError::invalid(
-                "output",
-                format!("`{}` is not a table; only synthetic tables are sold", output.name),
-            ));
-        }
-        let (quality, privacy, failed, preview) = appraise(&state, &job, output).await?;
-        let listing = state
-            .market
-            .create_listing(
-                &meta(req),
-                &auth.0,
-                NewListing {
-                    job_id: job.id.clone(),
-                    output_name: output.name.clone(),
-                    output_key: output.key.clone(),
-                    title: b.title,
-                    description: b.description,
-                    tags: b.tags,
-                    category: b.category,
-                    price_minor: b.price_minor,
-                    currency: b.currency,
-                    license: b.license,
-                    preview,
-                    quality_score: quality,
-                    privacy_score: privacy,
-                    failed_checks: failed,
-                },
-            )
-            .await?;
+        let listing = doppel_app::listings::list_job(
+            &state,
+            &meta(req),
+            &auth.0,
+            doppel_app::listings::ListJob {
+                job_id: b.job_id,
+                output: b.output,
+                title: b.title,
+                description: b.description,
+                tags: b.tags,
+                category: b.category,
+                price_minor: b.price_minor,
+                currency: b.currency,
+                license: b.license,
+            },
+        )
+        .await?;
         Ok(CreatedListing::Created(Json(ListingView::seen_by(listing, &auth.0))))
     }
 

@@ -11,7 +11,7 @@ use poem::http::{HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
 
 use crate::error::{ErrorBody, REQUEST_ID};
-use crate::state::AppState;
+use doppel_app::AppState;
 
 /// A request id: the client's `X-Request-Id` if it is short and plain, else new.
 fn request_id(req: &Request) -> String {
@@ -22,18 +22,6 @@ fn request_id(req: &Request) -> String {
             !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .map_or_else(|| doppel_platform::util::new_id("req"), str::to_owned)
-}
-
-/// Rate-limit key: the account a credential resolved to, else the client
-/// address. REST and Flight both key by it, so an account has one budget
-/// whichever door and whichever of its credentials it uses, and junk or
-/// re-spaced tokens buy no fresh budget: they resolve to nothing and count
-/// against their address.
-pub fn limit_key(account: Option<&str>, ip: Option<&str>) -> String {
-    match account {
-        Some(account) => format!("acct:{account}"),
-        None => format!("ip:{}", ip.unwrap_or_default()),
-    }
 }
 
 /// How this request's bearer token resolved, once, in the middleware; the
@@ -86,7 +74,7 @@ pub async fn around<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<R
                 Some(Resolved::Principal(p)) => Some(p.account_id.as_str()),
                 _ => None,
             };
-            let key = limit_key(account, crate::auth::client_ip(&req).as_deref());
+            let key = doppel_app::rate::limit_key(account, crate::auth::client_ip(&req).as_deref());
             if let Some(state) = state.as_ref().filter(|_| !exempt)
                 && let Err(wait) = state.check_rate(&key)
             {

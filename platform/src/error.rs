@@ -24,6 +24,15 @@ pub enum Error {
         /// Why, for the caller.
         message: String,
     },
+    /// The resource is not yet in the state the request needs (a job that
+    /// has not succeeded has no outputs to fetch or list).
+    #[error("{message}")]
+    NotReady {
+        /// Stable code (`job_not_finished`).
+        code: &'static str,
+        /// Why, and when it will be.
+        message: String,
+    },
     /// A webhook whose signature, timestamp or secret does not check out.
     #[error("{0}")]
     BadSignature(String),
@@ -105,7 +114,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::BudgetExceeded(_) => "privacy_budget_exceeded",
-            Error::Refused { code, .. } => code,
+            Error::Refused { code, .. } | Error::NotReady { code, .. } => code,
             Error::BadSignature(_) => "invalid_signature",
             Error::Invalid { .. } => "invalid_request",
             Error::Unauthenticated(_) => "unauthenticated",

@@ -47,7 +47,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{ConfigField, ConfigValue, Settings, ValueType, field, get};
-use crate::exec::DetectorOutput;
+use crate::model::DetectorOutput;
 use crate::plugin::bindings::types::MetricValue;
 use crate::table::Table;
 use crate::{Error, Result};

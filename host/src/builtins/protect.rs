@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::config::{ConfigField, ConfigValue, Settings, ValueType, field, get};
-use crate::exec::DetectorOutput;
+use crate::model::DetectorOutput;
 use crate::plugin::bindings::types::Finding;
 use crate::table::Table;
 use crate::{Error, Result};

@@ -23,7 +23,7 @@ use printpdf::{
 
 use crate::builtins::protect::ColumnAction;
 use crate::config::{ConfigField, ConfigValue, Settings, ValueType, field, get};
-use crate::exec::{DetectorOutput, Document, Output, PipelineInfo, Provenance};
+use crate::model::{DetectorOutput, Document, Output, PipelineInfo, Provenance};
 use crate::plugin::bindings::types::{MetricValue, Verdict, VerdictStatus};
 use crate::table::Table;
 use crate::{Error, Result};

@@ -17,6 +17,53 @@ use doppel_platform::settings::LimitSettings;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// How dataset ids begin; no name may, so a name never reads as an id.
+pub const ID_PREFIX: &str = "ds_";
+
+/// The longest dataset name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// The dataset name rule, the same for every door: 1 to
+/// [`MAX_NAME_CHARS`] characters once trimmed, no `/` or `\` (Flight
+/// descriptors and object keys are paths), no control characters, and not
+/// starting with [`ID_PREFIX`] (Flight and SQL address a dataset by id or by
+/// name, so a name that looked like an id could not be reached). Returns the
+/// trimmed name; the error names the `name` field.
+pub fn check_name(name: &str) -> Result<&str, doppel_platform::Error> {
+    let name = name.trim();
+    let bad = |why: &str| doppel_platform::Error::invalid("name", why.to_owned());
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_NAME_CHARS {
+        return Err(bad(&format!("use 1 to {MAX_NAME_CHARS} characters")));
+    }
+    if name.contains(['/', '\\']) {
+        return Err(bad("no `/` or `\\` in a dataset name"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad("no control characters in a dataset name"));
+    }
+    if name.starts_with(ID_PREFIX) {
+        return Err(bad(&format!(
+            "a dataset name may not start with `{ID_PREFIX}` (ids do)"
+        )));
+    }
+    Ok(name)
+}
+
+/// The name an upload gets when none is given: its file name without any
+/// folders, made to follow [`check_name`] where it can.
+pub fn default_name(file_name: &str) -> String {
+    let base = file_name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let base: String = base.chars().filter(|c| !c.is_control()).collect();
+    let base = base.trim();
+    let name = match base.strip_prefix(ID_PREFIX) {
+        Some(rest) => format!("upload {rest}"),
+        None if base.is_empty() => "upload".to_owned(),
+        None => base.to_owned(),
+    };
+    name.chars().take(MAX_NAME_CHARS).collect::<String>().trim().to_owned()
+}
+
 /// Rows kept in the metadata for `GET /v1/datasets/{id}/preview`.
 pub const PREVIEW_ROWS: usize = 20;
 
@@ -424,12 +471,13 @@ fn write_ipc(table: &Table, path: &Path) -> Result<(), IngestError> {
 /// goes to object storage under a fresh id, then the record (with its
 /// metadata) is committed. REST uploads and Flight `DoPut` both end here.
 pub async fn register(
-    state: &crate::state::AppState,
+    state: &crate::AppState,
     meta: &doppel_platform::audit::RequestMeta,
     p: &doppel_platform::authz::Principal,
     name: &str,
     ingested: &Ingested,
 ) -> doppel_platform::Result<doppel_platform::datasets::Dataset> {
+    let name = check_name(name)?;
     let id = doppel_platform::util::new_id("ds");
     let object = doppel_platform::storage::object_key("datasets", &p.account_id, &id, PARQUET_FILE);
     // The serving copy goes first: a registered dataset always has both.
@@ -455,14 +503,12 @@ pub async fn register(
 /// Delete the caller's dataset `id` (needs `datasets:write` on it) and its
 /// stored objects.
 pub async fn delete(
-    state: &crate::state::AppState,
+    state: &crate::AppState,
     meta: &doppel_platform::audit::RequestMeta,
     p: &doppel_platform::authz::Principal,
     id: &str,
 ) -> doppel_platform::Result<()> {
-    use doppel_platform::authz::{Grant, Scope, authorize};
-    let d = doppel_platform::datasets::get(&state.db, id).await?;
-    authorize(p, Scope::DatasetsWrite, &d.owner_id, "dataset", Grant::OwnerOnly)?;
+    let d = crate::access::dataset(state, p, id, doppel_platform::authz::Scope::DatasetsWrite).await?;
     doppel_platform::datasets::delete(&state.db, meta, p, &d.id).await?;
     let prefix = doppel_platform::storage::object_key("datasets", &d.owner_id, &d.id, "");
     if let Err(e) = state.storage.delete_prefix(prefix.trim_end_matches('/')).await {
@@ -552,6 +598,33 @@ pub fn preview(table: &Table, n: usize) -> Result<Value, IngestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_name_rule_for_every_door() {
+        assert_eq!(check_name("  adult  ").unwrap(), "adult");
+        assert_eq!(check_name("census income 2024.csv").unwrap(), "census income 2024.csv");
+        for bad in ["", "   ", "ds_x", "a/b", "a\\b", "tab\there", &"x".repeat(201)] {
+            let e = check_name(bad).unwrap_err();
+            assert!(e.to_string().starts_with("name: "), "{bad:?}: {e}");
+        }
+        assert!(
+            check_name(&"é".repeat(200)).is_ok(),
+            "the limit counts characters, not bytes"
+        );
+        assert_eq!(default_name("folder/ds_data.csv"), "upload data.csv");
+        assert_eq!(default_name("C:\\exports\\adult.csv"), "adult.csv");
+        assert_eq!(default_name("/"), "upload");
+    }
+
+    proptest::proptest! {
+        /// Whatever file name a client sends, the default name of its
+        /// upload is one every door accepts.
+        #[test]
+        fn default_names_follow_the_rule(file in "\\PC{0,300}|ds_\\PC{0,300}|[ \\t/\\\\]{0,5}") {
+            let name = default_name(&file);
+            proptest::prop_assert!(check_name(&name).is_ok(), "{:?} -> {:?}", file, name);
+        }
+    }
 
     #[test]
     fn format_comes_from_the_name_then_the_content_type() {

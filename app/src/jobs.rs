@@ -139,6 +139,85 @@ fn input_label(job: &PipelineJob) -> String {
     }
 }
 
+/// A job as every door shows it (REST's `JobView`, Flight's job actions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// Id.
+    pub id: String,
+    /// Pipeline run.
+    pub pipeline: String,
+    /// Dataset it ran on (absent for jobs that sampled a saved model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset_id: Option<String>,
+    /// The job whose saved model it sampled (the `sample` pipeline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_job_id: Option<String>,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    /// 0.0 – 1.0.
+    pub progress: f64,
+    /// Latest progress line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Attempts started.
+    pub attempt: i64,
+    /// Whether a cancel was requested.
+    pub cancel_requested: bool,
+    /// Error code when failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Error message when failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Output names (when succeeded).
+    pub outputs: Vec<String>,
+    /// Headline numbers (scores) when succeeded.
+    pub summary: serde_json::Value,
+    /// Created, ms.
+    pub created_at: i64,
+    /// Started, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
+    /// Finished, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
+}
+
+impl JobView {
+    /// How a stored job reads: its pipeline, dataset or model from the
+    /// job's spec ([`PipelineJob`]), its outputs and summary from the
+    /// manifest.
+    pub fn of(j: &doppel_platform::jobs::Job) -> JobView {
+        let spec: Option<PipelineJob> = serde_json::from_value(j.spec.clone()).ok();
+        JobView {
+            id: j.id.clone(),
+            pipeline: spec.as_ref().map(|s| s.pipeline.clone()).unwrap_or_default(),
+            dataset_id: spec.as_ref().map(|s| s.dataset_id.clone()).filter(|d| !d.is_empty()),
+            model_job_id: spec.as_ref().and_then(|s| s.model.as_ref()).map(|m| m.job_id.clone()),
+            state: j.state.as_str().to_owned(),
+            progress: j.progress,
+            message: j.message.clone(),
+            attempt: j.attempt,
+            cancel_requested: j.cancel_requested,
+            error_code: j.error_code.clone(),
+            error: j.error.clone(),
+            outputs: j
+                .manifest
+                .as_ref()
+                .map(|m| m.files.iter().map(|f| f.name.clone()).collect())
+                .unwrap_or_default(),
+            summary: j
+                .manifest
+                .as_ref()
+                .map(|m| m.summary.clone())
+                .unwrap_or(serde_json::Value::Null),
+            created_at: j.created_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+        }
+    }
+}
+
 /// How many overrides one job may carry, and how long each may be.
 pub const MAX_OVERRIDES: usize = 32;
 /// See [`MAX_OVERRIDES`].
@@ -196,7 +275,7 @@ pub enum SubmitError {
 /// access to the dataset; the pipeline and overrides are planned now, so a
 /// mistake is answered at once instead of failing in a worker later.
 pub async fn submit(
-    state: &crate::state::AppState,
+    state: &crate::AppState,
     meta: &doppel_platform::audit::RequestMeta,
     p: &doppel_platform::authz::Principal,
     request: JobRequest,
@@ -223,7 +302,12 @@ pub async fn submit(
         .into());
     }
     let (dataset, model) = match (request.dataset_id, request.model) {
-        (Some(id), None) => (Some(readable_dataset(state, p, &id).await?), None),
+        (Some(id), None) => {
+            let dataset = crate::access::dataset(state, p, &id, doppel_platform::authz::Scope::DatasetsRead)
+                .await
+                .map_err(crate::access::as_field("dataset_id", "dataset"))?;
+            (Some(dataset), None)
+        }
         (None, Some(m)) => (None, Some(saved_model(state, p, m).await?)),
         (Some(_), Some(_)) => {
             return Err(Error::invalid("model", "give either `dataset_id` or `model`, not both").into());
@@ -346,46 +430,18 @@ fn check_rows(
     Ok(())
 }
 
-/// A dataset the caller may read; another account's is "no such dataset".
-async fn readable_dataset(
-    state: &crate::state::AppState,
-    p: &doppel_platform::authz::Principal,
-    id: &str,
-) -> Result<doppel_platform::datasets::Dataset, doppel_platform::Error> {
-    use doppel_platform::Error;
-    use doppel_platform::authz::{Grant, Scope, authorize};
-    let no_dataset = || Error::invalid("dataset_id", "no such dataset");
-    let dataset = doppel_platform::datasets::get(&state.db, id)
-        .await
-        .map_err(|e| match e {
-            Error::NotFound(_) => no_dataset(),
-            other => other,
-        })?;
-    authorize(p, Scope::DatasetsRead, &dataset.owner_id, "dataset", Grant::OwnerOnly).map_err(|e| match e {
-        Error::NotFound(_) => no_dataset(),
-        other => other,
-    })?;
-    Ok(dataset)
-}
-
 /// Resolve a saved model: the caller's own succeeded job and one of its
 /// `.safetensors` outputs. Another account's job is "no such job".
 async fn saved_model(
-    state: &crate::state::AppState,
+    state: &crate::AppState,
     p: &doppel_platform::authz::Principal,
     m: ModelRequest,
 ) -> Result<ModelInput, doppel_platform::Error> {
     use doppel_platform::Error;
-    use doppel_platform::authz::{Grant, Scope, authorize};
-    let no_job = || Error::invalid("model.job_id", "no such job");
-    let job = state.queue.get(&m.job_id).await.map_err(|e| match e {
-        Error::NotFound(_) => no_job(),
-        other => other,
-    })?;
-    authorize(p, Scope::DatasetsRead, &job.owner_id, "job", Grant::OwnerOnly).map_err(|e| match e {
-        Error::NotFound(_) => no_job(),
-        other => other,
-    })?;
+    use doppel_platform::authz::Scope;
+    let job = crate::access::job(state, p, &m.job_id, Scope::DatasetsRead)
+        .await
+        .map_err(crate::access::as_field("model.job_id", "job"))?;
     let models: Vec<&OutputFile> = job
         .manifest
         .as_ref()
@@ -645,28 +701,19 @@ fn media_type(name: &str) -> &'static str {
 /// score (`Quality Score`, `Privacy Score`, …) as `"{stage}.{name}"`, and the
 /// row counts of the output tables.
 fn summarize(report: &Path) -> serde_json::Value {
-    let Some(v) = std::fs::read_to_string(report)
+    let Some(r) = std::fs::read(report)
         .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|bytes| doppel_host::report::Report::from_slice(&bytes).ok())
     else {
         return serde_json::Value::Null;
     };
-    let mut out = serde_json::Map::new();
-    for stage in v.get("stages").and_then(|s| s.as_array()).into_iter().flatten() {
-        let id = stage.get("id").and_then(|i| i.as_str()).unwrap_or_default();
-        let metrics = stage.pointer("/result/metrics").and_then(|m| m.as_array());
-        for m in metrics.into_iter().flatten() {
-            let (Some(name), Some(value)) = (m.get("name").and_then(|n| n.as_str()), m.get("value")) else {
-                continue;
-            };
-            let table_wide = m.get("columns").and_then(|c| c.as_array()).is_none_or(Vec::is_empty);
-            if table_wide && name.ends_with("Score") {
-                out.insert(format!("{id}.{name}"), value.clone());
-            }
-        }
-    }
-    if let Some(outputs) = v.get("outputs") {
-        out.insert("outputs".into(), outputs.clone());
-    }
+    let mut out: serde_json::Map<String, serde_json::Value> = r
+        .summary
+        .scores
+        .iter()
+        .filter(|(k, _)| k.ends_with("Score"))
+        .map(|(k, v)| (k.clone(), v.map_or(serde_json::Value::Null, serde_json::Value::from)))
+        .collect();
+    out.insert("outputs".into(), serde_json::to_value(&r.outputs).unwrap_or_default());
     serde_json::Value::Object(out)
 }

@@ -43,7 +43,7 @@ pub struct AppState {
     /// hosted checkout pages are served here).
     pub fake: Option<FakeProvider>,
     /// Reads uploads (REST and Flight) under the settings' limits.
-    pub ingest: crate::tables::Ingestor,
+    pub ingest: crate::datasets::Ingestor,
 }
 
 impl std::fmt::Debug for AppState {
@@ -82,7 +82,7 @@ impl AppState {
             metrics: Metrics::default(),
             market,
             fake,
-            ingest: crate::tables::Ingestor::new(&settings_limits),
+            ingest: crate::datasets::Ingestor::new(&settings_limits),
         })
     }
 }
