@@ -365,3 +365,54 @@ def test_a_bought_twin_streams_to_its_buyer_only(server, owner, stranger, finish
         sql(buyer[2], f"SELECT count(*) FROM {bought}")
     with pytest.raises(pa.ArrowInvalid, match="refunded"):
         read_dataset(server, buyer[2], *path)
+
+
+def rest_upload(server, token, data: bytes, filename: str, name: str | None = None):
+    """A REST multipart upload with an optional `name` field: (status, body)."""
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    parts = b""
+    if name is not None:
+        parts += f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\n{name}\r\n'.encode()
+    parts += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(server.http + "/v1/datasets", data=parts, method="POST")
+    req.add_header("authorization", f"Bearer {token}")
+    req.add_header("content-type", f"multipart/form-data; boundary={boundary}")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_rest_and_flight_share_one_name_rule(server, owner):
+    """REST once accepted a dataset named `ds_x`, which Flight could then not
+    address (it reads `ds_…` as an id), and names with `/`, which Flight
+    refused: both doors now apply the application core's one rule."""
+    key = owner[2]
+    csv = b"x,y\n1,2\n3,4\n"
+    for bad in ["ds_lookalike", "a/b", "   "]:
+        status, body = rest_upload(server, key, csv, "t.csv", name=bad)
+        assert (status, body["code"]) == (400, "invalid_request"), (bad, body)
+        assert body["message"].startswith("name: "), body
+    c = server.client()
+    t = pa.table({"x": [1, 2]})
+    for bad in ["ds_lookalike", "a/b"]:
+        w, r = c.do_put(fl.FlightDescriptor.for_path("datasets", bad), t.schema, options=opts(key))
+        with pytest.raises(pa.ArrowInvalid, match="name: "):
+            # The refusal arrives with the end of the stream.
+            w.write_table(t)
+            w.done_writing()
+            w.close()
+    # An upload named after its file gets a name every door can address.
+    status, body = rest_upload(server, key, csv, "exports/ds_march.csv")
+    assert status == 201, body
+    assert body["name"] == "upload march.csv", body
+    _, table = read_dataset(server, key, "datasets", "upload march.csv")
+    assert table.num_rows == 2
