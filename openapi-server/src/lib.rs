@@ -6,7 +6,7 @@
 //!
 //! # Overview
 //!
-//! - [`app`]: the whole HTTP application — `/v1` ([`api::Api`]: auth, API
+//! - [`app`]: the whole HTTP application — `/v1` ([`Endpoints`]: auth, API
 //!   keys, datasets, pipelines, jobs with SSE progress, reports, signed
 //!   downloads, admin; [`market::MarketApi`]: listings, checkout, purchases,
 //!   webhooks, seller pages), `/docs` (Swagger UI), `/openapi.json`,
@@ -51,21 +51,19 @@ use poem_openapi::OpenApiService;
 
 use doppel_app::AppState;
 
+/// Every endpoint group, one per resource, as one OpenAPI document.
+pub type Endpoints = (
+    api::AuthApi,
+    api::KeysApi,
+    api::DatasetsApi,
+    api::PipelinesApi,
+    api::JobsApi,
+    api::AdminApi,
+    market::MarketApi,
+);
+
 /// The OpenAPI service (also used to write the spec without a server).
-pub fn openapi(
-    public_url: &str,
-) -> OpenApiService<
-    (
-        api::AuthApi,
-        api::KeysApi,
-        api::DatasetsApi,
-        api::PipelinesApi,
-        api::JobsApi,
-        api::AdminApi,
-        market::MarketApi,
-    ),
-    (),
-> {
+pub fn openapi(public_url: &str) -> OpenApiService<Endpoints, ()> {
     OpenApiService::new(
         (
             api::AuthApi,

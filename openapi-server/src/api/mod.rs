@@ -736,10 +736,6 @@ pub use auth::AuthApi;
 pub use jobs::JobsApi;
 pub use pipelines::PipelinesApi;
 
-/// Every `/v1` endpoint group except the marketplace's, one module per
-/// resource; poem-openapi merges them into one document.
-pub type Api = (AuthApi, KeysApi, DatasetsApi, PipelinesApi, JobsApi, AdminApi);
-
 fn first_id(last: &Option<(i64, String)>) -> Option<String> {
     last.as_ref().map(|(_, id)| id.clone())
 }
