@@ -1,4 +1,5 @@
-//! Embeds the SDK sources, the WIT contract and the workspace lockfile, which
+//! Embeds the SDK sources (and the vocabulary crate the SDK re-exports), the
+//! WIT contract and the workspace lockfile, which
 //! `doppel plugin new` writes into every new plugin project so it builds
 //! without a doppel checkout, against the exact versions doppel is tested with.
 
@@ -27,6 +28,7 @@ fn main() {
         ("WIT", "wit/plugin.wit"),
         ("LOCKFILE", "Cargo.lock"),
         ("TOOLCHAIN", "rust-toolchain.toml"),
+        ("VOCAB_LIB", "vocab/src/lib.rs"),
     ] {
         let path = root.join(file);
         let _ = writeln!(

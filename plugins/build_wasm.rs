@@ -112,6 +112,7 @@ pub(crate) fn build_all(root: &Path, workspace: &Path) -> Vec<Built> {
     for watched in [
         workspace.join("wit"),
         workspace.join("sdk"),
+        workspace.join("vocab"),
         workspace.join("Cargo.lock"),
     ] {
         println!("cargo:rerun-if-changed={}", watched.display());

@@ -390,17 +390,13 @@ fn check_rows(
     dataset: Option<&doppel_platform::datasets::Dataset>,
     limits: &doppel_platform::settings::LimitSettings,
 ) -> Result<(), SubmitError> {
-    use doppel_host::builtins::Builtin;
-    use doppel_host::plan::Operation;
+    use doppel_host::builtins::Kind;
     let columns = dataset
         .and_then(|d| d.metadata.get("columns")?.as_array().map(Vec::len))
         .unwrap_or(1)
         .max(1) as u64;
     for stage in &plan.stages {
-        if !matches!(
-            stage.operation,
-            Operation::Builtin(Builtin::Generator(_) | Builtin::Sample)
-        ) {
+        if !stage.operation.builtin().is_some_and(|b| b.kind() == Kind::Generator) {
             continue;
         }
         let Some(doppel_host::config::ConfigValue::Integer(rows)) = doppel_host::config::get(&stage.settings, "rows")

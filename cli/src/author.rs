@@ -36,6 +36,7 @@ const CARGO_TOML: &str = include_str!("../templates/Cargo.toml.in");
 const PLUGIN_TOML: &str = include_str!("../templates/plugin.toml.in");
 const README: &str = include_str!("../templates/README.md.in");
 const SDK_CARGO_TOML: &str = include_str!("../templates/sdk-Cargo.toml");
+const VOCAB_CARGO_TOML: &str = include_str!("../templates/vocab-Cargo.toml");
 const GITIGNORE: &str = include_str!("../templates/gitignore");
 const SAMPLE: &str = include_str!("../templates/sample.csv");
 
@@ -197,6 +198,8 @@ pub(crate) fn new(args: &NewArgs) -> anyhow::Result<ExitCode> {
         for (name, text) in files::SDK_SOURCES {
             write(&dir.join("doppel-sdk/src").join(name), text)?;
         }
+        write(&dir.join("doppel-vocab/Cargo.toml"), &fill(VOCAB_CARGO_TOML, &vars))?;
+        write(&dir.join("doppel-vocab/src/lib.rs"), files::VOCAB_LIB)?;
         write(&dir.join("wit/plugin.wit"), files::WIT)?;
     }
     println!("created {kind_name} plugin {id} in {}", dir.display());
@@ -628,7 +631,16 @@ mod tests {
             ("test_story", "t"),
             ("pipeline", "p"),
         ];
-        for t in [DETECTOR, METRIC, RULE, CARGO_TOML, PLUGIN_TOML, README, SDK_CARGO_TOML] {
+        for t in [
+            DETECTOR,
+            METRIC,
+            RULE,
+            CARGO_TOML,
+            PLUGIN_TOML,
+            README,
+            SDK_CARGO_TOML,
+            VOCAB_CARGO_TOML,
+        ] {
             let filled = fill(t, &vars);
             assert!(!filled.contains("{{"), "unfilled placeholder in:\n{filled}");
         }

@@ -257,8 +257,8 @@ pub(crate) fn plugins_list(global: &Global, json: bool) -> anyhow::Result<ExitCo
         .builtins()
         .iter()
         .map(|b| {
-            let kind = match b {
-                doppel_host::builtins::Builtin::Generator(_) | doppel_host::builtins::Builtin::Sample => "generator",
+            let kind = match b.kind() {
+                doppel_host::builtins::Kind::Generator => "generator",
                 _ => "builtin",
             };
             (

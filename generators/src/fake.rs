@@ -10,6 +10,7 @@
 //!
 //! Every draw comes from the caller's RNG, so a seed gives the same fakes.
 
+use doppel_vocab::entity;
 use rand::{Rng, RngExt};
 use sha2::{Digest, Sha256};
 
@@ -242,42 +243,42 @@ fn luhn_check(body: &[u8]) -> u8 {
 
 /// Entities [`fake`] has a dedicated generator for; others are reshaped.
 pub const KNOWN_ENTITIES: [&str; 15] = [
-    "PERSON",
-    "EMAIL_ADDRESS",
-    "PHONE_NUMBER",
-    "US_SSN",
-    "CREDIT_CARD",
-    "IBAN_CODE",
-    "IP_ADDRESS",
-    "MAC_ADDRESS",
-    "URL",
-    "LOCATION",
-    "UK_NHS",
-    "UK_NINO",
-    "CRYPTO",
-    "MEDICAL_LICENSE",
-    "DATE_TIME",
+    entity::PERSON,
+    entity::EMAIL_ADDRESS,
+    entity::PHONE_NUMBER,
+    entity::US_SSN,
+    entity::CREDIT_CARD,
+    entity::IBAN_CODE,
+    entity::IP_ADDRESS,
+    entity::MAC_ADDRESS,
+    entity::URL,
+    entity::LOCATION,
+    entity::UK_NHS,
+    entity::UK_NINO,
+    entity::CRYPTO,
+    entity::MEDICAL_LICENSE,
+    entity::DATE_TIME,
 ];
 
 /// A fake for `value`, which a detector said is `entity` (Presidio's names).
 /// Unknown entities keep the shape of the value ([`reshape`]).
 pub fn fake<R: Rng + ?Sized>(entity: &str, value: &str, rng: &mut R) -> String {
     match entity {
-        "PERSON" => person(value, rng),
-        "EMAIL_ADDRESS" => email(rng),
-        "PHONE_NUMBER" => phone(value, rng),
-        "US_SSN" => ssn(value, rng),
-        "CREDIT_CARD" => card(value, rng),
-        "IBAN_CODE" => iban(value, rng),
-        "IP_ADDRESS" => ip(value, rng),
-        "MAC_ADDRESS" => mac(value, rng),
-        "URL" => url(value, rng),
-        "LOCATION" => location(value, rng),
-        "UK_NHS" => nhs(value, rng),
-        "UK_NINO" => nino(value, rng),
-        "CRYPTO" => crypto(value, rng),
-        "MEDICAL_LICENSE" => dea(rng),
-        "DATE_TIME" => date(value, rng),
+        entity::PERSON => person(value, rng),
+        entity::EMAIL_ADDRESS => email(rng),
+        entity::PHONE_NUMBER => phone(value, rng),
+        entity::US_SSN => ssn(value, rng),
+        entity::CREDIT_CARD => card(value, rng),
+        entity::IBAN_CODE => iban(value, rng),
+        entity::IP_ADDRESS => ip(value, rng),
+        entity::MAC_ADDRESS => mac(value, rng),
+        entity::URL => url(value, rng),
+        entity::LOCATION => location(value, rng),
+        entity::UK_NHS => nhs(value, rng),
+        entity::UK_NINO => nino(value, rng),
+        entity::CRYPTO => crypto(value, rng),
+        entity::MEDICAL_LICENSE => dea(rng),
+        entity::DATE_TIME => date(value, rng),
         _ => reshape(value, rng),
     }
 }
@@ -635,12 +636,12 @@ mod tests {
     #[test]
     fn formats_and_checksums_survive() {
         let mut r = rng();
-        let c = fake("CREDIT_CARD", "4111-1111-1111-1111", &mut r);
+        let c = fake(entity::CREDIT_CARD, "4111-1111-1111-1111", &mut r);
         assert!(
             c.starts_with("41") && c.len() == 19 && c.matches('-').count() == 3 && luhn_ok(&c),
             "{c}"
         );
-        let p = fake("PHONE_NUMBER", "(212) 555-0199 x12", &mut r);
+        let p = fake(entity::PHONE_NUMBER, "(212) 555-0199 x12", &mut r);
         assert!(
             p.starts_with('(')
                 && p.contains(") 555-01")
@@ -648,43 +649,43 @@ mod tests {
                 && p.contains(" x"),
             "{p}"
         );
-        let p = fake("PHONE_NUMBER", "001-702-428-6692x313", &mut r);
+        let p = fake(entity::PHONE_NUMBER, "001-702-428-6692x313", &mut r);
         assert!(p.starts_with("001-") && p.contains("-555-01") && p.contains('x'), "{p}");
-        let p = fake("PHONE_NUMBER", "+1-950-589-1751", &mut r);
+        let p = fake(entity::PHONE_NUMBER, "+1-950-589-1751", &mut r);
         assert!(p.starts_with("+1-") && p.contains("-555-01"), "{p}");
-        let p = fake("PHONE_NUMBER", "+44 20 7946 0018", &mut r);
+        let p = fake(entity::PHONE_NUMBER, "+44 20 7946 0018", &mut r);
         assert!(p.starts_with("+44 ") && p.len() == 16, "{p}");
-        let e = fake("EMAIL_ADDRESS", "jane@corp.com", &mut r);
+        let e = fake(entity::EMAIL_ADDRESS, "jane@corp.com", &mut r);
         assert!(e.contains("@example."), "{e}");
-        let s = fake("US_SSN", "061-73-2029", &mut r);
+        let s = fake(entity::US_SSN, "061-73-2029", &mut r);
         assert!(
             s.len() == 11 && &s[3..4] == "-" && !s.starts_with("666") && !s.starts_with('9'),
             "{s}"
         );
-        let ip4 = fake("IP_ADDRESS", "81.204.99.159", &mut r);
+        let ip4 = fake(entity::IP_ADDRESS, "81.204.99.159", &mut r);
         assert!(
             ["192.0.2.", "198.51.100.", "203.0.113."]
                 .iter()
                 .any(|b| ip4.starts_with(b)),
             "{ip4}"
         );
-        assert!(fake("IP_ADDRESS", "6d76::1", &mut r).starts_with("2001:db8:"));
-        let m = fake("MAC_ADDRESS", "00:1A:2B:3C:4D:5E", &mut r);
+        assert!(fake(entity::IP_ADDRESS, "6d76::1", &mut r).starts_with("2001:db8:"));
+        let m = fake(entity::MAC_ADDRESS, "00:1A:2B:3C:4D:5E", &mut r);
         let first = u8::from_str_radix(&m[..2], 16).unwrap();
         assert!(
             first & 0x02 == 0x02 && first & 0x01 == 0 && m == m.to_ascii_uppercase(),
             "{m}"
         );
-        let d = fake("DATE_TIME", "1944-04-16", &mut r);
+        let d = fake(entity::DATE_TIME, "1944-04-16", &mut r);
         assert_eq!(d.len(), 10, "{d}");
-        let a = fake("LOCATION", "9754 Laura Square Apt. 194", &mut r);
+        let a = fake(entity::LOCATION, "9754 Laura Square Apt. 194", &mut r);
         assert!(a.contains("Apt. ") && a.chars().next().unwrap().is_ascii_digit(), "{a}");
     }
 
     #[test]
     fn national_numbers_validate() {
         let mut r = rng();
-        let iban = fake("IBAN_CODE", "GB53RDSJ82199351819093", &mut r);
+        let iban = fake(entity::IBAN_CODE, "GB53RDSJ82199351819093", &mut r);
         assert!(iban.starts_with("GB") && iban.len() == 22 && iban != "GB53RDSJ82199351819093");
         // mod-97 of the rearranged IBAN is 1.
         let rearranged = format!("{}{}", &iban[4..], &iban[..4]);
@@ -697,11 +698,11 @@ mod tests {
             }
         });
         assert_eq!(rem, 1, "{iban}");
-        let nhs = fake("UK_NHS", "943 476 5919", &mut r);
+        let nhs = fake(entity::UK_NHS, "943 476 5919", &mut r);
         let d: Vec<u32> = nhs.chars().filter_map(|c| c.to_digit(10)).collect();
         let sum: u32 = d[..9].iter().zip((2..=10u32).rev()).map(|(x, w)| x * w).sum();
         assert_eq!((11 - sum % 11) % 11, d[9], "{nhs}");
-        let dea = fake("MEDICAL_LICENSE", "AB1234563", &mut r);
+        let dea = fake(entity::MEDICAL_LICENSE, "AB1234563", &mut r);
         let n: Vec<u32> = dea[2..].chars().map(|c| c.to_digit(10).unwrap()).collect();
         assert_eq!((n[0] + n[2] + n[4] + 2 * (n[1] + n[3] + n[5])) % 10, n[6]);
     }
@@ -727,7 +728,7 @@ mod tests {
         fn cards_are_always_luhn_valid(len in 13usize..=19, seed in any::<u64>()) {
             let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             let template: String = std::iter::repeat_n('4', len).collect();
-            let c = fake("CREDIT_CARD", &template, &mut r);
+            let c = fake(entity::CREDIT_CARD, &template, &mut r);
             prop_assert_eq!(c.len(), len);
             prop_assert!(luhn_ok(&c));
         }

@@ -1,6 +1,7 @@
 //! What a column *means*, beyond its Arrow type: the shared vocabulary of the
 //! profile, the generators and the metric plugins.
 
+use doppel_vocab::semantic;
 use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
@@ -36,13 +37,13 @@ impl SemanticType {
     /// The name used in reports and Arrow field metadata.
     pub fn as_str(self) -> &'static str {
         match self {
-            SemanticType::Id => "id",
-            SemanticType::Categorical => "categorical",
-            SemanticType::Numerical => "numerical",
-            SemanticType::Datetime => "datetime",
-            SemanticType::Boolean => "boolean",
-            SemanticType::Text => "text",
-            SemanticType::Pii => "pii",
+            SemanticType::Id => semantic::ID,
+            SemanticType::Categorical => semantic::CATEGORICAL,
+            SemanticType::Numerical => semantic::NUMERICAL,
+            SemanticType::Datetime => semantic::DATETIME,
+            SemanticType::Boolean => semantic::BOOLEAN,
+            SemanticType::Text => semantic::TEXT,
+            SemanticType::Pii => semantic::PII,
         }
     }
 }
@@ -57,13 +58,13 @@ impl FromStr for SemanticType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
-            "id" => SemanticType::Id,
-            "categorical" => SemanticType::Categorical,
-            "numerical" => SemanticType::Numerical,
-            "datetime" => SemanticType::Datetime,
-            "boolean" => SemanticType::Boolean,
-            "text" => SemanticType::Text,
-            "pii" => SemanticType::Pii,
+            semantic::ID => SemanticType::Id,
+            semantic::CATEGORICAL => SemanticType::Categorical,
+            semantic::NUMERICAL => SemanticType::Numerical,
+            semantic::DATETIME => SemanticType::Datetime,
+            semantic::BOOLEAN => SemanticType::Boolean,
+            semantic::TEXT => SemanticType::Text,
+            semantic::PII => SemanticType::Pii,
             other => return Err(format!("unknown semantic type `{other}`")),
         })
     }

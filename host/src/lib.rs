@@ -13,8 +13,12 @@
 //! - [`plugin::PluginHost`]: one wasmtime engine per process, deny-by-default
 //!   linking, per-stage memory / time / fuel limits, a compiled-component cache.
 //! - [`plugin::PluginRegistry`]: installed plugins by `id@version`.
-//! - [`builtins`]: `builtin:source` (CSV / Parquet / NDJSON), `builtin:profile`
-//!   and one `builtin:<name>` per [`doppel_generators::Generator`].
+//! - [`builtins`]: one type per `builtin:<name>` implementing
+//!   [`builtins::Builtin`] (`source`, `profile`, `split`, `protect`,
+//!   `privacy`, `report-pdf`, `sample`, and one per
+//!   [`doppel_generators::Generator`]); [`stage`] is what a stage sees while
+//!   planned ([`stage::InputCheck`]) and while running
+//!   ([`stage::StageContext`]). The executor only schedules.
 //! - [`table::Table`]: Arrow batches plus semantic column types.
 //! - [`shipped`]: the pipelines in `pipelines/`, embedded for servers and workers.
 //!
@@ -65,6 +69,7 @@ pub mod release;
 pub mod report;
 pub mod shipped;
 pub mod spec;
+pub mod stage;
 pub mod table;
 
 pub use doppel_generators as generators;

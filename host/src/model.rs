@@ -4,6 +4,7 @@
 //! are told about it ([`PipelineInfo`]). Builtins and reports work with
 //! these types; only the executor (`exec`) schedules stages.
 
+use doppel_vocab::entity;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,4 +161,62 @@ pub struct PipelineInfo {
     pub stages: Vec<StageInfo>,
     /// Pipeline attributes.
     pub attributes: Settings,
+}
+
+/// One line on what a stage produced (as shown in progress and summaries).
+pub fn summarize(output: &Output) -> String {
+    match output {
+        Output::Table(t, Provenance::Protected(actions)) => {
+            let changed: Vec<String> = actions.iter().map(|a| format!("{}={}", a.column, a.action)).collect();
+            if changed.is_empty() {
+                format!(
+                    "{} rows × {} columns, nothing to protect",
+                    t.rows(),
+                    t.schema.fields().len()
+                )
+            } else {
+                format!("{} rows, protected {}", t.rows(), changed.join(", "))
+            }
+        }
+        Output::Table(t, _) => format!("{} rows × {} columns", t.rows(), t.schema.fields().len()),
+        Output::Profile(p) => format!("{} columns profiled", p.columns.len()),
+        Output::Findings(d) => {
+            let pii: Vec<String> = d
+                .columns
+                .iter()
+                .filter(|c| c.entity != entity::NONE)
+                .map(|c| format!("{}={}", c.column, c.entity))
+                .collect();
+            if pii.is_empty() {
+                "no personal data found".to_owned()
+            } else {
+                format!("personal data in {}", pii.join(", "))
+            }
+        }
+        Output::Metrics(m) => match m.iter().find(|v| v.columns.is_empty() && v.name.ends_with("Score")) {
+            Some(score) if score.name == "Privacy Score" => {
+                format!(
+                    "{} = {:.1} ({})",
+                    score.name,
+                    score.value,
+                    score.note.as_deref().unwrap_or("")
+                )
+            }
+            Some(score) => format!("{} = {:.4}", score.name, score.value),
+            None => format!("{} scores", m.len()),
+        },
+        Output::Verdicts(v) => {
+            let failed = v
+                .iter()
+                .filter(|x| matches!(x.status, crate::plugin::bindings::types::VerdictStatus::Fail))
+                .count();
+            format!("{} verdicts, {failed} failed", v.len())
+        }
+        Output::Document(d) => format!(
+            "{} ({} pages, {} KiB)",
+            d.file_name,
+            d.pages,
+            d.bytes.len().div_ceil(1024)
+        ),
+    }
 }

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use doppel_generators::Generator;
 
 use crate::builtins::Builtin;
-use crate::config::{self, ConfigField, ConfigValue, Settings};
+use crate::config::{self, ConfigField, Settings};
 use crate::plugin::bindings::types::TableRole;
 use crate::plugin::{Limits, LoadedPlugin, PluginKind, PluginRegistry, ResolveError};
 use crate::spec::{Diagnostic, Diagnostics, PipelineSpec, SourceFile, StageSpec};
+use crate::stage::InputCheck;
+pub use crate::stage::Produces;
 
 /// Builtins that exist only in builds with the `torch` feature.
 pub const NEEDS_TORCH: &[&str] = &["ctgan", "tvae"];
@@ -35,22 +37,12 @@ impl Catalog {
     }
 
     /// Every builtin stage.
-    pub fn builtins(&self) -> Vec<Builtin> {
-        let mut out = vec![
-            Builtin::Source,
-            Builtin::Profile,
-            Builtin::Protect,
-            Builtin::Split,
-            Builtin::Privacy,
-            Builtin::ReportPdf,
-            Builtin::Sample,
-        ];
-        out.extend(self.generators.iter().map(|g| Builtin::Generator(Arc::clone(g))));
-        out
+    pub fn builtins(&self) -> Vec<Arc<dyn Builtin>> {
+        crate::builtins::all(&self.generators)
     }
 
     /// The builtin called `name`.
-    pub fn builtin(&self, name: &str) -> Option<Builtin> {
+    pub fn builtin(&self, name: &str) -> Option<Arc<dyn Builtin>> {
         self.builtins().into_iter().find(|b| b.name() == name)
     }
 }
@@ -59,51 +51,36 @@ impl Catalog {
 #[derive(Debug, Clone)]
 pub enum Operation {
     /// A native stage.
-    Builtin(Builtin),
+    Builtin(Arc<dyn Builtin>),
     /// A sandboxed plugin.
     Plugin(Arc<LoadedPlugin>),
 }
 
-/// What a stage hands to its consumers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Produces {
-    /// A table (source, generators).
-    Table,
-    /// A table profile.
-    Profile,
-    /// Column findings (detectors).
-    Findings,
-    /// Scores (metrics).
-    Metrics,
-    /// Verdicts (rules).
-    Verdicts,
-    /// A rendered document (reports).
-    Document,
-}
-
-impl Produces {
-    fn noun(self) -> &'static str {
+impl Operation {
+    /// What kind of stage this is (report.json's `kind`).
+    pub fn kind(&self) -> &'static str {
         match self {
-            Produces::Table => "a table",
-            Produces::Profile => "a profile",
-            Produces::Findings => "findings",
-            Produces::Metrics => "scores",
-            Produces::Verdicts => "verdicts",
-            Produces::Document => "a document",
+            Operation::Builtin(b) => b.kind().as_str(),
+            Operation::Plugin(p) => match p.manifest.kind {
+                PluginKind::Detector => "detector",
+                PluginKind::Metric => "metric",
+                PluginKind::Rule => "rule",
+            },
         }
     }
-}
 
-impl Operation {
+    /// The builtin, if this is one.
+    pub fn builtin(&self) -> Option<&Arc<dyn Builtin>> {
+        match self {
+            Operation::Builtin(b) => Some(b),
+            Operation::Plugin(_) => None,
+        }
+    }
+
     /// What the stage produces.
     pub fn produces(&self) -> Produces {
         match self {
-            Operation::Builtin(
-                Builtin::Source | Builtin::Generator(_) | Builtin::Protect | Builtin::Split | Builtin::Sample,
-            ) => Produces::Table,
-            Operation::Builtin(Builtin::Profile) => Produces::Profile,
-            Operation::Builtin(Builtin::Privacy) => Produces::Metrics,
-            Operation::Builtin(Builtin::ReportPdf) => Produces::Document,
+            Operation::Builtin(b) => b.kind().produces(),
             Operation::Plugin(p) => match p.manifest.kind {
                 PluginKind::Detector => Produces::Findings,
                 PluginKind::Metric => Produces::Metrics,
@@ -121,14 +98,8 @@ impl Operation {
 
     fn describe(&self) -> String {
         match self {
-            Operation::Builtin(Builtin::Source) => "builtin:source".to_owned(),
-            Operation::Builtin(Builtin::Profile) => "builtin:profile".to_owned(),
-            Operation::Builtin(Builtin::Protect) => "builtin:protect".to_owned(),
-            Operation::Builtin(Builtin::Split) => "builtin:split".to_owned(),
-            Operation::Builtin(Builtin::Privacy) => "builtin:privacy".to_owned(),
-            Operation::Builtin(Builtin::ReportPdf) => "builtin:report-pdf".to_owned(),
-            Operation::Builtin(Builtin::Sample) => "builtin:sample".to_owned(),
-            Operation::Builtin(Builtin::Generator(g)) => format!("generator builtin:{}", g.name()),
+            Operation::Builtin(b) if b.generator().is_some() => format!("generator builtin:{}", b.name()),
+            Operation::Builtin(b) => format!("builtin:{}", b.name()),
             Operation::Plugin(p) => format!("{} plugin {}", p.manifest.kind, p.label()),
         }
     }
@@ -333,10 +304,24 @@ pub fn plan(spec: &PipelineSpec, catalog: &Catalog) -> Result<Plan, Diagnostics>
         }
     };
 
-    // 5. Inputs have the right kinds and counts.
-    let mut documents: HashMap<String, String> = HashMap::new();
+    // 5. Inputs have the right kinds and counts; stages that read a file
+    // take none, and two stages may not write the same file.
+    let mut written: HashMap<String, String> = HashMap::new();
     for (i, stage) in spec.stages.iter().enumerate() {
         let Some(op) = &operations[i] else { continue };
+        let id = &stage.id.value;
+        if let Operation::Builtin(b) = op
+            && let Some(file) = b.output_file(&settings[i])
+            && let Some(other) = written.insert(file.clone(), id.clone())
+        {
+            diags.push(
+                Diagnostic::at(
+                    span_of_stage(stage),
+                    format!("stages `{other}` and `{id}` would both write `{file}`"),
+                )
+                .help("give one of them another `file`"),
+            );
+        }
         if inputs[i].len() != stage.inputs.len() {
             continue; // unknown inputs already reported
         }
@@ -347,247 +332,36 @@ pub fn plan(spec: &PipelineSpec, catalog: &Catalog) -> Result<Plan, Diagnostics>
         if given.len() != inputs[i].len() {
             continue; // an input failed to resolve; reported above
         }
-        let at = stage
-            .inputs
-            .first()
-            .and_then(|x| x.span.clone())
-            .or_else(|| span_of_stage(stage));
-        let id = &stage.id.value;
-        let need_tables = |n: usize, roles: &str, diags: &mut Vec<Diagnostic>| {
-            if given.len() != n {
-                diags.push(
-                    Diagnostic::at(
-                        at.clone(),
-                        format!(
-                            "stage `{id}` ({}) needs {n} table input{}{roles}; `inputs` lists {}",
-                            op.describe(),
-                            if n == 1 { "" } else { "s" },
-                            given.len()
-                        ),
-                    )
-                    .label("wrong number of inputs"),
-                );
-                return;
-            }
-            for (k, (j, produces)) in given.iter().enumerate() {
-                if *produces != Produces::Table {
-                    diags.push(
-                        Diagnostic::at(
-                            stage.inputs[k].span.clone(),
-                            format!(
-                                "stage `{id}` needs a table, but `{}` produces {}",
-                                ids[*j],
-                                produces.noun()
-                            ),
-                        )
-                        .label("not a table"),
-                    );
-                }
-            }
+        let mut check = InputCheck {
+            stage,
+            describe: op.describe(),
+            given,
+            ids: &ids,
+            inputs: &inputs,
+            diags: Vec::new(),
         };
         match op {
-            Operation::Builtin(b @ (Builtin::Source | Builtin::Sample)) => {
-                if !given.is_empty() {
-                    diags.push(
-                        Diagnostic::at(
-                            at.clone(),
-                            format!("stage `{id}` (builtin:{}) reads a file and takes no inputs", b.name()),
-                        )
-                        .label("remove these inputs"),
-                    );
+            Operation::Builtin(b) if b.file_setting().is_some() => {
+                if !check.is_empty() {
+                    let d = Diagnostic::at(
+                        check.at(),
+                        format!("stage `{id}` (builtin:{}) reads a file and takes no inputs", b.name()),
+                    )
+                    .label("remove these inputs");
+                    check.push(d);
+                }
+                // `columns` only means something for stages that read tables.
+                if let Some(cols) = &stage.columns {
+                    check.push(Diagnostic::at(
+                        cols.span.clone(),
+                        format!("stage `{id}` reads a file; `columns` applies to stages with table inputs"),
+                    ));
                 }
             }
-            Operation::Builtin(Builtin::Protect) => {
-                let kinds: Vec<Produces> = given.iter().map(|(_, p)| *p).collect();
-                if kinds != [Produces::Table, Produces::Findings] {
-                    diags.push(
-                        Diagnostic::at(at.clone(), format!(
-                            "stage `{id}` (builtin:protect) takes a table and the findings of a detector that scanned it: \
-                             `inputs = [\"<table>\", \"<detector>\"]`"
-                        ))
-                        .label("wrong inputs"),
-                    );
-                } else {
-                    // Cell findings point at rows of the table the detector read.
-                    let (table, detector) = (given[0].0, given[1].0);
-                    if inputs[detector].first() != Some(&table) {
-                        diags.push(
-                            Diagnostic::at(stage.inputs[1].span.clone(), format!(
-                                "`{}` scanned a different table than `{}`; protect needs the findings about the table it changes",
-                                ids[detector], ids[table]
-                            ))
-                            .label("findings about another table"),
-                        );
-                    }
-                }
-            }
-            Operation::Builtin(Builtin::Privacy) => {
-                let kinds: Vec<Produces> = given.iter().map(|(_, p)| *p).collect();
-                let tables = kinds.iter().take_while(|k| **k == Produces::Table).count();
-                let rest = &kinds[tables..];
-                let fits = (2..=3).contains(&tables) && (rest.is_empty() || rest == [Produces::Findings]);
-                if !fits {
-                    diags.push(
-                        Diagnostic::at(
-                            at.clone(),
-                            format!(
-                                "stage `{id}` (builtin:privacy) takes `[real, synthetic]`, optionally a holdout table, \
-                             optionally the findings of a detector that scanned the real table"
-                            ),
-                        )
-                        .label("wrong inputs"),
-                    );
-                } else if rest == [Produces::Findings] {
-                    let (table, detector) = (given[0].0, given[tables].0);
-                    if inputs[detector].first() != Some(&table) {
-                        diags.push(
-                            Diagnostic::at(
-                                stage.inputs[tables].span.clone(),
-                                format!(
-                                    "`{}` scanned a different table than the real one (`{}`)",
-                                    ids[detector], ids[table]
-                                ),
-                            )
-                            .label("findings about another table"),
-                        );
-                    }
-                }
-            }
-            Operation::Builtin(Builtin::ReportPdf) => {
-                if given.is_empty() {
-                    diags.push(
-                        Diagnostic::at(
-                            span_of_stage(stage),
-                            format!("stage `{id}` (builtin:report-pdf) reports on other stages; give it `inputs`"),
-                        )
-                        .label("no inputs"),
-                    );
-                }
-                for (k, (j, produces)) in given.iter().enumerate() {
-                    if *produces == Produces::Document {
-                        diags.push(Diagnostic::at(
-                            stage.inputs[k].span.clone(),
-                            format!("stage `{id}` cannot report on `{}`, another document", ids[*j]),
-                        ));
-                    }
-                }
-                let with_value = |key: &str| {
-                    stage
-                        .with
-                        .iter()
-                        .find(|(k, _)| k.value == key)
-                        .map(|(_, v)| (v.span.clone(), &v.value))
-                };
-                if let Some((span, ConfigValue::String(file))) = with_value("file") {
-                    let plain = file.strip_suffix(".pdf").is_some_and(|stem| {
-                        !stem.is_empty() && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                    });
-                    if !plain {
-                        diags.push(
-                            Diagnostic::at(
-                                span,
-                                format!("`file` must be a plain file name ending in `.pdf`, not `{file}`"),
-                            )
-                            .label("not a plain .pdf name")
-                            .help("the report is written into the output directory, next to report.json"),
-                        );
-                    }
-                }
-                let file = match with_value("file") {
-                    Some((_, ConfigValue::String(f))) => f.clone(),
-                    _ => "report.pdf".to_owned(),
-                };
-                if let Some(other) = documents.insert(file.clone(), id.clone()) {
-                    diags.push(
-                        Diagnostic::at(
-                            span_of_stage(stage),
-                            format!("stages `{other}` and `{id}` would both write `{file}`"),
-                        )
-                        .help("give one of them another `file`"),
-                    );
-                }
-                for key in ["real", "synthetic"] {
-                    if let Some((span, ConfigValue::String(named))) = with_value(key) {
-                        let is_table_input = given.iter().any(|(j, p)| *p == Produces::Table && ids[*j] == named);
-                        if !is_table_input {
-                            diags.push(
-                                Diagnostic::at(
-                                    span,
-                                    format!("`{key}` names `{named}`, which is not one of stage `{id}`'s table inputs"),
-                                )
-                                .label("not a table input"),
-                            );
-                        }
-                    }
-                }
-                let tables = given.iter().filter(|(_, p)| *p == Produces::Table).count();
-                if tables == 1 {
-                    diags.push(
-                        Diagnostic::at(at.clone(), format!(
-                            "stage `{id}` (builtin:report-pdf) compares two tables; give it the real and the synthetic one, or none"
-                        ))
-                        .label("one table input"),
-                    );
-                }
-            }
-            Operation::Builtin(_) => need_tables(1, "", &mut diags),
-            Operation::Plugin(p) => match p.manifest.kind {
-                PluginKind::Detector => need_tables(1, "", &mut diags),
-                PluginKind::Metric => {
-                    let roles: Vec<&str> = p
-                        .info()
-                        .tables
-                        .iter()
-                        .map(|r| match r {
-                            TableRole::Real => "real",
-                            TableRole::Synthetic => "synthetic",
-                            TableRole::Holdout => "holdout",
-                        })
-                        .collect();
-                    need_tables(
-                        roles.len(),
-                        &format!(" ({} in that order)", roles.join(", ")),
-                        &mut diags,
-                    );
-                }
-                PluginKind::Rule => {
-                    if given.is_empty() {
-                        diags.push(
-                            Diagnostic::at(
-                                span_of_stage(stage),
-                                format!(
-                                    "stage `{id}` ({}) judges other stages' results; give it `inputs`",
-                                    op.describe()
-                                ),
-                            )
-                            .label("no inputs"),
-                        );
-                    }
-                    for (k, (j, produces)) in given.iter().enumerate() {
-                        if *produces == Produces::Verdicts {
-                            diags.push(Diagnostic::at(
-                                stage.inputs[k].span.clone(),
-                                format!("stage `{id}` cannot judge `{}`, another rule's verdicts", ids[*j]),
-                            ));
-                        } else if *produces == Produces::Document {
-                            diags.push(Diagnostic::at(
-                                stage.inputs[k].span.clone(),
-                                format!("stage `{id}` cannot judge `{}`, a rendered document", ids[*j]),
-                            ));
-                        }
-                    }
-                }
-            },
+            Operation::Builtin(b) => b.check_inputs(&mut check),
+            Operation::Plugin(p) => check_plugin_inputs(p, &mut check),
         }
-        // `columns` only means something for stages that read tables.
-        if let Some(cols) = &stage.columns
-            && matches!(op, Operation::Builtin(Builtin::Source | Builtin::Sample))
-        {
-            diags.push(Diagnostic::at(
-                cols.span.clone(),
-                format!("stage `{id}` reads a file; `columns` applies to stages with table inputs"),
-            ));
-        }
+        diags.append(&mut check.diags);
     }
 
     // 6. Limits.
@@ -752,8 +526,89 @@ pub fn plan(spec: &PipelineSpec, catalog: &Catalog) -> Result<Plan, Diagnostics>
     })
 }
 
-/// Kahn's algorithm, taking the earliest-declared ready stage first. On a
-/// cycle returns one, as stage indices with the first repeated at the end.
+/// A differentially private stage of a plan and what it will spend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrivacyCharge {
+    /// Stage id.
+    pub stage: String,
+    /// Generator name.
+    pub mechanism: String,
+    /// The (ε, δ) it spends.
+    pub cost: doppel_generators::PrivacyCost,
+}
+
+/// What each differentially private stage of `plan` will spend, known before
+/// any row is read, so a budget ledger can refuse the run up front.
+pub fn privacy_charges(plan: &Plan) -> crate::Result<Vec<PrivacyCharge>> {
+    let mut out = Vec::new();
+    for stage in &plan.stages {
+        if let Operation::Builtin(b) = &stage.operation
+            && let Some(g) = b.generator()
+            && let Some(cost) = g
+                .privacy_cost(&crate::builtins::generator::params(&stage.settings))
+                .map_err(|source| crate::Error::Generator {
+                    stage: stage.id.clone(),
+                    generator: g.name().to_owned(),
+                    source,
+                })?
+        {
+            out.push(PrivacyCharge {
+                stage: stage.id.clone(),
+                mechanism: g.name().to_owned(),
+                cost,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A plugin stage's inputs: one table for a detector, the declared tables
+/// for a metric, anything but verdicts and documents for a rule.
+fn check_plugin_inputs(p: &LoadedPlugin, check: &mut InputCheck<'_>) {
+    match p.manifest.kind {
+        PluginKind::Detector => check.tables(1, ""),
+        PluginKind::Metric => {
+            let roles: Vec<&str> = p
+                .info()
+                .tables
+                .iter()
+                .map(|r| match r {
+                    TableRole::Real => "real",
+                    TableRole::Synthetic => "synthetic",
+                    TableRole::Holdout => "holdout",
+                })
+                .collect();
+            check.tables(roles.len(), &format!(" ({} in that order)", roles.join(", ")));
+        }
+        PluginKind::Rule => {
+            let id = check.id().to_owned();
+            if check.is_empty() {
+                let d = Diagnostic::at(
+                    check.stage_span(),
+                    format!(
+                        "stage `{id}` ({}) judges other stages' results; give it `inputs`",
+                        check.describe()
+                    ),
+                )
+                .label("no inputs");
+                check.push(d);
+            }
+            for (k, produces) in check.kinds().into_iter().enumerate() {
+                let what = match produces {
+                    Produces::Verdicts => "another rule's verdicts",
+                    Produces::Document => "a rendered document",
+                    _ => continue,
+                };
+                let d = Diagnostic::at(
+                    check.input_span(k),
+                    format!("stage `{id}` cannot judge `{}`, {what}", check.input_id(k)),
+                );
+                check.push(d);
+            }
+        }
+    }
+}
+
 /// Why a remote caller's override was refused: `field` is its place in the
 /// request (`overrides[2]`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -807,6 +662,8 @@ pub fn check_user_overrides(spec: &PipelineSpec, catalog: &Catalog, overrides: &
     Ok(())
 }
 
+/// Kahn's algorithm, taking the earliest-declared ready stage first. On a
+/// cycle returns one, as stage indices with the first repeated at the end.
 fn topological_order(inputs: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
     let n = inputs.len();
     let mut remaining: Vec<usize> = inputs.iter().map(Vec::len).collect();

@@ -33,6 +33,7 @@
 //! selection releases only values many rows share. The privacy stage measures
 //! what was released regardless (`RareValueCopyRate`).
 
+use doppel_vocab::entity;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -367,7 +368,7 @@ fn generate(marker: &str, rng: &mut ChaCha8Rng) -> String {
         return fill(marker.strip_prefix("pattern:").unwrap_or_default(), rng);
     }
     if kind == "e-mail address" {
-        return doppel_generators::fake::fake("EMAIL_ADDRESS", "", rng);
+        return doppel_generators::fake::fake(entity::EMAIL_ADDRESS, "", rng);
     }
     let words: usize = parts.next().and_then(|w| w.parse().ok()).unwrap_or(2);
     let case = parts.next().unwrap_or("title");

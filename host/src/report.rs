@@ -8,6 +8,7 @@
 //! by searching the JSON for a key, so renaming a field fails to compile or
 //! to parse instead of silently letting a twin through.
 
+use doppel_vocab::entity;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -362,23 +363,6 @@ fn output_json(output: &Output) -> Result<Value> {
     })
 }
 
-fn kind_of(op: &Operation) -> &'static str {
-    match op {
-        Operation::Builtin(crate::builtins::Builtin::Source) => "source",
-        Operation::Builtin(crate::builtins::Builtin::Profile) => "profile",
-        Operation::Builtin(crate::builtins::Builtin::Protect) => "protect",
-        Operation::Builtin(crate::builtins::Builtin::Split) => "split",
-        Operation::Builtin(crate::builtins::Builtin::Privacy) => "metric",
-        Operation::Builtin(crate::builtins::Builtin::ReportPdf) => "report",
-        Operation::Builtin(crate::builtins::Builtin::Generator(_) | crate::builtins::Builtin::Sample) => "generator",
-        Operation::Plugin(p) => match p.manifest.kind {
-            crate::plugin::PluginKind::Detector => "detector",
-            crate::plugin::PluginKind::Metric => "metric",
-            crate::plugin::PluginKind::Rule => "rule",
-        },
-    }
-}
-
 /// The report of a run.
 pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: SystemTime) -> Result<Report> {
     let mut stages = Vec::with_capacity(run.stages.len());
@@ -389,11 +373,7 @@ pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: 
     for (planned, stage) in plan.stages.iter().zip(&run.stages) {
         // The input's location is the runner's business: with a label (a
         // server job), the file setting of the input stage shows the label.
-        let input_key = match planned.operation {
-            Operation::Builtin(crate::builtins::Builtin::Source) => Some("path"),
-            Operation::Builtin(crate::builtins::Builtin::Sample) => Some("model"),
-            _ => None,
-        };
+        let input_key = planned.operation.builtin().and_then(|b| b.file_setting());
         let settings: serde_json::Map<_, _> = planned
             .settings
             .iter()
@@ -405,7 +385,7 @@ pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: 
         let mut s = json!({
             "id": stage.id,
             "uses": stage.uses,
-            "kind": kind_of(&planned.operation),
+            "kind": planned.operation.kind(),
             "elapsed_ms": ms(stage.elapsed),
             "rows_in": stage.rows_in,
             "settings": settings,
@@ -423,7 +403,7 @@ pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: 
         }
         match &stage.output {
             Output::Findings(d) => {
-                for c in d.columns.iter().filter(|c| c.entity != "NONE") {
+                for c in d.columns.iter().filter(|c| c.entity != entity::NONE) {
                     pii.push(PiiColumn {
                         stage: stage.id.clone(),
                         column: c.column.clone(),
@@ -436,8 +416,10 @@ pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: 
                 for v in m.iter().filter(|v| v.columns.is_empty()) {
                     let value = v.value.is_finite().then_some(v.value);
                     scores.insert(format!("{}.{}", stage.id, v.name), value);
-                    let privacy_stage =
-                        matches!(planned.operation, Operation::Builtin(crate::builtins::Builtin::Privacy));
+                    let privacy_stage = planned
+                        .operation
+                        .builtin()
+                        .is_some_and(|b| b.name() == crate::builtins::privacy::NAME);
                     if privacy_stage && v.name == PRIVACY_SCORE {
                         privacy_score = value;
                     }
@@ -465,7 +447,11 @@ pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: 
         .stages
         .iter()
         .zip(&run.stages)
-        .find(|(p, _)| matches!(p.operation, Operation::Builtin(crate::builtins::Builtin::Source)))
+        .find(|(p, _)| {
+            p.operation
+                .builtin()
+                .is_some_and(|b| b.name() == crate::builtins::source::NAME)
+        })
         .and_then(|(p, r)| {
             let t = r.output.table()?;
             let path = match (&plan.input_label, config::get(&p.settings, "path")) {

@@ -14,7 +14,7 @@ use crate::plugin::bindings::types::ColumnType;
 use crate::{Error, Result};
 
 /// Arrow field-metadata key carrying a column's semantic type to plugins.
-pub const SEMANTIC_TYPE_KEY: &str = "doppel.semantic-type";
+pub const SEMANTIC_TYPE_KEY: &str = doppel_vocab::semantic::KEY;
 
 /// A materialised table.
 #[derive(Debug, Clone)]

@@ -379,53 +379,98 @@ const LISTING_COLUMNS: &str = "l.id, l.seller_id, l.job_id, l.output_name, l.out
 const PURCHASE_COLUMNS: &str = "id, listing_id, buyer_id, seller_id, amount_minor, currency, fee_minor, seller_minor, \
      provider, provider_ref, checkout_url, status, created_at, completed_at, refunded_at";
 
+/// A `listings` row as read by [`LISTING_COLUMNS`] (tags space-separated,
+/// the preview JSON text).
+#[derive(sqlx::FromRow)]
+struct ListingRow {
+    id: String,
+    seller_id: String,
+    job_id: String,
+    output_name: String,
+    output_key: String,
+    title: String,
+    description: String,
+    tags: String,
+    category: String,
+    price_minor: i64,
+    currency: String,
+    license: String,
+    preview: String,
+    quality_score: Option<f64>,
+    privacy_score: f64,
+    status: String,
+    sales: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
 fn listing_from(r: &sqlx::any::AnyRow) -> Result<Listing> {
-    let tags: String = r.try_get("tags")?;
-    let preview: String = r.try_get("preview")?;
+    let r = <ListingRow as sqlx::FromRow<'_, sqlx::any::AnyRow>>::from_row(r)?;
     Ok(Listing {
-        id: r.try_get("id")?,
-        seller_id: r.try_get("seller_id")?,
-        job_id: r.try_get("job_id")?,
-        output_name: r.try_get("output_name")?,
-        output_key: r.try_get("output_key")?,
-        title: r.try_get("title")?,
-        description: r.try_get("description")?,
-        tags: tags.split_whitespace().map(str::to_owned).collect(),
-        category: r.try_get("category")?,
+        id: r.id,
+        seller_id: r.seller_id,
+        job_id: r.job_id,
+        output_name: r.output_name,
+        output_key: r.output_key,
+        title: r.title,
+        description: r.description,
+        tags: r.tags.split_whitespace().map(str::to_owned).collect(),
+        category: r.category,
         price: Money {
-            minor: r.try_get("price_minor")?,
-            currency: r.try_get("currency")?,
+            minor: r.price_minor,
+            currency: r.currency,
         },
-        license: r.try_get("license")?,
-        preview: serde_json::from_str(&preview).unwrap_or(serde_json::Value::Null),
-        quality_score: r.try_get("quality_score")?,
-        privacy_score: r.try_get("privacy_score")?,
-        status: ListingStatus::parse(&r.try_get::<String, _>("status")?)?,
-        sales: r.try_get("sales")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
+        license: r.license,
+        preview: serde_json::from_str(&r.preview).unwrap_or(serde_json::Value::Null),
+        quality_score: r.quality_score,
+        privacy_score: r.privacy_score,
+        status: ListingStatus::parse(&r.status)?,
+        sales: r.sales,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
     })
 }
 
+/// A `purchases` row as read by [`PURCHASE_COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct PurchaseRow {
+    id: String,
+    listing_id: String,
+    buyer_id: String,
+    seller_id: String,
+    amount_minor: i64,
+    currency: String,
+    fee_minor: i64,
+    seller_minor: i64,
+    provider: String,
+    provider_ref: Option<String>,
+    checkout_url: Option<String>,
+    status: String,
+    created_at: i64,
+    completed_at: Option<i64>,
+    refunded_at: Option<i64>,
+}
+
 fn purchase_from(r: &sqlx::any::AnyRow) -> Result<Purchase> {
+    let r = <PurchaseRow as sqlx::FromRow<'_, sqlx::any::AnyRow>>::from_row(r)?;
     Ok(Purchase {
-        id: r.try_get("id")?,
-        listing_id: r.try_get("listing_id")?,
-        buyer_id: r.try_get("buyer_id")?,
-        seller_id: r.try_get("seller_id")?,
+        id: r.id,
+        listing_id: r.listing_id,
+        buyer_id: r.buyer_id,
+        seller_id: r.seller_id,
         amount: Money {
-            minor: r.try_get("amount_minor")?,
-            currency: r.try_get("currency")?,
+            minor: r.amount_minor,
+            currency: r.currency,
         },
-        fee_minor: r.try_get("fee_minor")?,
-        seller_minor: r.try_get("seller_minor")?,
-        provider: r.try_get("provider")?,
-        provider_ref: r.try_get("provider_ref")?,
-        checkout_url: r.try_get("checkout_url")?,
-        status: PurchaseStatus::parse(&r.try_get::<String, _>("status")?)?,
-        created_at: r.try_get("created_at")?,
-        completed_at: r.try_get("completed_at")?,
-        refunded_at: r.try_get("refunded_at")?,
+        fee_minor: r.fee_minor,
+        seller_minor: r.seller_minor,
+        provider: r.provider,
+        provider_ref: r.provider_ref,
+        checkout_url: r.checkout_url,
+        status: PurchaseStatus::parse(&r.status)?,
+        created_at: r.created_at,
+        completed_at: r.completed_at,
+        refunded_at: r.refunded_at,
     })
 }
 

@@ -64,25 +64,13 @@ pub type Endpoints = (
 
 /// The OpenAPI service (also used to write the spec without a server).
 pub fn openapi(public_url: &str) -> OpenApiService<Endpoints, ()> {
-    OpenApiService::new(
-        (
-            api::AuthApi,
-            api::KeysApi,
-            api::DatasetsApi,
-            api::PipelinesApi,
-            api::JobsApi,
-            api::AdminApi,
-            market::MarketApi,
-        ),
-        "doppel",
-        env!("CARGO_PKG_VERSION"),
-    )
-    .description(
-        "Privacy-safe synthetic twins of sensitive tables: upload a table, run a pipeline, \
+    OpenApiService::new(Endpoints::default(), "doppel", env!("CARGO_PKG_VERSION"))
+        .description(
+            "Privacy-safe synthetic twins of sensitive tables: upload a table, run a pipeline, \
              fetch the synthetic table and its quality, privacy and compliance reports. \
              Authenticate with `Authorization: Bearer <API key or session token>`.",
-    )
-    .server(public_url.to_owned())
+        )
+        .server(public_url.to_owned())
 }
 
 /// The HTTP application.

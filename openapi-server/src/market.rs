@@ -426,7 +426,7 @@ pub enum SortParam {
 }
 
 /// The marketplace API.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct MarketApi;
 
 fn stats_view(s: doppel_market::ListingStats) -> ListingStatsView {

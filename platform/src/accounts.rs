@@ -79,14 +79,27 @@ impl std::fmt::Debug for Accounts {
 
 const ACCOUNT_COLUMNS: &str = "id, email, role, created_at, totp_secret, disabled_at";
 
+/// An `accounts` row as read by [`ACCOUNT_COLUMNS`] (the sealed TOTP secret
+/// only tells whether TOTP is on).
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: String,
+    email: String,
+    role: String,
+    created_at: i64,
+    totp_secret: Option<String>,
+    disabled_at: Option<i64>,
+}
+
 fn account_from(row: &sqlx::any::AnyRow) -> Result<Account> {
+    let r = <AccountRow as sqlx::FromRow<'_, sqlx::any::AnyRow>>::from_row(row)?;
     Ok(Account {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        role: Role::parse(&row.try_get::<String, _>("role")?),
-        created_at: row.try_get("created_at")?,
-        totp_enabled: row.try_get::<Option<String>, _>("totp_secret")?.is_some(),
-        disabled_at: row.try_get("disabled_at")?,
+        id: r.id,
+        email: r.email,
+        role: Role::parse(&r.role),
+        created_at: r.created_at,
+        totp_enabled: r.totp_secret.is_some(),
+        disabled_at: r.disabled_at,
     })
 }
 

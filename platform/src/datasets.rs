@@ -3,7 +3,7 @@
 //! schema, row count and profile). The platform never looks inside.
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::FromRow as _;
 
 use crate::audit::{self, Event, RequestMeta};
 use crate::authz::Principal;
@@ -50,17 +50,30 @@ pub struct NewDataset<'a> {
 
 const COLUMNS: &str = "id, owner_id, name, media_type, size_bytes, object_key, metadata, created_at";
 
+/// A `datasets` row as stored (metadata is JSON text).
+#[derive(sqlx::FromRow)]
+struct DatasetRow {
+    id: String,
+    owner_id: String,
+    name: String,
+    media_type: String,
+    size_bytes: i64,
+    object_key: String,
+    metadata: String,
+    created_at: i64,
+}
+
 fn from_row(r: &sqlx::any::AnyRow) -> Result<Dataset> {
-    let metadata: String = r.try_get("metadata")?;
+    let r = DatasetRow::from_row(r)?;
     Ok(Dataset {
-        id: r.try_get("id")?,
-        owner_id: r.try_get("owner_id")?,
-        name: r.try_get("name")?,
-        media_type: r.try_get("media_type")?,
-        size_bytes: r.try_get("size_bytes")?,
-        object_key: r.try_get("object_key")?,
-        metadata: serde_json::from_str(&metadata).map_err(|e| Error::Internal(format!("dataset metadata: {e}")))?,
-        created_at: r.try_get("created_at")?,
+        id: r.id,
+        owner_id: r.owner_id,
+        name: r.name,
+        media_type: r.media_type,
+        size_bytes: r.size_bytes,
+        object_key: r.object_key,
+        metadata: serde_json::from_str(&r.metadata).map_err(|e| Error::Internal(format!("dataset metadata: {e}")))?,
+        created_at: r.created_at,
     })
 }
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{FromRow as _, Row};
 
 use crate::audit::{self, Event, RequestMeta};
 use crate::authz::Principal;
@@ -141,31 +141,54 @@ pub struct Job {
 const COLUMNS: &str = "id, owner_id, kind, spec, state, progress, message, attempt, max_attempts, lease_losses, cancel_requested, \
                        error_code, error, manifest, created_at, started_at, finished_at, updated_at";
 
+/// A `jobs` row as stored (spec and manifest are JSON text, flags integers).
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: String,
+    owner_id: String,
+    kind: String,
+    spec: String,
+    state: String,
+    progress: f64,
+    message: Option<String>,
+    attempt: i64,
+    max_attempts: i64,
+    lease_losses: i64,
+    cancel_requested: i64,
+    error_code: Option<String>,
+    error: Option<String>,
+    manifest: Option<String>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    updated_at: i64,
+}
+
 fn from_row(r: &sqlx::any::AnyRow) -> Result<Job> {
-    let spec: String = r.try_get("spec")?;
-    let manifest: Option<String> = r.try_get("manifest")?;
+    let r = JobRow::from_row(r)?;
     Ok(Job {
-        id: r.try_get("id")?,
-        owner_id: r.try_get("owner_id")?,
-        kind: r.try_get("kind")?,
-        spec: serde_json::from_str(&spec).map_err(|e| Error::Internal(format!("job spec: {e}")))?,
-        state: JobState::parse(&r.try_get::<String, _>("state")?),
-        progress: r.try_get("progress")?,
-        message: r.try_get("message")?,
-        attempt: r.try_get("attempt")?,
-        max_attempts: r.try_get("max_attempts")?,
-        lease_losses: r.try_get("lease_losses")?,
-        cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
-        error_code: r.try_get("error_code")?,
-        error: r.try_get("error")?,
-        manifest: manifest
+        id: r.id,
+        owner_id: r.owner_id,
+        kind: r.kind,
+        spec: serde_json::from_str(&r.spec).map_err(|e| Error::Internal(format!("job spec: {e}")))?,
+        state: JobState::parse(&r.state),
+        progress: r.progress,
+        message: r.message,
+        attempt: r.attempt,
+        max_attempts: r.max_attempts,
+        lease_losses: r.lease_losses,
+        cancel_requested: r.cancel_requested != 0,
+        error_code: r.error_code,
+        error: r.error,
+        manifest: r
+            .manifest
             .map(|m| serde_json::from_str(&m))
             .transpose()
             .map_err(|e| Error::Internal(format!("job manifest: {e}")))?,
-        created_at: r.try_get("created_at")?,
-        started_at: r.try_get("started_at")?,
-        finished_at: r.try_get("finished_at")?,
-        updated_at: r.try_get("updated_at")?,
+        created_at: r.created_at,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        updated_at: r.updated_at,
     })
 }
 

@@ -6,7 +6,7 @@
 //! time and address, and can be revoked.
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{FromRow as _, Row};
 
 use crate::audit::{self, Event, RequestMeta};
 use crate::authz::{Credential, Principal, Role, Scope};
@@ -92,22 +92,34 @@ pub fn looks_valid(token: &str) -> bool {
 const COLUMNS: &str =
     "id, account_id, name, prefix, scopes, created_at, expires_at, last_used_at, last_used_ip, revoked_at";
 
+/// An `api_keys` row as stored (scopes are space-separated).
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: String,
+    account_id: String,
+    name: String,
+    prefix: String,
+    scopes: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+    last_used_ip: Option<String>,
+    revoked_at: Option<i64>,
+}
+
 fn from_row(r: &sqlx::any::AnyRow) -> Result<ApiKey> {
+    let r = KeyRow::from_row(r)?;
     Ok(ApiKey {
-        id: r.try_get("id")?,
-        account_id: r.try_get("account_id")?,
-        name: r.try_get("name")?,
-        prefix: r.try_get("prefix")?,
-        scopes: r
-            .try_get::<String, _>("scopes")?
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect(),
-        created_at: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
-        last_used_at: r.try_get("last_used_at")?,
-        last_used_ip: r.try_get("last_used_ip")?,
-        revoked_at: r.try_get("revoked_at")?,
+        id: r.id,
+        account_id: r.account_id,
+        name: r.name,
+        prefix: r.prefix,
+        scopes: r.scopes.split_whitespace().map(str::to_owned).collect(),
+        created_at: r.created_at,
+        expires_at: r.expires_at,
+        last_used_at: r.last_used_at,
+        last_used_ip: r.last_used_ip,
+        revoked_at: r.revoked_at,
     })
 }
 

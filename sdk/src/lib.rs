@@ -75,6 +75,8 @@ pub use wit_bindgen as __wit_bindgen;
 
 pub use arrow_array::{self, RecordBatch};
 pub use arrow_schema::{self, DataType, Field, Schema, SchemaRef};
+/// The shared words: PII entity names and semantic column types.
+pub use doppel_vocab as vocab;
 
 mod config;
 mod facts;
@@ -146,7 +148,7 @@ pub fn semantic_type(field: &Field) -> Option<&str> {
 }
 
 /// Field-metadata key carrying a column's semantic type.
-pub const SEMANTIC_TYPE_KEY: &str = "doppel.semantic-type";
+pub const SEMANTIC_TYPE_KEY: &str = vocab::semantic::KEY;
 
 /// Shared pointer to a schema, as handed to [`Plugin::check`].
 pub type Schemas = Vec<Arc<Schema>>;

@@ -425,6 +425,7 @@ fn a_new_plugin_goes_from_template_to_pipeline() {
         "src/lib.rs",
         "README.md",
         "doppel-sdk/src/lib.rs",
+        "doppel-vocab/src/lib.rs",
         "wit/plugin.wit",
     ] {
         assert!(project.join(file).is_file(), "{file} missing");

@@ -1,114 +1,150 @@
-//! Native stages: `builtin:source`, `profile`, `protect`, `split`,
-//! `privacy`, `report-pdf`, `sample` (rows from a saved model), and one
-//! `builtin:<generator>` per generator compiled in.
+//! Native stages. Each `builtin:<name>` is one type implementing
+//! [`Builtin`] in one file of this module — its name, `with` schema, the
+//! keys a server job may set, the inputs it takes and how it runs — and
+//! [`all`] lists them. Adding a builtin is a new file and one line there; the
+//! planner and the executor only call the trait.
+//!
+//! - `source` ([`source`]): reads a CSV, Parquet or NDJSON file.
+//! - `profile`, `split`, `protect`, `privacy`, `report-pdf`.
+//! - one `builtin:<generator>` per [`Generator`] compiled in ([`generator`]).
+//! - `sample` ([`sample`]): rows from a model a generator stage saved.
 
+pub mod generator;
 pub mod privacy;
 pub mod profile;
 pub mod protect;
 pub mod report_pdf;
+pub mod sample;
 pub mod source;
 pub mod split;
 
 use std::sync::Arc;
 
-use doppel_generators::{Generator, ParamType, ParamValue};
+use doppel_generators::{Generator, ParamValue};
 
-use crate::config::{ConfigField, ConfigValue, ValueType, field};
+use crate::Result;
+use crate::config::{ConfigField, ConfigValue, Settings, ValueType, field};
+use crate::model::Output;
+use crate::stage::{InputCheck, Produces, StageContext};
 
 pub use source::SourceError;
 
-/// A native stage.
-#[derive(Debug, Clone)]
-pub enum Builtin {
-    /// Reads a file.
+/// What kind of stage a builtin is (report.json's `kind`, `doppel plugin list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Reads a table from a file.
     Source,
     /// Profiles a table.
     Profile,
-    /// Fakes, hashes or drops what a detector found.
+    /// Replaces what a detector found.
     Protect,
-    /// Splits off holdout rows.
+    /// Sets rows aside.
     Split,
-    /// Privacy metrics and the privacy score.
-    Privacy,
-    /// Renders the run as a PDF report.
-    ReportPdf,
-    /// Learns a table and samples a synthetic one.
-    Generator(Arc<dyn Generator>),
-    /// Samples a model a generator stage saved (`save_model = true`): no
-    /// training and no real data.
-    Sample,
+    /// Produces a synthetic table (generators and `sample`).
+    Generator,
+    /// Scores tables.
+    Metric,
+    /// Renders a document.
+    Report,
 }
 
-impl Builtin {
-    /// The `with` schema.
-    pub fn schema(&self) -> Vec<ConfigField> {
+impl Kind {
+    /// The word report.json uses.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Builtin::Source => source::schema(),
-            Builtin::Profile => profile::schema(),
-            Builtin::Protect => protect::schema(),
-            Builtin::Split => split::schema(),
-            Builtin::Privacy => privacy::schema(),
-            Builtin::ReportPdf => report_pdf::schema(),
-            Builtin::Generator(g) => generator_schema(g.as_ref()),
-            Builtin::Sample => sample_schema(),
+            Kind::Source => "source",
+            Kind::Profile => "profile",
+            Kind::Protect => "protect",
+            Kind::Split => "split",
+            Kind::Generator => "generator",
+            Kind::Metric => "metric",
+            Kind::Report => "report",
         }
     }
+
+    /// What a stage of this kind hands to its consumers.
+    pub fn produces(self) -> Produces {
+        match self {
+            Kind::Source | Kind::Protect | Kind::Split | Kind::Generator => Produces::Table,
+            Kind::Profile => Produces::Profile,
+            Kind::Metric => Produces::Metrics,
+            Kind::Report => Produces::Document,
+        }
+    }
+}
+
+/// A native stage, `builtin:<name>`.
+pub trait Builtin: std::fmt::Debug + Send + Sync {
+    /// `<name>` in `builtin:<name>`.
+    fn name(&self) -> &str;
+
+    /// One line for `doppel plugin list`.
+    fn summary(&self) -> &str;
+
+    /// What kind of stage it is.
+    fn kind(&self) -> Kind;
+
+    /// The `with` schema.
+    fn schema(&self) -> Vec<ConfigField>;
 
     /// The `with` keys a remote caller may set on this stage (a server job's
     /// overrides): tuning within the schema's bounds. Never a path, a file
     /// name, a format, a model, a limit, a secret, or anything that weakens
     /// protection or the privacy measurement a listing is judged by (those
-    /// stay as the shipped pipeline has them).
-    pub fn user_settable(&self) -> Vec<&'static str> {
-        match self {
-            Builtin::Source | Builtin::Profile | Builtin::Privacy => Vec::new(),
-            Builtin::Split => vec!["holdout", "seed"],
-            // Stronger protection only: `keep`, `min_confidence` and `salt` stay fixed.
-            Builtin::Protect => vec!["seed", "action", "text", "drop", "hash"],
-            Builtin::ReportPdf => vec!["title"],
-            Builtin::Sample => vec!["rows", "seed"],
-            Builtin::Generator(g) => {
-                let mut keys: Vec<&'static str> = HOST_SETTINGS.to_vec();
-                keys.extend(g.params().iter().filter(|p| p.user_settable).map(|p| p.name));
-                keys
-            }
-        }
+    /// stay as the shipped pipeline has them). None unless a builtin says so.
+    fn user_settable(&self) -> Vec<&'static str> {
+        Vec::new()
     }
 
-    /// `builtin:<name>`.
-    pub fn name(&self) -> &str {
-        match self {
-            Builtin::Source => "source",
-            Builtin::Profile => "profile",
-            Builtin::Protect => "protect",
-            Builtin::Split => "split",
-            Builtin::Privacy => "privacy",
-            Builtin::ReportPdf => "report-pdf",
-            Builtin::Generator(g) => g.name(),
-            Builtin::Sample => "sample",
-        }
+    /// The `with` key naming the file this stage reads instead of inputs
+    /// (`path`, `model`). Such a stage takes no inputs, and a runner that
+    /// binds the input itself names it by a label in reports.
+    fn file_setting(&self) -> Option<&'static str> {
+        None
     }
 
-    /// One line for `doppel plugins list`.
-    pub fn summary(&self) -> &str {
-        match self {
-            Builtin::Source => "Read a CSV, Parquet or NDJSON file.",
-            Builtin::Profile => "Per-column types, nulls, distinct values, ranges, quantiles, top values.",
-            Builtin::Protect => "Replace what a detector found with realistic fakes, pseudonyms or nothing.",
-            Builtin::Split => "Set real rows aside (train / holdout parts), deterministically.",
-            Builtin::Privacy => {
-                "DCR baseline and overfitting protection, new rows, disclosure (CAP), copies; privacy score 0-100."
-            }
-            Builtin::ReportPdf => {
-                "PDF for reviewers: scores, personal data, charts, heatmaps, privacy, compliance checklist, versions."
-            }
-            Builtin::Generator(g) => g.summary(),
-            Builtin::Sample => "Sample rows from a model a generator stage saved (`save_model = true`); no training.",
-        }
+    /// The file this stage writes next to the outputs, if any (two stages may
+    /// not write the same one).
+    fn output_file(&self, _settings: &Settings) -> Option<String> {
+        None
     }
+
+    /// Check the kinds and count of the stage's inputs (default: one table).
+    /// Not called for stages with a [`Builtin::file_setting`].
+    fn check_inputs(&self, check: &mut InputCheck<'_>) {
+        check.tables(1, "");
+    }
+
+    /// The generator behind a generator stage (its privacy cost, its
+    /// parameters).
+    fn generator(&self) -> Option<&Arc<dyn Generator>> {
+        None
+    }
+
+    /// Run the stage.
+    fn run(&self, ctx: &StageContext) -> Result<Output>;
 }
 
-fn convert(value: &ParamValue) -> ConfigValue {
+/// Every builtin, with one generator stage per generator given.
+pub fn all(generators: &[Arc<dyn Generator>]) -> Vec<Arc<dyn Builtin>> {
+    let mut out: Vec<Arc<dyn Builtin>> = vec![
+        Arc::new(source::Source),
+        Arc::new(profile::Profile),
+        Arc::new(protect::Protect),
+        Arc::new(split::Split),
+        Arc::new(privacy::Privacy),
+        Arc::new(report_pdf::ReportPdf),
+        Arc::new(sample::Sample),
+    ];
+    out.extend(
+        generators
+            .iter()
+            .map(|g| Arc::new(generator::GeneratorStage(Arc::clone(g))) as Arc<dyn Builtin>),
+    );
+    out
+}
+
+pub(crate) fn convert(value: &ParamValue) -> ConfigValue {
     match value {
         ParamValue::String(s) => ConfigValue::String(s.clone()),
         ParamValue::Integer(i) => ConfigValue::Integer(*i),
@@ -129,7 +165,7 @@ pub(crate) fn to_param(value: &ConfigValue) -> ParamValue {
     }
 }
 
-fn seed_field() -> ConfigField {
+pub(crate) fn seed_field() -> ConfigField {
     let mut seed = field(
         "seed",
         ValueType::Integer,
@@ -140,65 +176,6 @@ fn seed_field() -> ConfigField {
     seed
 }
 
-/// `builtin:sample`: the model file, and how many rows with which seed.
-fn sample_schema() -> Vec<ConfigField> {
-    let mut model = field(
-        "model",
-        ValueType::String,
-        "Saved model file (`model-<stage>.safetensors` from a run with `save_model = true`); `--input` sets it.",
-    );
-    model.required = true;
-    let mut rows = field(
-        "rows",
-        ValueType::Integer,
-        "Rows to sample (default: as many as the table the model learned from).",
-    );
-    rows.minimum = Some(1.0);
-    rows.maximum = Some(MAX_ROWS);
-    vec![model, rows, seed_field()]
-}
-
 /// The most rows one stage may be asked to sample; servers cap lower
 /// (`limits.max_synthetic_rows`).
 pub const MAX_ROWS: f64 = 1e9;
-
-/// Settings every generator stage takes besides its own parameters.
-pub(crate) const HOST_SETTINGS: &[&str] = &["rows", "seed", "save_model"];
-
-/// Every generator stage takes `rows` and `seed` (and `save_model` where the
-/// generator can save), then its own parameters.
-fn generator_schema(g: &dyn Generator) -> Vec<ConfigField> {
-    let mut rows = field(
-        "rows",
-        ValueType::Integer,
-        "Rows to sample (default: as many as the real table, counting rows a split set aside).",
-    );
-    rows.minimum = Some(1.0);
-    rows.maximum = Some(MAX_ROWS);
-    let mut out = vec![rows, seed_field()];
-    if g.saves_models() {
-        let mut save = field(
-            "save_model",
-            ValueType::Boolean,
-            "Also write the fitted model (`model-<stage>.safetensors`) for `builtin:sample` to reuse.",
-        );
-        save.default = Some(ConfigValue::Boolean(false));
-        out.push(save);
-    }
-    for p in g.params() {
-        let ty = match p.ty {
-            ParamType::String => ValueType::String,
-            ParamType::Integer => ValueType::Integer,
-            ParamType::Float => ValueType::Float,
-            ParamType::Boolean => ValueType::Boolean,
-            ParamType::Strings => ValueType::Strings,
-        };
-        let mut f = field(p.name, ty, p.description);
-        f.default = p.default.as_ref().map(convert);
-        f.allowed = p.allowed.iter().map(|s| (*s).to_owned()).collect();
-        f.minimum = p.minimum;
-        f.maximum = p.maximum;
-        out.push(f);
-    }
-    out
-}

@@ -36,6 +36,7 @@
 //! the note names the columns) too, more than 5 % exact copies at 59. Levels: ≥ 80 low risk,
 //! 60–79 medium, 40–59 high, < 40 critical.
 
+use doppel_vocab::entity;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -737,7 +738,11 @@ pub fn privacy(
     let mut worst_copy: Option<f64> = None;
     if let Some(f) = findings {
         let (rb, sb) = (&batches[0], &batches[1]);
-        for verdict in f.columns.iter().filter(|c| c.entity != "NONE" && c.entity != "MIXED") {
+        for verdict in f
+            .columns
+            .iter()
+            .filter(|c| c.entity != entity::NONE && c.entity != entity::MIXED)
+        {
             let (Some(r), Some(s)) = (rb.column_by_name(&verdict.column), sb.column_by_name(&verdict.column)) else {
                 continue;
             };
@@ -759,7 +764,7 @@ pub fn privacy(
             // coincidence, an e-mail is not.
             #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
             let identifying =
-                verdict.entity != "DATE_TIME" && real_values.len() as f64 >= 0.5 * real_list.len().max(1) as f64;
+                verdict.entity != entity::DATE_TIME && real_values.len() as f64 >= 0.5 * real_list.len().max(1) as f64;
             if identifying {
                 worst_copy = Some(worst_copy.unwrap_or(0.0).max(share));
             }
@@ -923,6 +928,75 @@ fn rare_value_metrics(real: &RecordBatch, synthetic: &RecordBatch, out: &mut Vec
         }
     }
     leaking
+}
+
+/// `builtin:privacy`.
+#[derive(Debug, Clone, Copy)]
+pub struct Privacy;
+
+/// Its name (`builtin:privacy`): report.json takes the privacy score from it.
+pub const NAME: &str = "privacy";
+
+impl super::Builtin for Privacy {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn summary(&self) -> &str {
+        "DCR baseline and overfitting protection, new rows, disclosure (CAP), copies; privacy score 0-100."
+    }
+
+    fn kind(&self) -> super::Kind {
+        super::Kind::Metric
+    }
+
+    fn schema(&self) -> Vec<ConfigField> {
+        schema()
+    }
+
+    /// `[real, synthetic]`, optionally a holdout, optionally the findings of a
+    /// detector that scanned the real table.
+    fn check_inputs(&self, check: &mut crate::stage::InputCheck<'_>) {
+        use crate::spec::Diagnostic;
+        use crate::stage::Produces;
+        let kinds = check.kinds();
+        let tables = kinds.iter().take_while(|k| **k == Produces::Table).count();
+        let rest = &kinds[tables..];
+        let fits = (2..=3).contains(&tables) && (rest.is_empty() || rest == [Produces::Findings]);
+        if !fits {
+            let d = Diagnostic::at(
+                check.at(),
+                format!(
+                    "stage `{}` (builtin:privacy) takes `[real, synthetic]`, optionally a holdout table, \
+                     optionally the findings of a detector that scanned the real table",
+                    check.id()
+                ),
+            )
+            .label("wrong inputs");
+            check.push(d);
+        } else if rest == [Produces::Findings] && !check.scanned(tables, 0) {
+            let d = Diagnostic::at(
+                check.input_span(tables),
+                format!(
+                    "`{}` scanned a different table than the real one (`{}`)",
+                    check.input_id(tables),
+                    check.input_id(0)
+                ),
+            )
+            .label("findings about another table");
+            check.push(d);
+        }
+    }
+
+    fn run(&self, ctx: &crate::stage::StageContext) -> Result<crate::model::Output> {
+        let tables = ctx.leading_tables()?;
+        let findings = ctx.inputs.iter().find_map(|(_, o)| match o {
+            crate::model::Output::Findings(f) => Some(f.as_ref()),
+            _ => None,
+        });
+        let metrics = privacy(ctx.id(), &tables, findings, ctx.settings())?;
+        Ok(crate::model::Output::Metrics(Arc::new(metrics)))
+    }
 }
 
 #[cfg(test)]

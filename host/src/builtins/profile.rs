@@ -235,6 +235,33 @@ pub fn profile(table: &Table, settings: &Settings) -> Result<TableProfile> {
     })
 }
 
+/// `builtin:profile`.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile;
+
+impl super::Builtin for Profile {
+    fn name(&self) -> &str {
+        "profile"
+    }
+
+    fn summary(&self) -> &str {
+        "Per-column types, nulls, distinct values, ranges, quantiles, top values."
+    }
+
+    fn kind(&self) -> super::Kind {
+        super::Kind::Profile
+    }
+
+    fn schema(&self) -> Vec<ConfigField> {
+        schema()
+    }
+
+    fn run(&self, ctx: &crate::stage::StageContext) -> Result<crate::model::Output> {
+        let table = ctx.table(0)?;
+        profile(&table, ctx.settings()).map(|p| crate::model::Output::Profile(std::sync::Arc::new(p)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@
 //!   year, ages over 89 become 90 ("90 or older"), ZIP codes keep their first
 //!   three digits (`000` for the prefixes with 20,000 people or fewer).
 
+use doppel_vocab::entity;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -356,7 +357,7 @@ fn safe_harbor_column(
         array.data_type(),
         DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
     );
-    if temporal || semantic == SemanticType::Datetime || entity == Some("DATE_TIME") {
+    if temporal || semantic == SemanticType::Datetime || entity == Some(entity::DATE_TIME) {
         let years: arrow::array::Int32Array = if temporal {
             let days = arrow::compute::cast(array, &DataType::Date32)?;
             days.as_primitive::<Date32Type>()
@@ -484,7 +485,7 @@ pub fn protect(
         let name = field.name();
         let verdict = findings.columns.iter().find(|c| &c.column == name);
         let entity = verdict
-            .filter(|c| c.entity != "NONE" && f64::from(c.confidence) >= min_confidence)
+            .filter(|c| c.entity != entity::NONE && f64::from(c.confidence) >= min_confidence)
             .map(|c| c.entity.as_str());
         let mut rng = ChaCha8Rng::seed_from_u64(column_seed(seed, name));
         let chosen = if keep_list.contains(name) {
@@ -496,7 +497,7 @@ pub fn protect(
         } else {
             match entity {
                 None => "none",
-                Some("MIXED") => match text_action {
+                Some(entity::MIXED) => match text_action {
                     "drop" => "drop",
                     "redact" => "redact",
                     _ => "fake-text",
@@ -506,7 +507,7 @@ pub fn protect(
         };
         let record = |action: &str, changed: u64| ColumnAction {
             column: name.clone(),
-            entity: entity.unwrap_or("NONE").to_owned(),
+            entity: entity.unwrap_or(entity::NONE).to_owned(),
             action: action.to_owned(),
             changed,
         };
@@ -517,7 +518,7 @@ pub fn protect(
         let listed = keep_list.contains(name) || hash_list.contains(name);
         if safe_harbor
             && !listed
-            && entity != Some("MIXED")
+            && entity != Some(entity::MIXED)
             && let Some((new, changed, shown, semantic)) = safe_harbor_column(name, array, *semantic, entity)?
         {
             actions.push(record(shown, changed));
@@ -536,7 +537,7 @@ pub fn protect(
                 (a, n, "hash")
             }
             "fake" => {
-                let entity = entity.unwrap_or("NONE");
+                let entity = entity.unwrap_or(entity::NONE);
                 let (a, n) = fake_column(array, entity, &mut rng).map_err(|e| fail(e.to_string()))?;
                 (a, n, "fake")
             }
@@ -598,6 +599,75 @@ pub fn protect(
     ))
 }
 
+/// `builtin:protect`.
+#[derive(Debug, Clone, Copy)]
+pub struct Protect;
+
+impl super::Builtin for Protect {
+    fn name(&self) -> &str {
+        "protect"
+    }
+
+    fn summary(&self) -> &str {
+        "Replace what a detector found with realistic fakes, pseudonyms or nothing."
+    }
+
+    fn kind(&self) -> super::Kind {
+        super::Kind::Protect
+    }
+
+    fn schema(&self) -> Vec<ConfigField> {
+        schema()
+    }
+
+    /// Stronger protection only: `keep`, `min_confidence` and `salt` stay fixed.
+    fn user_settable(&self) -> Vec<&'static str> {
+        vec!["seed", "action", "text", "drop", "hash"]
+    }
+
+    fn check_inputs(&self, check: &mut crate::stage::InputCheck<'_>) {
+        use crate::spec::Diagnostic;
+        use crate::stage::Produces;
+        if check.kinds() != [Produces::Table, Produces::Findings] {
+            let d = Diagnostic::at(
+                check.at(),
+                format!(
+                    "stage `{}` (builtin:protect) takes a table and the findings of a detector that scanned it: \
+                     `inputs = [\"<table>\", \"<detector>\"]`",
+                    check.id()
+                ),
+            )
+            .label("wrong inputs");
+            check.push(d);
+        } else if !check.scanned(1, 0) {
+            // Cell findings point at rows of the table the detector read.
+            let d = Diagnostic::at(
+                check.input_span(1),
+                format!(
+                    "`{}` scanned a different table than `{}`; protect needs the findings about the table it changes",
+                    check.input_id(1),
+                    check.input_id(0)
+                ),
+            )
+            .label("findings about another table");
+            check.push(d);
+        }
+    }
+
+    fn run(&self, ctx: &crate::stage::StageContext) -> Result<crate::model::Output> {
+        let table = ctx.table(0)?;
+        let Some((_, crate::model::Output::Findings(findings))) = ctx.inputs.get(1) else {
+            return Err(Error::Internal(format!("stage `{}` has no findings input", ctx.id())));
+        };
+        let (protected, actions) = protect(ctx.id(), &table, findings, ctx.settings())?;
+        ctx.progress(protected.rows() as u64, table.rows() as u64, "rows");
+        Ok(crate::model::Output::Table(
+            Arc::new(protected),
+            crate::model::Provenance::Protected(Arc::new(actions)),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -630,15 +700,15 @@ mod tests {
             confidence: 0.9,
             scanned: 3,
             matched: 3,
-            free_text: e == "MIXED",
+            free_text: e == entity::MIXED,
             entities: vec![],
         };
         DetectorOutput {
             columns: vec![
-                col("email", "EMAIL_ADDRESS"),
-                col("phone", "PHONE_NUMBER"),
-                col("notes", "MIXED"),
-                col("plan", "NONE"),
+                col("email", entity::EMAIL_ADDRESS),
+                col("phone", entity::PHONE_NUMBER),
+                col("notes", entity::MIXED),
+                col("plan", entity::NONE),
             ],
             findings: vec![
                 Finding {
@@ -646,7 +716,7 @@ mod tests {
                     column: "notes".into(),
                     start: 5,
                     end: 15,
-                    entity: "PERSON".into(),
+                    entity: entity::PERSON.into(),
                     score: 0.8,
                 },
                 Finding {
@@ -654,7 +724,7 @@ mod tests {
                     column: "notes".into(),
                     start: 5,
                     end: 12,
-                    entity: "EMAIL_ADDRESS".into(),
+                    entity: entity::EMAIL_ADDRESS.into(),
                     score: 1.0,
                 },
             ],
@@ -756,7 +826,10 @@ mod tests {
             entities: vec![],
         };
         let findings = DetectorOutput {
-            columns: vec![col("date_of_birth", "DATE_TIME"), col("email", "EMAIL_ADDRESS")],
+            columns: vec![
+                col("date_of_birth", entity::DATE_TIME),
+                col("email", entity::EMAIL_ADDRESS),
+            ],
             findings: vec![],
             total_findings: 0,
             rows_scanned: 3,

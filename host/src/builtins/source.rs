@@ -743,6 +743,47 @@ fn normalize(
     Ok((target, out))
 }
 
+/// `builtin:source`.
+#[derive(Debug, Clone, Copy)]
+pub struct Source;
+
+/// Its name (`builtin:source`).
+pub const NAME: &str = "source";
+
+impl super::Builtin for Source {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn summary(&self) -> &str {
+        "Read a CSV, Parquet or NDJSON file."
+    }
+
+    fn kind(&self) -> super::Kind {
+        super::Kind::Source
+    }
+
+    fn schema(&self) -> Vec<ConfigField> {
+        schema()
+    }
+
+    fn file_setting(&self) -> Option<&'static str> {
+        Some("path")
+    }
+
+    fn run(&self, ctx: &crate::stage::StageContext) -> crate::Result<crate::model::Output> {
+        let mut options = SourceOptions::from_settings(ctx.settings()).map_err(|m| ctx.error(m))?;
+        // Relative paths in a pipeline are relative to the pipeline file.
+        options.path = ctx.resolve(options.path);
+        let table = read_table(&options)?;
+        ctx.progress(table.rows() as u64, table.rows() as u64, "rows");
+        Ok(crate::model::Output::Table(
+            Arc::new(table),
+            crate::model::Provenance::Read,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

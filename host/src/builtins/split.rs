@@ -74,6 +74,37 @@ pub fn split(table: &Table, settings: &Settings) -> Result<Table> {
     })
 }
 
+/// `builtin:split`.
+#[derive(Debug, Clone, Copy)]
+pub struct Split;
+
+impl super::Builtin for Split {
+    fn name(&self) -> &str {
+        "split"
+    }
+
+    fn summary(&self) -> &str {
+        "Set real rows aside (train / holdout parts), deterministically."
+    }
+
+    fn kind(&self) -> super::Kind {
+        super::Kind::Split
+    }
+
+    fn schema(&self) -> Vec<ConfigField> {
+        schema()
+    }
+
+    fn user_settable(&self) -> Vec<&'static str> {
+        vec!["holdout", "seed"]
+    }
+
+    fn run(&self, ctx: &crate::stage::StageContext) -> Result<crate::model::Output> {
+        let table = ctx.table(0)?;
+        split(&table, ctx.settings()).map(|t| crate::model::Output::Table(Arc::new(t), crate::model::Provenance::Read))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ mod manifest;
 mod registry;
 mod sandbox;
 mod session;
+pub(crate) mod stage;
 
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};

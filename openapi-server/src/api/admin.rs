@@ -3,7 +3,7 @@
 use super::*;
 
 /// Operator endpoints: users, jobs, the audit log.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct AdminApi;
 
 #[OpenApi(prefix_path = "/v1")]

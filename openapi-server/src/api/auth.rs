@@ -3,7 +3,7 @@
 use super::*;
 
 /// Sign-up, login, SSO, sessions and the second factor.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct AuthApi;
 
 #[OpenApi(prefix_path = "/v1")]

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Uploaded tables: upload, list, read, preview, delete, privacy budgets.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct DatasetsApi;
 
 #[OpenApi(prefix_path = "/v1")]

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Pipeline runs: submit, list, progress (SSE), cancel, reports and outputs.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct JobsApi;
 
 #[OpenApi(prefix_path = "/v1")]

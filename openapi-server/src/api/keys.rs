@@ -3,7 +3,7 @@
 use super::*;
 
 /// API keys: create (secret shown once), list, revoke.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct KeysApi;
 
 #[OpenApi(prefix_path = "/v1")]

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Shipped pipelines and validation.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct PipelinesApi;
 
 #[OpenApi(prefix_path = "/v1")]

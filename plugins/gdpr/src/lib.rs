@@ -15,6 +15,7 @@
 //!
 //! `with`: `released`, `released_findings`, `source`, `privacy` (stage ids).
 
+use doppel_sdk::vocab::entity;
 use doppel_sdk::*;
 
 const SPECIAL: &[(&str, &[&str])] = &[
@@ -49,20 +50,20 @@ const SPECIAL: &[(&str, &[&str])] = &[
 ];
 
 const DIRECT: &[&str] = &[
-    "PERSON",
-    "EMAIL_ADDRESS",
-    "PHONE_NUMBER",
-    "US_SSN",
-    "CREDIT_CARD",
-    "IBAN_CODE",
-    "IP_ADDRESS",
-    "MAC_ADDRESS",
-    "US_PASSPORT",
-    "US_DRIVER_LICENSE",
-    "UK_NHS",
-    "UK_NINO",
-    "CRYPTO",
-    "MEDICAL_LICENSE",
+    entity::PERSON,
+    entity::EMAIL_ADDRESS,
+    entity::PHONE_NUMBER,
+    entity::US_SSN,
+    entity::CREDIT_CARD,
+    entity::IBAN_CODE,
+    entity::IP_ADDRESS,
+    entity::MAC_ADDRESS,
+    entity::US_PASSPORT,
+    entity::US_DRIVER_LICENSE,
+    entity::UK_NHS,
+    entity::UK_NINO,
+    entity::CRYPTO,
+    entity::MEDICAL_LICENSE,
 ];
 
 /// The GDPR rule plugin.
@@ -369,7 +370,7 @@ mod tests {
             }],
             findings: vec![(
                 "pii_output".into(),
-                vec![ColumnFinding::new("email", "EMAIL_ADDRESS", 0.9)],
+                vec![ColumnFinding::new("email", entity::EMAIL_ADDRESS, 0.9)],
             )],
             metrics: vec![(
                 "privacy".into(),

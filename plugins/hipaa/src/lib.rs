@@ -11,6 +11,7 @@
 //! `with`: `released` (table stage), `released_findings` (detector that
 //! scanned it), `privacy` (privacy metric stage).
 
+use doppel_sdk::vocab::entity;
 use doppel_sdk::*;
 
 /// One Safe Harbor identifier.
@@ -28,14 +29,14 @@ const SAFE_HARBOR: &[Identifier] = &[
     Identifier {
         letter: 'A',
         title: "Names",
-        entities: &["PERSON"],
+        entities: &[entity::PERSON],
         names: &[],
         severity: Severity::High,
     },
     Identifier {
         letter: 'B',
         title: "Geographic subdivisions smaller than a state",
-        entities: &["LOCATION"],
+        entities: &[entity::LOCATION],
         names: &[
             "zip", "zipcode", "postcode", "county", "street", "address", "city", "precinct",
         ],
@@ -44,14 +45,14 @@ const SAFE_HARBOR: &[Identifier] = &[
     Identifier {
         letter: 'C',
         title: "Dates (except year) related to an individual; ages over 89",
-        entities: &["DATE_TIME"],
+        entities: &[entity::DATE_TIME],
         names: &[],
         severity: Severity::Medium,
     },
     Identifier {
         letter: 'D',
         title: "Telephone numbers",
-        entities: &["PHONE_NUMBER"],
+        entities: &[entity::PHONE_NUMBER],
         names: &["phone", "telephone", "mobile"],
         severity: Severity::High,
     },
@@ -65,14 +66,14 @@ const SAFE_HARBOR: &[Identifier] = &[
     Identifier {
         letter: 'F',
         title: "Electronic mail addresses",
-        entities: &["EMAIL_ADDRESS"],
+        entities: &[entity::EMAIL_ADDRESS],
         names: &["email"],
         severity: Severity::High,
     },
     Identifier {
         letter: 'G',
         title: "Social security numbers",
-        entities: &["US_SSN"],
+        entities: &[entity::US_SSN],
         names: &["ssn"],
         severity: Severity::Critical,
     },
@@ -86,21 +87,21 @@ const SAFE_HARBOR: &[Identifier] = &[
     Identifier {
         letter: 'I',
         title: "Health plan beneficiary numbers",
-        entities: &["UK_NHS"],
+        entities: &[entity::UK_NHS],
         names: &["beneficiary", "member", "insurance", "policy", "nhs"],
         severity: Severity::High,
     },
     Identifier {
         letter: 'J',
         title: "Account numbers",
-        entities: &["IBAN_CODE", "CREDIT_CARD", "CRYPTO"],
+        entities: &[entity::IBAN_CODE, entity::CREDIT_CARD, entity::CRYPTO],
         names: &["account", "iban"],
         severity: Severity::High,
     },
     Identifier {
         letter: 'K',
         title: "Certificate/license numbers",
-        entities: &["US_DRIVER_LICENSE", "MEDICAL_LICENSE", "US_PASSPORT"],
+        entities: &[entity::US_DRIVER_LICENSE, entity::MEDICAL_LICENSE, entity::US_PASSPORT],
         names: &["license", "licence", "certificate", "passport"],
         severity: Severity::High,
     },
@@ -114,21 +115,21 @@ const SAFE_HARBOR: &[Identifier] = &[
     Identifier {
         letter: 'M',
         title: "Device identifiers and serial numbers",
-        entities: &["MAC_ADDRESS"],
+        entities: &[entity::MAC_ADDRESS],
         names: &["device", "serial", "imei", "udid"],
         severity: Severity::Medium,
     },
     Identifier {
         letter: 'N',
         title: "Web Universal Resource Locators (URLs)",
-        entities: &["URL"],
+        entities: &[entity::URL],
         names: &["url", "website"],
         severity: Severity::Medium,
     },
     Identifier {
         letter: 'O',
         title: "Internet Protocol (IP) addresses",
-        entities: &["IP_ADDRESS"],
+        entities: &[entity::IP_ADDRESS],
         names: &["ip", "ip_address"],
         severity: Severity::Medium,
     },
@@ -149,7 +150,7 @@ const SAFE_HARBOR: &[Identifier] = &[
     Identifier {
         letter: 'R',
         title: "Any other unique identifying number, characteristic, or code",
-        entities: &["UK_NINO", "ID_NUMBER"],
+        entities: &[entity::UK_NINO, entity::ID_NUMBER],
         names: &[],
         severity: Severity::Low,
     },
@@ -209,12 +210,12 @@ impl Hipaa {
         for col in &table.columns {
             let entity = findings
                 .iter()
-                .find(|f| f.column == col.name && f.entity != "NONE")
+                .find(|f| f.column == col.name && f.entity != entity::NONE)
                 .map(|f| f.entity.as_str());
             let by_entity = entity.is_some_and(|e| id.entities.contains(&e));
             let by_name = names::mentions(&col.name, id.names);
             let by_kind = match id.letter {
-                'C' => col.semantic_type == "datetime",
+                'C' => col.semantic_type == doppel_sdk::vocab::semantic::DATETIME,
                 'Q' => col.data_type.contains("Binary"),
                 'R' => col.semantic_type == "id",
                 _ => false,
@@ -263,8 +264,10 @@ impl Hipaa {
             if id.letter == 'C' {
                 // Safe Harbor removes every date element but the year; shifting
                 // dates is not removal.
-                if col.semantic_type == "datetime" || entity.is_some() {
-                    if entity == &Some("DATE_TIME") || col.semantic_type == "datetime" && findings.is_empty() {
+                if col.semantic_type == doppel_sdk::vocab::semantic::DATETIME || entity.is_some() {
+                    if entity == &Some(entity::DATE_TIME)
+                        || col.semantic_type == doppel_sdk::vocab::semantic::DATETIME && findings.is_empty()
+                    {
                         failing.push(format!(
                             "`{}` holds full dates ({} … {})",
                             col.name,
@@ -489,8 +492,8 @@ mod tests {
     fn safe_harbor_on_a_released_table() {
         let mut rule = Hipaa::create(&Config::new()).unwrap();
         let findings = vec![
-            ColumnFinding::new("email", "EMAIL_ADDRESS", 0.9),
-            ColumnFinding::new("visit", "DATE_TIME", 0.9),
+            ColumnFinding::new("email", entity::EMAIL_ADDRESS, 0.9),
+            ColumnFinding::new("visit", entity::DATE_TIME, 0.9),
         ];
         let copied = rule.evaluate(&facts(findings.clone(), &[("email", 0.2)])).unwrap();
         assert_eq!(status(&copied, "HIPAA-SH-F"), VerdictStatus::Fail);
@@ -514,7 +517,7 @@ mod tests {
     fn ages_topping_at_90_need_the_top_coding_declared() {
         let mut rule = Hipaa::create(&Config::new()).unwrap();
         let mut f = facts(
-            vec![ColumnFinding::new("email", "EMAIL_ADDRESS", 0.9)],
+            vec![ColumnFinding::new("email", entity::EMAIL_ADDRESS, 0.9)],
             &[("email", 0.0)],
         );
         f.tables[0].columns = vec![col("age", "numerical", Some("90"))];

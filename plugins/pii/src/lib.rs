@@ -34,6 +34,7 @@ pub mod names;
 pub mod spans;
 pub mod validate;
 
+use doppel_sdk::vocab::entity;
 use std::collections::HashMap;
 
 use doppel_sdk::*;
@@ -108,24 +109,24 @@ impl Entity {
     /// Presidio's name.
     pub fn name(self) -> &'static str {
         match self {
-            Entity::Person => "PERSON",
-            Entity::Email => "EMAIL_ADDRESS",
-            Entity::Phone => "PHONE_NUMBER",
-            Entity::Ssn => "US_SSN",
-            Entity::CreditCard => "CREDIT_CARD",
-            Entity::Iban => "IBAN_CODE",
-            Entity::Ip => "IP_ADDRESS",
-            Entity::Mac => "MAC_ADDRESS",
-            Entity::Url => "URL",
-            Entity::DateTime => "DATE_TIME",
-            Entity::Location => "LOCATION",
-            Entity::UsPassport => "US_PASSPORT",
-            Entity::UsDriverLicense => "US_DRIVER_LICENSE",
-            Entity::UkNhs => "UK_NHS",
-            Entity::UkNino => "UK_NINO",
-            Entity::Crypto => "CRYPTO",
-            Entity::MedicalLicense => "MEDICAL_LICENSE",
-            Entity::IdNumber => "ID_NUMBER",
+            Entity::Person => entity::PERSON,
+            Entity::Email => entity::EMAIL_ADDRESS,
+            Entity::Phone => entity::PHONE_NUMBER,
+            Entity::Ssn => entity::US_SSN,
+            Entity::CreditCard => entity::CREDIT_CARD,
+            Entity::Iban => entity::IBAN_CODE,
+            Entity::Ip => entity::IP_ADDRESS,
+            Entity::Mac => entity::MAC_ADDRESS,
+            Entity::Url => entity::URL,
+            Entity::DateTime => entity::DATE_TIME,
+            Entity::Location => entity::LOCATION,
+            Entity::UsPassport => entity::US_PASSPORT,
+            Entity::UsDriverLicense => entity::US_DRIVER_LICENSE,
+            Entity::UkNhs => entity::UK_NHS,
+            Entity::UkNino => entity::UK_NINO,
+            Entity::Crypto => entity::CRYPTO,
+            Entity::MedicalLicense => entity::MEDICAL_LICENSE,
+            Entity::IdNumber => entity::ID_NUMBER,
         }
     }
 
@@ -322,7 +323,7 @@ impl PiiScanner {
     /// The verdict for one column.
     fn classify(&self, name: &str, ev: &ColumnEvidence) -> ColumnFinding {
         let hint = names::hint(name).filter(|h| self.entities.contains(h));
-        let mut f = ColumnFinding::new(name, "NONE", 1.0);
+        let mut f = ColumnFinding::new(name, entity::NONE, 1.0);
         f.scanned = ev.seen;
         f.free_text = ev.is_prose();
         let mut counts: Vec<(Entity, u64)> = ev.strong.iter().map(|(e, c)| (*e, *c)).collect();
@@ -441,7 +442,7 @@ impl PiiScanner {
         if ev.embedded_cells > 0 && (embedded_share >= 0.01 || ev.embedded_cells >= 3) {
             let mut counts: Vec<(Entity, u64)> = ev.embedded.iter().map(|(e, c)| (*e, *c)).collect();
             counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            f.entity = "MIXED".into();
+            f.entity = entity::MIXED.into();
             f.free_text = true;
             f.matched = ev.embedded_cells;
             f.scanned = ev.searched;

@@ -15,6 +15,7 @@
 //! draws distributions and heatmaps; this module gathers the run's results
 //! and lays out the pages.
 
+use doppel_vocab::entity;
 use std::collections::HashMap;
 
 use arrow::array::{Array, ArrayRef, AsArray};
@@ -218,7 +219,7 @@ pub fn render(
     }
     let pii_columns: usize = findings
         .iter()
-        .map(|(_, f)| f.columns.iter().filter(|c| c.entity != "NONE").count())
+        .map(|(_, f)| f.columns.iter().filter(|c| c.entity != entity::NONE).count())
         .max()
         .unwrap_or(0);
     cards.push(("Columns with personal data".into(), pii_columns.to_string(), INK));
@@ -290,7 +291,7 @@ pub fn render(
             .map(|c| {
                 let action = protected.iter().find(|a| a.column == c.column).map_or_else(
                     || {
-                        if c.entity == "NONE" {
+                        if c.entity == entity::NONE {
                             String::new()
                         } else {
                             "none".into()
@@ -299,7 +300,7 @@ pub fn render(
                     |a| a.action.clone(),
                 );
                 #[allow(clippy::cast_precision_loss, reason = "counts for display")]
-                let share = if c.scanned == 0 || c.entity == "NONE" {
+                let share = if c.scanned == 0 || c.entity == entity::NONE {
                     String::new()
                 } else {
                     format!("{:.1}%", c.matched as f64 * 100.0 / c.scanned as f64)
@@ -573,6 +574,111 @@ pub fn render(
         bytes,
         pages,
     })
+}
+
+/// `builtin:report-pdf`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportPdf;
+
+impl super::Builtin for ReportPdf {
+    fn name(&self) -> &str {
+        "report-pdf"
+    }
+
+    fn summary(&self) -> &str {
+        "PDF for reviewers: scores, personal data, charts, heatmaps, privacy, compliance checklist, versions."
+    }
+
+    fn kind(&self) -> super::Kind {
+        super::Kind::Report
+    }
+
+    fn schema(&self) -> Vec<ConfigField> {
+        schema()
+    }
+
+    fn user_settable(&self) -> Vec<&'static str> {
+        vec!["title"]
+    }
+
+    fn output_file(&self, settings: &Settings) -> Option<String> {
+        Some(match get(settings, "file") {
+            Some(ConfigValue::String(f)) => f.clone(),
+            _ => "report.pdf".to_owned(),
+        })
+    }
+
+    /// Any stages but documents; when it names tables, the real and the
+    /// synthetic one; `file` a plain `.pdf` name.
+    fn check_inputs(&self, check: &mut crate::stage::InputCheck<'_>) {
+        use crate::spec::Diagnostic;
+        use crate::stage::Produces;
+        let id = check.id().to_owned();
+        if check.is_empty() {
+            let d = Diagnostic::at(
+                check.stage_span(),
+                format!("stage `{id}` (builtin:report-pdf) reports on other stages; give it `inputs`"),
+            )
+            .label("no inputs");
+            check.push(d);
+        }
+        let kinds = check.kinds();
+        for (k, produces) in kinds.iter().enumerate() {
+            if *produces == Produces::Document {
+                let d = Diagnostic::at(
+                    check.input_span(k),
+                    format!(
+                        "stage `{id}` cannot report on `{}`, another document",
+                        check.input_id(k)
+                    ),
+                );
+                check.push(d);
+            }
+        }
+        if let Some((span, ConfigValue::String(file))) = check.with_value("file") {
+            let plain = file.strip_suffix(".pdf").is_some_and(|stem| {
+                !stem.is_empty() && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+            if !plain {
+                let d = Diagnostic::at(
+                    span,
+                    format!("`file` must be a plain file name ending in `.pdf`, not `{file}`"),
+                )
+                .label("not a plain .pdf name")
+                .help("the report is written into the output directory, next to report.json");
+                check.push(d);
+            }
+        }
+        for key in ["real", "synthetic"] {
+            if let Some((span, ConfigValue::String(named))) = check.with_value(key) {
+                let is_table_input =
+                    (0..kinds.len()).any(|k| kinds[k] == Produces::Table && check.input_id(k) == named);
+                if !is_table_input {
+                    let d = Diagnostic::at(
+                        span,
+                        format!("`{key}` names `{named}`, which is not one of stage `{id}`'s table inputs"),
+                    )
+                    .label("not a table input");
+                    check.push(d);
+                }
+            }
+        }
+        if kinds.iter().filter(|p| **p == Produces::Table).count() == 1 {
+            let d = Diagnostic::at(
+                check.at(),
+                format!(
+                    "stage `{id}` (builtin:report-pdf) compares two tables; give it the real and the synthetic one, or none"
+                ),
+            )
+            .label("one table input");
+            check.push(d);
+        }
+    }
+
+    fn run(&self, ctx: &crate::stage::StageContext) -> Result<Output> {
+        let inputs: Vec<(&str, &Output)> = ctx.inputs.iter().map(|(n, o)| (n.as_str(), o)).collect();
+        render(ctx.id(), &inputs, &ctx.pipeline, ctx.settings()).map(|d| Output::Document(std::sync::Arc::new(d)))
+    }
 }
 
 #[cfg(test)]
