@@ -43,12 +43,14 @@ def free_port() -> int:
 class Server:
     """A running `doppel serve` with its REST and Flight addresses."""
 
-    def __init__(self, env: dict | None = None, memory_limit: int | None = None):
+    def __init__(self, env: dict | None = None, memory_limit: int | None = None, port: int | None = None):
         """`memory_limit`: cap the server's data segment (heap and private
         mappings) at this many bytes, soft and hard, so that exhausting
-        memory kills it — a test then fails instead of a machine slowing."""
+        memory kills it — a test then fails instead of a machine slowing.
+        `port`: serve HTTP there (a test that registers callback URLs with
+        an identity provider needs to know it first)."""
         self.data = tempfile.TemporaryDirectory()
-        self.http = f"http://127.0.0.1:{free_port()}"
+        self.http = f"http://127.0.0.1:{port or free_port()}"
         self.grpc_port = free_port()
         self.grpc = f"grpc://127.0.0.1:{self.grpc_port}"
         full_env = dict(os.environ)

@@ -78,7 +78,9 @@ pub const PROFILE_ROWS: usize = 1_000_000;
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The format could not be told from the name or content type.
-    #[error("cannot tell the format of `{0}`: name it .csv, .parquet or .ndjson, or send a matching content type")]
+    #[error(
+        "cannot tell the format of `{0}`: name it .csv, .parquet, .ndjson, .json or .xlsx, or send a matching content type"
+    )]
     UnknownFormat(String),
     /// Reading failed; the message names the place (line, column).
     #[error("{0}")]
@@ -117,6 +119,8 @@ pub fn format_of(file_name: &str, content_type: Option<&str>) -> Option<Format> 
         "text/csv" | "application/csv" => Some(Format::Csv),
         "application/vnd.apache.parquet" | "application/x-parquet" => Some(Format::Parquet),
         "application/x-ndjson" | "application/jsonl" => Some(Format::Ndjson),
+        "application/json" => Some(Format::Json),
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => Some(Format::Xlsx),
         _ => None,
     })
 }
@@ -210,6 +214,8 @@ fn format_name(f: Format) -> &'static str {
         Format::Csv => "csv",
         Format::Parquet => "parquet",
         Format::Ndjson => "ndjson",
+        Format::Json => "json",
+        Format::Xlsx => "xlsx",
     }
 }
 
@@ -388,6 +394,8 @@ pub fn child_main() -> i32 {
         "csv" => Format::Csv,
         "parquet" => Format::Parquet,
         "ndjson" => Format::Ndjson,
+        "json" => Format::Json,
+        "xlsx" => Format::Xlsx,
         other => {
             answer("unknown_format", other.to_owned());
             return 1;
@@ -498,6 +506,95 @@ pub async fn register(
         },
     )
     .await
+}
+
+/// What an upload must be before a byte of it is read: the caller may
+/// write datasets, the file is within the upload limit, its format is
+/// known, and its name (given, or when absent from the file name) follows
+/// [`check_name`]. Returns the format and the name. Every door that takes
+/// files calls this first.
+pub fn accept(
+    state: &crate::AppState,
+    p: &doppel_platform::authz::Principal,
+    file_name: &str,
+    content_type: Option<&str>,
+    size: u64,
+    name: Option<&str>,
+) -> doppel_platform::Result<(Format, String)> {
+    doppel_platform::authz::require(p, doppel_platform::authz::Scope::DatasetsWrite)?;
+    let max_mb = state.settings.limits.upload_max_mb;
+    if size > max_mb.saturating_mul(1024 * 1024) {
+        return Err(doppel_platform::Error::Refused {
+            code: "too_large",
+            message: format!("file: larger than the {max_mb} MiB limit"),
+        });
+    }
+    let format = format_of(file_name, content_type).ok_or_else(|| doppel_platform::Error::Refused {
+        code: "unknown_format",
+        message: IngestError::UnknownFormat(file_name.to_owned()).to_string(),
+    })?;
+    // A name given is held to the rule (a blank one is refused); only an
+    // absent one comes from the file name.
+    let name = match name {
+        Some(n) => n.to_owned(),
+        None => default_name(file_name),
+    };
+    Ok((format, check_name(&name)?.to_owned()))
+}
+
+/// Read an accepted upload (a local file) in the upload reader and store it
+/// as the caller's dataset `name`. A table the reader refuses is
+/// [`doppel_platform::Error::Refused`] with `unreadable_table` (the message
+/// names the line and column) or `limit_exceeded` (it names the setting).
+#[allow(clippy::too_many_arguments, reason = "each is one fact about the upload")]
+pub async fn store_upload(
+    state: &crate::AppState,
+    meta: &doppel_platform::audit::RequestMeta,
+    p: &doppel_platform::authz::Principal,
+    name: &str,
+    local: &Path,
+    file_name: &str,
+    format: Format,
+    work: &Path,
+) -> doppel_platform::Result<doppel_platform::datasets::Dataset> {
+    let ingested = state
+        .ingest
+        .ingest(local, file_name, format, work)
+        .await
+        .map_err(|e| match e {
+            IngestError::Internal(m) => doppel_platform::Error::Internal(m),
+            e @ IngestError::TooLarge(_) => doppel_platform::Error::Refused {
+                code: "limit_exceeded",
+                message: e.to_string(),
+            },
+            other => doppel_platform::Error::Refused {
+                code: "unreadable_table",
+                message: other.to_string(),
+            },
+        })?;
+    register(state, meta, p, name, &ingested).await
+}
+
+/// The first `n` preview rows of a dataset (at most [`PREVIEW_ROWS`]) and
+/// its column names, from its stored metadata.
+pub fn preview_rows(d: &doppel_platform::datasets::Dataset, n: usize) -> (Vec<String>, Vec<Value>) {
+    let columns = d
+        .metadata
+        .get("columns")
+        .and_then(|c| c.as_array())
+        .map(|cols| {
+            cols.iter()
+                .filter_map(|c| c.get("name")?.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let rows = d
+        .metadata
+        .get("preview")
+        .and_then(|p| p.as_array())
+        .map(|r| r.iter().take(n.min(PREVIEW_ROWS)).cloned().collect())
+        .unwrap_or_default();
+    (columns, rows)
 }
 
 /// Delete the caller's dataset `id` (needs `datasets:write` on it) and its

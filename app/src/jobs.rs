@@ -159,6 +159,8 @@ pub struct JobView {
     /// Latest progress line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Each stage's state (`waiting`, `running`, `done`, `failed`) and what it did.
+    pub steps: Vec<doppel_platform::jobs::Step>,
     /// Attempts started.
     pub attempt: i64,
     /// Whether a cancel was requested.
@@ -197,6 +199,7 @@ impl JobView {
             state: j.state.as_str().to_owned(),
             progress: j.progress,
             message: j.message.clone(),
+            steps: j.steps.clone(),
             attempt: j.attempt,
             cancel_requested: j.cancel_requested,
             error_code: j.error_code.clone(),
@@ -607,6 +610,7 @@ async fn run_pipeline(
 
     let total = plan.stages.len().max(1);
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    ctx.set_steps(plan.order.iter().map(|&i| plan.stages[i].id.clone()));
     let events = {
         let ctx = ctx.clone();
         let done = Arc::clone(&done);
@@ -615,11 +619,28 @@ async fn run_pipeline(
                 let d = done.load(Ordering::Relaxed);
                 #[allow(clippy::cast_precision_loss, reason = "stage counts are tiny")]
                 ctx.progress(d as f64 / total as f64 * 0.95, format!("running {stage}"));
+                ctx.step(stage, "running", None);
+            }
+            Event::StageProgress {
+                stage,
+                done: units,
+                total: of,
+                ..
+            } if *of > 0 => {
+                #[allow(clippy::cast_precision_loss, reason = "a percentage for people")]
+                let pct = (*units as f64 / *of as f64 * 100.0).clamp(0.0, 100.0);
+                ctx.step(stage, "running", Some(format!("{pct:.0}%")));
             }
             Event::StageFinished { stage, summary, .. } => {
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                 #[allow(clippy::cast_precision_loss, reason = "stage counts are tiny")]
                 ctx.progress(d as f64 / total as f64 * 0.95, format!("{stage}: {summary}"));
+                ctx.step(stage, "done", Some(summary.clone()));
+            }
+            Event::StageFailed { stage, .. } => {
+                // The reason is in the job's error (paths hidden); here only
+                // which stage it was.
+                ctx.step(stage, "failed", None);
             }
             _ => {}
         })
@@ -712,4 +733,125 @@ fn summarize(report: &Path) -> serde_json::Value {
         .collect();
     out.insert("outputs".into(), serde_json::to_value(&r.outputs).unwrap_or_default());
     serde_json::Value::Object(out)
+}
+
+/// A job as it changes: the job now, then each new state of it (polled
+/// every 250 ms), ending with its final state. What every door's live
+/// progress (REST and console SSE) streams.
+pub fn watch(
+    queue: doppel_platform::jobs::Queue,
+    job: doppel_platform::jobs::Job,
+) -> futures::stream::BoxStream<'static, doppel_platform::jobs::Job> {
+    use futures::StreamExt;
+    futures::stream::unfold(
+        (Some(job.clone()), job.id.clone(), None::<i64>, false),
+        move |(first, id, last, done)| {
+            let queue = queue.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                let mut next = first;
+                loop {
+                    let job = match next.take() {
+                        Some(j) => j,
+                        None => {
+                            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                            queue.get(&id).await.ok()?
+                        }
+                    };
+                    if last != Some(job.updated_at) {
+                        let terminal = job.state.is_terminal();
+                        let mark = Some(job.updated_at);
+                        return Some((job, (None, id, mark, terminal)));
+                    }
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
+/// A succeeded job's `report.json`, typed. A report this doppel cannot read
+/// (another version, damaged) is an internal error, never a guess.
+pub async fn report(
+    state: &crate::AppState,
+    job: &doppel_platform::jobs::Job,
+) -> doppel_platform::Result<doppel_host::report::Report> {
+    let file = crate::listings::output(job, "report.json")?;
+    let bytes = state.storage.get_bytes(&file.key).await?;
+    doppel_host::report::Report::from_slice(&bytes)
+        .map_err(|e| doppel_platform::Error::Internal(format!("report of {}: {e}", job.id)))
+}
+
+/// The caller's jobs that ran on dataset `dataset_id`, newest first, among
+/// their latest `scan` jobs.
+pub async fn of_dataset(
+    state: &crate::AppState,
+    p: &doppel_platform::authz::Principal,
+    dataset_id: &str,
+    scan: i64,
+) -> doppel_platform::Result<Vec<doppel_platform::jobs::Job>> {
+    doppel_platform::authz::require(p, doppel_platform::authz::Scope::DatasetsRead)?;
+    let jobs = state.queue.list(Some(&p.account_id), None, scan).await?;
+    Ok(jobs
+        .into_iter()
+        .filter(|j| serde_json::from_value::<PipelineJob>(j.spec.clone()).is_ok_and(|s| s.dataset_id == dataset_id))
+        .collect())
+}
+
+/// Stream the stored Parquet object `key` as CSV (header first), a batch at
+/// a time: the object goes to a temporary file, a blocking task decodes it
+/// batch by batch and the CSV text flows through a two-slot channel, so
+/// memory stays at a few batches whatever the table's size.
+pub async fn csv_stream(
+    state: &crate::AppState,
+    key: &str,
+) -> doppel_platform::Result<futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>> {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().map_err(|e| doppel_platform::Error::Internal(e.to_string()))?;
+    let local = dir.path().join("table.parquet");
+    state.storage.get_to_file(key, &local).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(2);
+    tokio::task::spawn_blocking(move || {
+        let _keep = dir;
+        let send = |chunk: std::io::Result<Vec<u8>>| tx.blocking_send(chunk.map(bytes::Bytes::from)).is_ok();
+        let reader = std::fs::File::open(&local)
+            .map_err(std::io::Error::other)
+            .and_then(|f| {
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                    .and_then(|b| b.with_batch_size(8192).build())
+                    .map_err(std::io::Error::other)
+            });
+        let reader = match reader {
+            Ok(r) => r,
+            Err(e) => {
+                send(Err(e));
+                return;
+            }
+        };
+        let mut header = true;
+        for batch in reader {
+            let chunk = batch.map_err(std::io::Error::other).and_then(|b| {
+                let mut out = Vec::new();
+                {
+                    let mut w = arrow::csv::WriterBuilder::new().with_header(header).build(&mut out);
+                    w.write(&b).map_err(std::io::Error::other)?;
+                }
+                Ok(out)
+            });
+            header = false;
+            let failed = chunk.is_err();
+            if !send(chunk) || failed {
+                return;
+            }
+        }
+    });
+    Ok(tokio_stream_from(rx).boxed())
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

@@ -15,6 +15,7 @@
 //! - [`AppState`]: what one server process shares (settings, store,
 //!   storage, accounts, SSO, queue, plugin catalog, market, the upload reader,
 //!   the rate limiter, request counters).
+//! - [`admin`]: operator actions, each requiring the admin scope.
 //! - [`access`]: the one "find, then authorize" per resource: another
 //!   account's dataset or job is exactly as missing as one that never existed.
 //! - [`datasets`]: uploads read as tables in a memory-capped child process,
@@ -26,6 +27,8 @@
 //!   worker does with a job.
 //! - [`listings`]: whether a succeeded job's twin may be listed (the typed
 //!   `report.json`'s privacy score and failed rules) and its preview.
+//! - [`methods`]: the ways this build can make a twin (for a method picker)
+//!   and the shipped pipeline that runs each.
 //! - [`rate`]: the request budget key (per account, or per address).
 //!
 //! # Example
@@ -54,9 +57,11 @@
 //! ```
 
 pub mod access;
+pub mod admin;
 pub mod datasets;
 pub mod jobs;
 pub mod listings;
+pub mod methods;
 pub mod rate;
 pub mod state;
 

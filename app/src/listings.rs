@@ -204,3 +204,70 @@ fn preview_parquet(bytes: bytes::Bytes) -> Result<serde_json::Value, String> {
         "rows": sample,
     }))
 }
+
+/// Where a buyer may be sent back after paying: a URL on the public origin
+/// or on one the operator allows (`payments.return_origins`), never
+/// elsewhere (an open redirect would lend our name to phishing).
+pub fn check_return_url(state: &AppState, url: &str) -> Result<()> {
+    let origin_of = |u: &str| {
+        url::Url::parse(u)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .map(|u| u.origin().ascii_serialization())
+    };
+    let Some(origin) = origin_of(url) else {
+        return Err(Error::invalid("return_url", "must be an absolute http(s) URL"));
+    };
+    let public = origin_of(&state.settings.public_url()).unwrap_or_default();
+    let mut listed = state
+        .settings
+        .payments
+        .return_origins
+        .iter()
+        .filter_map(|o| origin_of(o));
+    if origin == public || listed.any(|o| o == origin) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "return_url",
+            format!("must lead back to {public} or an origin the operator allows (payments.return_origins)"),
+        ))
+    }
+}
+
+/// Start a checkout of listing `listing_id` for the caller (who needs
+/// `marketplace:buy`), returning to `return_url` (checked by
+/// [`check_return_url`]).
+pub async fn checkout(
+    state: &AppState,
+    meta: &RequestMeta,
+    p: &Principal,
+    listing_id: &str,
+    return_url: &str,
+) -> Result<doppel_market::Purchase> {
+    require(p, Scope::MarketplaceBuy)?;
+    check_return_url(state, return_url)?;
+    state.market.checkout(meta, p, listing_id, return_url).await
+}
+
+/// The caller's completed purchase and the listing it bought: what a
+/// download may stream. A pending, failed or refunded purchase downloads
+/// nothing (a refund ends access at once).
+pub async fn purchased(
+    state: &AppState,
+    p: &Principal,
+    purchase_id: &str,
+) -> Result<(doppel_market::Purchase, Listing)> {
+    let purchase = state.market.own_purchase(p, purchase_id).await?;
+    if purchase.status != doppel_market::PurchaseStatus::Completed {
+        return Err(Error::NotReady {
+            code: "not_paid",
+            message: format!(
+                "the purchase is {}; downloads need a completed purchase",
+                purchase.status.as_str()
+            ),
+        });
+    }
+    let listing = state.market.listing(&purchase.listing_id).await?;
+    Ok((purchase, listing))
+}

@@ -63,6 +63,7 @@ impl AppState {
             db.clone(),
             accounts.clone(),
             settings.auth.oidc.clone(),
+            settings.auth.github.clone(),
             settings.public_url(),
         )?;
         let (market, fake) = payments(&settings, &db)?;

@@ -383,3 +383,67 @@ async fn the_listing_gate_reads_the_typed_report() {
         })
     ));
 }
+
+/// Every method a person can pick runs a shipped pipeline that has the
+/// stages its form's overrides touch; methods this build lacks say why and
+/// map to nothing. And the upload rules every door applies hold here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_map_to_shipped_pipelines_and_uploads_are_accepted_by_one_rule() {
+    use doppel_app::methods::{self, Checks};
+    let c = core().await;
+    let all = methods::methods(&c.state);
+    assert_eq!(
+        all.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ["copula", "privsyn", "ctgan", "tvae"]
+    );
+    for m in &all {
+        for checks in [Checks::Both, Checks::Hipaa, Checks::Gdpr] {
+            match methods::pipeline_for(&c.state, m.id, checks) {
+                None => assert!(m.unavailable.is_some(), "{} is available but maps nowhere", m.id),
+                Some((pipeline, synth)) => {
+                    let text = doppel_host::shipped::find(pipeline)
+                        .unwrap_or_else(|| panic!("{pipeline} is not shipped"))
+                        .text;
+                    for stage in [synth, "train", "holdout", "report"] {
+                        assert!(text.contains(&format!("[stages.{stage}]")), "{pipeline} lacks {stage}");
+                    }
+                    assert_eq!(m.dp, text.contains("builtin:privsyn"), "{}", m.id);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        methods::pipeline_for(&c.state, "copula", Checks::Hipaa).map(|p| p.0),
+        Some("hipaa")
+    );
+    assert!(all.iter().find(|m| m.id == "tvae").unwrap().unavailable.is_some());
+
+    let p = user(&c.state, "a@example.com").await;
+    let (format, name) = datasets::accept(&c.state, &p, "C:\\exports\\Q3.xlsx", None, 10, None).unwrap();
+    assert_eq!((format, name.as_str()), (Format::Xlsx, "Q3.xlsx"));
+    assert_eq!(
+        datasets::accept(&c.state, &p, "rows.json", None, 10, Some("  named ")).unwrap(),
+        (Format::Json, "named".to_owned())
+    );
+    let too_big = c.state.settings.limits.upload_max_mb * 1024 * 1024 + 1;
+    assert_eq!(
+        datasets::accept(&c.state, &p, "a.csv", None, too_big, None)
+            .unwrap_err()
+            .code(),
+        "too_large"
+    );
+    assert_eq!(
+        datasets::accept(&c.state, &p, "a.doc", None, 1, None)
+            .unwrap_err()
+            .code(),
+        "unknown_format"
+    );
+    assert!(
+        datasets::accept(&c.state, &p, "a.csv", None, 1, Some("ds_x")).is_err(),
+        "the name rule"
+    );
+    assert!(
+        datasets::accept(&c.state, &p, "a.csv", None, 1, Some("   ")).is_err(),
+        "a blank name given is refused"
+    );
+}

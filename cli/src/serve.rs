@@ -124,16 +124,16 @@ pub(crate) fn serve(global: &Global, args: &ServeArgs, worker_only: bool) -> any
                     stopped,
                 )))
             };
-            tracing::info!(%addr, workers, "REST API listening; docs at /docs.");
-            eprintln!("doppel serving on http://{addr} (docs: http://{addr}/docs)");
+            tracing::info!(%addr, workers, "Console at /, REST API at /v1, docs at /docs.");
+            eprintln!("doppel serving on http://{addr} (console: http://{addr}/, API docs: http://{addr}/docs)");
+            let doors = Doors {
+                console: doppel_console::app(Arc::clone(&state)).context("web console")?,
+                rest: doppel_openapi_server::app(state),
+            };
             poem::Server::new(poem::listener::TcpListener::bind(addr))
-                .run_with_graceful_shutdown(
-                    doppel_openapi_server::app(state),
-                    shutdown(),
-                    Some(Duration::from_secs(10)),
-                )
+                .run_with_graceful_shutdown(doors, shutdown(), Some(Duration::from_secs(10)))
                 .await
-                .context("REST server")?;
+                .context("HTTP server")?;
             if let Some(f) = flight {
                 f.await.context("Flight server")?.context("Flight server")?;
             }
@@ -146,4 +146,25 @@ pub(crate) fn serve(global: &Global, args: &ServeArgs, worker_only: bool) -> any
         }
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The two HTTP doors on one port: the REST API owns `/v1`, its
+/// documentation and the probes; every other path is the web console's.
+/// Neither door knows the other.
+struct Doors<C, R> {
+    console: C,
+    rest: R,
+}
+
+impl<C: poem::Endpoint, R: poem::Endpoint> poem::Endpoint for Doors<C, R> {
+    type Output = poem::Response;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<poem::Response> {
+        use poem::IntoResponse;
+        if doppel_console::owns(req.uri().path()) {
+            self.console.call(req).await.map(IntoResponse::into_response)
+        } else {
+            self.rest.call(req).await.map(IntoResponse::into_response)
+        }
+    }
 }

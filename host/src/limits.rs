@@ -200,6 +200,64 @@ pub fn scan_ndjson(bytes: &[u8], limits: &ReadLimits) -> Result<(), LimitError> 
     Ok(())
 }
 
+/// Check a JSON document (an array of records, possibly spread over many
+/// lines): no value nested deeper than `max_depth` below the outer array, no
+/// string longer than `max_value_bytes`. The same byte-level scan as
+/// [`scan_ndjson`], over the whole document.
+pub fn scan_json(bytes: &[u8], limits: &ReadLimits) -> Result<(), LimitError> {
+    let mut line: u64 = 1;
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut string_start = 0usize;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' {
+            line += 1;
+        }
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+                if i - string_start > limits.max_value_bytes {
+                    return Err(LimitError::at(
+                        Some(line),
+                        format!(
+                            "a value is longer than {} bytes (limits.max_value_bytes)",
+                            limits.max_value_bytes
+                        ),
+                    ));
+                }
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                string_start = i;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                // The outer array holds the records; nesting counts below it.
+                if depth > limits.max_depth + 1 {
+                    return Err(LimitError::at(
+                        Some(line),
+                        format!(
+                            "values nest more than {} levels deep (limits.max_depth)",
+                            limits.max_depth
+                        ),
+                    ));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn line_too_long(line: u64, limits: &ReadLimits) -> LimitError {
     LimitError::at(
         Some(line),

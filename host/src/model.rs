@@ -94,6 +94,52 @@ pub struct Document {
     pub bytes: Vec<u8>,
     /// Pages, for PDFs.
     pub pages: usize,
+    /// The numbers the document's charts were drawn from (report.json
+    /// carries them, so every other rendering draws the same charts).
+    pub charts: Option<Arc<Charts>>,
+}
+
+/// What a report's charts show: per-column real-vs-synthetic shares and the
+/// association matrices between columns.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Charts {
+    /// The stage of the real table.
+    pub real: String,
+    /// The stage of the synthetic table.
+    pub synthetic: String,
+    /// One per charted column.
+    pub distributions: Vec<Distribution>,
+    /// Associations between columns, when a quality stage measured them.
+    pub associations: Option<Associations>,
+}
+
+/// A column's shares of rows, real and synthetic: 16 equal-width bins over
+/// both tables' range for numbers and dates, else the 8 most frequent real
+/// categories.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Distribution {
+    /// Column.
+    pub column: String,
+    /// Whether the bars are bins (with `labels` the range's ends) or categories.
+    pub numeric: bool,
+    /// Category names, or the lowest and highest value.
+    pub labels: Vec<String>,
+    /// Real shares per bar.
+    pub real: Vec<f64>,
+    /// Synthetic shares per bar.
+    pub synthetic: Vec<f64>,
+}
+
+/// Symmetric matrices of association strength in [0, 1] (|Pearson ρ| for two
+/// numeric columns, Cramér's V otherwise); `None` where not measured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Associations {
+    /// The columns, in matrix order.
+    pub columns: Vec<String>,
+    /// Real table.
+    pub real: Vec<Vec<Option<f64>>>,
+    /// Synthetic table.
+    pub synthetic: Vec<Vec<Option<f64>>>,
 }
 
 impl Output {

@@ -59,6 +59,12 @@ pub struct Report {
     /// Documents written beside the tables (`report.pdf`).
     #[serde(default)]
     pub documents: Vec<String>,
+    /// The numbers the report's charts show (real-vs-synthetic shares per
+    /// column, association matrices), for any page that draws them. Absent
+    /// from runs without a report stage, and from reports written before
+    /// doppel carried them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charts: Option<crate::model::Charts>,
 }
 
 /// Who wrote a report.
@@ -494,6 +500,10 @@ pub fn report(plan: &Plan, run: &RunResult, written: &[WrittenTable], finished: 
             .collect(),
         stages,
         documents: Vec::new(),
+        charts: run.stages.iter().find_map(|s| match &s.output {
+            Output::Document(d) => d.charts.as_deref().cloned(),
+            _ => None,
+        }),
     })
 }
 

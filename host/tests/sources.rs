@@ -134,7 +134,7 @@ fn empty_missing_and_unknown_files() {
         Err(SourceError::Open { .. })
     ));
     assert!(matches!(
-        read(&write(&dir, "x.xlsx", b"PK")),
+        read(&write(&dir, "x.xls", b"PK")),
         Err(SourceError::UnknownFormat { .. })
     ));
     let header_only = read(&write(&dir, "h.csv", b"a,b\n")).unwrap();
@@ -336,4 +336,111 @@ fn a_parquet_footer_nested_thousands_deep_is_refused() {
     let p = write(&dir, "nested.parquet", &file);
     let (_, what) = limit_error(read_limited(&p).unwrap_err());
     assert!(what.contains("limits.max_depth"), "{what}");
+}
+
+fn repo_data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data")
+        .join(name)
+}
+
+#[test]
+fn an_excel_workbook_reads_its_first_sheet_with_types_and_dates() {
+    // data/adult-sample.xlsx (data/make_xlsx.py): 200 rows of Adult, a date
+    // column stored as Excel serial days, a column with no header.
+    let t = read(&repo_data("adult-sample.xlsx")).unwrap();
+    assert_eq!(t.rows(), 200);
+    let field = |n: &str| t.schema.field_with_name(n).unwrap().data_type().clone();
+    assert_eq!(field("age"), DataType::Int64);
+    assert_eq!(field("workclass"), DataType::Utf8);
+    assert_eq!(field("interviewed"), DataType::Date32);
+    assert_eq!(
+        field("column_17"),
+        DataType::Int64,
+        "an unnamed header cell gets a name"
+    );
+    let batch = t.concat().unwrap();
+    let dates = batch
+        .column_by_name("interviewed")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::Date32Array>()
+        .unwrap();
+    // Row 1 is 2019-03-01 + 3 days.
+    assert_eq!(dates.value_as_date(0).unwrap().to_string(), "2019-03-04");
+    let csv = read(&repo_data("adult.csv")).unwrap().concat().unwrap();
+    assert_eq!(
+        arrow::compute::cast(batch.column_by_name("age").unwrap(), &DataType::Utf8)
+            .unwrap()
+            .as_ref(),
+        arrow::compute::cast(&csv.column_by_name("age").unwrap().slice(0, 200), &DataType::Utf8)
+            .unwrap()
+            .as_ref(),
+        "the same values as the CSV it came from"
+    );
+}
+
+#[test]
+fn a_workbook_that_unpacks_past_the_decoded_limit_is_refused_before_inflating() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bomb.xlsx");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&p).unwrap());
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    z.start_file("xl/worksheets/sheet1.xml", options).unwrap();
+    let zeros = vec![b' '; 1 << 20];
+    for _ in 0..20 {
+        z.write_all(&zeros).unwrap();
+    }
+    z.finish().unwrap();
+    assert!(std::fs::metadata(&p).unwrap().len() < 200_000, "20 MiB packed small");
+    let (_, what) = limit_error(read_limited(&p).unwrap_err());
+    assert!(what.contains("limits.decoded_max_mb"), "{what}");
+    // Not a zip at all: a clear error, not a panic.
+    let junk = write(&dir, "junk.xlsx", b"PK\x03\x04 certainly not a workbook");
+    let e = read(&junk).unwrap_err().to_string();
+    assert!(
+        e.contains("junk.xlsx") && e.contains("not an Excel .xlsx workbook"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_json_array_of_records_reads_and_bad_ones_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        &dir,
+        "rows.json",
+        b"[\n  {\"id\": 1, \"plan\": \"free\", \"score\": 0.5},\n  {\"id\": 2, \"plan\": \"pro\", \"score\": null}\n]\n",
+    );
+    let t = read(&p).unwrap();
+    assert_eq!(t.rows(), 2);
+    assert_eq!(t.schema.field_with_name("id").unwrap().data_type(), &DataType::Int64);
+    assert_eq!(t.schema.field_with_name("plan").unwrap().data_type(), &DataType::Utf8);
+    // A .json file of one object per line is NDJSON.
+    let lines = write(&dir, "lines.json", b"{\"a\": 1}\n{\"a\": 2}\n{\"a\": 3}\n");
+    assert_eq!(read(&lines).unwrap().rows(), 3);
+    // An element that is not a record, and broken JSON with its line.
+    let mixed = write(&dir, "mixed.json", b"[{\"a\": 1}, 7]");
+    let e = read(&mixed).unwrap_err().to_string();
+    assert!(e.contains("element 2") && e.contains("not a JSON object"), "{e}");
+    let broken = write(&dir, "broken.json", b"[\n {\"a\": 1},\n {\"a\": }\n]");
+    assert_eq!(malformed_line(read(&broken).unwrap_err()), Some(3));
+}
+
+#[test]
+fn a_json_array_nested_past_the_limit_is_refused_before_parsing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = "[\n{\"a\": ".to_owned();
+    text.push_str(&"[".repeat(10_000));
+    text.push_str(&"]".repeat(10_000));
+    text.push_str("}\n]");
+    let p = write(&dir, "deep.json", text.as_bytes());
+    let (line, what) = limit_error(read_limited(&p).unwrap_err());
+    assert_eq!(line, Some(2));
+    assert!(what.contains("limits.max_depth"), "{what}");
+    // Sixteen levels below the outer array are fine.
+    let ok = format!("[{{\"a\": {}1{}}}]", "[".repeat(15), "]".repeat(15));
+    let p = write(&dir, "ok.json", ok.as_bytes());
+    assert_eq!(read_limited(&p).unwrap().rows(), 1);
 }

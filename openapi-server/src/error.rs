@@ -165,6 +165,7 @@ impl From<doppel_platform::Error> for ApiError {
             E::NotFound(_) => ApiError::NotFound(body(&e)),
             E::Conflict(_) | E::BudgetExceeded(_) | E::NotReady { .. } => ApiError::Conflict(body(&e)),
             E::Invalid { .. } | E::BadSignature(_) => ApiError::BadRequest(body(&e)),
+            E::Refused { code: "too_large", .. } => ApiError::TooLarge(body(&e)),
             E::Refused { .. } => ApiError::Unprocessable(body(&e)),
             E::Unauthenticated(_) | E::MfaRequired => ApiError::Unauthorized(body(&e)),
             E::TooManyAttempts { .. } => ApiError::TooManyRequests(body(&e)),

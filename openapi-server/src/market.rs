@@ -19,7 +19,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use crate::api::{ApiTags, DownloadLink, forget, hash_request, meta, page_limit, remember, replay};
 use crate::auth::Auth;
 use crate::body::JsonBody;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult};
 use doppel_app::AppState;
 
 /// The bank account a seller is paid into.
@@ -446,36 +446,6 @@ fn stats_view(s: doppel_market::ListingStats) -> ListingStatsView {
     }
 }
 
-/// A `return_url` must lead back to this server's public origin or one the
-/// operator listed (`payments.return_origins`): anything else would make the
-/// checkout an open redirect to wherever a link's author likes.
-fn check_return_url(state: &AppState, url: &str) -> ApiResult<()> {
-    let origin_of = |u: &str| {
-        url::Url::parse(u)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .map(|u| u.origin().ascii_serialization())
-    };
-    let Some(origin) = origin_of(url) else {
-        return Err(ApiError::invalid("return_url", "must be an absolute http(s) URL"));
-    };
-    let public = origin_of(&state.settings.public_url()).unwrap_or_default();
-    let listed = state
-        .settings
-        .payments
-        .return_origins
-        .iter()
-        .filter_map(|o| origin_of(o));
-    if origin == public || listed.into_iter().any(|o| o == origin) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "return_url",
-            format!("must lead back to {public} or an origin the operator allows (payments.return_origins)"),
-        ))
-    }
-}
-
 fn default_return(state: &AppState) -> String {
     format!(
         "{}/v1/checkout/return",
@@ -676,8 +646,7 @@ impl MarketApi {
         }
         let created = async {
             let return_url = body.0.return_url.unwrap_or_else(|| default_return(&state));
-            check_return_url(&state, &return_url)?;
-            let purchase = state.market.checkout(&meta(req), &auth.0, &id, &return_url).await?;
+            let purchase = doppel_app::listings::checkout(&state, &meta(req), &auth.0, &id, &return_url).await?;
             let view: PurchaseView = purchase.into();
             remember(&state, &auth.0, key, &hash, &view).await?;
             Ok(view)
@@ -758,16 +727,7 @@ impl MarketApi {
         auth: Auth,
         id: Path<String>,
     ) -> ApiResult<Json<DownloadLink>> {
-        let p = state.market.own_purchase(&auth.0, &id).await?;
-        if p.status != PurchaseStatus::Completed {
-            return Err(ApiError::Conflict(Json(ErrorBody::new(
-                "not_paid",
-                format!(
-                    "the purchase is {}; downloads need a completed purchase",
-                    p.status.as_str()
-                ),
-            ))));
-        }
+        let (p, _) = doppel_app::listings::purchased(&state, &auth.0, &id).await?;
         let ttl = Duration::from_secs(state.settings.limits.download_ttl_seconds.max(1));
         // A link to our own route, not to the object: the route re-checks
         // the purchase on every fetch, so a refund ends the link at once
@@ -917,7 +877,7 @@ impl MarketApi {
         body: JsonBody<OnboardingBody>,
     ) -> ApiResult<Json<OnboardingView>> {
         let return_url = body.0.return_url;
-        check_return_url(&state, &return_url)?;
+        doppel_app::listings::check_return_url(&state, &return_url)?;
         let url = state.market.onboarding_link(&auth.0, &return_url).await?;
         Ok(Json(OnboardingView { url }))
     }
@@ -938,10 +898,7 @@ impl MarketApi {
         body: JsonBody<SuspendBody>,
     ) -> ApiResult<Json<ListingView>> {
         Ok(Json(ListingView::seen_by(
-            state
-                .market
-                .suspend_listing(&meta(req), &auth.0, &id, &body.0.reason)
-                .await?,
+            doppel_app::admin::suspend(&state, &meta(req), &auth.0, &id, &body.0.reason).await?,
             &auth.0,
         )))
     }
@@ -960,7 +917,11 @@ impl MarketApi {
         auth: Auth,
         id: Path<String>,
     ) -> ApiResult<Json<PurchaseView>> {
-        Ok(Json(state.market.refund(&meta(req), &auth.0, &id).await?.into()))
+        Ok(Json(
+            doppel_app::admin::refund(&state, &meta(req), &auth.0, &id)
+                .await?
+                .into(),
+        ))
     }
 
     /// The ledger (admin): every line, or one purchase's.
@@ -976,8 +937,7 @@ impl MarketApi {
         auth: Auth,
         purchase_id: Query<Option<String>>,
     ) -> ApiResult<Json<Vec<LedgerEntryView>>> {
-        require(&auth.0, Scope::Admin)?;
-        let rows = state.market.ledger(purchase_id.0.as_deref(), 10_000).await?;
+        let rows = doppel_app::admin::ledger(&state, &auth.0, purchase_id.0.as_deref(), 10_000).await?;
         Ok(Json(
             rows.into_iter()
                 .map(|e| LedgerEntryView {
@@ -1003,8 +963,7 @@ impl MarketApi {
         operation_id = "admin_reconcile"
     )]
     async fn reconcile(&self, state: Data<&Arc<AppState>>, auth: Auth) -> ApiResult<Json<ReconcileView>> {
-        require(&auth.0, Scope::Admin)?;
-        let settled = state.market.reconcile().await?;
+        let settled = doppel_app::admin::reconcile(&state, &auth.0).await?;
         Ok(Json(ReconcileView {
             settled: i64::try_from(settled).unwrap_or(i64::MAX),
         }))

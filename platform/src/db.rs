@@ -75,6 +75,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_hardening.sql"),
         postgres: include_str!("../migrations/postgres/0006_hardening.sql"),
     },
+    Migration {
+        version: 7,
+        name: "console",
+        sqlite: include_str!("../migrations/sqlite/0007_console.sql"),
+        postgres: include_str!("../migrations/postgres/0007_console.sql"),
+    },
 ];
 
 impl Db {

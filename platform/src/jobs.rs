@@ -97,6 +97,19 @@ pub struct Manifest {
     pub summary: serde_json::Value,
 }
 
+/// One step of a job as it runs (a pipeline stage): what any door shows as
+/// live per-step progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// The step's name (a stage id).
+    pub name: String,
+    /// `waiting`, `running`, `done` or `failed`.
+    pub state: String,
+    /// One line on what it did (or why it failed), safe to show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
 /// A job as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
@@ -114,6 +127,8 @@ pub struct Job {
     pub progress: f64,
     /// Latest progress line.
     pub message: Option<String>,
+    /// Each step's state, as the runner last reported it.
+    pub steps: Vec<Step>,
     /// Attempts started so far.
     pub attempt: i64,
     /// Attempts allowed.
@@ -138,7 +153,7 @@ pub struct Job {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, owner_id, kind, spec, state, progress, message, attempt, max_attempts, lease_losses, cancel_requested, \
+const COLUMNS: &str = "id, owner_id, kind, spec, state, progress, message, steps, attempt, max_attempts, lease_losses, cancel_requested, \
                        error_code, error, manifest, created_at, started_at, finished_at, updated_at";
 
 /// A `jobs` row as stored (spec and manifest are JSON text, flags integers).
@@ -151,6 +166,7 @@ struct JobRow {
     state: String,
     progress: f64,
     message: Option<String>,
+    steps: Option<String>,
     attempt: i64,
     max_attempts: i64,
     lease_losses: i64,
@@ -174,6 +190,11 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Job> {
         state: JobState::parse(&r.state),
         progress: r.progress,
         message: r.message,
+        steps: r
+            .steps
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default(),
         attempt: r.attempt,
         max_attempts: r.max_attempts,
         lease_losses: r.lease_losses,
@@ -403,7 +424,18 @@ impl Queue {
     /// Extend the lease and record progress. Returns `Ok(true)` if a cancel
     /// was requested; [`Error::Conflict`] if the lease was lost.
     pub async fn heartbeat(&self, lease: &Lease, progress: Option<(f64, &str)>) -> Result<bool> {
+        self.heartbeat_with_steps(lease, progress, None).await
+    }
+
+    /// [`Queue::heartbeat`], also recording each step's state.
+    pub async fn heartbeat_with_steps(
+        &self,
+        lease: &Lease,
+        progress: Option<(f64, &str)>,
+        steps: Option<&[Step]>,
+    ) -> Result<bool> {
         let now = now_ms();
+        let steps = steps.map(|s| serde_json::to_string(s).unwrap_or_default());
         let (p, msg) = match progress {
             Some((p, m)) => (p.clamp(0.0, 1.0), Some(m)),
             None => (0.0, None),
@@ -415,7 +447,8 @@ impl Queue {
         let row = sqlx::query(
             "UPDATE jobs SET lease_expires_at = $1, updated_at = $2, \
              progress = CASE WHEN $7 THEN $3 ELSE progress END, \
-             message = COALESCE($4, message) WHERE id = $5 AND lease_token = $6 AND state = 'running' \
+             message = COALESCE($4, message), steps = COALESCE($8, steps) \
+             WHERE id = $5 AND lease_token = $6 AND state = 'running' \
              RETURNING cancel_requested",
         )
         .bind(now + self.lease_ms())
@@ -425,6 +458,7 @@ impl Queue {
         .bind(&lease.job.id)
         .bind(&lease.token)
         .bind(progress.is_some())
+        .bind(steps)
         .fetch_optional(&self.db.pool)
         .await?;
         match row {
@@ -541,6 +575,8 @@ pub struct JobContext {
     /// The claimed job.
     pub lease: Lease,
     progress: Arc<std::sync::Mutex<Option<(f64, String)>>>,
+    /// Each step's state, and whether it changed since the last heartbeat.
+    steps: Arc<std::sync::Mutex<(Vec<Step>, bool)>>,
     cancel: Arc<AtomicBool>,
 }
 
@@ -559,6 +595,49 @@ impl JobContext {
             *p = Some((fraction, message.into()));
         }
     }
+    /// Name the job's steps (all `waiting`); written at the next heartbeat.
+    pub fn set_steps(&self, names: impl IntoIterator<Item = String>) {
+        if let Ok(mut s) = self.steps.lock() {
+            s.0 = names
+                .into_iter()
+                .map(|name| Step {
+                    name,
+                    state: "waiting".into(),
+                    detail: None,
+                })
+                .collect();
+            s.1 = true;
+        }
+    }
+
+    /// Record a step's state (`running`, `done`, `failed`) and detail.
+    pub fn step(&self, name: &str, state: &str, detail: Option<String>) {
+        if let Ok(mut s) = self.steps.lock() {
+            match s.0.iter_mut().find(|x| x.name == name) {
+                Some(x) => {
+                    x.state = state.to_owned();
+                    x.detail = detail;
+                }
+                None => s.0.push(Step {
+                    name: name.to_owned(),
+                    state: state.to_owned(),
+                    detail,
+                }),
+            }
+            s.1 = true;
+        }
+    }
+
+    /// The steps if they changed since last asked.
+    fn take_steps(&self) -> Option<Vec<Step>> {
+        let mut s = self.steps.lock().ok()?;
+        if !s.1 {
+            return None;
+        }
+        s.1 = false;
+        Some(s.0.clone())
+    }
+
     /// Set once the job should stop (cancel requested or lease lost).
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.cancel)
@@ -631,6 +710,7 @@ impl Worker {
         let ctx = JobContext {
             lease: lease.clone(),
             progress: Arc::new(std::sync::Mutex::new(None)),
+            steps: Arc::new(std::sync::Mutex::new((Vec::new(), false))),
             cancel: Arc::new(AtomicBool::new(false)),
         };
         let lost = Arc::new(AtomicBool::new(false));
@@ -643,6 +723,7 @@ impl Worker {
             let queue = self.queue.clone();
             let lease = lease.clone();
             let progress = Arc::clone(&ctx.progress);
+            let beat_ctx = ctx.clone();
             let cancel = Arc::clone(&ctx.cancel);
             let (lost, cancelled, timed_out) = (Arc::clone(&lost), Arc::clone(&cancelled), Arc::clone(&timed_out));
             let every = (self.queue.lease / 3).min(Duration::from_secs(1));
@@ -656,7 +737,11 @@ impl Worker {
                         cancel.store(true, Ordering::Relaxed);
                     }
                     let p = progress.lock().ok().and_then(|mut p| p.take());
-                    match queue.heartbeat(&lease, p.as_ref().map(|(f, m)| (*f, m.as_str()))).await {
+                    let steps = beat_ctx.take_steps();
+                    match queue
+                        .heartbeat_with_steps(&lease, p.as_ref().map(|(f, m)| (*f, m.as_str())), steps.as_deref())
+                        .await
+                    {
                         Ok(true) => {
                             cancelled.store(true, Ordering::Relaxed);
                             cancel.store(true, Ordering::Relaxed);
@@ -695,8 +780,12 @@ impl Worker {
         }
         // Flush the last progress line before the final state.
         let last = ctx.progress.lock().ok().and_then(|mut p| p.take());
-        if let Some((f, m)) = &last {
-            let _ = self.queue.heartbeat(&lease, Some((*f, m))).await;
+        let steps = ctx.take_steps();
+        if last.is_some() || steps.is_some() {
+            let _ = self
+                .queue
+                .heartbeat_with_steps(&lease, last.as_ref().map(|(f, m)| (*f, m.as_str())), steps.as_deref())
+                .await;
         }
         let outcome = match result {
             _ if cancelled.load(Ordering::Relaxed) => self.queue.finish_cancelled(&lease).await,

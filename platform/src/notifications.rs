@@ -105,3 +105,24 @@ pub async fn mark_read(db: &Db, account: &str, id: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// How many of `account`'s notifications are unread (the console's badge).
+pub async fn unread_count(db: &Db, account: &str) -> Result<i64> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE account_id = $1 AND read_at IS NULL")
+        .bind(account)
+        .fetch_one(&db.pool)
+        .await?;
+    Ok(n)
+}
+
+/// Mark every one of `account`'s notifications read; how many were unread.
+pub async fn mark_all_read(db: &Db, account: &str) -> Result<u64> {
+    Ok(
+        sqlx::query("UPDATE notifications SET read_at = $1 WHERE account_id = $2 AND read_at IS NULL")
+            .bind(now_ms())
+            .bind(account)
+            .execute(&db.pool)
+            .await?
+            .rows_affected(),
+    )
+}

@@ -6,6 +6,15 @@
 //! nonce. Accounts are linked by (issuer, subject) — never by e-mail alone: a
 //! first SSO sign-in whose e-mail already belongs to a password account is
 //! refused rather than silently merged.
+//!
+//! GitHub is a provider of its own kind (`[auth.github]`, named `github`):
+//! it speaks OAuth 2 without OpenID Connect, so after the code exchange
+//! (with `state` and PKCE as well) the account is read from its user API and
+//! its verified primary e-mail, and linked by GitHub's numeric user id.
+//!
+//! A flow remembers which [`Door`] started it (REST or the web console): each
+//! has its own callback URL, and the code is exchanged with the one the flow
+//! started with.
 
 use std::time::Duration;
 
@@ -19,7 +28,7 @@ use sqlx::Row;
 use crate::accounts::{Account, Accounts, NewSession, insert_account};
 use crate::audit::RequestMeta;
 use crate::authz::Role;
-use crate::settings::OidcProviderSettings;
+use crate::settings::{GithubSettings, OidcProviderSettings};
 use crate::util::{base62, ct_eq, now_ms, random_bytes, sha256_hex};
 use crate::{Db, Error, Result};
 
@@ -55,12 +64,38 @@ fn origin_of(url: &str) -> Option<String> {
         .map(|u| u.origin().ascii_serialization())
 }
 
+/// Where a sign-in started, and so where the provider sends the browser back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// The REST API: `/v1/auth/oidc/{provider}/callback` answers with a session token.
+    Api,
+    /// The web console: `/login/sso/{provider}/callback` sets the session cookie.
+    Console,
+}
+
+impl Door {
+    fn as_str(self) -> &'static str {
+        match self {
+            Door::Api => "api",
+            Door::Console => "console",
+        }
+    }
+
+    fn parse(s: &str) -> Door {
+        if s == "console" { Door::Console } else { Door::Api }
+    }
+}
+
+/// The name GitHub sign-in has in URLs.
+pub const GITHUB: &str = "github";
+
 /// OpenID Connect sign-in.
 #[derive(Clone)]
 pub struct Oidc {
     db: Db,
     accounts: Accounts,
     providers: Vec<OidcProviderSettings>,
+    github: Option<GithubSettings>,
     public_url: String,
     http: reqwest::Client,
 }
@@ -87,6 +122,32 @@ struct Discovery {
 struct TokenResponse {
     id_token: Option<String>,
     access_token: Option<String>,
+    /// GitHub answers a refused exchange with 200 and an `error`.
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GithubUser {
+    id: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct GithubEmail {
+    email: String,
+    primary: bool,
+    verified: bool,
+}
+
+/// Who a provider says signed in.
+struct Identity {
+    /// The issuer accounts are linked under (the OIDC issuer, GitHub's web URL).
+    issuer: String,
+    /// The provider's name, recorded on accounts it creates.
+    provider: String,
+    /// The provider's stable id of the person.
+    subject: String,
+    email: Option<String>,
+    email_verified: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,7 +167,18 @@ struct IdClaims {
 
 impl Oidc {
     /// SSO over the configured providers.
-    pub fn new(db: Db, accounts: Accounts, providers: Vec<OidcProviderSettings>, public_url: String) -> Result<Self> {
+    pub fn new(
+        db: Db,
+        accounts: Accounts,
+        providers: Vec<OidcProviderSettings>,
+        github: Option<GithubSettings>,
+        public_url: String,
+    ) -> Result<Self> {
+        if github.is_some() && providers.iter().any(|p| p.name == GITHUB) {
+            return Err(Error::Settings(
+                "auth.oidc: the name `github` belongs to [auth.github]; call this provider something else".into(),
+            ));
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             // The provider's answers are read as they are; a redirect there is a misconfiguration.
@@ -117,14 +189,19 @@ impl Oidc {
             db,
             accounts,
             providers,
+            github,
             public_url,
             http,
         })
     }
 
-    /// The configured provider names.
+    /// The configured provider names (`github` last, when configured).
     pub fn provider_names(&self) -> Vec<String> {
-        self.providers.iter().map(|p| p.name.clone()).collect()
+        self.providers
+            .iter()
+            .map(|p| p.name.clone())
+            .chain(self.github.as_ref().map(|_| GITHUB.to_owned()))
+            .collect()
     }
 
     fn provider(&self, name: &str) -> Result<&OidcProviderSettings> {
@@ -134,9 +211,17 @@ impl Oidc {
             .ok_or_else(|| Error::NotFound(format!("sign-in provider `{name}`")))
     }
 
-    /// Where the provider sends the browser back to.
+    /// Where the provider sends the browser back to (REST's callback).
     pub fn redirect_uri(&self, provider: &str) -> String {
-        format!("{}/v1/auth/oidc/{provider}/callback", self.public_url)
+        self.redirect_uri_for(provider, Door::Api)
+    }
+
+    /// Where the provider sends the browser back to, for flows started at `door`.
+    pub fn redirect_uri_for(&self, provider: &str, door: Door) -> String {
+        match door {
+            Door::Api => format!("{}/v1/auth/oidc/{provider}/callback", self.public_url),
+            Door::Console => format!("{}/login/sso/{provider}/callback", self.public_url),
+        }
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str, what: &str) -> Result<T> {
@@ -190,10 +275,15 @@ impl Oidc {
         Ok(d)
     }
 
-    /// Begin a sign-in: returns the provider URL to send the browser to.
+    /// Begin a sign-in from the REST API: returns the provider URL to send
+    /// the browser to.
     pub async fn start(&self, provider: &str) -> Result<String> {
-        let p = self.provider(provider)?;
-        let d = self.discover(p).await?;
+        self.start_for(provider, Door::Api).await
+    }
+
+    /// Record a pending sign-in (single use, expiring) and return its
+    /// `state`, `nonce` and the PKCE challenge.
+    async fn pending(&self, provider: &str, door: Door) -> Result<(String, String, String)> {
         let state = base62(&random_bytes::<24>(), 32);
         let nonce = base62(&random_bytes::<24>(), 32);
         // RFC 7636: 43+ characters from the unreserved set; base62 is a subset.
@@ -205,7 +295,8 @@ impl Oidc {
             .execute(&self.db.pool)
             .await?;
         sqlx::query(
-            "INSERT INTO oidc_states (state_hash, provider, nonce, pkce_verifier, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO oidc_states (state_hash, provider, nonce, pkce_verifier, created_at, expires_at, door) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(sha256_hex(state.as_bytes()))
         .bind(provider)
@@ -213,14 +304,40 @@ impl Oidc {
         .bind(&verifier)
         .bind(now)
         .bind(now + STATE_TTL_MS)
+        .bind(door.as_str())
         .execute(&self.db.pool)
         .await?;
+        Ok((state, nonce, challenge))
+    }
+
+    /// Begin a sign-in from `door`: returns the provider URL to send the
+    /// browser to.
+    pub async fn start_for(&self, provider: &str, door: Door) -> Result<String> {
+        if provider == GITHUB
+            && let Some(g) = &self.github
+        {
+            let (state, _nonce, challenge) = self.pending(provider, door).await?;
+            let mut url = url::Url::parse(&format!("{}/login/oauth/authorize", g.web_url.trim_end_matches('/')))
+                .map_err(|e| Error::Settings(format!("auth.github.web_url: {e}")))?;
+            url.query_pairs_mut()
+                .append_pair("client_id", &g.client_id)
+                .append_pair("redirect_uri", &self.redirect_uri_for(provider, door))
+                .append_pair("scope", "read:user user:email")
+                .append_pair("state", &state)
+                .append_pair("allow_signup", "false")
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256");
+            return Ok(url.to_string());
+        }
+        let p = self.provider(provider)?;
+        let d = self.discover(p).await?;
+        let (state, nonce, challenge) = self.pending(provider, door).await?;
         let mut url = url::Url::parse(&d.authorization_endpoint)
             .map_err(|e| Error::Unavailable(format!("the provider's authorization endpoint is not a URL: {e}")))?;
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", &p.client_id)
-            .append_pair("redirect_uri", &self.redirect_uri(provider))
+            .append_pair("redirect_uri", &self.redirect_uri_for(provider, door))
             .append_pair("scope", "openid email")
             .append_pair("state", &state)
             .append_pair("nonce", &nonce)
@@ -232,11 +349,15 @@ impl Oidc {
     /// Finish a sign-in: exchange the code, verify the ID token, find or
     /// create the linked account, open a session.
     pub async fn callback(&self, meta: &RequestMeta, provider: &str, code: &str, state: &str) -> Result<NewSession> {
-        let p = self.provider(provider)?;
         let refused = |m: &str| Error::Unauthenticated(format!("single sign-on failed: {m}"));
+        if provider != GITHUB || self.github.is_none() {
+            // An unknown provider is "not found" before any state is spent.
+            self.provider(provider)?;
+        }
         // Single use: the row is deleted as it is read.
         let row = sqlx::query(
-            "DELETE FROM oidc_states WHERE state_hash = $1 AND provider = $2 RETURNING nonce, pkce_verifier, expires_at",
+            "DELETE FROM oidc_states WHERE state_hash = $1 AND provider = $2 \
+             RETURNING nonce, pkce_verifier, expires_at, door",
         )
         .bind(sha256_hex(state.as_bytes()))
         .bind(provider)
@@ -245,9 +366,22 @@ impl Oidc {
         .ok_or_else(|| refused("unknown or already used `state`"))?;
         let nonce: String = row.try_get("nonce")?;
         let verifier: String = row.try_get("pkce_verifier")?;
+        let door = Door::parse(&row.try_get::<String, _>("door")?);
         if row.try_get::<i64, _>("expires_at")? < now_ms() {
             return Err(refused("the sign-in took too long; start again"));
         }
+        let redirect_uri = self.redirect_uri_for(provider, door);
+        if provider == GITHUB
+            && let Some(g) = &self.github
+        {
+            let identity = self.github_identity(g, code, &verifier, &redirect_uri).await?;
+            let account = self.link(meta, &identity).await?;
+            return self
+                .accounts
+                .open_session(meta, account, "authn_login_success_sso")
+                .await;
+        }
+        let p = self.provider(provider)?;
         let d = self.discover(p).await?;
         let resp = self
             .http
@@ -256,7 +390,7 @@ impl Oidc {
             .form(&[
                 ("grant_type", "authorization_code"),
                 ("code", code),
-                ("redirect_uri", &self.redirect_uri(provider)),
+                ("redirect_uri", &redirect_uri),
                 ("code_verifier", &verifier),
             ])
             .send()
@@ -287,10 +421,88 @@ impl Oidc {
                 claims.email_verified = info.email_verified;
             }
         }
-        let account = self.link(meta, p, &claims).await?;
+        let identity = Identity {
+            issuer: p.issuer.clone(),
+            provider: p.name.clone(),
+            subject: claims.sub,
+            email: claims.email,
+            email_verified: claims.email_verified,
+        };
+        let account = self.link(meta, &identity).await?;
         self.accounts
             .open_session(meta, account, "authn_login_success_sso")
             .await
+    }
+
+    /// GitHub's side of a sign-in: exchange the code (with the PKCE
+    /// verifier), then read the user and their verified primary e-mail.
+    async fn github_identity(
+        &self,
+        g: &GithubSettings,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<Identity> {
+        let refused = |m: &str| Error::Unauthenticated(format!("single sign-on failed: {m}"));
+        let unavailable = |m: String| Error::Unavailable(format!("GitHub could not be reached: {m}"));
+        let resp = self
+            .http
+            .post(format!("{}/login/oauth/access_token", g.web_url.trim_end_matches('/')))
+            .header("accept", "application/json")
+            .form(&[
+                ("client_id", g.client_id.as_str()),
+                ("client_secret", g.client_secret.expose()),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", verifier),
+            ])
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if !resp.status().is_success() {
+            tracing::warn!(status = %resp.status(), "GitHub refused the token exchange.");
+            return Err(refused("GitHub refused the authorization code"));
+        }
+        let body = read_capped(resp).await.map_err(unavailable)?;
+        let token: TokenResponse =
+            serde_json::from_slice(&body).map_err(|_| refused("GitHub's token answer is not JSON"))?;
+        if let Some(e) = token.error {
+            tracing::warn!(error = %e, "GitHub refused the token exchange.");
+            return Err(refused("GitHub refused the authorization code"));
+        }
+        let access = token
+            .access_token
+            .ok_or_else(|| refused("no access token in GitHub's answer"))?;
+        let api = g.api_url.trim_end_matches('/');
+        let user: GithubUser = self.github_get(&format!("{api}/user"), &access).await?;
+        let emails: Vec<GithubEmail> = self.github_get(&format!("{api}/user/emails"), &access).await?;
+        let primary = emails.into_iter().find(|e| e.primary && e.verified);
+        Ok(Identity {
+            issuer: g.web_url.trim_end_matches('/').to_owned(),
+            provider: GITHUB.to_owned(),
+            subject: user.id.to_string(),
+            email_verified: primary.as_ref().map(|_| true),
+            email: primary.map(|e| e.email),
+        })
+    }
+
+    async fn github_get<T: serde::de::DeserializeOwned>(&self, url: &str, access: &str) -> Result<T> {
+        let unavailable = |m: String| Error::Unavailable(format!("GitHub's user API could not be read: {m}"));
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(access)
+            .header("accept", "application/vnd.github+json")
+            .header("x-github-api-version", "2022-11-28")
+            .header("user-agent", "doppel")
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(unavailable(format!("HTTP {}", resp.status())));
+        }
+        let body = read_capped(resp).await.map_err(unavailable)?;
+        serde_json::from_slice(&body).map_err(|e| unavailable(e.to_string()))
     }
 
     async fn userinfo(&self, endpoint: &str, access_token: &str) -> Result<UserInfo> {
@@ -357,11 +569,11 @@ impl Oidc {
         Ok(claims)
     }
 
-    async fn link(&self, meta: &RequestMeta, p: &OidcProviderSettings, claims: &IdClaims) -> Result<Account> {
+    async fn link(&self, meta: &RequestMeta, who: &Identity) -> Result<Account> {
         let linked: Option<String> =
             sqlx::query_scalar("SELECT account_id FROM oidc_links WHERE issuer = $1 AND subject = $2")
-                .bind(&p.issuer)
-                .bind(&claims.sub)
+                .bind(&who.issuer)
+                .bind(&who.subject)
                 .fetch_optional(&self.db.pool)
                 .await?;
         if let Some(id) = linked {
@@ -371,7 +583,7 @@ impl Oidc {
             }
             return Ok(account);
         }
-        let email = match (&claims.email, claims.email_verified) {
+        let email = match (&who.email, who.email_verified) {
             (Some(e), Some(true)) => e.trim().to_ascii_lowercase(),
             _ => {
                 return Err(Error::Unauthenticated(
@@ -395,12 +607,12 @@ impl Oidc {
             &email,
             None,
             Role::User,
-            serde_json::json!({"sso": p.name}),
+            serde_json::json!({"sso": who.provider}),
         )
         .await?;
         sqlx::query("INSERT INTO oidc_links (issuer, subject, account_id, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&p.issuer)
-            .bind(&claims.sub)
+            .bind(&who.issuer)
+            .bind(&who.subject)
             .bind(&id)
             .bind(now)
             .execute(&mut *tx)

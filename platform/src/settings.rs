@@ -192,6 +192,8 @@ pub struct AuthSettings {
     pub insecure_fast_hashing: bool,
     /// OpenID Connect providers for single sign-on.
     pub oidc: Vec<OidcProviderSettings>,
+    /// "Sign in with GitHub" (an OAuth app), when set.
+    pub github: Option<GithubSettings>,
     /// Password hashes computed at once (each argon2id hash holds 19 MiB);
     /// 0: one per CPU. Further sign-ins wait in line.
     pub hash_concurrency: usize,
@@ -220,6 +222,34 @@ pub struct OidcProviderSettings {
     /// endpoint, say). Every other token, JWKS or userinfo URL is refused.
     #[serde(default)]
     pub endpoint_origins: Vec<String>,
+}
+
+/// "Sign in with GitHub": an OAuth app registered on GitHub (or a GitHub
+/// Enterprise Server), whose callback is `{public_url}/login/sso/github/callback`
+/// for the console and `{public_url}/v1/auth/oidc/github/callback` for REST.
+/// GitHub issues no ID token: the account is read from its user API and
+/// linked by GitHub's numeric user id.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubSettings {
+    /// The OAuth app's client id.
+    pub client_id: String,
+    /// The OAuth app's client secret.
+    pub client_secret: Secret,
+    /// Where people sign in (`https://github.com`, or the Enterprise Server).
+    #[serde(default = "github_web_url")]
+    pub web_url: String,
+    /// The REST API (`https://api.github.com`, or `https://HOST/api/v3`).
+    #[serde(default = "github_api_url")]
+    pub api_url: String,
+}
+
+fn github_web_url() -> String {
+    "https://github.com".to_owned()
+}
+
+fn github_api_url() -> String {
+    "https://api.github.com".to_owned()
 }
 
 /// Job queue settings.
@@ -335,6 +365,7 @@ impl Default for AuthSettings {
             password_min_length: 10,
             insecure_fast_hashing: false,
             oidc: Vec::new(),
+            github: None,
             hash_concurrency: 0,
             hash_wait_ms: 5000,
             mfa_max_failures: 5,
@@ -504,14 +535,19 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// An environment value as TOML when it parses as a number, boolean or array,
-/// else as a string (so `DOPPEL__JOBS__WORKERS=4` is an integer).
+/// An environment value as TOML when it parses as a number, boolean, array
+/// or inline table, else as a string (so `DOPPEL__JOBS__WORKERS=4` is an
+/// integer and `DOPPEL__AUTH__GITHUB='{client_id = "…", …}'` a table).
 fn env_value(raw: &str) -> toml::Value {
     let probe = format!("v = {raw}");
     match probe.parse::<toml::Table>() {
         Ok(mut t) => match t.remove("v") {
             Some(
-                v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) | toml::Value::Array(_)),
+                v @ (toml::Value::Integer(_)
+                | toml::Value::Float(_)
+                | toml::Value::Boolean(_)
+                | toml::Value::Array(_)
+                | toml::Value::Table(_)),
             ) => v,
             _ => toml::Value::String(raw.to_owned()),
         },
@@ -560,6 +596,10 @@ mod tests {
             env(&[
                 ("DOPPEL__JOBS__WORKERS", "4"),
                 ("DOPPEL__AUTH__ADMIN_EMAILS", "[\"a@x.io\"]"),
+                (
+                    "DOPPEL__AUTH__GITHUB",
+                    "{client_id = \"gh\", client_secret = \"s3cret\", web_url = \"https://ghe.example.com\"}",
+                ),
                 ("OTHER", "1"),
             ]),
         )
@@ -569,6 +609,11 @@ mod tests {
         assert_eq!(s.jobs.lease_seconds, 10, "file beats the default");
         assert_eq!(s.jobs.max_attempts, 3, "default");
         assert_eq!(s.auth.admin_emails, vec!["a@x.io"]);
+        let gh = s.auth.github.clone().expect("an inline table from the environment");
+        assert_eq!((gh.client_id.as_str(), gh.client_secret.expose()), ("gh", "s3cret"));
+        assert_eq!(gh.web_url, "https://ghe.example.com");
+        assert_eq!(gh.api_url, "https://api.github.com", "default");
+        assert!(!s.to_redacted_toml().contains("s3cret"), "the secret is redacted");
     }
 
     #[test]

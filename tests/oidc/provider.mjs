@@ -3,7 +3,7 @@
 // and one user. Interactions (login, consent) finish at once as "alice", so a
 // test drives the whole authorization-code + PKCE flow by following redirects.
 //
-//   node provider.mjs PORT REDIRECT_URI   (prints "ready" when listening)
+//   node provider.mjs PORT REDIRECT_URI[,REDIRECT_URI…]   (prints "ready" when listening)
 import Provider from 'oidc-provider';
 
 const [port, redirectUri] = process.argv.slice(2);
@@ -13,7 +13,7 @@ const provider = new Provider(issuer, {
   clients: [{
     client_id: 'doppel',
     client_secret: 'doppel-test-secret',
-    redirect_uris: [redirectUri],
+    redirect_uris: redirectUri.split(','),
     grant_types: ['authorization_code'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',

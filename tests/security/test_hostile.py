@@ -157,11 +157,30 @@ def dictionary_bomb() -> bytes:
     return buf.getvalue()
 
 
+def xlsx_bomb() -> bytes:
+    """A workbook whose one sheet is 4.06 GiB of spaces (past the default 4 GiB
+    decoded limit), deflated to 4 MiB."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        with z.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as f:
+            chunk = b" " * (64 << 20)
+            for _ in range(65):
+                f.write(chunk)
+    return buf.getvalue()
+
+
 def test_hostile_uploads_are_refused_and_the_server_stays_small(server, mallory):
     key = mallory["key"]
     before = server.peak_rss_mib()
     cases = [
         ("deep.ndjson", b'{"a": ' + b"[" * 10_000 + b"1" + b"]" * 10_000 + b"}\n", "max_depth"),
+        # A JSON array spread over lines: the depth scan covers the whole document.
+        ("deep.json", b'[\n{"a": ' + b"[" * 10_000 + b"1" + b"]" * 10_000 + b"}\n]", "max_depth"),
+        # An .xlsx whose sheet inflates past 4 GiB declares it: refused unopened.
+        ("bomb.xlsx", xlsx_bomb(), "decoded_max_mb"),
         ("nested.parquet", nested_parquet_footer(20_000), "max_depth"),
         ("commas.csv", b"a,b\n1,2\n" + b"," * 25_000_000 + b"\n", "max_columns"),
     ]

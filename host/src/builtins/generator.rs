@@ -193,6 +193,7 @@ fn run(ctx: &StageContext, generator: &dyn Generator) -> Result<Output> {
             file_name: saved_model_name(ctx.id()),
             bytes,
             pages: 0,
+            charts: None,
         }))
     } else {
         None

@@ -41,6 +41,41 @@ pub struct Quantiles {
     pub p99: f64,
 }
 
+/// Counts of a numeric column's values in equal-width bins between its
+/// smallest and largest value (dates and timestamps as numbers).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Histogram {
+    /// Lower edge of the first bin.
+    pub lo: f64,
+    /// Upper edge of the last bin.
+    pub hi: f64,
+    /// Values per bin.
+    pub counts: Vec<u64>,
+}
+
+/// Bins of a [`Histogram`].
+pub const HISTOGRAM_BINS: usize = 20;
+
+fn histogram(sorted: &[f64]) -> Option<Histogram> {
+    let (lo, hi) = (*sorted.first()?, *sorted.last()?);
+    let mut counts = vec![0u64; HISTOGRAM_BINS];
+    for x in sorted {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "clamped to the bins"
+        )]
+        let b = if hi > lo {
+            (((x - lo) / (hi - lo)) * HISTOGRAM_BINS as f64) as usize
+        } else {
+            0
+        };
+        counts[b.min(HISTOGRAM_BINS - 1)] += 1;
+    }
+    Some(Histogram { lo, hi, counts })
+}
+
 /// A frequent value.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TopValue {
@@ -77,6 +112,9 @@ pub struct ColumnProfile {
     pub std: Option<f64>,
     /// Quantiles (numeric columns).
     pub quantiles: Option<Quantiles>,
+    /// The shape of the values (numeric, date and time columns).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Histogram>,
     /// Mean length in characters (text columns).
     pub mean_length: Option<f64>,
     /// Most frequent values.
@@ -165,7 +203,7 @@ fn profile_column(name: &str, semantic: &str, column: &ArrayRef, top_n: usize) -
             share: *c as f64 / rows.max(1) as f64,
         })
         .collect();
-    let (mean, std, quantiles) = match numeric(column) {
+    let (mean, std, quantiles, histogram) = match numeric(column) {
         Some(mut v) if !v.is_empty() => {
             v.sort_by(f64::total_cmp);
             #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
@@ -181,9 +219,9 @@ fn profile_column(name: &str, semantic: &str, column: &ArrayRef, top_n: usize) -
                 p95: quantile(&v, 0.95),
                 p99: quantile(&v, 0.99),
             };
-            (Some(mean), Some(std), Some(q))
+            (Some(mean), Some(std), Some(q), histogram(&v))
         }
-        _ => (None, None, None),
+        _ => (None, None, None, None),
     };
     let mean_length = match column.data_type() {
         DataType::Utf8 => {
@@ -207,6 +245,7 @@ fn profile_column(name: &str, semantic: &str, column: &ArrayRef, top_n: usize) -
         mean,
         std,
         quantiles,
+        histogram,
         mean_length,
         top,
     })

@@ -1,4 +1,5 @@
-//! `builtin:source`: read a CSV, Parquet or NDJSON file into Arrow.
+//! `builtin:source`: read a CSV, Parquet, NDJSON, JSON-array or Excel
+//! (`.xlsx`) file into Arrow.
 //!
 //! CSV and NDJSON go through polars (fast multi-threaded parsing, type
 //! inference with dates and datetimes, quoted fields, nulls) and reach
@@ -41,7 +42,7 @@ pub enum SourceError {
         source: std::io::Error,
     },
     /// The format could not be told from the name.
-    #[error("cannot tell the format of {}: use a .csv, .parquet or .ndjson/.jsonl file, or set `format`", path.display())]
+    #[error("cannot tell the format of {}: use a .csv, .parquet, .ndjson/.jsonl, .json or .xlsx file, or set `format`", path.display())]
     UnknownFormat {
         /// The file.
         path: PathBuf,
@@ -84,6 +85,12 @@ pub enum Format {
     Parquet,
     /// Newline-delimited JSON.
     Ndjson,
+    /// A JSON array of objects (a `.json` file whose first value is not an
+    /// array is read as NDJSON).
+    Json,
+    /// The first worksheet of an Excel workbook (`.xlsx`), its first row the
+    /// header.
+    Xlsx,
 }
 
 const NULLS: &[&str] = &[
@@ -95,7 +102,7 @@ pub fn schema() -> Vec<ConfigField> {
     let mut path = field(
         "path",
         ValueType::String,
-        "Input file (CSV, Parquet or NDJSON); `--input` sets it.",
+        "Input file (CSV, Parquet, NDJSON, a JSON array or Excel .xlsx); `--input` sets it.",
     );
     path.required = true;
     let mut format = field(
@@ -103,7 +110,9 @@ pub fn schema() -> Vec<ConfigField> {
         ValueType::String,
         "File format; `auto` goes by the extension.",
     );
-    format.allowed = ["auto", "csv", "parquet", "ndjson"].map(str::to_owned).to_vec();
+    format.allowed = ["auto", "csv", "parquet", "ndjson", "json", "xlsx"]
+        .map(str::to_owned)
+        .to_vec();
     format.default = Some(ConfigValue::String("auto".into()));
     let mut delimiter = field(
         "delimiter",
@@ -182,6 +191,8 @@ impl SourceOptions {
             Some(ConfigValue::String(f)) if f == "csv" => Some(Format::Csv),
             Some(ConfigValue::String(f)) if f == "parquet" => Some(Format::Parquet),
             Some(ConfigValue::String(f)) if f == "ndjson" => Some(Format::Ndjson),
+            Some(ConfigValue::String(f)) if f == "json" => Some(Format::Json),
+            Some(ConfigValue::String(f)) if f == "xlsx" => Some(Format::Xlsx),
             _ => None,
         };
         if let Some(ConfigValue::String(d)) = get(settings, "delimiter") {
@@ -215,8 +226,12 @@ pub fn detect_format(path: &Path) -> Option<Format> {
         Some(Format::Csv)
     } else if name.ends_with(".parquet") || name.ends_with(".pq") {
         Some(Format::Parquet)
-    } else if name.ends_with(".ndjson") || name.ends_with(".jsonl") || name.ends_with(".json") {
+    } else if name.ends_with(".ndjson") || name.ends_with(".jsonl") {
         Some(Format::Ndjson)
+    } else if name.ends_with(".json") {
+        Some(Format::Json)
+    } else if name.ends_with(".xlsx") {
+        Some(Format::Xlsx)
     } else {
         None
     }
@@ -251,6 +266,14 @@ pub fn read_table(options: &SourceOptions) -> Result<Table, SourceError> {
             CsvRead::Arrow(read) => read,
         },
         Format::Ndjson => polars_to_arrow(path, read_ndjson(options)?)?,
+        Format::Json => {
+            if starts_with_array(path)? {
+                polars_to_arrow(path, read_json_array(options)?)?
+            } else {
+                polars_to_arrow(path, read_ndjson(options)?)?
+            }
+        }
+        Format::Xlsx => read_xlsx(options)?,
     };
     if schema.fields().is_empty() {
         return Err(SourceError::Empty { path: path.clone() });
@@ -639,6 +662,204 @@ fn read_ndjson(o: &SourceOptions) -> Result<DataFrame, SourceError> {
     })
 }
 
+/// Whether a JSON file's first value is an array (else it is NDJSON).
+fn starts_with_array(path: &Path) -> Result<bool, SourceError> {
+    use std::io::Read;
+    let mut head = [0u8; 4096];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|source| SourceError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let text = head[..n].strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head[..n]);
+    Ok(text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'['))
+}
+
+/// A JSON array of objects, as exported by most tools and by pandas'
+/// `to_json(orient="records")`.
+fn read_json_array(o: &SourceOptions) -> Result<DataFrame, SourceError> {
+    let bytes = std::fs::read(&o.path).map_err(|source| SourceError::Open {
+        path: o.path.clone(),
+        source,
+    })?;
+    // Nesting and value lengths first: polars' JSON reader recurses.
+    limits::scan_json(&bytes, &o.limits).map_err(|e| over_limit(&o.path, e))?;
+    // Every element must be an object (a record); a malformed document is
+    // named by line and column before polars sees it.
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Err(e) => {
+            return Err(malformed(
+                &o.path,
+                Some(e.line() as u64),
+                format!("invalid JSON at column {}: {e}", e.column()),
+            ));
+        }
+        Ok(serde_json::Value::Array(items)) => {
+            if let Some(i) = items.iter().position(|v| !v.is_object()) {
+                return Err(malformed(
+                    &o.path,
+                    None,
+                    format!(
+                        "element {} of the array is not a JSON object (one record per element)",
+                        i + 1
+                    ),
+                ));
+            }
+            if items.is_empty() {
+                return Err(SourceError::Empty { path: o.path.clone() });
+            }
+        }
+        Ok(_) => return Err(malformed(&o.path, Some(1), "expected an array of JSON objects")),
+    }
+    let attempt = || -> Result<DataFrame, String> {
+        JsonReader::new(Cursor::new(&bytes))
+            .with_json_format(JsonFormat::Json)
+            .infer_schema_len(NonZeroUsize::new(o.infer_rows))
+            .finish()
+            .map_err(|e| e.to_string())
+    };
+    match catch_unwind(AssertUnwindSafe(attempt)) {
+        Ok(r) => r.map_err(|m| malformed(&o.path, line_from_message(&m), m)),
+        Err(payload) => Err(malformed(
+            &o.path,
+            None,
+            format!("the JSON parser failed: {}", panic_message(payload.as_ref())),
+        )),
+    }
+}
+
+/// The first worksheet of an `.xlsx` workbook. The archive's declared sizes
+/// are checked against the decoded-size limit before a sheet is inflated;
+/// the cells then become CSV text read by the CSV path (the same type
+/// inference, dates included, and the same limits), and every error names
+/// the workbook and its sheet row.
+fn read_xlsx(o: &SourceOptions) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
+    use calamine::{Data, Reader};
+    let path = &o.path;
+    let open = || {
+        std::fs::File::open(path).map_err(|source| SourceError::Open {
+            path: path.clone(),
+            source,
+        })
+    };
+    // A zip bomb declares its sizes too: refuse before inflating anything.
+    {
+        let mut archive = zip::ZipArchive::new(open()?)
+            .map_err(|e| malformed(path, None, format!("not an Excel .xlsx workbook: {e}")))?;
+        let mut declared: u64 = 0;
+        for i in 0..archive.len() {
+            let entry = archive
+                .by_index_raw(i)
+                .map_err(|e| malformed(path, None, format!("not an Excel .xlsx workbook: {e}")))?;
+            declared = declared.saturating_add(entry.size());
+        }
+        if declared > o.limits.max_decoded_bytes {
+            return Err(SourceError::Limit {
+                path: path.clone(),
+                line: None,
+                what: format!(
+                    "the workbook unpacks to {} MiB, more than {} MiB (limits.decoded_max_mb)",
+                    declared >> 20,
+                    o.limits.max_decoded_bytes >> 20
+                ),
+            });
+        }
+    }
+    let mut book: calamine::Xlsx<_> = calamine::open_workbook_from_rs(std::io::BufReader::new(open()?))
+        .map_err(|e| malformed(path, None, format!("not an Excel .xlsx workbook: {e}")))?;
+    let range = book
+        .worksheet_range_at(0)
+        .ok_or_else(|| SourceError::Empty { path: path.clone() })?
+        .map_err(|e| malformed(path, None, format!("the first worksheet cannot be read: {e}")))?;
+    let (rows, columns) = range.get_size();
+    if rows == 0 || columns == 0 {
+        return Err(SourceError::Empty { path: path.clone() });
+    }
+    o.limits
+        .check_cells(rows.saturating_sub(1) as u64, columns)
+        .map_err(|e| over_limit(path, e))?;
+    let cell = |d: &Data| -> String {
+        match d {
+            Data::Empty | Data::Error(_) => String::new(),
+            Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+            Data::Int(i) => i.to_string(),
+            // Whole numbers stay integers, so a column of them reads as Int64.
+            #[allow(clippy::cast_possible_truncation, reason = "checked to be whole and in range")]
+            Data::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => (*f as i64).to_string(),
+            Data::Float(f) => f.to_string(),
+            Data::Bool(b) => b.to_string(),
+            Data::DateTime(dt) => {
+                let (y, mo, d, h, mi, s, ms) = dt.to_ymd_hms_milli();
+                if (h, mi, s, ms) == (0, 0, 0, 0) {
+                    format!("{y:04}-{mo:02}-{d:02}")
+                } else {
+                    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+                }
+            }
+        }
+    };
+    let quote = |text: String| -> String {
+        if text.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text
+        }
+    };
+    let mut csv = String::new();
+    for (r, row) in range.rows().enumerate() {
+        let fields: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, d)| {
+                let text = cell(d);
+                // Unnamed header cells get a name, as spreadsheets show them.
+                if r == 0 && text.trim().is_empty() {
+                    format!("column_{}", c + 1)
+                } else {
+                    quote(text)
+                }
+            })
+            .collect();
+        csv.push_str(&fields.join(","));
+        csv.push('\n');
+    }
+    let dir = tempfile::tempdir().map_err(|source| SourceError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let sheet = dir.path().join("sheet.csv");
+    std::fs::write(&sheet, csv).map_err(|source| SourceError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let as_csv = SourceOptions {
+        path: sheet,
+        format: Some(Format::Csv),
+        delimiter: b',',
+        has_header: true,
+        ..o.clone()
+    };
+    let read = read_csv(&as_csv).map_err(|e| renamed(e, path))?;
+    match read {
+        CsvRead::Polars(df) => polars_to_arrow(path, df),
+        CsvRead::Arrow(read) => Ok(read),
+    }
+}
+
+/// An error about the converted sheet, told about the workbook (its rows
+/// are the sheet's rows).
+fn renamed(e: SourceError, workbook: &Path) -> SourceError {
+    let path = workbook.to_path_buf();
+    match e {
+        SourceError::Open { source, .. } => SourceError::Open { path, source },
+        SourceError::UnknownFormat { .. } => SourceError::UnknownFormat { path },
+        SourceError::Empty { .. } => SourceError::Empty { path },
+        SourceError::Limit { line, what, .. } => SourceError::Limit { path, line, what },
+        SourceError::Malformed { line, message, .. } => SourceError::Malformed { path, line, message },
+    }
+}
+
 fn read_parquet(path: &Path, limits: &ReadLimits) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
     // The footer is checked first, without the parquet crate: its schema
     // builder recurses once per nesting level.
@@ -756,7 +977,7 @@ impl super::Builtin for Source {
     }
 
     fn summary(&self) -> &str {
-        "Read a CSV, Parquet or NDJSON file."
+        "Read a CSV, Parquet, NDJSON, JSON-array or Excel (.xlsx) file."
     }
 
     fn kind(&self) -> super::Kind {

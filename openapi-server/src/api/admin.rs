@@ -22,9 +22,8 @@ impl AdminApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
         starting_after: Query<Option<String>>,
     ) -> ApiResult<Json<AccountPage>> {
-        require(&auth.0, Scope::Admin)?;
         let n = page_limit(limit.0)?;
-        let rows = state.accounts.list(starting_after.0.as_deref(), n + 1).await?;
+        let rows = doppel_app::admin::users(&state, &auth.0, starting_after.0.as_deref(), n + 1).await?;
         let (rows, has_more, next_cursor) = paginate(rows, n, |a| a.id.clone());
         Ok(Json(AccountPage {
             data: rows.into_iter().map(Into::into).collect(),
@@ -47,11 +46,8 @@ impl AdminApi {
         auth: Auth,
         id: Path<String>,
     ) -> ApiResult<Json<AccountView>> {
-        require(&auth.0, Scope::Admin)?;
         Ok(Json(
-            state
-                .accounts
-                .set_disabled(&meta(req), &auth.0, &id, true)
+            doppel_app::admin::set_disabled(&state, &meta(req), &auth.0, &id, true)
                 .await?
                 .into(),
         ))
@@ -71,11 +67,8 @@ impl AdminApi {
         auth: Auth,
         id: Path<String>,
     ) -> ApiResult<Json<AccountView>> {
-        require(&auth.0, Scope::Admin)?;
         Ok(Json(
-            state
-                .accounts
-                .set_disabled(&meta(req), &auth.0, &id, false)
+            doppel_app::admin::set_disabled(&state, &meta(req), &auth.0, &id, false)
                 .await?
                 .into(),
         ))
@@ -95,9 +88,8 @@ impl AdminApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
         starting_after: Query<Option<String>>,
     ) -> ApiResult<Json<JobPage>> {
-        require(&auth.0, Scope::Admin)?;
         let n = page_limit(limit.0)?;
-        let rows = state.queue.list(None, starting_after.0.as_deref(), n + 1).await?;
+        let rows = doppel_app::admin::jobs(&state, &auth.0, starting_after.0.as_deref(), n + 1).await?;
         let (rows, has_more, next_cursor) = paginate(rows, n, |j| j.id.clone());
         Ok(Json(JobPage {
             data: rows.iter().map(job_view).collect(),
@@ -120,9 +112,8 @@ impl AdminApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
         before: Query<Option<i64>>,
     ) -> ApiResult<Json<Vec<AuditEventView>>> {
-        require(&auth.0, Scope::Admin)?;
         let n = page_limit(limit.0)?;
-        let events = doppel_platform::audit::list(&state.db, before.0, n).await?;
+        let events = doppel_app::admin::audit(&state, &auth.0, before.0, n).await?;
         Ok(Json(events.into_iter().map(audit_view).collect()))
     }
 }

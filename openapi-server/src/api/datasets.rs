@@ -24,26 +24,15 @@ impl DatasetsApi {
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
         upload: DatasetUpload,
     ) -> ApiResult<CreatedDataset> {
-        require(&auth.0, Scope::DatasetsWrite)?;
-        let max = state.settings.limits.upload_max_mb * 1024 * 1024;
-        if upload.file.size() as u64 > max {
-            return Err(ApiError::TooLarge(Json(ErrorBody::new(
-                "too_large",
-                format!(
-                    "file: larger than the {} MiB limit",
-                    state.settings.limits.upload_max_mb
-                ),
-            ))));
-        }
         let file_name = upload.file.file_name().unwrap_or("upload").to_owned();
-        let format = tables::format_of(&file_name, upload.file.content_type()).ok_or_else(|| {
-            ApiError::unprocessable(
-                "unknown_format",
-                tables::IngestError::UnknownFormat(file_name.clone()).to_string(),
-            )
-        })?;
-        let name = upload.name.clone().unwrap_or_else(|| tables::default_name(&file_name));
-        let name = tables::check_name(&name)?.to_owned();
+        let (format, name) = tables::accept(
+            &state,
+            &auth.0,
+            &file_name,
+            upload.file.content_type(),
+            upload.file.size() as u64,
+            upload.name.as_deref(),
+        )?;
         let work = tempfile::tempdir().map_err(ApiError::internal)?;
         let local = work.path().join(sanitize(&file_name));
         // Copy the spooled upload to our work file in chunks, hashing as it
@@ -73,16 +62,17 @@ impl DatasetsApi {
             return Ok(CreatedDataset::Created(Json(previous)));
         }
         let created = async {
-            let ingested = state
-                .ingest
-                .ingest(&local, &file_name, format, work.path())
-                .await
-                .map_err(|e| match e {
-                    tables::IngestError::Internal(m) => ApiError::internal(m),
-                    e @ tables::IngestError::TooLarge(_) => ApiError::unprocessable("limit_exceeded", e.to_string()),
-                    other => ApiError::unprocessable("unreadable_table", other.to_string()),
-                })?;
-            let d = tables::register(&state, &meta(req), &auth.0, &name, &ingested).await?;
+            let d = tables::store_upload(
+                &state,
+                &meta(req),
+                &auth.0,
+                &name,
+                &local,
+                &file_name,
+                format,
+                work.path(),
+            )
+            .await?;
             let view = dataset_view(&d, true);
             remember(&state, &auth.0, key, &hash, &view).await?;
             Ok(view)
@@ -160,22 +150,7 @@ impl DatasetsApi {
                 ));
             }
         };
-        let columns = d
-            .metadata
-            .get("columns")
-            .and_then(|c| c.as_array())
-            .map(|cols| {
-                cols.iter()
-                    .filter_map(|c| c.get("name")?.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let rows = d
-            .metadata
-            .get("preview")
-            .and_then(|p| p.as_array())
-            .map(|r| r.iter().take(n).cloned().collect())
-            .unwrap_or_default();
+        let (columns, rows) = tables::preview_rows(&d, n);
         Ok(Json(Preview { columns, rows }))
     }
 

@@ -117,31 +117,7 @@ impl JobsApi {
         id: Path<String>,
     ) -> ApiResult<EventStream<futures::stream::BoxStream<'static, JobView>>> {
         let job = owned_job(&state, &auth.0, &id, Scope::DatasetsRead).await?;
-        let queue = state.queue.clone();
-        let stream = futures::stream::unfold((Some(job), None::<(i64, String)>, false), move |(first, last, done)| {
-            let queue = queue.clone();
-            async move {
-                if done {
-                    return None;
-                }
-                let mut next = first;
-                loop {
-                    let job = match next.take() {
-                        Some(j) => j,
-                        None => {
-                            tokio::time::sleep(Duration::from_millis(250)).await;
-                            queue.get(&first_id(&last)?).await.ok()?
-                        }
-                    };
-                    let mark = (job.updated_at, job.id.clone());
-                    if last.as_ref() != Some(&mark) {
-                        let terminal = job.state.is_terminal();
-                        return Some((job_view(&job), (None, Some(mark), terminal)));
-                    }
-                }
-            }
-        })
-        .boxed();
+        let stream = runner::watch(state.queue.clone(), job).map(|j| job_view(&j)).boxed();
         Ok(EventStream::new(stream).keep_alive(Duration::from_secs(15)))
     }
 

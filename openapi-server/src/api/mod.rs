@@ -488,6 +488,11 @@ pub struct JobView {
     pub progress: f64,
     /// Latest progress line.
     pub message: Option<String>,
+    /// Each stage in run order: `waiting`, `running` (with a percentage),
+    /// `done` (with what it produced) or `failed`.
+    #[oai(default)]
+    #[serde(default)]
+    pub steps: Vec<StepView>,
     /// Attempts started.
     pub attempt: i64,
     /// Whether a cancel was requested.
@@ -508,6 +513,18 @@ pub struct JobView {
     pub finished_at: Option<i64>,
 }
 
+/// One stage of a running job.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
+pub struct StepView {
+    /// Stage id.
+    pub name: String,
+    /// `waiting`, `running`, `done` or `failed`.
+    pub state: String,
+    /// Progress (`40%`) while running, what it produced when done.
+    pub detail: Option<String>,
+}
+
 /// A job as REST shows it: the application core's view, field for field.
 pub fn job_view(j: &Job) -> JobView {
     let v = doppel_app::jobs::JobView::of(j);
@@ -519,6 +536,15 @@ pub fn job_view(j: &Job) -> JobView {
         state: v.state,
         progress: v.progress,
         message: v.message,
+        steps: v
+            .steps
+            .into_iter()
+            .map(|s| StepView {
+                name: s.name,
+                state: s.state,
+                detail: s.detail,
+            })
+            .collect(),
         attempt: v.attempt,
         cancel_requested: v.cancel_requested,
         error_code: v.error_code,
@@ -735,10 +761,6 @@ pub use admin::AdminApi;
 pub use auth::AuthApi;
 pub use jobs::JobsApi;
 pub use pipelines::PipelinesApi;
-
-fn first_id(last: &Option<(i64, String)>) -> Option<String> {
-    last.as_ref().map(|(_, id)| id.clone())
-}
 
 /// Second-factor settings change only from a signed-in session, never with an API key.
 fn session_only(p: &Principal) -> ApiResult<()> {

@@ -85,9 +85,9 @@ pub(super) struct Area {
 }
 
 /// A small paired bar chart in `area`.
-pub(super) fn chart(w: &mut Writer, title: &str, area: Area, data: &(Vec<String>, Vec<f64>, Vec<f64>), numeric: bool) {
+pub(super) fn chart(w: &mut Writer, area: Area, d: &Distribution) {
     let Area { x, y, width, height } = area;
-    let (labels, r, s) = data;
+    let (title, labels, r, s, numeric) = (&d.column, &d.labels, &d.real, &d.synthetic, d.numeric);
     w.text_at(
         x,
         y + height + 2.0,

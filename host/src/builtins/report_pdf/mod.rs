@@ -28,7 +28,7 @@ use printpdf::{
 
 use crate::builtins::protect::ColumnAction;
 use crate::config::{ConfigField, ConfigValue, Settings, ValueType, field, get};
-use crate::model::{DetectorOutput, Document, Output, PipelineInfo, Provenance};
+use crate::model::{Associations, Charts, DetectorOutput, Distribution, Document, Output, PipelineInfo, Provenance};
 use crate::plugin::bindings::types::{MetricValue, Verdict, VerdictStatus};
 use crate::table::Table;
 use crate::{Error, Result};
@@ -144,6 +144,7 @@ pub fn render(
         .flatten()
         .collect();
 
+    let charts = chart_data(real, synthetic, quality, max_charts)?;
     let mut w = Writer::new(&title);
 
     // Cover.
@@ -322,33 +323,26 @@ pub fn render(
     }
 
     // Distributions.
-    if let (Some((rid, rt, _)), Some((sid, st, _))) = (real, synthetic) {
+    if let Some(c) = charts.as_ref().filter(|c| !c.distributions.is_empty()) {
         w.new_page();
         w.heading("Column distributions: real vs synthetic");
         w.paragraph(
-            &format!("Blue: real (`{rid}`). Orange: synthetic (`{sid}`). Shares of rows."),
+            &format!(
+                "Blue: real (`{}`). Orange: synthetic (`{}`). Shares of rows.",
+                c.real, c.synthetic
+            ),
             8.5,
             MUTED,
             0.0,
         );
-        let (rb, sb) = (rt.concat()?, st.concat()?);
         let chart_w = (TEXT_W - 10.0) / 2.0;
         let chart_h = 32.0;
-        let mut drawn = 0;
-        for (i, (field, semantic)) in rt.schema.fields().iter().zip(rt.semantics.iter()).enumerate() {
-            let numeric = matches!(semantic, SemanticType::Numerical | SemanticType::Datetime);
-            let categorical = matches!(semantic, SemanticType::Categorical | SemanticType::Boolean);
-            if !(numeric || categorical) || drawn >= max_charts {
-                continue;
-            }
-            let Some(s_col) = sb.column_by_name(field.name()) else {
-                continue;
-            };
-            let data = distribution(rb.column(i), s_col, numeric)?;
+        for (drawn, d) in c.distributions.iter().enumerate() {
             if drawn % 2 == 0 {
                 w.room(chart_h + 14.0);
                 w.y -= chart_h + 10.0;
             }
+            #[allow(clippy::cast_precision_loss, reason = "0 or 1")]
             let x = MARGIN + (drawn % 2) as f32 * (chart_w + 10.0);
             let y = w.y;
             let area = Area {
@@ -357,15 +351,19 @@ pub fn render(
                 width: chart_w,
                 height: chart_h,
             };
-            chart(&mut w, field.name(), area, &data, numeric);
-            drawn += 1;
+            chart(&mut w, area, d);
         }
         w.y -= 8.0;
     }
 
     // Heatmaps.
-    if let Some((qid, m)) = quality {
-        let (names, real_m, synth_m) = associations(m);
+    if let (Some((qid, m)), Some(a)) = (quality, charts.as_ref().and_then(|c| c.associations.as_ref())) {
+        let plain = |m: &[Vec<Option<f64>>]| -> Vec<Vec<f64>> {
+            m.iter()
+                .map(|r| r.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+                .collect()
+        };
+        let (names, real_m, synth_m) = (a.columns.clone(), plain(&a.real), plain(&a.synthetic));
         if names.len() >= 2 {
             w.new_page();
             w.heading("Associations between columns");
@@ -573,7 +571,61 @@ pub fn render(
         file_name,
         bytes,
         pages,
+        charts: charts.map(std::sync::Arc::new),
     })
+}
+
+/// The numbers the report's charts show: a distribution per numeric,
+/// date, categorical or boolean column of the real table (at most
+/// `max_charts`), and the association matrices of the quality stage.
+fn chart_data(
+    real: Option<(&str, &Table, &Provenance)>,
+    synthetic: Option<(&str, &Table, &Provenance)>,
+    quality: Option<(&str, &[MetricValue])>,
+    max_charts: usize,
+) -> Result<Option<Charts>> {
+    let (Some((rid, rt, _)), Some((sid, st, _))) = (real, synthetic) else {
+        return Ok(None);
+    };
+    let (rb, sb) = (rt.concat()?, st.concat()?);
+    let mut distributions = Vec::new();
+    for (i, (field, semantic)) in rt.schema.fields().iter().zip(rt.semantics.iter()).enumerate() {
+        let numeric = matches!(semantic, SemanticType::Numerical | SemanticType::Datetime);
+        let categorical = matches!(semantic, SemanticType::Categorical | SemanticType::Boolean);
+        if !(numeric || categorical) || distributions.len() >= max_charts {
+            continue;
+        }
+        let Some(s_col) = sb.column_by_name(field.name()) else {
+            continue;
+        };
+        let (labels, real, synthetic) = distribution(rb.column(i), s_col, numeric)?;
+        distributions.push(Distribution {
+            column: field.name().clone(),
+            numeric,
+            labels,
+            real,
+            synthetic,
+        });
+    }
+    let associations = quality.map(|(_, m)| {
+        let (columns, real, synthetic) = associations(m);
+        let opt = |m: Vec<Vec<f64>>| -> Vec<Vec<Option<f64>>> {
+            m.into_iter()
+                .map(|r| r.into_iter().map(|v| v.is_finite().then_some(v)).collect())
+                .collect()
+        };
+        Associations {
+            columns,
+            real: opt(real),
+            synthetic: opt(synthetic),
+        }
+    });
+    Ok(Some(Charts {
+        real: rid.to_owned(),
+        synthetic: sid.to_owned(),
+        distributions,
+        associations: associations.filter(|a| a.columns.len() >= 2),
+    }))
 }
 
 /// `builtin:report-pdf`.
