@@ -69,3 +69,48 @@ pub(crate) fn as_field(field: &'static str, what: &'static str) -> impl Fn(Error
         other => other,
     }
 }
+
+/// The caller's datasets, newest first (needs `datasets:read`).
+pub async fn datasets(
+    state: &AppState,
+    p: &Principal,
+    starting_after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Dataset>> {
+    require(p, Scope::DatasetsRead)?;
+    datasets::list(&state.db, &p.account_id, starting_after, limit).await
+}
+
+/// The caller's jobs, newest first (needs `datasets:read`).
+pub async fn jobs(state: &AppState, p: &Principal, starting_after: Option<&str>, limit: i64) -> Result<Vec<Job>> {
+    require(p, Scope::DatasetsRead)?;
+    state.queue.list(Some(&p.account_id), starting_after, limit).await
+}
+
+/// The caller's purchases, newest first (needs `datasets:read`).
+pub async fn purchases(
+    state: &AppState,
+    p: &Principal,
+    starting_after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<doppel_market::Purchase>> {
+    require(p, Scope::DatasetsRead)?;
+    state.market.purchases_of(&p.account_id, starting_after, limit).await
+}
+
+/// Active listings matching `query` (needs `datasets:read`).
+pub async fn search(
+    state: &AppState,
+    p: &Principal,
+    query: &doppel_market::SearchQuery,
+) -> Result<(Vec<doppel_market::Listing>, Option<String>)> {
+    require(p, Scope::DatasetsRead)?;
+    state.market.search(query).await
+}
+
+/// A listing the caller may see (active ones to everyone; others to their
+/// seller and buyers), needing `datasets:read`.
+pub async fn listing(state: &AppState, p: &Principal, id: &str) -> Result<doppel_market::Listing> {
+    require(p, Scope::DatasetsRead)?;
+    state.market.visible_listing(p, id).await
+}

@@ -271,3 +271,15 @@ pub async fn purchased(
     let listing = state.market.listing(&purchase.listing_id).await?;
     Ok((purchase, listing))
 }
+
+/// The seller's dashboard: sales, refunds, revenue and downloads per listing
+/// per day, and what the platform owes them (needs `marketplace:sell`).
+pub async fn dashboard(
+    state: &AppState,
+    p: &Principal,
+) -> Result<(Vec<doppel_market::ListingStats>, Vec<doppel_market::payments::Money>)> {
+    require(p, Scope::MarketplaceSell)?;
+    let listings = state.market.dashboard(&p.account_id).await?;
+    let payable = state.market.payable(&p.account_id).await?;
+    Ok((listings, payable))
+}

@@ -518,7 +518,6 @@ impl MarketApi {
         cursor: Query<Option<String>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
     ) -> ApiResult<Json<ListingPage>> {
-        require(&auth.0, Scope::DatasetsRead)?;
         let query = SearchQuery {
             text: q.0,
             category: category.0,
@@ -546,7 +545,7 @@ impl MarketApi {
             cursor: cursor.0,
             limit: page_limit(limit.0)?,
         };
-        let (rows, next_cursor) = state.market.search(&query).await?;
+        let (rows, next_cursor) = doppel_app::access::search(&state, &auth.0, &query).await?;
         Ok(Json(ListingPage {
             data: rows.into_iter().map(|l| ListingView::seen_by(l, &auth.0)).collect(),
             next_cursor,
@@ -566,9 +565,8 @@ impl MarketApi {
         auth: Auth,
         id: Path<String>,
     ) -> ApiResult<Json<ListingView>> {
-        require(&auth.0, Scope::DatasetsRead)?;
         Ok(Json(ListingView::seen_by(
-            state.market.visible_listing(&auth.0, &id).await?,
+            doppel_app::access::listing(&state, &auth.0, &id).await?,
             &auth.0,
         )))
     }
@@ -670,12 +668,8 @@ impl MarketApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
         starting_after: Query<Option<String>>,
     ) -> ApiResult<Json<PurchasePage>> {
-        require(&auth.0, Scope::DatasetsRead)?;
         let n = page_limit(limit.0)?;
-        let rows = state
-            .market
-            .purchases_of(&auth.0.account_id, starting_after.0.as_deref(), n + 1)
-            .await?;
+        let rows = doppel_app::access::purchases(&state, &auth.0, starting_after.0.as_deref(), n + 1).await?;
         let (rows, has_more, next_cursor) = crate::api::paginate(rows, n, |p| p.id.clone());
         Ok(Json(PurchasePage {
             data: rows.into_iter().map(Into::into).collect(),
@@ -809,9 +803,7 @@ impl MarketApi {
         operation_id = "seller_dashboard"
     )]
     async fn dashboard(&self, state: Data<&Arc<AppState>>, auth: Auth) -> ApiResult<Json<DashboardView>> {
-        require(&auth.0, Scope::MarketplaceSell)?;
-        let listings = state.market.dashboard(&auth.0.account_id).await?;
-        let payable = state.market.payable(&auth.0.account_id).await?;
+        let (listings, payable) = doppel_app::listings::dashboard(&state, &auth.0).await?;
         Ok(Json(DashboardView {
             listings: listings.into_iter().map(stats_view).collect(),
             payable: payable.into_iter().map(Into::into).collect(),

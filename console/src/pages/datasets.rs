@@ -64,8 +64,7 @@ pub(crate) async fn list(
     Viewer(v): Viewer,
     Query(c): Query<Cursor>,
 ) -> PageResult<Response> {
-    doppel_platform::authz::require(&v, Scope::DatasetsRead)?;
-    let rows = doppel_platform::datasets::list(&state.db, &v.account_id, c.after.as_deref(), PAGE + 1).await?;
+    let rows = doppel_app::access::datasets(&state, &v, c.after.as_deref(), PAGE + 1).await?;
     let (rows, next) = page_of(rows, PAGE, |d| d.id.clone());
     let body = html! {
         (layout::heading("Datasets", html! {}))

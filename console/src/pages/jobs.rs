@@ -335,11 +335,7 @@ pub(crate) async fn list(
     Viewer(v): Viewer,
     Query(c): Query<Cursor>,
 ) -> PageResult<Response> {
-    doppel_platform::authz::require(&v, Scope::DatasetsRead)?;
-    let rows = state
-        .queue
-        .list(Some(&v.account_id), c.after.as_deref(), PAGE + 1)
-        .await?;
+    let rows = doppel_app::access::jobs(&state, &v, c.after.as_deref(), PAGE + 1).await?;
     let (rows, next) = page_of(rows, PAGE, |j| j.id.clone());
     let body = html! {
         (layout::heading("Jobs", html! {}))

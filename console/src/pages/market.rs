@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use doppel_app::AppState;
 use doppel_market::{Listing, PurchaseStatus, SearchQuery, Sort};
-use doppel_platform::authz::{Principal, Scope};
+use doppel_platform::authz::Principal;
 use futures::StreamExt;
 use maud::{Markup, html};
 use poem::web::{Data, Path, Query};
@@ -78,7 +78,6 @@ pub(crate) async fn search(
     Viewer(v): Viewer,
     Query(s): Query<Search>,
 ) -> PageResult<Response> {
-    doppel_platform::authz::require(&v, Scope::DatasetsRead)?;
     let currency = some(&s.currency);
     let price_in = currency.clone().unwrap_or_else(|| "USD".to_owned());
     let float = |x: &Option<String>| some(x).and_then(|t| t.parse::<f64>().ok());
@@ -110,7 +109,7 @@ pub(crate) async fn search(
         cursor: some(&s.cursor),
         limit: 20,
     };
-    let (rows, next) = state.market.search(&query).await?;
+    let (rows, next) = doppel_app::access::search(&state, &v, &query).await?;
     let keep = |k: &str, v: &Option<String>| some(v).map(|x| format!("&{k}={}", enc(&x))).unwrap_or_default();
     let base_query = format!(
         "{}{}{}{}{}{}{}{}{}",
@@ -207,8 +206,7 @@ pub(crate) async fn show(
     Viewer(v): Viewer,
     Path(id): Path<String>,
 ) -> PageResult<Response> {
-    doppel_platform::authz::require(&v, Scope::DatasetsRead)?;
-    let l = state.market.visible_listing(&v, &id).await?;
+    let l = doppel_app::access::listing(&state, &v, &id).await?;
     let mine = l.seller_id == v.account_id;
     let bought = state.market.access(&v, &l.id).await?;
     let rows_total = l
@@ -305,11 +303,7 @@ pub(crate) async fn purchases(
     Viewer(v): Viewer,
     Query(c): Query<Cursor>,
 ) -> PageResult<Response> {
-    doppel_platform::authz::require(&v, Scope::DatasetsRead)?;
-    let rows = state
-        .market
-        .purchases_of(&v.account_id, c.after.as_deref(), PAGE + 1)
-        .await?;
+    let rows = doppel_app::access::purchases(&state, &v, c.after.as_deref(), PAGE + 1).await?;
     let (rows, next) = page_of(rows, PAGE, |p| p.id.clone());
     let mut titles = Vec::new();
     for p in &rows {

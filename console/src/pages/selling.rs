@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use doppel_app::AppState;
 use doppel_market::{ListingPatch, ListingStatus};
-use doppel_platform::authz::{Principal, Scope};
+use doppel_platform::authz::Principal;
 use doppel_platform::jobs::JobState;
 use maud::{Markup, html};
 use poem::http::StatusCode;
@@ -25,9 +25,7 @@ use crate::web::{Viewer, meta, see_other};
 /// `GET /selling`.
 #[handler]
 pub(crate) async fn dashboard(state: Data<&Arc<AppState>>, ctx: Ctx, Viewer(v): Viewer) -> PageResult<Response> {
-    doppel_platform::authz::require(&v, Scope::DatasetsRead)?;
-    let stats = state.market.dashboard(&v.account_id).await?;
-    let payable = state.market.payable(&v.account_id).await?;
+    let (stats, payable) = doppel_app::listings::dashboard(&state, &v).await?;
     let account = state.market.payout_account(&v).await?;
     let needs_details = state.market.provider().needs_payout_details();
     // The last 30 days, every listing together.
@@ -366,7 +364,7 @@ async fn edit_page(
     id: &str,
     error: Option<String>,
 ) -> PageResult<Response> {
-    let l = state.market.visible_listing(v, id).await?;
+    let l = doppel_app::access::listing(state, v, id).await?;
     if l.seller_id != v.account_id {
         // Someone else's listing is not editable, and not even "forbidden":
         // it is simply not one of theirs.
@@ -432,7 +430,7 @@ pub(crate) async fn update(
     Path(id): Path<String>,
     Form(f): Form<EditForm>,
 ) -> PageResult<Response> {
-    let current = state.market.visible_listing(&v, &id).await?;
+    let current = doppel_app::access::listing(&state, &v, &id).await?;
     let price = match price_minor(&f.price, &current.price.currency) {
         Ok(p) => p,
         Err(m) => return edit_page(&state, &ctx, &v, &id, Some(format!("Price: {m}."))).await,

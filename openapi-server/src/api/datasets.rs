@@ -96,10 +96,8 @@ impl DatasetsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
         starting_after: Query<Option<String>>,
     ) -> ApiResult<Json<DatasetPage>> {
-        require(&auth.0, Scope::DatasetsRead)?;
         let n = page_limit(limit.0)?;
-        let rows =
-            doppel_platform::datasets::list(&state.db, &auth.0.account_id, starting_after.0.as_deref(), n + 1).await?;
+        let rows = doppel_app::access::datasets(&state, &auth.0, starting_after.0.as_deref(), n + 1).await?;
         let (rows, has_more, next_cursor) = paginate(rows, n, |d| d.id.clone());
         Ok(Json(DatasetPage {
             data: rows.iter().map(|d| dataset_view(d, false)).collect(),

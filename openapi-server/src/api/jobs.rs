@@ -62,12 +62,8 @@ impl JobsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))] limit: Query<Option<u32>>,
         starting_after: Query<Option<String>>,
     ) -> ApiResult<Json<JobPage>> {
-        require(&auth.0, Scope::DatasetsRead)?;
         let n = page_limit(limit.0)?;
-        let rows = state
-            .queue
-            .list(Some(&auth.0.account_id), starting_after.0.as_deref(), n + 1)
-            .await?;
+        let rows = doppel_app::access::jobs(&state, &auth.0, starting_after.0.as_deref(), n + 1).await?;
         let (rows, has_more, next_cursor) = paginate(rows, n, |j| j.id.clone());
         Ok(Json(JobPage {
             data: rows.iter().map(job_view).collect(),
