@@ -151,7 +151,11 @@ pub(crate) async fn around<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::R
                 Some(n) => n.to_owned(),
                 None => {
                     let n = session::nonce();
-                    set_cookies.push(keys.cookie(keys.anon_cookie(), &n, 86_400));
+                    // Never on a static file: those are cached publicly, and a
+                    // shared cache must not hand one visitor's nonce to another.
+                    if !is_asset {
+                        set_cookies.push(keys.cookie(keys.anon_cookie(), &n, 86_400));
+                    }
                     n
                 }
             };
@@ -159,7 +163,7 @@ pub(crate) async fn around<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::R
         }
     };
     let flash = session::cookie(&req, keys.flash_cookie()).and_then(Flash::parse);
-    if session::cookie(&req, keys.flash_cookie()).is_some() {
+    if session::cookie(&req, keys.flash_cookie()).is_some() && !is_asset {
         set_cookies.push(keys.cookie(keys.flash_cookie(), "", 0));
     }
     let sso = sso_providers(&state);

@@ -525,6 +525,12 @@ def test_forged_posts_are_refused(server, browser):
     # Cookies: HttpOnly, SameSite=Lax.
     cookie = browser.get_cookie("doppel_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    # Static files are cached publicly, so they never set a cookie.
+    css = browser.find_element(By.CSS_SELECTOR, 'link[rel="stylesheet"]').get_attribute("href")
+    with urllib.request.urlopen(css) as r:
+        assert r.headers.get("set-cookie") is None, r.headers
+        assert "immutable" in r.headers["cache-control"]
+        assert r.headers["content-security-policy"].startswith("default-src 'none'")
     sign_out(browser)
 
 

@@ -286,8 +286,15 @@ pub(crate) async fn show(
     let jobs = doppel_app::jobs::of_dataset(&state, &v, &d.id, 200).await?;
     let mut latest_scan: Option<(String, Vec<doppel_host::report::PiiColumn>)> = None;
     let mut scanning: Option<String> = None;
+    // At most the ten latest finished jobs' reports are read (each a
+    // storage fetch): a scan older than that is stale anyway.
+    let mut reports_read = 0;
     for j in &jobs {
         if j.state == doppel_platform::jobs::JobState::Succeeded {
+            reports_read += 1;
+            if reports_read > 10 {
+                break;
+            }
             if let Ok(r) = doppel_app::jobs::report(&state, j).await
                 && r.stages
                     .iter()

@@ -133,7 +133,7 @@ pub(crate) async fn search(
                 label for="tags" { "Tags (comma-separated)" input id="tags" name="tags" type="text" value=(val(&s.tags)); }
                 label for="currency" { "Currency" input id="currency" name="currency" type="text" maxlength="3" value=(val(&s.currency)) placeholder="USD"; }
                 label for="min_price" { "Price from" input id="min_price" name="min_price" type="number" step="any" min="0" value=(val(&s.min_price)); }
-                label for="max_price" { "to" input id="max_price" name="max_price" type="number" step="any" min="0" value=(val(&s.max_price)); }
+                label for="max_price" { "Price up to" input id="max_price" name="max_price" type="number" step="any" min="0" value=(val(&s.max_price)); }
                 label for="min_quality" { "Quality at least" input id="min_quality" name="min_quality" type="number" step="0.01" min="0" max="1" value=(val(&s.min_quality)); }
                 label for="min_privacy" { "Privacy at least" input id="min_privacy" name="min_privacy" type="number" step="1" min="0" max="100" value=(val(&s.min_privacy)); }
                 label for="sort" { "Order"
