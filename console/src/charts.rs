@@ -29,7 +29,8 @@ pub(crate) fn esc(s: &str) -> String {
     out
 }
 
-fn clip(s: &str, n: usize) -> String {
+/// `s` cut to `n` characters, the last an ellipsis when cut.
+pub(crate) fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_owned()
     } else {

@@ -111,7 +111,8 @@ fn field_label(field: &str) -> String {
     }
 }
 
-fn capitalise(s: &str) -> String {
+/// `s` with its first letter upper-case.
+pub(crate) fn capitalise(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
@@ -167,10 +168,9 @@ impl PageError {
 
 /// A redirect to the sign-in page that comes back here afterwards.
 pub(crate) fn sign_in_redirect(back_to: &str) -> Response {
-    let next: String = url::form_urlencoded::byte_serialize(back_to.as_bytes()).collect();
     Response::builder()
         .status(StatusCode::SEE_OTHER)
-        .header("location", format!("/login?next={next}"))
+        .header("location", format!("/login?next={}", crate::pages::enc(back_to)))
         .finish()
         .into_response()
 }

@@ -27,7 +27,7 @@ pub(crate) struct Ctx {
     /// Unread notifications of the viewer.
     pub(crate) unread: i64,
     /// The configured single sign-on providers (name, label).
-    pub(crate) sso: Vec<(String, String)>,
+    pub(crate) sso: std::sync::Arc<Vec<(String, String)>>,
 }
 
 /// A one-time message shown on the next page, chosen from a fixed list so
@@ -281,28 +281,8 @@ pub(crate) fn time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil(days);
+    let (y, m, d) = doppel_host::generators::fake::civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
-}
-
-/// The date of a day number (days since 1970-01-01), after Howard Hinnant's
-/// `civil_from_days`.
-pub(crate) fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "day and month are small"
-    )]
-    (y, m as u32, d as u32)
 }
 
 /// Bytes as people read them.
@@ -353,9 +333,9 @@ mod tests {
     fn times_read_as_utc_dates() {
         assert_eq!(time(0), "1970-01-01 00:00 UTC");
         assert_eq!(time(1_796_476_980_000), "2026-12-05 13:23 UTC");
-        assert_eq!(civil(-1), (1969, 12, 31));
-        assert_eq!(civil(19_723), (2024, 1, 1));
-        assert_eq!(civil(19_782), (2024, 2, 29), "a leap day");
+        assert_eq!(time(-60_000), "1969-12-31 23:59 UTC");
+        assert_eq!(time(19_723 * 86_400_000), "2024-01-01 00:00 UTC");
+        assert_eq!(time(19_782 * 86_400_000), "2024-02-29 00:00 UTC", "a leap day");
     }
 
     #[test]

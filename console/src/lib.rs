@@ -120,7 +120,8 @@ pub fn app(state: Arc<AppState>) -> doppel_platform::Result<impl Endpoint> {
         .at("/admin/listings/:id/suspend", post(admin::suspend))
         .at("/admin/purchases/:id/refund", post(admin::refund))
         .at("/admin/reconcile", post(admin::reconcile));
-    Ok(routes.around(web::around).data(keys).data(state))
+    let sso = web::SsoButtons::new(&state);
+    Ok(routes.around(web::around).data(keys).data(sso).data(state))
 }
 
 /// Whether `path` is one of the console's (every path but the REST API's,

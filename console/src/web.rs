@@ -79,14 +79,9 @@ fn is_upload(req: &Request) -> bool {
     req.method() == Method::POST && req.uri().path() == "/datasets"
 }
 
-/// The largest body this request may send.
+/// The largest body this request may send (the limit every door applies).
 fn body_limit(req: &Request, state: &AppState) -> u64 {
-    let l = &state.settings.limits;
-    if is_upload(req) {
-        l.upload_max_mb.saturating_add(1).saturating_mul(1024 * 1024)
-    } else {
-        l.body_max_kb.saturating_mul(1024)
-    }
+    state.settings.limits.body_limit(is_upload(req))
 }
 
 /// The strict policy of every page: our own scripts, styles and images only,
@@ -162,11 +157,13 @@ pub(crate) async fn around<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::R
             keys.anon_csrf(&nonce)
         }
     };
-    let flash = session::cookie(&req, keys.flash_cookie()).and_then(Flash::parse);
-    if session::cookie(&req, keys.flash_cookie()).is_some() && !is_asset {
+    let flash_cookie = session::cookie(&req, keys.flash_cookie());
+    let flash = flash_cookie.and_then(Flash::parse);
+    if flash_cookie.is_some() && !is_asset {
         set_cookies.push(keys.cookie(keys.flash_cookie(), "", 0));
     }
-    let sso = sso_providers(&state);
+    // Fixed at start-up (settings): shared, not rebuilt per request.
+    let sso = req.data::<SsoButtons>().map(|s| Arc::clone(&s.0)).unwrap_or_default();
     let mut ctx = Ctx {
         viewer,
         csrf,
@@ -324,22 +321,28 @@ fn forgery(ctx: &Ctx) -> Response {
     )
 }
 
-/// The single sign-on buttons: each configured OpenID Connect provider, and
-/// GitHub when it is configured.
-fn sso_providers(state: &AppState) -> Vec<(String, String)> {
-    state
-        .oidc
-        .provider_names()
-        .into_iter()
-        .map(|n| {
-            let label = match n.as_str() {
-                "github" => "GitHub".to_owned(),
-                "google" => "Google".to_owned(),
-                other => other.to_owned(),
-            };
-            (n, label)
-        })
-        .collect()
+/// The single sign-on buttons (name, label): each configured OpenID Connect
+/// provider, and GitHub when it is configured; built once at start-up.
+#[derive(Debug, Clone)]
+pub(crate) struct SsoButtons(pub(crate) Arc<Vec<(String, String)>>);
+
+impl SsoButtons {
+    pub(crate) fn new(state: &AppState) -> SsoButtons {
+        let buttons = state
+            .oidc
+            .provider_names()
+            .into_iter()
+            .map(|n| {
+                let label = match n.as_str() {
+                    "github" => "GitHub".to_owned(),
+                    "google" => "Google".to_owned(),
+                    other => other.to_owned(),
+                };
+                (n, label)
+            })
+            .collect();
+        SsoButtons(Arc::new(buttons))
+    }
 }
 
 /// A redirect after a POST (303), optionally leaving a flash message.

@@ -124,13 +124,7 @@ pub async fn around<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<R
 /// — JSON, forms, webhooks, unauthenticated ones included — takes
 /// `limits.body_max_kb`, since those bodies are read whole.
 pub fn body_limit_of(req: &Request, limits: &doppel_platform::settings::LimitSettings) -> u64 {
-    let upload = req.method() == poem::http::Method::POST && req.uri().path() == "/v1/datasets";
-    if upload {
-        // Multipart framing and the other form fields on top of the file.
-        limits.upload_max_mb.saturating_add(1).saturating_mul(1024 * 1024)
-    } else {
-        limits.body_max_kb.saturating_mul(1024)
-    }
+    limits.body_limit(req.method() == poem::http::Method::POST && req.uri().path() == "/v1/datasets")
 }
 
 /// Bodies are checked before they are read: a declared length over the

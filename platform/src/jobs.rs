@@ -649,6 +649,20 @@ impl JobContext {
     }
 }
 
+/// A heartbeat carrying what the runner reported since the last one
+/// (progress line, steps); `Ok(true)` if a cancel was requested.
+async fn heartbeat(queue: &Queue, lease: &Lease, ctx: &JobContext) -> Result<bool> {
+    let progress = ctx.progress.lock().ok().and_then(|mut p| p.take());
+    let steps = ctx.take_steps();
+    queue
+        .heartbeat_with_steps(
+            lease,
+            progress.as_ref().map(|(f, m)| (*f, m.as_str())),
+            steps.as_deref(),
+        )
+        .await
+}
+
 /// The result a handler returns.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = std::result::Result<Manifest, JobFailure>> + Send>>;
 
@@ -722,7 +736,6 @@ impl Worker {
         let beat = {
             let queue = self.queue.clone();
             let lease = lease.clone();
-            let progress = Arc::clone(&ctx.progress);
             let beat_ctx = ctx.clone();
             let cancel = Arc::clone(&ctx.cancel);
             let (lost, cancelled, timed_out) = (Arc::clone(&lost), Arc::clone(&cancelled), Arc::clone(&timed_out));
@@ -736,12 +749,7 @@ impl Worker {
                         timed_out.store(true, Ordering::Relaxed);
                         cancel.store(true, Ordering::Relaxed);
                     }
-                    let p = progress.lock().ok().and_then(|mut p| p.take());
-                    let steps = beat_ctx.take_steps();
-                    match queue
-                        .heartbeat_with_steps(&lease, p.as_ref().map(|(f, m)| (*f, m.as_str())), steps.as_deref())
-                        .await
-                    {
+                    match heartbeat(&queue, &lease, &beat_ctx).await {
                         Ok(true) => {
                             cancelled.store(true, Ordering::Relaxed);
                             cancel.store(true, Ordering::Relaxed);
@@ -779,14 +787,7 @@ impl Worker {
             return;
         }
         // Flush the last progress line before the final state.
-        let last = ctx.progress.lock().ok().and_then(|mut p| p.take());
-        let steps = ctx.take_steps();
-        if last.is_some() || steps.is_some() {
-            let _ = self
-                .queue
-                .heartbeat_with_steps(&lease, last.as_ref().map(|(f, m)| (*f, m.as_str())), steps.as_deref())
-                .await;
-        }
+        let _ = heartbeat(&self.queue, &lease, &ctx).await;
         let outcome = match result {
             _ if cancelled.load(Ordering::Relaxed) => self.queue.finish_cancelled(&lease).await,
             _ if timed_out.load(Ordering::Relaxed) => {

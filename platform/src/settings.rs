@@ -388,6 +388,21 @@ impl Default for JobSettings {
     }
 }
 
+impl LimitSettings {
+    /// The largest request body a route may send, for every HTTP door: a
+    /// route that takes an upload gets the upload limit (plus 1 MiB for
+    /// multipart framing and the form's other fields, the file being
+    /// streamed to disk); every other body — JSON, forms, webhooks,
+    /// unauthenticated ones too — is read whole and gets `body_max_kb`.
+    pub fn body_limit(&self, upload: bool) -> u64 {
+        if upload {
+            self.upload_max_mb.saturating_add(1).saturating_mul(1024 * 1024)
+        } else {
+            self.body_max_kb.saturating_mul(1024)
+        }
+    }
+}
+
 impl Default for LimitSettings {
     fn default() -> Self {
         LimitSettings {

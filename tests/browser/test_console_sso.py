@@ -12,7 +12,6 @@ import http.server
 import json
 import pathlib
 import shutil
-import socket
 import subprocess
 import threading
 import urllib.parse
@@ -23,17 +22,11 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import Server
+from doppel_server import free_port
 from test_console import audit
 
 OIDC_DIR = pathlib.Path(__file__).resolve().parents[1] / "oidc"
 
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class FakeGitHub(http.server.BaseHTTPRequestHandler):

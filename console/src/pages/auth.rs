@@ -19,8 +19,9 @@ use poem::web::{Data, Form, Path, Query};
 use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
-use crate::errors::{self, PageResult, safe_next};
+use crate::errors::{self, PageResult, capitalise, safe_next};
 use crate::layout::{self, Ctx, Flash, Nav, csrf_field};
+use crate::pages::enc;
 use crate::session::Keys;
 use crate::web::{meta, see_other};
 
@@ -62,9 +63,9 @@ fn sso_buttons(ctx: &Ctx, next: &str) -> Markup {
             div class="sso" {
                 p class="muted" { "Or continue with" }
                 ul class="sso-list" {
-                    @for (name, label) in &ctx.sso {
+                    @for (name, label) in ctx.sso.iter() {
                         li {
-                            a class="button secondary" href=(format!("/login/sso/{name}?next={}", encode(next))) {
+                            a class="button secondary" href=(format!("/login/sso/{name}?next={}", enc(next))) {
                                 "Sign in with " (label)
                             }
                         }
@@ -73,10 +74,6 @@ fn sso_buttons(ctx: &Ctx, next: &str) -> Markup {
             }
         }
     }
-}
-
-fn encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 fn login_page(ctx: &Ctx, v: &LoginView<'_>, status: StatusCode) -> Response {
@@ -139,11 +136,16 @@ fn see_other_plain(to: &str) -> Response {
         .finish()
 }
 
+/// The `Set-Cookie` value of a fresh session: it lasts as long as the session.
+fn session_cookie(keys: &Keys, session: &doppel_platform::accounts::NewSession) -> String {
+    let max_age = (session.expires_at - doppel_platform::util::now_ms()).max(0) / 1000;
+    keys.cookie(keys.session_cookie(), &session.token, max_age)
+}
+
 /// Set the session cookie for a fresh session and go on.
 fn signed_in(keys: &Keys, session: &doppel_platform::accounts::NewSession, to: &str, flash: Option<Flash>) -> Response {
-    let max_age = (session.expires_at - doppel_platform::util::now_ms()).max(0) / 1000;
     let mut r = see_other(keys, to, flash);
-    if let Ok(v) = poem::http::HeaderValue::from_str(&keys.cookie(keys.session_cookie(), &session.token, max_age)) {
+    if let Ok(v) = poem::http::HeaderValue::from_str(&session_cookie(keys, session)) {
         r.headers_mut().append("set-cookie", v);
     }
     r
@@ -187,14 +189,10 @@ pub(crate) async fn login(
         Ok(session) => {
             end_previous(&state, req, &ctx).await;
             if probe {
-                let max_age = (session.expires_at - doppel_platform::util::now_ms()).max(0) / 1000;
                 let body = serde_json::json!({ "location": next });
                 return Response::builder()
                     .content_type("application/json")
-                    .header(
-                        "set-cookie",
-                        keys.cookie(keys.session_cookie(), &session.token, max_age),
-                    )
+                    .header("set-cookie", session_cookie(&keys, &session))
                     .body(body.to_string());
             }
             signed_in(&keys, &session, &next, None)
@@ -334,13 +332,6 @@ pub(crate) async fn signup(
     }
 }
 
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
-}
-
 /// `POST /logout`.
 #[handler]
 pub(crate) async fn logout(state: Data<&Arc<AppState>>, keys: Data<&Keys>, req: &Request, ctx: Ctx) -> PageResult {
@@ -373,7 +364,7 @@ pub(crate) async fn sso_start(
         .status(StatusCode::SEE_OTHER)
         .header("location", url)
         .finish();
-    if let Ok(v) = poem::http::HeaderValue::from_str(&keys.cookie(&sso_cookie(&keys), &encode(&next), 600)) {
+    if let Ok(v) = poem::http::HeaderValue::from_str(&keys.cookie(&sso_cookie(&keys), &enc(&next), 600)) {
         r.headers_mut().append("set-cookie", v);
     }
     Ok(r)

@@ -239,25 +239,18 @@ fn range(p: Option<&Value>) -> String {
     let Some(p) = p else { return String::new() };
     let text = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_owned);
     match (text("min"), text("max")) {
-        (Some(a), Some(b)) if a != b => format!("{} … {}", clip(&a), clip(&b)),
-        (Some(a), _) => clip(&a),
+        (Some(a), Some(b)) if a != b => format!("{} … {}", charts::clip(&a, 24), charts::clip(&b, 24)),
+        (Some(a), _) => charts::clip(&a, 24),
         _ => String::new(),
     }
 }
 
-fn clip(s: &str) -> String {
-    if s.chars().count() > 24 {
-        format!("{}…", s.chars().take(23).collect::<String>())
-    } else {
-        s.to_owned()
-    }
-}
-
-fn preview_cell(v: Option<&Value>) -> String {
+/// A preview row's value as a table cell, cut to `n` characters.
+pub(crate) fn preview_cell(v: Option<&Value>, n: usize) -> String {
     match v {
         None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => clip(s),
-        Some(other) => clip(&other.to_string()),
+        Some(Value::String(s)) => charts::clip(s, n),
+        Some(other) => charts::clip(&other.to_string(), n),
     }
 }
 
@@ -399,7 +392,7 @@ pub(crate) async fn show(
                     thead { tr { @for n in &names { th { (n) } } } }
                     tbody {
                         @for row in &preview {
-                            tr { @for n in &names { td { (preview_cell(row.get(n))) } } }
+                            tr { @for n in &names { td { (preview_cell(row.get(n), 24)) } } }
                         }
                     }
                 }

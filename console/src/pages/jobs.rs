@@ -21,9 +21,9 @@ use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::errors::{self, PageResult};
+use crate::errors::{self, PageResult, capitalise};
 use crate::layout::{self, Ctx, Flash, Nav, badge, count, csrf_field, time};
-use crate::pages::{Cursor, PAGE, page_of, pager};
+use crate::pages::{Cursor, PAGE, attachment, page_of, pager};
 use crate::session::Keys;
 use crate::web::{Viewer, meta, see_other};
 
@@ -320,13 +320,6 @@ pub(crate) async fn synthesize(
     }
 }
 
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
-}
-
 /// `GET /jobs`.
 #[handler]
 pub(crate) async fn list(
@@ -527,46 +520,16 @@ pub(crate) async fn download(
     Path((id, name)): Path<(String, String)>,
 ) -> PageResult<Response> {
     let job = doppel_app::access::job(&state, &v, &id, Scope::DatasetsRead).await?;
-    let direct = doppel_app::listings::output(&job, &name);
-    let (body, size) = match direct {
-        Ok(file) => {
-            let (size, stream) = state.storage.get_stream(&file.key).await?;
-            (
-                poem::Body::from_bytes_stream(stream.map(|c| c.map_err(std::io::Error::other))),
-                Some(size),
-            )
-        }
+    let file_name = format!("{}-{name}", job.id);
+    match doppel_app::listings::output(&job, &name) {
+        Ok(file) => attachment(&state, &file.key, false, &file.media_type, &file_name).await,
         Err(doppel_platform::Error::NotFound(_)) if name.ends_with(".csv") => {
             let parquet = format!("{}.parquet", name.trim_end_matches(".csv"));
             let file = doppel_app::listings::output(&job, &parquet)?;
-            (
-                poem::Body::from_bytes_stream(doppel_app::jobs::csv_stream(&state, &file.key).await?),
-                None,
-            )
+            attachment(&state, &file.key, true, "text/csv", &file_name).await
         }
-        Err(e) => return Err(e.into()),
-    };
-    let media = if name.ends_with(".csv") {
-        "text/csv"
-    } else if name.ends_with(".pdf") {
-        "application/pdf"
-    } else if name.ends_with(".json") {
-        "application/json"
-    } else {
-        "application/octet-stream"
-    };
-    let safe: String = name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        .collect();
-    let mut r = Response::builder().content_type(media).header(
-        "content-disposition",
-        format!("attachment; filename=\"{}-{safe}\"", job.id),
-    );
-    if let Some(n) = size {
-        r = r.header("content-length", n);
+        Err(e) => Err(e.into()),
     }
-    Ok(r.body(body))
 }
 
 #[cfg(test)]

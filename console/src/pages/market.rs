@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use doppel_app::AppState;
+use doppel_market::payments::minor_from_text;
 use doppel_market::{Listing, PurchaseStatus, SearchQuery, Sort};
 use doppel_platform::authz::Principal;
-use futures::StreamExt;
 use maud::{Markup, html};
 use poem::web::{Data, Path, Query};
 use poem::{Request, Response, handler};
@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::errors::{PageError, PageResult};
 use crate::layout::{self, Ctx, Nav, badge, count, csrf_field, money, time};
-use crate::pages::{Cursor, PAGE, page_of, pager};
+use crate::pages::{Cursor, PAGE, attachment, enc, page_of, pager};
 use crate::session::Keys;
 use crate::web::{Viewer, meta, see_other};
 
@@ -40,18 +40,6 @@ pub(crate) struct Search {
 
 fn some(s: &Option<String>) -> Option<String> {
     s.as_ref().map(|x| x.trim().to_owned()).filter(|x| !x.is_empty())
-}
-
-/// A price typed as `12.50` in the currency's major unit, in minor units.
-fn minor(text: &str, currency: &str) -> Option<i64> {
-    let exp = doppel_market::payments::Money {
-        minor: 0,
-        currency: currency.to_owned(),
-    }
-    .exponent();
-    let x: f64 = text.trim().parse().ok()?;
-    #[allow(clippy::cast_possible_truncation, reason = "prices are far below 2^53")]
-    Some((x * 10f64.powi(i32::try_from(exp).unwrap_or(2))).round() as i64)
 }
 
 fn listing_card(l: &Listing) -> Markup {
@@ -101,8 +89,8 @@ pub(crate) async fn search(
             })
             .unwrap_or_default(),
         currency: currency.clone(),
-        min_price: some(&s.min_price).and_then(|p| minor(&p, &price_in)),
-        max_price: some(&s.max_price).and_then(|p| minor(&p, &price_in)),
+        min_price: some(&s.min_price).and_then(|p| minor_from_text("min_price", &p, &price_in).ok()),
+        max_price: some(&s.max_price).and_then(|p| minor_from_text("max_price", &p, &price_in).ok()),
         min_quality: float(&s.min_quality),
         min_privacy: float(&s.min_privacy),
         sort,
@@ -160,10 +148,6 @@ pub(crate) async fn search(
     Ok(layout::page(&ctx, Nav::Market, "Marketplace", body))
 }
 
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 fn preview_table(preview: &Value) -> Markup {
     let table = preview.get("table");
     let cols: Vec<String> = table
@@ -180,18 +164,13 @@ fn preview_table(preview: &Value) -> Markup {
         .and_then(Value::as_array)
         .map(|r| r.iter().collect())
         .unwrap_or_default();
-    let cell = |v: Option<&Value>| match v {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.chars().take(30).collect(),
-        Some(o) => o.to_string().chars().take(30).collect(),
-    };
     html! {
         @if !cols.is_empty() {
             div class="table-wrap" tabindex="0" role="region" aria-label="Table (scrolls sideways)" {
                 table {
                     caption { "The first synthetic rows (these are generated, not real people)" }
                     thead { tr { @for c in &cols { th { (c) } } } }
-                    tbody { @for r in &rows { tr { @for c in &cols { td { (cell(r.get(c))) } } } } }
+                    tbody { @for r in &rows { tr { @for c in &cols { td { (crate::pages::datasets::preview_cell(r.get(c), 30)) } } } } }
                 }
             }
         }
@@ -433,30 +412,18 @@ pub(crate) async fn download(
 ) -> PageResult<Response> {
     let (bought, listing) = doppel_app::listings::purchased(&state, &v, &id).await?;
     state.market.record_download(&bought).await?;
-    let stem = listing
-        .output_name
-        .rsplit_once('.')
-        .map_or(listing.output_name.as_str(), |(s, _)| s);
-    if f.format.as_deref() == Some("csv") && listing.output_name.ends_with(".parquet") {
-        let stream = doppel_app::jobs::csv_stream(&state, &listing.output_key).await?;
-        return Ok(Response::builder()
-            .content_type("text/csv")
-            .header(
-                "content-disposition",
-                format!("attachment; filename=\"{}-{stem}.csv\"", bought.id),
-            )
-            .body(poem::Body::from_bytes_stream(stream)));
+    let name = &listing.output_name;
+    if f.format.as_deref() == Some("csv") && name.ends_with(".parquet") {
+        let csv = format!("{}-{}.csv", bought.id, name.trim_end_matches(".parquet"));
+        return attachment(&state, &listing.output_key, true, "text/csv", &csv).await;
     }
-    let (size, stream) = state.storage.get_stream(&listing.output_key).await?;
-    let ext = listing.output_name.rsplit('.').next().unwrap_or("bin");
-    Ok(Response::builder()
-        .content_type("application/octet-stream")
-        .header("content-length", size)
-        .header(
-            "content-disposition",
-            format!("attachment; filename=\"{}-{stem}.{ext}\"", bought.id),
-        )
-        .body(poem::Body::from_bytes_stream(
-            stream.map(|c| c.map_err(std::io::Error::other)),
-        )))
+    let file_name = format!("{}-{name}", bought.id);
+    attachment(
+        &state,
+        &listing.output_key,
+        false,
+        "application/octet-stream",
+        &file_name,
+    )
+    .await
 }

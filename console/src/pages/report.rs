@@ -82,13 +82,7 @@ fn metrics(s: &Value) -> Vec<&Value> {
 }
 
 fn level(score: Option<f64>) -> &'static str {
-    match score {
-        Some(s) if s >= 80.0 => "low risk",
-        Some(s) if s >= 60.0 => "medium risk",
-        Some(s) if s >= 40.0 => "high risk",
-        Some(_) => "critical risk",
-        None => "not measured",
-    }
+    score.map_or("not measured", doppel_host::builtins::privacy::level)
 }
 
 fn headline(r: &Report) -> Markup {

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::charts;
 use crate::errors::{self, PageResult};
-use crate::layout::{self, Ctx, Flash, Nav, badge, civil, csrf_field, money, time};
+use crate::layout::{self, Ctx, Flash, Nav, badge, csrf_field, money, time};
 use crate::session::Keys;
 use crate::web::{Viewer, meta, see_other};
 
@@ -32,7 +32,7 @@ pub(crate) async fn dashboard(state: Data<&Arc<AppState>>, ctx: Ctx, Viewer(v): 
     let today = doppel_platform::util::now_ms().div_euclid(86_400_000);
     let days: Vec<i64> = (today - 29..=today).collect();
     let label = |d: i64| {
-        let (y, m, day) = civil(d);
+        let (y, m, day) = doppel_host::generators::fake::civil_from_days(d);
         format!("{y:04}-{m:02}-{day:02}")
     };
     let series = |pick: fn(&(i64, i64, i64)) -> i64| -> Vec<(String, f64)> {
@@ -252,22 +252,16 @@ pub(crate) async fn new_form(
     Ok(new_page(&ctx, &jobs, &f, None, StatusCode::OK))
 }
 
+/// A typed price in minor units (the market's exact parse); the message says
+/// what is wrong. Whether the price is acceptable (positive, in range) is the
+/// market's to say when the listing is saved.
 fn price_minor(text: &str, currency: &str) -> Result<i64, String> {
-    let exp = doppel_market::payments::Money {
-        minor: 0,
-        currency: currency.trim().to_ascii_uppercase(),
-    }
-    .exponent();
-    let x: f64 = text
-        .trim()
-        .replace(',', "")
-        .parse()
-        .map_err(|_| "enter a price such as 49.00".to_owned())?;
-    if !(x.is_finite() && x > 0.0) {
-        return Err("enter a price above zero".to_owned());
-    }
-    #[allow(clippy::cast_possible_truncation, reason = "checked by the market for range")]
-    Ok((x * 10f64.powi(i32::try_from(exp).unwrap_or(2))).round() as i64)
+    doppel_market::payments::minor_from_text("price", text, &currency.trim().to_ascii_uppercase()).map_err(
+        |e| match e {
+            doppel_platform::Error::Invalid { message, .. } => message,
+            other => other.to_string(),
+        },
+    )
 }
 
 /// `POST /selling/new`.

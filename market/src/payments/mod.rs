@@ -94,6 +94,33 @@ pub fn currency_exponent(currency: &str) -> u32 {
     }
 }
 
+/// An amount as a person types it in `currency`'s major unit (`12.50`,
+/// `1,200`, `0.5`), in exact minor units: parsed as a decimal, never through
+/// floating point, with thousands separators (`,` `_` spaces) ignored. More
+/// decimals than the currency has, a sign, or anything else is an error
+/// naming `field`; so is an amount beyond `i64`.
+pub fn minor_from_text(field: &str, text: &str, currency: &str) -> Result<i64> {
+    let e = currency_exponent(currency);
+    let bad = |why: String| Error::invalid(field, why);
+    let digits: String = text.trim().chars().filter(|c| !matches!(c, ',' | '_' | ' ')).collect();
+    let (whole, frac) = digits.split_once('.').unwrap_or((&digits, ""));
+    let numeric = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && frac.is_empty()) || !numeric(whole) || !numeric(frac) {
+        return Err(bad("enter an amount such as 49.00".to_owned()));
+    }
+    if frac.len() > e as usize {
+        return Err(bad(format!("{currency} has {e} decimal place(s)")));
+    }
+    let unit = 10i64.pow(e);
+    let parse = |s: &str| if s.is_empty() { Some(0) } else { s.parse::<i64>().ok() };
+    let frac_minor = parse(frac).and_then(|f| f.checked_mul(10i64.pow(e - frac.len() as u32)));
+    parse(whole)
+        .and_then(|w| w.checked_mul(unit))
+        .zip(frac_minor)
+        .and_then(|(w, f)| w.checked_add(f))
+        .ok_or_else(|| bad("the amount is too large".to_owned()))
+}
+
 /// The platform's fee and the seller's share of `amount`: the fee is
 /// rounded down, so the seller never gets less than their share and the two
 /// always add up to the amount.
@@ -448,6 +475,38 @@ mod tests {
         assert_eq!(split(10_000, 2000), (2000, 8000));
         assert_eq!(split(999, 2000), (199, 800));
         assert_eq!(split(1, 2000), (0, 1));
+    }
+
+    #[test]
+    fn typed_amounts_are_exact_minor_units() {
+        assert_eq!(minor_from_text("price", "12.50", "USD").unwrap(), 1250);
+        assert_eq!(minor_from_text("price", " 1,200 ", "JPY").unwrap(), 1200);
+        assert_eq!(minor_from_text("price", "1.5", "KWD").unwrap(), 1500);
+        assert_eq!(minor_from_text("price", ".5", "EUR").unwrap(), 50);
+        assert_eq!(minor_from_text("price", "0", "EUR").unwrap(), 0);
+        // 0.29 * 100 is 28.999… in floating point; the decimal parse is exact.
+        assert_eq!(minor_from_text("price", "0.29", "USD").unwrap(), 29);
+        for bad in ["", ".", "12.345", "-1", "1e3", "12.5.0", "ten"] {
+            let e = minor_from_text("price", bad, "USD").unwrap_err();
+            assert!(e.to_string().starts_with("price: "), "{bad}: {e}");
+        }
+        assert!(
+            minor_from_text("price", "1.5", "JPY").is_err(),
+            "the yen has no minor unit"
+        );
+        assert!(minor_from_text("price", "99999999999999999999", "USD").is_err());
+    }
+
+    proptest::proptest! {
+        /// What `Money::display` prints, `minor_from_text` reads back.
+        #[test]
+        fn displayed_amounts_read_back(minor in 0i64..1_000_000_000_000, c in 0usize..3) {
+            let currency = ["USD", "JPY", "KWD"][c];
+            let m = Money { minor, currency: currency.to_owned() };
+            let shown = m.display();
+            let text = shown.strip_suffix(&format!(" {currency}")).unwrap();
+            proptest::prop_assert_eq!(minor_from_text("price", text, currency).unwrap(), minor);
+        }
     }
 
     #[test]
