@@ -455,6 +455,57 @@ def test_request_bodies_are_bounded(server):
     assert server.healthy()
 
 
+def test_console_inputs_are_bounded(server):
+    """The web console's doors take the same bounds before reading: a form
+    declaring more than `limits.body_max_kb` (signed in or not), an upload
+    declaring more than the upload limit, a body of undeclared length, a
+    forged form, an oversized query string and a cookie flood are refused,
+    nothing is created, and the server stays up."""
+    import socket
+    import urllib.parse
+
+    u = urllib.parse.urlparse(server.http)
+
+    def raw(request_head: str) -> tuple[int, bytes]:
+        with socket.create_connection((u.hostname, u.port), timeout=30) as s:
+            s.sendall(request_head.encode())
+            answer = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+                if b"</html>" in answer or (b"\r\n\r\n" in answer and b"content-length: 0" in answer.lower()):
+                    break
+        return int(answer.split(b" ", 2)[1]), answer
+
+    _, session, _ = server.account("console-bodies@example.com")
+    cookie = f"Cookie: doppel_session={session}\r\n"
+    form = "Content-Type: application/x-www-form-urlencoded\r\n"
+    for path, who in [("/login", ""), ("/signup", ""), ("/account/keys", cookie), ("/logout", cookie)]:
+        code, answer = raw(f"POST {path} HTTP/1.1\r\nHost: x\r\n{form}{who}Content-Length: {2 << 20}\r\n\r\n_csrf=")
+        assert code == 413, (path, answer[:300])
+    # The upload route: up to the upload limit (512 MiB here), no more.
+    code, answer = raw(f"POST /datasets HTTP/1.1\r\nHost: x\r\n{cookie}x-csrf-token: t\r\n"
+                       f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {600 << 20}\r\n\r\n--b")
+    assert code == 413, answer[:300]
+    # Undeclared length: cannot be bounded before reading, refused.
+    code, answer = raw(f"POST /login HTTP/1.1\r\nHost: x\r\n{form}Transfer-Encoding: chunked\r\n\r\n5\r\nemail\r\n0\r\n\r\n")
+    assert code == 413, answer[:300]
+    # A forged form (no token) changes nothing.
+    code, _ = request(server, "POST", "/account/keys", b"name=stolen&scopes=datasets%3Aread",
+                      {"content-type": "application/x-www-form-urlencoded", "cookie": f"doppel_session={session}"})
+    assert code == 403
+    _, keys = server.rest("GET", "/v1/api-keys", token=session)
+    assert not [k for k in keys if k["name"] == "stolen"], keys
+    # A 60 KB query string and a flood of junk cookies: answered, not fatal.
+    code, _ = request(server, "GET", "/market?q=" + "x" * 60_000, b"", {"cookie": f"doppel_session={session}"})
+    assert code < 500, code
+    code, _ = request(server, "GET", "/datasets", b"", {"cookie": "; ".join(f"c{i}=v" for i in range(2000))})
+    assert code < 500, code
+    assert server.healthy()
+
+
 def test_nested_documents_are_refused_by_depth(server, mallory):
     """A pipeline (TOML) or a JSON body nested 100,000 deep is refused by the
     parser's depth limit, not by the stack."""
