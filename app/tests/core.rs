@@ -394,7 +394,7 @@ async fn methods_map_to_shipped_pipelines_and_uploads_are_accepted_by_one_rule()
     let all = methods::methods(&c.state);
     assert_eq!(
         all.iter().map(|m| m.id).collect::<Vec<_>>(),
-        ["copula", "privsyn", "ctgan", "tvae"]
+        ["cart", "copula", "privsyn", "ctgan", "tvae"]
     );
     for m in &all {
         for checks in [Checks::Both, Checks::Hipaa, Checks::Gdpr] {
@@ -415,6 +415,14 @@ async fn methods_map_to_shipped_pipelines_and_uploads_are_accepted_by_one_rule()
     assert_eq!(
         methods::pipeline_for(&c.state, "copula", Checks::Hipaa).map(|p| p.0),
         Some("hipaa")
+    );
+    assert_eq!(
+        methods::pipeline_for(&c.state, "cart", Checks::Hipaa).map(|p| p.0),
+        Some("quickstart")
+    );
+    assert_eq!(
+        methods::pipeline_for(&c.state, "copula", Checks::Both).map(|p| p.0),
+        Some("copula")
     );
     assert!(all.iter().find(|m| m.id == "tvae").unwrap().unavailable.is_some());
 

@@ -9,6 +9,9 @@
 //! - [`Generator`]: a named model family with declared parameters
 //!   ([`ParamSpec`]); [`Generator::fit`] returns a fitted [`Model`].
 //! - [`Model::sample`]: draw rows, deterministically for a seed.
+//! - [`Cart`]: sequential CART synthesis, the high-fidelity default
+//!   (every column drawn from a donor in a tree's leaf; minimum leaf sizes,
+//!   smoothing, no copied rows; conditional sampling by visit order).
 //! - [`GaussianCopula`]: the built-in Gaussian copula.
 //! - [`PrivSyn`]: differentially private marginal synthesis, with the zCDP
 //!   [`accountant`] reporting what each fit spent ([`PrivacySpend`]).
@@ -53,6 +56,7 @@ use std::sync::Arc;
 use arrow::record_batch::RecordBatch;
 
 pub mod accountant;
+mod cart;
 mod copula;
 mod error;
 pub mod fake;
@@ -66,6 +70,7 @@ pub mod semantic;
 mod stats;
 
 pub use accountant::{PrivacyCost, PrivacySpend};
+pub use cart::{Cart, CartModel};
 pub use copula::{CopulaModel, GaussianCopula};
 pub use error::{Error, Result};
 #[cfg(feature = "torch")]
@@ -175,7 +180,7 @@ pub trait Model: Send + Sync + std::fmt::Debug {
 /// Every generator compiled into this build, for `builtin:<name>` lookup.
 pub fn builtin() -> Vec<Arc<dyn Generator>> {
     #[allow(unused_mut, reason = "the torch feature adds to it")]
-    let mut all: Vec<Arc<dyn Generator>> = vec![Arc::new(GaussianCopula), Arc::new(PrivSyn)];
+    let mut all: Vec<Arc<dyn Generator>> = vec![Arc::new(Cart), Arc::new(GaussianCopula), Arc::new(PrivSyn)];
     #[cfg(feature = "torch")]
     all.extend([Arc::new(Ctgan) as Arc<dyn Generator>, Arc::new(Tvae)]);
     all

@@ -239,6 +239,27 @@ pub fn summarize(output: &Output) -> String {
                 format!("personal data in {}", pii.join(", "))
             }
         }
+        Output::Metrics(m) if m.iter().any(|v| v.name == "C2ST") => {
+            // The fidelity protocol: every table-wide number on one line.
+            fn short(name: &str) -> &str {
+                match name {
+                    "C2ST" => "C2ST",
+                    "TSTR AUC" => "TSTR AUC",
+                    "AlphaPrecision" => "α-precision",
+                    "BetaRecall" => "β-recall",
+                    "DCRShare" => "DCR share",
+                    other => other,
+                }
+            }
+            m.iter()
+                .filter(|v| v.columns.is_empty())
+                .map(|v| match v.extra.iter().find(|(k, _)| k == "trtr_auc") {
+                    Some((_, real)) => format!("{} {:.3} (real {real:.3})", short(&v.name), v.value),
+                    None => format!("{} {:.3}", short(&v.name), v.value),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
         Output::Metrics(m) => match m.iter().find(|v| v.columns.is_empty() && v.name.ends_with("Score")) {
             Some(score) if score.name == "Privacy Score" => {
                 format!(

@@ -2,6 +2,7 @@
 
 mod common;
 mod executor;
+mod fidelity;
 mod loading;
 mod people;
 mod pipelines;

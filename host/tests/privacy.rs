@@ -241,3 +241,143 @@ fn a_holdout_split_and_the_privacy_score() {
     let score = metric(&protected, "Privacy Score");
     assert!(score.value >= 40.0, "{score:?}");
 }
+
+/// The score's distance part judges memorising, not fidelity: unseen real
+/// people released as the "twin" tell nothing about the training people and
+/// score low risk, a twin holding near-copies of 30 % of the training rows
+/// does not (medium risk), whatever else it holds.
+#[test]
+fn the_distance_part_of_the_score_measures_memorising_not_fidelity() {
+    // Adult's columns whose values are all common (so the rare-value cap,
+    // tested above, stays out of the way), 10,000 rows dealt 3:1:1 into
+    // training, holdout and unseen rows.
+    let keep = [
+        "age",
+        "fnlwgt",
+        "education",
+        "education_num",
+        "relationship",
+        "race",
+        "sex",
+        "capital_gain",
+        "capital_loss",
+        "hours_per_week",
+        "income",
+    ];
+    let text = std::fs::read_to_string(repo().join("data/adult.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let idx: Vec<usize> = keep
+        .iter()
+        .map(|k| header.iter().position(|h| h == k).unwrap())
+        .collect();
+    let pick = |l: &str| {
+        let f: Vec<&str> = l.split(',').collect();
+        idx.iter().map(|&i| f[i]).collect::<Vec<_>>().join(",")
+    };
+    let (mut train, mut holdout, mut unseen) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, l) in lines.take(10_000).enumerate() {
+        match i % 5 {
+            0..=2 => train.push(pick(l)),
+            3 => holdout.push(pick(l)),
+            _ => unseen.push(pick(l)),
+        }
+    }
+    // Near-copies: 600 training rows with `fnlwgt` moved by one (no exact
+    // copy, so only distances can tell), then 1,400 unseen rows.
+    let fnlwgt = keep.iter().position(|k| *k == "fnlwgt").unwrap();
+    let mut near: Vec<String> = train
+        .iter()
+        .step_by(3)
+        .take(600)
+        .map(|l| {
+            let mut f: Vec<String> = l.split(',').map(str::to_owned).collect();
+            f[fnlwgt] = (f[fnlwgt].parse::<i64>().unwrap() + 1).to_string();
+            f.join(",")
+        })
+        .collect();
+    near.extend(unseen.iter().take(1400).cloned());
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, rows: &[String]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{}\n{}\n", keep.join(","), rows.join("\n"))).unwrap();
+        path
+    };
+    let paths = [
+        write("train.csv", &train),
+        write("holdout.csv", &holdout),
+        write("unseen.csv", &unseen),
+        write("near.csv", &near),
+    ];
+    let catalog = catalog();
+    let p = plan_text(
+        &catalog,
+        &format!(
+            r#"
+            version = 1
+            [stages.train]
+            uses = "builtin:source"
+            with = {{ path = {} }}
+            [stages.holdout]
+            uses = "builtin:source"
+            with = {{ path = {} }}
+            [stages.unseen]
+            uses = "builtin:source"
+            with = {{ path = {} }}
+            [stages.near]
+            uses = "builtin:source"
+            with = {{ path = {} }}
+            [stages.unseen_score]
+            uses = "builtin:privacy"
+            inputs = ["train", "unseen", "holdout"]
+            [stages.near_score]
+            uses = "builtin:privacy"
+            inputs = ["train", "near", "holdout"]
+            [stages.copy_score]
+            uses = "builtin:privacy"
+            inputs = ["train", "train", "holdout"]
+            [stages.no_holdout]
+            uses = "builtin:privacy"
+            inputs = ["train", "unseen"]
+            "#,
+            lit(&paths[0]),
+            lit(&paths[1]),
+            lit(&paths[2]),
+            lit(&paths[3]),
+        ),
+    );
+    let out = run(&p).unwrap();
+    let metrics = |id: &str| match &out.stage(id).unwrap().output {
+        Output::Metrics(m) => m.as_ref().clone(),
+        _ => panic!("metrics"),
+    };
+    let (unseen, near, copy, no_holdout) = (
+        metrics("unseen_score"),
+        metrics("near_score"),
+        metrics("copy_score"),
+        metrics("no_holdout"),
+    );
+    // Unseen real rows sit as near the training rows as any real rows do:
+    // the random baseline calls that a risk, the holdout does not.
+    assert!(metric(&unseen, "DCRBaselineProtection").value < 0.2, "{unseen:?}");
+    let h = metric(&unseen, "DCRHoldoutProtection");
+    assert!(h.value > 0.9, "{h:?}");
+    let score = metric(&unseen, "Privacy Score");
+    assert!(score.value >= 80.0, "{score:?}");
+    assert!(extra(score, "dcr_holdout") > 0.9);
+    assert!(score.extra.iter().all(|e| e.0 != "dcr_baseline"), "{score:?}");
+    // 30 % near-copies: an excess of about 0.3 at distance ≈ 0.
+    let h = metric(&near, "DCRHoldoutProtection");
+    assert!((0.25..0.55).contains(&h.value), "{h:?}");
+    assert!((extra(h, "excess_share_near_training") - 0.3).abs() < 0.05, "{h:?}");
+    let near_score = metric(&near, "Privacy Score");
+    assert!(near_score.value < 80.0, "{near_score:?}");
+    assert!(near_score.value < score.value - 15.0, "{near_score:?} vs {score:?}");
+    // The training rows themselves: nothing protected.
+    assert!(metric(&copy, "DCRHoldoutProtection").value < 0.05);
+    assert!(metric(&copy, "Privacy Score").value < 40.0);
+    // Without a holdout the random baseline is all there is, and it counts.
+    let score = metric(&no_holdout, "Privacy Score");
+    assert!(extra(score, "dcr_baseline") < 0.2, "{score:?}");
+    assert!(metric(&no_holdout, "DCRHoldoutProtection").value.is_nan());
+}

@@ -160,7 +160,12 @@ fn quickstart_writes_a_report_a_reviewer_can_read() {
         text.contains(&format!("{privacy:.1} / 100")),
         "privacy {privacy} missing"
     );
+    let c2st = scores("fidelity", "C2ST");
+    assert!(text.contains(&format!("{c2st:.3}")), "C2ST {c2st} missing");
     for section in [
+        "Can the twin be told apart?",
+        "Detection (C2ST, 1 = indistinguishable)",
+        "DCRShare",
         "Executive summary",
         "Personal data found",
         "Column distributions: real vs synthetic",

@@ -172,13 +172,13 @@ def test_the_whole_journey_from_upload_to_a_bought_twin(server, browser):
     # which this build lacks.
     browser.find_element(By.LINK_TEXT, "Synthesize").click()
     picker = browser.find_element(By.CSS_SELECTOR, "form[data-method-picker]")
-    assert browser.find_element(By.ID, "method-copula").is_selected()
+    assert browser.find_element(By.ID, "method-cart").is_selected()
     assert "Not available" in picker.text and "--features torch" in picker.text
     assert not browser.find_element(By.ID, "method-privsyn").is_selected()
     browser.find_element(By.ID, "method-privsyn").click()
     assert browser.find_element(By.ID, "epsilon").is_displayed(), "ε shows for the DP method"
     assert "privacy budget left" in picker.text
-    browser.find_element(By.ID, "method-copula").click()
+    browser.find_element(By.ID, "method-cart").click()
     assert not browser.find_element(By.ID, "epsilon").is_displayed()
     audit(browser, "synthesize", phone=True)
     browser.find_element(By.ID, "seed").clear()

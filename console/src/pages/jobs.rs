@@ -125,11 +125,7 @@ fn synth_page(
     error: Option<(Option<String>, String)>,
 ) -> Response {
     let all = methods::methods(state);
-    let chosen = if f.method.is_empty() {
-        "copula"
-    } else {
-        f.method.as_str()
-    };
+    let chosen = if f.method.is_empty() { "cart" } else { f.method.as_str() };
     let rows = d.metadata.get("rows").and_then(Value::as_u64).unwrap_or(0);
     let err_for = |field: &str| -> Option<&str> {
         match &error {
@@ -196,7 +192,7 @@ fn synth_page(
                         span { (label) }
                     }
                 }
-                p class="hint" { "Differentially private and neural methods are checked against both." }
+                p class="hint" { "The other methods are checked against both." }
             }
             div data-for-method="privsyn" {
                 p class="note" {

@@ -34,6 +34,9 @@ fn explain(name: &str) -> &'static str {
         "DCROverfittingProtection" => {
             "Whether synthetic rows sit closer to the training rows than to real rows set aside (1: no sign of memorising)."
         }
+        "DCRHoldoutProtection" => {
+            "Whether synthetic rows lie nearer to the training rows than real people the generator never saw do (1: no nearer; 0: copies)."
+        }
         "NewRowSynthesis" => "The share of synthetic rows that are not a copy of a real row.",
         "DisclosureProtection" => {
             "How hard it is to infer a sensitive attribute of a real person from the twin (CAP attack; 1: no better than guessing)."

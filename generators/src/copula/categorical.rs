@@ -116,6 +116,14 @@ impl Categories {
         u32::try_from(k.min(self.len() - 1)).expect("fewer than 2^32 categories")
     }
 
+    /// Category `k` as text (`None` for the null category).
+    pub(crate) fn display(&self, k: usize) -> Option<String> {
+        if self.values.is_null(k) {
+            return None;
+        }
+        arrow::util::display::array_value_to_string(&self.values, k).ok()
+    }
+
     /// Build the output column from category codes.
     pub(crate) fn materialize(&self, codes: &[u32]) -> Result<ArrayRef> {
         let idx = UInt32Array::from(codes.to_vec());

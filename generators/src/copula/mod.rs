@@ -16,8 +16,8 @@
 //! Everything random flows from the caller's seed through ChaCha8 streams in a
 //! fixed order, so a seed always gives the same table.
 
-mod categorical;
-mod ids;
+pub(crate) mod categorical;
+pub(crate) mod ids;
 pub(crate) mod marginal;
 
 use std::sync::Arc;
@@ -50,12 +50,55 @@ const SAMPLE_STREAM: u64 = 0x7361_6d70_6c65_5f73;
 pub struct GaussianCopula;
 
 /// How a numeric column maps to and from `f64`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Repr {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Repr {
     /// Floats: keep the learned number of decimals.
     Float { decimals: Option<u32> },
     /// Integers, dates and timestamps: round to whole units.
     Whole,
+}
+
+impl Repr {
+    /// The representation of a numeric column of `data_type` with these values.
+    pub(crate) fn of(data_type: &DataType, present: &[f64]) -> Repr {
+        match data_type {
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => Repr::Float {
+                decimals: learn_decimals(present),
+            },
+            // A decimal keeps its scale's digits (rounding 99.99 to a whole
+            // number would write 100.00).
+            DataType::Decimal32(_, scale)
+            | DataType::Decimal64(_, scale)
+            | DataType::Decimal128(_, scale)
+            | DataType::Decimal256(_, scale) => Repr::Float {
+                decimals: Some(u32::try_from(*scale).unwrap_or(0)),
+            },
+            _ => Repr::Whole,
+        }
+    }
+
+    /// Round `x` as the column's values are written.
+    pub(crate) fn round(self, x: f64) -> f64 {
+        match self {
+            Repr::Whole => x.round(),
+            Repr::Float { decimals: Some(d) } => {
+                let p = 10f64.powi(i32::try_from(d).unwrap_or(10));
+                (x * p).round() / p
+            }
+            Repr::Float { decimals: None } => x,
+        }
+    }
+}
+
+/// Numbers back into a column of `data_type` (dates and timestamps through
+/// their integer units).
+pub(crate) fn from_f64(values: Float64Array, data_type: &DataType) -> Result<ArrayRef> {
+    let values: ArrayRef = Arc::new(values);
+    Ok(match data_type {
+        DataType::Date32 => cast(&cast(&values, &DataType::Int32)?, data_type)?,
+        DataType::Date64 | DataType::Timestamp(_, _) => cast(&cast(&values, &DataType::Int64)?, data_type)?,
+        _ => cast(&values, data_type)?,
+    })
 }
 
 #[derive(Debug)]
@@ -223,16 +266,7 @@ impl CopulaModel {
                 let present: Vec<f64> = values.iter().flatten().filter(|v| v.is_finite()).collect();
                 if !present.is_empty() {
                     let marginal = Marginal::fit(&present, atom_threshold, &candidates);
-                    let repr = if matches!(
-                        field.data_type(),
-                        DataType::Float16 | DataType::Float32 | DataType::Float64
-                    ) {
-                        Repr::Float {
-                            decimals: learn_decimals(&present),
-                        }
-                    } else {
-                        Repr::Whole
-                    };
+                    let repr = Repr::of(field.data_type(), &present);
                     let dim = scores.len();
                     let mut u = Vec::with_capacity(n);
                     let mut is_null = Vec::with_capacity(n);
@@ -330,23 +364,10 @@ impl CopulaModel {
                 {
                     return None;
                 }
-                let x = marginal.ppf(ui);
-                Some(match repr {
-                    Repr::Whole => x.round(),
-                    Repr::Float { decimals: Some(d) } => {
-                        let p = 10f64.powi(i32::try_from(d).unwrap_or(10));
-                        (x * p).round() / p
-                    }
-                    Repr::Float { decimals: None } => x,
-                })
+                Some(repr.round(marginal.ppf(ui)))
             })
             .collect();
-        let values: ArrayRef = Arc::new(values);
-        Ok(match data_type {
-            DataType::Date32 => cast(&cast(&values, &DataType::Int32)?, data_type)?,
-            DataType::Date64 | DataType::Timestamp(_, _) => cast(&cast(&values, &DataType::Int64)?, data_type)?,
-            _ => cast(&values, data_type)?,
-        })
+        from_f64(values, data_type)
     }
 }
 

@@ -6,9 +6,12 @@
 //!
 //! - `source` ([`source`]): reads a CSV, Parquet or NDJSON file.
 //! - `profile`, `split`, `protect`, `privacy`, `report-pdf`.
+//! - `fidelity` ([`fidelity`]): detection (C2ST), train-synthetic-test-real,
+//!   α-precision / β-recall and the DCR share against a holdout.
 //! - one `builtin:<generator>` per [`Generator`] compiled in ([`generator`]).
 //! - `sample` ([`sample`]): rows from a model a generator stage saved.
 
+pub mod fidelity;
 pub mod generator;
 pub mod privacy;
 pub mod profile;
@@ -133,6 +136,7 @@ pub fn all(generators: &[Arc<dyn Generator>]) -> Vec<Arc<dyn Builtin>> {
         Arc::new(protect::Protect),
         Arc::new(split::Split),
         Arc::new(privacy::Privacy),
+        Arc::new(fidelity::Fidelity),
         Arc::new(report_pdf::ReportPdf),
         Arc::new(sample::Sample),
     ];

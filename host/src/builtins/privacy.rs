@@ -11,8 +11,15 @@
 //! - **DCROverfittingProtection** (needs a holdout): `min(2·(1 − p), 1)`, p the
 //!   share of synthetic rows closer to training than to holdout rows. By
 //!   default the larger of the two is subsampled to the other's size, so that
-//!   p is ½ for a generator that does not memorise (SDMetrics compares
-//!   against all rows: `overfitting_equal_sizes = false`).
+//!   p is ½ for a generator that does not memorise, and both distances are
+//!   scaled by the training table's ranges (SDMetrics compares against all
+//!   rows, each scaled by its own ranges: `overfitting_equal_sizes = false`).
+//! - **DCRHoldoutProtection** (needs a holdout): `max(1 − 2·D⁺, 0)`, D⁺ the
+//!   largest excess, over any distance d, of the share of synthetic rows
+//!   within d of a training row over the share of holdout rows within d of
+//!   one (one-sided Kolmogorov–Smirnov on the two distance samples). 1 when
+//!   the twin's rows are no nearer to the training people than unseen real
+//!   people are; 0.4 when 30 % of them are near-copies; 0 for a copy.
 //! - **NewRowSynthesis**: share of synthetic rows matching no real row (numbers
 //!   within 1 % of the synthetic value, categories equal, null matching null).
 //! - **DisclosureProtection** (with `known_columns` and `sensitive_columns`):
@@ -29,7 +36,8 @@
 //!
 //! # Privacy score
 //! `Privacy Score` (0–100, higher is safer) is 100 × the weighted mean of the
-//! available protections — DCRBaseline 0.25, DCROverfitting 0.20,
+//! available protections — DCRHoldout 0.25 (DCRBaseline in its place when
+//! there is no holdout: it scores fidelity too), DCROverfitting 0.20,
 //! NewRowSynthesis 0.20, DisclosureProtection 0.15, 1 − ExactCopyRate 0.10,
 //! 1 − max PIICopyRate 0.10 — with three caps: any real personal value
 //! copied caps it at 39, any rare real value released (RareValueCopyRate > 0,
@@ -104,20 +112,20 @@ pub fn schema() -> Vec<ConfigField> {
 
 /// One column, encoded for comparison across tables.
 #[derive(Debug, Clone)]
-enum Col {
+pub(super) enum Col {
     /// Numbers (dates as days, timestamps in their unit); NaN for null.
     Num(Vec<f64>),
     /// Category codes shared by every table; `NULL` for null.
     Cat(Vec<u32>),
 }
 
-const NULL: u32 = u32::MAX;
+pub(super) const NULL: u32 = u32::MAX;
 
 /// The statistical columns of several tables, encoded alike.
-struct Encoded {
-    names: Vec<String>,
+pub(super) struct Encoded {
+    pub(super) names: Vec<String>,
     /// `tables[t][c]`.
-    tables: Vec<Vec<Col>>,
+    pub(super) tables: Vec<Vec<Col>>,
 }
 
 fn numbers(array: &ArrayRef) -> Result<Vec<f64>> {
@@ -136,7 +144,7 @@ fn numbers(array: &ArrayRef) -> Result<Vec<f64>> {
 
 /// Encode the columns the real table marks numerical, datetime, categorical or
 /// boolean, for every table.
-fn encode(real: &Table, batches: &[RecordBatch]) -> Result<Encoded> {
+pub(super) fn encode(real: &Table, batches: &[RecordBatch]) -> Result<Encoded> {
     let mut names = Vec::new();
     let mut tables: Vec<Vec<Col>> = vec![Vec::new(); batches.len()];
     for (field, semantic) in real.schema.fields().iter().zip(real.semantics.iter()) {
@@ -167,18 +175,37 @@ fn encode(real: &Table, batches: &[RecordBatch]) -> Result<Encoded> {
         } else {
             let converter = RowConverter::new(vec![SortField::new(field.data_type().clone())])?;
             let mut dict: HashMap<Vec<u8>, u32> = HashMap::new();
-            for (t, c) in columns.iter().enumerate() {
+            let mut coded: Vec<Vec<u32>> = Vec::with_capacity(columns.len());
+            for c in &columns {
                 let rows = converter.convert_columns(std::slice::from_ref(c))?;
-                let codes = (0..c.len())
-                    .map(|r| {
-                        if c.is_null(r) {
-                            return NULL;
-                        }
-                        let next = u32::try_from(dict.len()).unwrap_or(NULL - 1);
-                        *dict.entry(rows.row(r).data().to_vec()).or_insert(next)
-                    })
-                    .collect();
-                tables[t].push(Col::Cat(codes));
+                coded.push(
+                    (0..c.len())
+                        .map(|r| {
+                            if c.is_null(r) {
+                                return NULL;
+                            }
+                            let next = u32::try_from(dict.len()).unwrap_or(NULL - 1);
+                            *dict.entry(rows.row(r).data().to_vec()).or_insert(next)
+                        })
+                        .collect(),
+                );
+            }
+            // Codes in the values' sort order (row bytes sort as the values
+            // do), so a classifier that splits codes as numbers sees the
+            // order a reference tool sees (scikit-learn on sorted labels).
+            let mut keys: Vec<(&Vec<u8>, u32)> = dict.iter().map(|(k, v)| (k, *v)).collect();
+            keys.sort_unstable();
+            let mut rank = vec![0u32; keys.len()];
+            for (r, (_, code)) in keys.iter().enumerate() {
+                rank[*code as usize] = u32::try_from(r).unwrap_or(NULL - 1);
+            }
+            for (t, codes) in coded.into_iter().enumerate() {
+                tables[t].push(Col::Cat(
+                    codes
+                        .into_iter()
+                        .map(|c| if c == NULL { NULL } else { rank[c as usize] })
+                        .collect(),
+                ));
             }
         }
         names.push(field.name().clone());
@@ -238,7 +265,7 @@ fn random_baseline(real: &[Col], integral: &[bool], rows: usize, rng: &mut ChaCh
         .collect()
 }
 
-fn len(cols: &[Col]) -> usize {
+pub(super) fn len(cols: &[Col]) -> usize {
     match cols.first() {
         Some(Col::Num(v)) => v.len(),
         Some(Col::Cat(v)) => v.len(),
@@ -255,7 +282,16 @@ fn len(cols: &[Col]) -> usize {
 /// categorical values, and a group whose categorical mismatches alone reach
 /// the best distance found so far is skipped whole. Rows sharing a data row's
 /// categories are scanned first, so the bound is tight early.
-fn dcr(data: &[Col], reference: &[Col]) -> Vec<f64> {
+pub(super) fn dcr(data: &[Col], reference: &[Col]) -> Vec<f64> {
+    dcr_on_scale(data, reference, reference)
+}
+
+/// [`dcr`] with numbers scaled by the ranges of `scale_of` rather than of the
+/// reference: distances to two references (training and holdout rows) are
+/// then measured in one unit. Each reference's own range would make the one
+/// with the narrower range of a long-tailed column (a 6,500-row sample of
+/// Adult's `fnlwgt` or `capital_gain`) look farther.
+pub(super) fn dcr_on_scale(data: &[Col], reference: &[Col], scale_of: &[Col]) -> Vec<f64> {
     let (n, m, d) = (len(data), len(reference), data.len());
     if d == 0 {
         return vec![f64::NAN; n];
@@ -281,7 +317,7 @@ fn dcr(data: &[Col], reference: &[Col]) -> Vec<f64> {
     let scale: Vec<(f64, f64, bool)> = nums
         .iter()
         .map(|&c| {
-            let Col::Num(v) = &reference[c] else {
+            let Col::Num(v) = &scale_of[c] else {
                 unreachable!("numeric")
             };
             let (lo, hi) = v
@@ -371,7 +407,7 @@ fn dcr(data: &[Col], reference: &[Col]) -> Vec<f64> {
 }
 
 /// `f(0..n)` on every core, in chunks, results in order.
-fn parallel_map(n: usize, f: impl Fn(usize) -> f64 + Sync) -> Vec<f64> {
+pub(super) fn parallel_map(n: usize, f: impl Fn(usize) -> f64 + Sync) -> Vec<f64> {
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
         .min(n.max(1));
@@ -528,7 +564,7 @@ fn disclosure(enc: &Encoded, known: &[usize], sensitive: &[usize], bins: usize) 
     (result, cap, baseline)
 }
 
-fn subsample(cols: &[Col], n: Option<usize>, rng: &mut ChaCha8Rng) -> Vec<Col> {
+pub(super) fn subsample(cols: &[Col], n: Option<usize>, rng: &mut ChaCha8Rng) -> Vec<Col> {
     let rows = len(cols);
     let Some(n) = n.filter(|n| *n < rows) else {
         return cols.to_vec();
@@ -545,6 +581,52 @@ fn subsample(cols: &[Col], n: Option<usize>, rng: &mut ChaCha8Rng) -> Vec<Col> {
             Col::Cat(v) => Col::Cat(idx.iter().map(|&i| v[i]).collect()),
         })
         .collect()
+}
+
+/// How much more of the synthetic rows than of the holdout rows lie within
+/// some distance of a training row, at the distance where the excess is
+/// largest: the one-sided Kolmogorov–Smirnov statistic D⁺ of the two
+/// distance-to-closest-record samples, and that distance. About 0 for a
+/// generator whose rows are no nearer to the training rows than unseen real
+/// rows are; the share of memorised rows for one that copies or perturbs
+/// some. Ties (whole groups of rows at distance 0 in all-categorical tables)
+/// are compared as groups, so they cancel out between the two samples.
+fn excess_near_share(synthetic: &[f64], holdout: &[f64]) -> (f64, f64) {
+    if synthetic.is_empty() || holdout.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut s: Vec<f64> = synthetic.iter().copied().filter(|x| !x.is_nan()).collect();
+    let mut h: Vec<f64> = holdout.iter().copied().filter(|x| !x.is_nan()).collect();
+    if s.is_empty() || h.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    s.sort_by(f64::total_cmp);
+    h.sort_by(f64::total_cmp);
+    #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+    let (ns, nh) = (s.len() as f64, h.len() as f64);
+    let (mut i, mut j, mut best, mut at) = (0, 0, 0.0, 0.0);
+    // Walk the distinct distances in order; after every value at d is
+    // consumed from both samples, compare the two empirical CDFs at d.
+    while i < s.len() || j < h.len() {
+        let d = match (s.get(i), h.get(j)) {
+            (Some(a), Some(b)) => a.min(*b),
+            (Some(a), None) => *a,
+            (None, Some(b)) => *b,
+            (None, None) => break,
+        };
+        while i < s.len() && s[i] <= d {
+            i += 1;
+        }
+        while j < h.len() && h[j] <= d {
+            j += 1;
+        }
+        #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+        let excess = i as f64 / ns - j as f64 / nh;
+        if excess > best {
+            (best, at) = (excess, d);
+        }
+    }
+    (best, at)
 }
 
 /// The privacy level of a score.
@@ -611,7 +693,8 @@ pub fn privacy(
         subsample(syn_cols, sample, &mut rng),
         subsample(&random, sample, &mut rng),
     );
-    let dcr_syn = median(&dcr(&s_s, &r_s));
+    let syn_to_train = dcr(&s_s, &r_s);
+    let dcr_syn = median(&syn_to_train);
     let dcr_random = median(&dcr(&x_s, &r_s));
     let baseline = if dcr_random == 0.0 || dcr_random.is_nan() {
         f64::NAN
@@ -634,8 +717,12 @@ pub fn privacy(
         get(settings, "overfitting_equal_sizes"),
         Some(ConfigValue::Boolean(false))
     );
+    let mut holdout_protection = None;
     let overfitting = if let Some(holdout) = enc.tables.get(2) {
         let h_s = subsample(holdout, sample, &mut rng);
+        // Against every training row: a near-copy is near only to its own
+        // source row, which an equal-size subsample would mostly leave out.
+        let holdout_to_train = dcr(&h_s, &r_s);
         // A nearest neighbour among more rows is nearer by chance: compare
         // against as many training rows as there are holdout rows.
         let r_s = if equal_sizes {
@@ -648,8 +735,17 @@ pub fn privacy(
         } else {
             h_s
         };
-        let to_train = dcr(&s_s, &r_s);
-        let to_holdout = dcr(&s_s, &h_s);
+        // In doppel's mode both distances are in one unit, the training
+        // rows' ranges (as in builtin:fidelity's DCR share): each reference's
+        // own range, SDMetrics' rule and kept for `overfitting_equal_sizes =
+        // false`, makes the one with the narrower range of a long-tailed
+        // column look farther — 56 % of a copula twin of Adult, which cannot
+        // memorise, came out closer to training.
+        let (to_train, to_holdout) = if equal_sizes {
+            (dcr_on_scale(&s_s, &r_s, real_cols), dcr_on_scale(&s_s, &h_s, real_cols))
+        } else {
+            (dcr(&s_s, &r_s), dcr(&s_s, &h_s))
+        };
         let closer = to_train.iter().zip(&to_holdout).filter(|(a, b)| a < b).count();
         #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
         let p = closer as f64 / to_train.len().max(1) as f64;
@@ -661,10 +757,35 @@ pub fn privacy(
             note: None,
             extra: vec![("closer_to_training".into(), p), ("closer_to_holdout".into(), 1.0 - p)],
         });
+        // DCRHoldoutProtection: the synthetic rows' distances to the training
+        // rows against those of real people the generator never saw, both to
+        // the same training rows.
+        let (excess, at) = excess_near_share(&syn_to_train, &holdout_to_train);
+        let protection = (1.0 - 2.0 * excess).max(0.0);
+        out.push(MetricValue {
+            name: "DCRHoldoutProtection".into(),
+            columns: vec![],
+            value: protection,
+            note: None,
+            extra: vec![
+                ("excess_share_near_training".into(), excess),
+                ("at_distance".into(), at),
+                ("median_dcr_synthetic".into(), dcr_syn),
+                ("median_dcr_holdout".into(), median(&holdout_to_train)),
+            ],
+        });
+        holdout_protection = Some(protection);
         Some(score)
     } else {
         out.push(MetricValue {
             name: "DCROverfittingProtection".into(),
+            columns: vec![],
+            value: f64::NAN,
+            note: Some("needs a holdout table (a third input split off before training)".into()),
+            extra: vec![],
+        });
+        out.push(MetricValue {
+            name: "DCRHoldoutProtection".into(),
             columns: vec![],
             value: f64::NAN,
             note: Some("needs a holdout table (a third input split off before training)".into()),
@@ -788,7 +909,16 @@ pub fn privacy(
 
     // The score.
     let mut parts: Vec<(&str, f64, f64)> = Vec::new();
-    if !baseline.is_nan() {
+    // With a holdout, distance is judged against real people the generator
+    // never saw. The random baseline scores a faithful twin low for being
+    // faithful: 60/20/20 splits of Adult gave unseen real rows — which tell
+    // nothing about the training people — a DCRBaselineProtection of 0.03,
+    // the same as a twin's; their DCRHoldoutProtection is about 1, and that
+    // of a twin holding near-copies of 30 % of the training rows about 0.4
+    // (tests/privacy.rs).
+    if let Some(h) = holdout_protection {
+        parts.push(("dcr_holdout", h, 0.25));
+    } else if !baseline.is_nan() {
         parts.push(("dcr_baseline", baseline, 0.25));
     }
     if let Some(o) = overfitting {
@@ -1008,6 +1138,29 @@ mod tests {
     }
     fn cat(v: &[u32]) -> Col {
         Col::Cat(v.to_vec())
+    }
+
+    #[test]
+    fn excess_near_share_is_one_sided_ks_with_ties() {
+        let h: Vec<f64> = (0..100).map(|i| f64::from(i) / 100.0).collect();
+        // The same distances: no excess.
+        assert_eq!(excess_near_share(&h, &h).0, 0.0);
+        // Farther than the holdout: still none (one-sided).
+        let far: Vec<f64> = h.iter().map(|d| d + 0.5).collect();
+        assert_eq!(excess_near_share(&far, &h).0, 0.0);
+        // 30 % at distance 0, the rest spread like the holdout: 0.29 from
+        // d = 0 (the holdout has one row of 100 there) on the first steps.
+        let mut mixed = vec![0.0; 30];
+        mixed.extend((1..=70).map(|i| f64::from(i) / 70.0 * 0.99));
+        let (excess, at) = excess_near_share(&mixed, &h);
+        assert!((excess - 0.3).abs() < 0.02, "{excess}");
+        assert!(at < 0.05, "{at}");
+        // Ties on both sides cancel: half of both samples at 0.
+        let tied: Vec<f64> = [0.0; 50].iter().copied().chain(h[50..].iter().copied()).collect();
+        assert_eq!(excess_near_share(&tied, &tied).0, 0.0);
+        // Nothing to compare.
+        assert!(excess_near_share(&[], &h).0.is_nan());
+        assert!(excess_near_share(&[f64::NAN], &h).0.is_nan());
     }
 
     #[test]

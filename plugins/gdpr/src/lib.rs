@@ -152,6 +152,9 @@ impl Gdpr {
         if let Some(o) = get("DCROverfittingProtection") {
             evidence.push(format!("DCR overfitting protection {o:.3}"));
         }
+        if let Some(h) = get("DCRHoldoutProtection") {
+            evidence.push(format!("DCR holdout protection {h:.3}"));
+        }
         evidence.push(format!("exact copies {:.2}%", exact * 100.0));
         if !copies.is_empty() {
             evidence.push(format!(

@@ -128,6 +128,10 @@ pub fn render(
         .iter()
         .find(|(_, m)| find_metric(m, "Privacy Score").is_some())
         .copied();
+    let fidelity = metric_sets
+        .iter()
+        .find(|(_, m)| find_metric(m, "C2ST").is_some())
+        .copied();
     let verdicts: Vec<(&str, &[Verdict])> = inputs
         .iter()
         .filter_map(|(n, o)| match o {
@@ -211,6 +215,25 @@ pub fn render(
         && let Some(q) = find_metric(m, "Quality Score")
     {
         cards.push(("Quality score".into(), format!("{:.1}%", q.value * 100.0), REAL));
+    }
+    if let Some((_, m)) = fidelity
+        && let Some(d) = find_metric(m, "C2ST")
+    {
+        cards.push((
+            "Detection (C2ST, 1 = indistinguishable)".into(),
+            format!("{:.3}", d.value),
+            REAL,
+        ));
+    }
+    if let Some((_, m)) = fidelity
+        && let Some(t) = find_metric(m, "TSTR AUC")
+    {
+        let real = t.extra.iter().find(|(k, _)| k == "trtr_auc").map_or(f64::NAN, |e| e.1);
+        cards.push((
+            "Model trained on twin (AUC; on real rows)".into(),
+            format!("{:.3} ({real:.3})", t.value),
+            REAL,
+        ));
     }
     if let Some((_, m)) = privacy
         && let Some(p) = find_metric(m, "Privacy Score")
@@ -435,6 +458,55 @@ pub fn render(
         }
     }
 
+    // Fidelity beyond shapes and trends.
+    if let Some((fid, m)) = fidelity {
+        w.subheading(&format!("Can the twin be told apart? (stage `{fid}`)"));
+        w.paragraph(
+            "Shapes and trends alone can be fooled: independently shuffled columns keep every shape. \
+             These tests train classifiers and measure distances on the rows themselves.",
+            9.0,
+            MUTED,
+            0.0,
+        );
+        let explain = |name: &str| match name {
+            "C2ST" => {
+                "Detection: 1 - 2|AUC - 0.5| of a boosted classifier telling real from synthetic rows; 1 = indistinguishable, 0 = always told apart."
+            }
+            "TSTR AUC" => {
+                "Train on the twin, test on unseen real rows (ROC AUC); compare with the same model trained on real rows."
+            }
+            "AlphaPrecision" => "Share of the twin that lies where real rows are, at the right density (1 = all).",
+            "BetaRecall" => "How much of the real table the twin covers; a fresh sample of real rows scores about 0.5.",
+            "DCRShare" => {
+                "Share of synthetic rows closer to a training row than to an unseen real row; 0.5 = no memorising."
+            }
+            _ => "",
+        };
+        let rows: Vec<Vec<String>> = m
+            .iter()
+            .map(|v| {
+                let reference = v
+                    .extra
+                    .iter()
+                    .find(|(k, _)| k == "trtr_auc")
+                    .map(|(_, x)| format!(" Trained on real rows: {x:.3}."))
+                    .unwrap_or_default();
+                let note = if v.columns.is_empty() {
+                    v.note.clone().unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                vec![
+                    v.name.clone(),
+                    v.columns.join(", "),
+                    fmt(v.value, 3),
+                    format!("{}{reference} {note}", explain(&v.name)),
+                ]
+            })
+            .collect();
+        w.table(&["Metric", "Target", "Value", "Meaning"], &[2.0, 1.6, 1.0, 5.8], &rows);
+    }
+
     // Privacy.
     w.heading("Privacy");
     let spends = tables.iter().filter_map(|(id, _, p)| match p {
@@ -489,6 +561,9 @@ pub fn render(
                 }
                 "DCROverfittingProtection" => {
                     "1 when synthetic rows are no closer to training rows than to unseen holdout rows."
+                }
+                "DCRHoldoutProtection" => {
+                    "1 when synthetic rows are no nearer to the training rows than real people the generator never saw are; 0.4 when 30% of them are near-copies."
                 }
                 "NewRowSynthesis" => "Share of synthetic rows that match no real row.",
                 "DisclosureProtection" => {
