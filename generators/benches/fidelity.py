@@ -105,7 +105,8 @@ def _auc(model, x, y, classes):
 def tstr(train, holdout, synthetic, kind, target, seed=0):
     feats = {c: k for c, k in kind.items() if c != target}
     xt, xh, xs = _codes([train, holdout, synthetic], feats)
-    yt, yh, ys = (f[target].astype("string").to_numpy() for f in (train, holdout, synthetic))
+    # A missing target (MST's nullable output) is a class of its own.
+    yt, yh, ys = (f[target].astype("string").fillna("\x00null").to_numpy(dtype=object) for f in (train, holdout, synthetic))
     classes = sorted(pd.Series(yt).dropna().unique())
     real = _auc(_classifier(seed).fit(xt.to_numpy(), yt), xh.to_numpy(), yh, classes)
     syn = _auc(_classifier(seed).fit(xs.to_numpy(), ys), xh.to_numpy(), yh, classes)
