@@ -40,7 +40,7 @@ use forust_ml::{GradientBooster, Matrix};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::privacy::{Col, NULL, dcr_on_scale, encode, len, parallel_map, subsample};
+use super::privacy::{Col, NULL, dcr_on_scale, encode_tables, len, parallel_map, subsample};
 use crate::config::{ConfigField, ConfigValue, Settings, ValueType, field, get};
 use crate::plugin::bindings::types::MetricValue;
 use crate::table::Table;
@@ -451,17 +451,7 @@ pub fn fidelity(stage: &str, tables: &[Arc<Table>], settings: &Settings) -> Resu
         stage: stage.to_owned(),
         message,
     };
-    let real = &tables[0];
-    let batches = tables.iter().map(|t| t.concat()).collect::<Result<Vec<_>>>()?;
-    let enc = encode(real, &batches).map_err(|e| match e {
-        Error::Stage { message, .. } => fail(message),
-        other => other,
-    })?;
-    if enc.names.is_empty() {
-        return Err(fail(
-            "the real table has no numerical, datetime, categorical or boolean column to compare".to_owned(),
-        ));
-    }
+    let (_, enc) = encode_tables(stage, tables)?;
     let int = |k: &str, d: i64| match get(settings, k) {
         Some(ConfigValue::Integer(i)) => usize::try_from(*i).unwrap_or(0),
         _ => usize::try_from(d).unwrap_or(0),

@@ -144,7 +144,7 @@ fn numbers(array: &ArrayRef) -> Result<Vec<f64>> {
 
 /// Encode the columns the real table marks numerical, datetime, categorical or
 /// boolean, for every table.
-pub(super) fn encode(real: &Table, batches: &[RecordBatch]) -> Result<Encoded> {
+fn encode(real: &Table, batches: &[RecordBatch]) -> Result<Encoded> {
     let mut names = Vec::new();
     let mut tables: Vec<Vec<Col>> = vec![Vec::new(); batches.len()];
     for (field, semantic) in real.schema.fields().iter().zip(real.semantics.iter()) {
@@ -639,6 +639,27 @@ pub fn level(score: f64) -> &'static str {
     }
 }
 
+/// Every table as one batch and encoded against the first (the real one),
+/// for a stage comparing tables row by row; an error names the stage, and a
+/// real table with nothing comparable is one.
+pub(super) fn encode_tables(stage: &str, tables: &[Arc<Table>]) -> Result<(Vec<RecordBatch>, Encoded)> {
+    let fail = |message: String| Error::Stage {
+        stage: stage.to_owned(),
+        message,
+    };
+    let batches = tables.iter().map(|t| t.concat()).collect::<Result<Vec<_>>>()?;
+    let enc = encode(&tables[0], &batches).map_err(|e| match e {
+        Error::Stage { message, .. } => fail(message),
+        other => other,
+    })?;
+    if enc.names.is_empty() {
+        return Err(fail(
+            "the real table has no numerical, datetime, categorical or boolean column to compare".to_owned(),
+        ));
+    }
+    Ok((batches, enc))
+}
+
 /// Compute every metric. `tables` is `[real, synthetic]` or `[real, synthetic, holdout]`.
 pub fn privacy(
     stage: &str,
@@ -651,16 +672,7 @@ pub fn privacy(
         message,
     };
     let real = &tables[0];
-    let batches = tables.iter().map(|t| t.concat()).collect::<Result<Vec<_>>>()?;
-    let enc = encode(real, &batches).map_err(|e| match e {
-        Error::Stage { message, .. } => fail(message),
-        other => other,
-    })?;
-    if enc.names.is_empty() {
-        return Err(fail(
-            "the real table has no numerical, datetime, categorical or boolean column to compare".to_owned(),
-        ));
-    }
+    let (batches, enc) = encode_tables(stage, tables)?;
     let int = |k: &str, d: i64| match get(settings, k) {
         Some(ConfigValue::Integer(i)) => *i,
         _ => d,
