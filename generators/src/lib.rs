@@ -136,6 +136,11 @@ pub trait Generator: Send + Sync + std::fmt::Debug {
     fn saves_models(&self) -> bool {
         false
     }
+    /// Whether a fit with these parameters can be saved; a stage that sets
+    /// `save_model` asks before fitting, so a refusal costs no fit.
+    fn check_save(&self, _params: &Params) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// How one column was modelled, for reports.

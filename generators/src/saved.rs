@@ -8,9 +8,12 @@
 //! - the training schema and each encoded column's list of values are Arrow
 //!   IPC streams stored as `U8` tensors (`arrow.schema`, `arrow.values.3`):
 //!   Arrow keeps every type (dates, decimals, dictionaries) exactly;
+//! - integer arrays (a CART model's tree nodes and leaf distributions) are
+//!   Arrow IPC streams too (`cart.tree.3.nodes`);
 //! - the `__metadata__` map holds `doppel.format` ([`FORMAT`]),
-//!   `doppel.generator` (`ctgan`, `tvae`) and `doppel.state`, a JSON document
-//!   with the sizes, mixtures and encoding plan the weights go with.
+//!   `doppel.generator` (`cart`, `ctgan`, `tvae`) and `doppel.state`, a JSON
+//!   document with the sizes, mixtures, quantiles and encoding plan the
+//!   tensors go with.
 //!
 //! [`load_model`] reads one back into a [`Model`] that samples exactly as the
 //! fitted one did (same seed, same rows). A saved model holds no training
@@ -43,19 +46,11 @@ fn invalid(message: impl Into<String>) -> Error {
 }
 
 /// Collects a model's tensors and state, then writes the file.
-#[cfg_attr(
-    not(feature = "torch"),
-    allow(dead_code, reason = "only neural models are saved so far")
-)]
 pub(crate) struct ModelWriter {
     generator: String,
     tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
 }
 
-#[cfg_attr(
-    not(feature = "torch"),
-    allow(dead_code, reason = "only neural models are saved so far")
-)]
 impl ModelWriter {
     /// A file for a `generator` model.
     pub(crate) fn new(generator: &str) -> ModelWriter {
@@ -66,6 +61,7 @@ impl ModelWriter {
     }
 
     /// An `F32` tensor (row-major `data` of `shape`).
+    #[cfg_attr(not(feature = "torch"), allow(dead_code, reason = "network weights"))]
     pub(crate) fn f32(&mut self, name: impl Into<String>, shape: Vec<usize>, data: &[f32]) {
         let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.tensors.push((name.into(), Dtype::F32, shape, bytes));
@@ -129,10 +125,6 @@ pub(crate) struct ModelReader<'a> {
     state: String,
 }
 
-#[cfg_attr(
-    not(feature = "torch"),
-    allow(dead_code, reason = "only neural models are saved so far")
-)]
 impl<'a> ModelReader<'a> {
     /// Check the container and its format tag.
     pub(crate) fn open(bytes: &'a [u8]) -> Result<ModelReader<'a>> {
@@ -182,6 +174,7 @@ impl<'a> ModelReader<'a> {
     }
 
     /// An `F32` tensor: its shape and row-major values.
+    #[cfg_attr(not(feature = "torch"), allow(dead_code, reason = "network weights"))]
     pub(crate) fn f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
         let v = self.view(name, Dtype::F32)?;
         let values = v
@@ -195,11 +188,18 @@ impl<'a> ModelReader<'a> {
     /// An Arrow array written by [`ModelWriter::array`].
     pub(crate) fn array(&self, name: &str) -> Result<ArrayRef> {
         let v = self.view(name, Dtype::U8)?;
-        let reader = StreamReader::try_new(Cursor::new(v.data()), None)?;
-        let mut arrays = Vec::new();
-        for batch in reader {
-            arrays.push(Arc::clone(batch?.column(0)));
-        }
+        let mut arrays = guarded(name, || {
+            let reader = StreamReader::try_new(Cursor::new(v.data()), None)?;
+            let mut arrays = Vec::new();
+            for batch in reader {
+                let batch = batch?;
+                if batch.num_columns() != 1 {
+                    return Err(invalid(format!("tensor `{name}` is not one array")));
+                }
+                arrays.push(Arc::clone(batch.column(0)));
+            }
+            Ok(arrays)
+        })?;
         match arrays.len() {
             1 => Ok(arrays.remove(0)),
             n => Err(invalid(format!("tensor `{name}` holds {n} batches, expected 1"))),
@@ -209,8 +209,19 @@ impl<'a> ModelReader<'a> {
     /// An Arrow schema written by [`ModelWriter::schema`].
     pub(crate) fn schema(&self, name: &str) -> Result<SchemaRef> {
         let v = self.view(name, Dtype::U8)?;
-        Ok(StreamReader::try_new(Cursor::new(v.data()), None)?.schema())
+        guarded(
+            name,
+            || Ok(StreamReader::try_new(Cursor::new(v.data()), None)?.schema()),
+        )
     }
+}
+
+/// Decode Arrow IPC from a file we did not just write. Arrow's reader
+/// trusts parts of its input (a damaged type tag panics instead of
+/// erroring), and one damaged model file must not take a server down.
+fn guarded<T>(name: &str, decode: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode))
+        .unwrap_or_else(|_| Err(invalid(format!("tensor `{name}` is damaged"))))
 }
 
 /// The generator a saved model file came from, after checking its format
@@ -224,6 +235,7 @@ pub fn saved_generator(bytes: &[u8]) -> Result<String> {
 pub fn load_model(bytes: &[u8]) -> Result<Box<dyn Model>> {
     let reader = ModelReader::open(bytes)?;
     match reader.generator.as_str() {
+        "cart" => crate::cart::load(&reader),
         #[cfg(feature = "torch")]
         "ctgan" => crate::neural::load_ctgan(&reader),
         #[cfg(feature = "torch")]

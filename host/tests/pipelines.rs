@@ -45,12 +45,50 @@ fn every_shipped_pipeline_validates_and_runs() {
             })
         });
         if spec.input_stages().iter().any(|(_, key)| *key == "model") {
-            // Sampling a saved model needs a model a torch build saved
-            // (tests/e2e/neural.rs runs it); here: it plans, and a missing
-            // file is an error that names it.
-            let plan = plan(&spec, &catalog).unwrap_or_else(|d| panic!("{d}"));
-            let err = run(&plan).expect_err("no saved model here").to_string();
+            // A missing model file is an error that names it.
+            let plan_missing = plan(&spec, &catalog).unwrap_or_else(|d| panic!("{d}"));
+            let err = run(&plan_missing).expect_err("no saved model here").to_string();
             assert!(err.contains("model-synth.safetensors"), "{err}");
+            // Fit once (the quickstart's CART twin, saved), sample many.
+            let mut fit = PipelineSpec::load(&repo().join("pipelines/quickstart.toml")).unwrap();
+            for set in [
+                format!("source.path={}", data("adult.csv").display()),
+                "synth.save_model=true".to_owned(),
+                "synth.allow_copies=true".to_owned(),
+            ] {
+                fit.set(&set).unwrap();
+            }
+            let fit_plan = plan(&fit, &catalog).unwrap_or_else(|d| panic!("{d}"));
+            let fitted = run(&fit_plan).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            doppel_host::report::write_all(&fit_plan, &fitted, dir.path(), Default::default()).unwrap();
+            let model = dir.path().join("model-synth.safetensors");
+            assert!(model.is_file());
+            spec.set(&format!("synth.model={}", model.display())).unwrap();
+            let plan = plan(&spec, &catalog).unwrap_or_else(|d| panic!("{d}"));
+            let out = run(&plan).unwrap();
+            let twin = out.stages[plan.outputs[0].1].output.table().unwrap();
+            // As many rows as the model learned from (the quickstart's 80 % split).
+            assert_eq!(twin.rows(), 26_049);
+            let real = fitted
+                .stages
+                .iter()
+                .find(|s| s.id == "synth")
+                .unwrap()
+                .output
+                .table()
+                .unwrap();
+            assert_eq!(twin.schema, real.schema);
+            assert_eq!(
+                run(&plan).unwrap().stages[plan.outputs[0].1]
+                    .output
+                    .table()
+                    .unwrap()
+                    .concat()
+                    .unwrap(),
+                twin.concat().unwrap(),
+                "same seed, same rows"
+            );
             continue;
         }
         if needs_torch && catalog.builtin("ctgan").is_none() {

@@ -20,11 +20,17 @@
 //!   several real rows that share the path;
 //! - numbers in continuous columns are redrawn near their donor's rank in
 //!   the column (a uniform draw over the `min_leaf` ranks around it, read off
-//!   the sorted real values), unless the donor is an atom — a value many rows
+//!   the column's quantiles), unless the donor is an atom — a value many rows
 //!   share, like 0 or 40. A Gaussian kernel within the leaf (synthpop's
 //!   smoothing) was measured first: it let a boosted classifier spot the
 //!   twin (C2ST 0.89 against 0.98 on Adult), because it reshapes marginals;
 //!   the rank window keeps them;
+//! - once grown, a leaf keeps the *distribution* of its donors' values
+//!   (categories, atoms, rank bins `min_leaf / 4` wide, with counts), not
+//!   the donors: drawing from it is drawing a donor, and the model holds no
+//!   row. That is also what a saved model is ([`Model::save`]: safetensors,
+//!   fit once, sample many; it needs `allow_copies = true`, because refusing
+//!   copies needs the training rows);
 //! - a synthetic row equal to a training row is drawn again (`allow_copies`
 //!   turns this off);
 //! - like every non-DP generator, it learns from the release rule's guarded
@@ -42,8 +48,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use arrow::array::{Array, ArrayRef, Float64Array, new_null_array};
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, UInt32Array, UInt64Array, new_null_array};
+use arrow::datatypes::{SchemaRef, UInt32Type, UInt64Type};
 use arrow::record_batch::RecordBatch;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -52,6 +58,7 @@ use crate::copula::categorical::Categories;
 use crate::copula::ids::IdModel;
 use crate::copula::{Repr, as_f64, from_f64};
 use crate::params::{ParamSpec, ParamType, ParamValue, Params};
+use crate::saved::{ModelReader, ModelWriter};
 use crate::semantic::SemanticType;
 use crate::{ColumnModel, Error, Generator, Model, Progress, Result, TrainingData};
 
@@ -74,15 +81,15 @@ const COPY_TRIES: usize = 100;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Cart;
 
-/// A column the trees model.
+/// A column the trees model. Its values are *symbols* in the trees' leaves:
+/// a category's code, or for numbers an exact value's index in `values` or,
+/// past those, a rank bin.
 #[derive(Debug)]
 struct Var {
     column: usize,
     kind: VarKind,
     /// How it splits as a predictor.
     binning: Binning,
-    /// Each training row's value: a category code or a number (NaN = null).
-    data: Vec<f64>,
 }
 
 #[derive(Debug)]
@@ -90,18 +97,135 @@ enum VarKind {
     Categorical(Categories),
     Numeric {
         repr: Repr,
-        /// The column's non-null values, sorted, when it is smoothed
-        /// (continuous, not discrete); empty otherwise.
-        sorted: Vec<f64>,
-        /// Values shared by at least `atom_share` of the rows: never smoothed.
-        atoms: Vec<f64>,
+        /// Values released exactly (NaN = null): every distinct value of a
+        /// discrete or unsmoothed column; the atoms (values shared by at
+        /// least `atom_share` of the rows) and null of a smoothed one.
+        values: Vec<f64>,
+        /// How a smoothed column's other values are redrawn.
+        ranks: Option<Ranks>,
     },
+}
+
+/// A smoothed column's quantiles: the sorted real values at every `step`-th
+/// rank (and the last), from which a number is redrawn within `window` ranks
+/// of its donor's rank bin.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Ranks {
+    knots: Vec<f64>,
+    step: usize,
+    /// Non-null real values the ranks count.
+    count: usize,
+    window: usize,
+}
+
+impl Ranks {
+    fn new(sorted: &[f64], step: usize, window: usize) -> Ranks {
+        let count = sorted.len();
+        let mut knots = Vec::with_capacity(count / step + 2);
+        let mut k = 0;
+        loop {
+            let rank = (k * step).min(count - 1);
+            knots.push(sorted[rank]);
+            if rank == count - 1 {
+                break;
+            }
+            k += 1;
+        }
+        Ranks {
+            knots,
+            step,
+            count,
+            window,
+        }
+    }
+
+    /// Rank bins: symbols past the exact values.
+    fn bins(&self) -> usize {
+        self.count.div_ceil(self.step)
+    }
+
+    /// The value at fractional rank `u` (linear between knots).
+    fn value_at(&self, u: f64) -> f64 {
+        if self.knots.len() == 1 {
+            return self.knots[0];
+        }
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "u is a rank within the column"
+        )]
+        let k = ((u / self.step as f64) as usize).min(self.knots.len() - 2);
+        #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+        let (lo, hi) = ((k * self.step) as f64, ((k + 1) * self.step).min(self.count - 1) as f64);
+        let t = if hi > lo {
+            ((u - lo) / (hi - lo)).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.knots[k] + t * (self.knots[k + 1] - self.knots[k])
+    }
+
+    /// A number near rank bin `bin`: a rank drawn in the bin, then a uniform
+    /// draw over the ranks within `window` of it. The column's shape is kept
+    /// (dense regions move a value little, sparse ones more), and the value
+    /// released is no longer one real row's: any of the `2·window` real
+    /// values around it could have given it.
+    fn draw(&self, bin: usize, rng: &mut ChaCha8Rng) -> f64 {
+        #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+        let (step, last, window) = (self.step as f64, (self.count - 1) as f64, self.window as f64);
+        #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+        let r = (bin as f64 * step + rng.random::<f64>() * step).min(last);
+        let (lo, hi) = ((r - window).max(0.0), (r + window).min(last));
+        self.value_at(lo + rng.random::<f64>() * (hi - lo))
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        let expected = if self.count == 0 || self.step == 0 {
+            0
+        } else {
+            (self.count - 1).div_ceil(self.step) + 1
+        };
+        let sorted = self.knots.windows(2).all(|w| w[0] <= w[1]);
+        if expected == 0 || self.knots.len() != expected || !sorted || self.knots.iter().any(|k| !k.is_finite()) {
+            return Err("damaged quantiles".to_owned());
+        }
+        Ok(())
+    }
+}
+
+impl Var {
+    /// Symbols its leaves can hold.
+    fn symbol_count(&self) -> usize {
+        match &self.kind {
+            VarKind::Categorical(c) => c.len(),
+            VarKind::Numeric { values, ranks, .. } => values.len() + ranks.as_ref().map_or(0, Ranks::bins),
+        }
+    }
+
+    /// The value a drawn symbol stands for (a code or a number; NaN = null).
+    fn decode(&self, symbol: u32, rng: &mut ChaCha8Rng) -> f64 {
+        match &self.kind {
+            VarKind::Categorical(_) => f64::from(symbol),
+            VarKind::Numeric { repr, values, ranks } => {
+                let s = symbol as usize;
+                match (values.get(s), ranks) {
+                    (Some(&x), _) => x,
+                    (None, Some(ranks)) => repr.round(ranks.draw(s - values.len(), rng)),
+                    (None, None) => f64::NAN,
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
 enum Plan {
     AllNull,
     Id(IdModel),
+    /// A key column of a loaded model: fresh sequential keys (the fitted
+    /// model's key shapes come from real keys, which a file does not keep).
+    Key,
     /// Replaced personal data: resampled independently, values kept valid.
     Resampled(Categories),
     Var(usize),
@@ -118,8 +242,6 @@ pub struct CartModel {
     /// `order[..p]`.
     order: Vec<usize>,
     trees: Vec<Tree>,
-    /// Half-width, in ranks, of the window a smoothed number is redrawn in.
-    window: usize,
     /// Values every row takes for the first `given.len()` positions of
     /// `order` (conditional sampling), as encoded in `Var::data`.
     given: Vec<f64>,
@@ -129,6 +251,10 @@ pub struct CartModel {
     /// Hashes of the training rows' modelled values, to refuse copies.
     training_rows: HashSet<u64>,
     min_leaf: usize,
+    /// Rows it learned from.
+    rows: usize,
+    /// Read from a file rather than fitted.
+    loaded: bool,
 }
 
 impl Generator for Cart {
@@ -228,6 +354,20 @@ impl Generator for Cart {
         progress: &dyn Progress,
     ) -> Result<Box<dyn Model>> {
         Ok(Box::new(CartModel::fit(data, params, seed, progress)?))
+    }
+
+    fn saves_models(&self) -> bool {
+        true
+    }
+
+    fn check_save(&self, params: &Params) -> Result<()> {
+        match save_refusal(
+            params.boolean("allow_copies", false)?,
+            params.boolean("smoothing", true)?,
+        ) {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
+        }
     }
 }
 
@@ -343,8 +483,16 @@ impl CartModel {
             return Err(invalid("order", format!("`{order_rule}` is not `auto` or `table`")));
         }
 
+        let window = (min_leaf / 2).max(2);
+        // Rank bins half a window wide: a bin adds little to the window's
+        // spread, and a leaf's distribution names no single row's rank.
+        let step = (window / 2).max(1);
         let mut plans = Vec::with_capacity(batch.num_columns());
         let mut vars: Vec<Var> = Vec::new();
+        // Each var's symbol per training row, and its value (code or number)
+        // for the copy check; neither is kept in the model.
+        let mut symbols: Vec<Vec<u32>> = Vec::new();
+        let mut values_of: Vec<Vec<f64>> = Vec::new();
         // Distinct values per var, for the automatic order.
         let mut distinct: Vec<usize> = Vec::new();
         for (ci, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
@@ -377,28 +525,38 @@ impl CartModel {
                     .collect();
                 let present: Vec<f64> = data.iter().copied().filter(|v| !v.is_nan()).collect();
                 if !present.is_empty() {
-                    let mut d = present.clone();
-                    d.sort_by(f64::total_cmp);
+                    let mut sorted = present;
+                    sorted.sort_by(f64::total_cmp);
+                    let mut d = sorted.clone();
                     d.dedup();
-                    let repr = Repr::of(field.data_type(), &present);
+                    let repr = Repr::of(field.data_type(), &sorted);
                     distinct.push(d.len());
+                    let smoothed = smoothing && d.len() > DISCRETE_MAX;
+                    // Exact values: all distinct ones, or only the atoms; null last.
+                    let mut values = if smoothed { atoms(&data, atom_share) } else { d };
+                    if data.iter().any(|v| v.is_nan()) {
+                        values.push(f64::NAN);
+                    }
+                    let ranks = smoothed.then(|| Ranks::new(&sorted, step, window));
+                    let exact = u32::try_from(values.len()).unwrap_or(u32::MAX);
+                    let symbol = |x: f64| -> u32 {
+                        match values.binary_search_by(|a| a.total_cmp(&x)) {
+                            Ok(i) => u32::try_from(i).unwrap_or(u32::MAX),
+                            // Not exact: the rank bin of its lowest rank.
+                            Err(_) => {
+                                let rank = sorted.partition_point(|v| *v < x);
+                                exact + u32::try_from(rank / step).unwrap_or(u32::MAX)
+                            }
+                        }
+                    };
+                    symbols.push(data.iter().map(|&x| symbol(x)).collect());
                     plans.push(Plan::Var(vars.len()));
                     vars.push(Var {
                         column: ci,
                         binning: Binning::ordinal(&data, MAX_BINS),
-                        kind: VarKind::Numeric {
-                            repr,
-                            sorted: if smoothing && d.len() > DISCRETE_MAX {
-                                let mut s = present;
-                                s.sort_by(f64::total_cmp);
-                                s
-                            } else {
-                                Vec::new()
-                            },
-                            atoms: atoms(&data, atom_share),
-                        },
-                        data,
+                        kind: VarKind::Numeric { repr, values, ranks },
                     });
+                    values_of.push(data);
                     continue;
                 }
             }
@@ -411,8 +569,9 @@ impl CartModel {
                     bins: categories.len().min(MAX_BINS),
                 },
                 kind: VarKind::Categorical(categories),
-                data: codes.into_iter().map(f64::from).collect(),
             });
+            values_of.push(codes.iter().copied().map(f64::from).collect());
+            symbols.push(codes);
         }
 
         // Visit order: `first` columns, then the rest by the rule.
@@ -472,11 +631,13 @@ impl CartModel {
         // Predictor bins and target classes per var.
         let bins: Vec<Vec<u8>> = vars
             .iter()
-            .map(|v| v.data.iter().map(|&x| v.binning.bin(x)).collect())
+            .zip(&values_of)
+            .map(|(v, data)| data.iter().map(|&x| v.binning.bin(x)).collect())
             .collect();
         let targets: Vec<(Vec<u16>, usize)> = vars
             .iter()
-            .map(|v| match &v.kind {
+            .zip(&values_of)
+            .map(|(v, data)| match &v.kind {
                 VarKind::Categorical(c) => {
                     let k = c.len().min(MAX_CLASSES);
                     #[allow(
@@ -484,12 +645,12 @@ impl CartModel {
                         clippy::cast_sign_loss,
                         reason = "codes are small non-negative integers"
                     )]
-                    let t = v.data.iter().map(|&x| (x as usize).min(k - 1) as u16).collect();
+                    let t = data.iter().map(|&x| (x as usize).min(k - 1) as u16).collect();
                     (t, k)
                 }
                 VarKind::Numeric { .. } => {
-                    let b = Binning::ordinal(&v.data, NUMERIC_CLASSES);
-                    (v.data.iter().map(|&x| u16::from(b.bin(x))).collect(), b.bins())
+                    let b = Binning::ordinal(data, NUMERIC_CLASSES);
+                    (data.iter().map(|&x| u16::from(b.bin(x))).collect(), b.bins())
                 }
             })
             .collect();
@@ -536,7 +697,9 @@ impl CartModel {
                         };
                         #[allow(clippy::cast_possible_truncation, reason = "checked: n < 2^32")]
                         let rows: Vec<u32> = (0..n as u32).collect();
-                        let t = tree::grow(&problem, rows, growth);
+                        let mut t = tree::grow(&problem, rows, growth);
+                        let symbol = &symbols[order[p]];
+                        t.summarise(|r| symbol[r as usize]);
                         grown.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[p] = Some(t);
                         let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                         progress.advance(d as u64, positions as u64 + 1);
@@ -560,8 +723,8 @@ impl CartModel {
             let mut row = vec![0.0; vars.len()];
             (0..n)
                 .map(|r| {
-                    for (slot, v) in row.iter_mut().zip(&vars) {
-                        *slot = v.data[r];
+                    for (slot, data) in row.iter_mut().zip(&values_of) {
+                        *slot = data[r];
                     }
                     row_hash(&row)
                 })
@@ -575,37 +738,14 @@ impl CartModel {
             vars,
             order,
             trees,
-            window: (min_leaf / 2).max(2),
             given,
             given_text,
             allow_copies,
             training_rows,
             min_leaf,
+            rows: n,
+            loaded: false,
         })
-    }
-
-    /// A number near `x` in the column's own distribution: a uniform draw
-    /// over the ranks within `window` of x's, read off the sorted values with
-    /// linear interpolation. The column's shape is kept (dense regions move a
-    /// value little, sparse ones more), and the value released is no longer
-    /// one real row's: any of the `2·window` real values around it could
-    /// have given it.
-    fn redraw(&self, sorted: &[f64], x: f64, rng: &mut ChaCha8Rng) -> f64 {
-        let rank = sorted.partition_point(|v| *v < x);
-        #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
-        let (lo, hi) = (
-            rank.saturating_sub(self.window) as f64,
-            (rank + self.window).min(sorted.len() - 1) as f64,
-        );
-        let u = lo + rng.random::<f64>() * (hi - lo);
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "u is within the ranks"
-        )]
-        let i = u.floor() as usize;
-        let j = (i + 1).min(sorted.len() - 1);
-        sorted[i] + (u - u.floor()) * (sorted[j] - sorted[i])
     }
 
     /// Draw one row's modelled values (indexed by var) into `row`.
@@ -619,15 +759,7 @@ impl CartModel {
             }
             let tree = &self.trees[p];
             let (_, start, len) = tree.leaf(|f| bins[f]);
-            let donor = tree.donors[start + rng.random_range(0..len.max(1))] as usize;
-            let mut x = var.data[donor];
-            if let VarKind::Numeric { repr, sorted, atoms } = &var.kind
-                && !sorted.is_empty()
-                && !x.is_nan()
-                && atoms.binary_search_by(|a| a.total_cmp(&x)).is_err()
-            {
-                x = repr.round(self.redraw(sorted, x, rng));
-            }
+            let x = var.decode(tree.draw(start, len, rng), rng);
             row[v] = x;
             bins[p] = var.binning.bin(x);
         }
@@ -696,6 +828,7 @@ impl Model for CartModel {
             columns.push(match plan {
                 Plan::AllNull => new_null_array(field.data_type(), rows),
                 Plan::Id(model) => model.sample(rows, &mut rng)?,
+                Plan::Key => crate::privsyn::keys(rows, field.data_type())?,
                 Plan::Resampled(categories) => {
                     let codes: Vec<u32> = (0..rows).map(|_| categories.category(rng.random::<f64>())).collect();
                     categories.materialize(&codes)?
@@ -737,13 +870,14 @@ impl Model for CartModel {
                 let model = match plan {
                     Plan::AllNull => "all null".to_owned(),
                     Plan::Id(m) => m.describe(),
+                    Plan::Key => "key: fresh sequential values".to_owned(),
                     Plan::Resampled(c) => format!("{} protected values, resampled", c.len()),
                     Plan::Var(v) => {
                         let p = position[*v];
                         let leaves = self.trees[p].leaf_count();
                         let what = match &self.vars[*v].kind {
                             VarKind::Categorical(c) => format!("{} categories", c.len()),
-                            VarKind::Numeric { sorted, .. } if !sorted.is_empty() => {
+                            VarKind::Numeric { ranks: Some(_), .. } => {
                                 "numbers, redrawn near the donor's rank".to_owned()
                             }
                             VarKind::Numeric { .. } => "discrete numbers".to_owned(),
@@ -772,12 +906,305 @@ impl Model for CartModel {
             .collect();
         vec![
             format!("visit order: {}", names.join(" → ")),
-            format!("every leaf holds at least {} real rows", self.min_leaf),
+            format!("every leaf held at least {} real rows", self.min_leaf),
         ]
         .into_iter()
         .chain((!self.given_text.is_empty()).then(|| format!("every row has {}", self.given_text.join(", "))))
+        .chain(self.loaded.then(|| {
+            format!(
+                "loaded from a saved model (learned from {} rows); it cannot refuse copies of training rows, \
+                 which it does not hold",
+                self.rows
+            )
+        }))
         .collect()
     }
+
+    fn suggested_rows(&self) -> Option<usize> {
+        self.loaded.then_some(self.rows)
+    }
+
+    fn save(&self) -> Option<Result<Vec<u8>>> {
+        Some(self.save_file())
+    }
+}
+
+/// Why a fit with these parameters cannot be saved, if it cannot.
+fn save_refusal(allow_copies: bool, smoothing: bool) -> Option<Error> {
+    if !allow_copies {
+        return Some(invalid(
+            "allow_copies",
+            "a saved model cannot refuse copies of training rows (that needs the rows, which it does not \
+             hold): set allow_copies = true to save it, or sample in the run that fits it",
+        ));
+    }
+    if !smoothing {
+        return Some(invalid(
+            "smoothing",
+            "without smoothing the leaves keep every real number, so the model is not saved; turn smoothing on",
+        ));
+    }
+    None
+}
+
+/// The JSON part of a saved model; arrays and trees are tensors beside it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedCart {
+    semantics: Vec<String>,
+    plans: Vec<SavedPlan>,
+    vars: Vec<SavedVar>,
+    order: Vec<usize>,
+    /// Conditional sampling's fixed values (finite numbers or codes).
+    given: Vec<f64>,
+    given_text: Vec<String>,
+    min_leaf: usize,
+    rows: usize,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+enum SavedPlan {
+    AllNull,
+    Key,
+    /// Values in `arrow.values.<column>`.
+    Resampled {
+        cum: Vec<f64>,
+    },
+    Var(usize),
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedVar {
+    column: usize,
+    binning: Binning,
+    kind: SavedKind,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+enum SavedKind {
+    /// Values in `arrow.values.<column>`.
+    Categorical { cum: Vec<f64> },
+    /// `None` is null (JSON has no NaN).
+    Numeric {
+        repr: Repr,
+        values: Vec<Option<f64>>,
+        ranks: Option<Ranks>,
+    },
+}
+
+fn damaged(message: impl Into<String>) -> Error {
+    Error::InvalidModel(format!("cart: {}", message.into()))
+}
+
+impl CartModel {
+    /// The model as a safetensors file (see [`crate::saved`]): the schema and
+    /// category lists as Arrow arrays, each tree's nodes and leaf
+    /// distributions as integer arrays, the rest as JSON.
+    fn save_file(&self) -> Result<Vec<u8>> {
+        if let Some(refusal) = save_refusal(self.allow_copies, true) {
+            return Err(refusal);
+        }
+        let mut w = ModelWriter::new(NAME);
+        w.schema("arrow.schema", &self.schema)?;
+        let mut plans = Vec::with_capacity(self.plans.len());
+        for (ci, plan) in self.plans.iter().enumerate() {
+            plans.push(match plan {
+                Plan::AllNull => SavedPlan::AllNull,
+                // Key shapes come from real keys: a file gets plain ones.
+                Plan::Id(_) | Plan::Key => SavedPlan::Key,
+                Plan::Resampled(c) => {
+                    let (values, cum) = c.parts();
+                    w.array(format!("arrow.values.{ci}"), values)?;
+                    SavedPlan::Resampled { cum: cum.to_vec() }
+                }
+                Plan::Var(v) => SavedPlan::Var(*v),
+            });
+        }
+        let mut vars = Vec::with_capacity(self.vars.len());
+        for var in &self.vars {
+            let kind = match &var.kind {
+                VarKind::Categorical(c) => {
+                    let (values, cum) = c.parts();
+                    w.array(format!("arrow.values.{}", var.column), values)?;
+                    SavedKind::Categorical { cum: cum.to_vec() }
+                }
+                VarKind::Numeric { repr, values, ranks } => {
+                    if ranks.is_none() && values.len() > DISCRETE_MAX + 1 {
+                        // An unsmoothed continuous column: every real number.
+                        return Err(save_refusal(true, false).unwrap_or_else(|| damaged("unsmoothed")));
+                    }
+                    SavedKind::Numeric {
+                        repr: *repr,
+                        values: values.iter().map(|v| (!v.is_nan()).then_some(*v)).collect(),
+                        ranks: ranks.clone(),
+                    }
+                }
+            };
+            vars.push(SavedVar {
+                column: var.column,
+                binning: var.binning.clone(),
+                kind,
+            });
+        }
+        for (p, tree) in self.trees.iter().enumerate() {
+            let nodes: ArrayRef = std::sync::Arc::new(UInt64Array::from(tree.encode_nodes()));
+            let symbols: ArrayRef = std::sync::Arc::new(UInt32Array::from(tree.symbols.clone()));
+            let cum: ArrayRef = std::sync::Arc::new(UInt32Array::from(tree.cum.clone()));
+            w.array(format!("cart.tree.{p}.nodes"), &nodes)?;
+            w.array(format!("cart.tree.{p}.symbols"), &symbols)?;
+            w.array(format!("cart.tree.{p}.cum"), &cum)?;
+        }
+        w.finish(&SavedCart {
+            semantics: self.semantics.iter().map(|s| s.as_str().to_owned()).collect(),
+            plans,
+            vars,
+            order: self.order.clone(),
+            given: self.given.clone(),
+            given_text: self.given_text.clone(),
+            min_leaf: self.min_leaf,
+            rows: self.rows,
+        })
+    }
+}
+
+/// Rebuild a model saved by [`CartModel::save_file`], checking every part
+/// against the others so that a damaged or hostile file is an error, never a
+/// panic or an endless walk while sampling.
+pub(crate) fn load(r: &ModelReader<'_>) -> Result<Box<dyn Model>> {
+    let state: SavedCart = r.state()?;
+    let schema = r.schema("arrow.schema")?;
+    let columns = schema.fields().len();
+    if state.plans.len() != columns || state.semantics.len() != columns {
+        return Err(damaged(format!(
+            "{} plans and {} semantic types for {columns} columns",
+            state.plans.len(),
+            state.semantics.len()
+        )));
+    }
+    let semantics = state
+        .semantics
+        .iter()
+        .map(|n| {
+            n.parse::<SemanticType>()
+                .map_err(|_| damaged(format!("unknown semantic type `{n}`")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let categories = |column: usize, cum: Vec<f64>| -> Result<Categories> {
+        let values = r.array(&format!("arrow.values.{column}"))?;
+        if values.data_type() != schema.field(column).data_type() {
+            return Err(damaged(format!("column {column}'s values are not of its type")));
+        }
+        Categories::from_parts(values, cum).map_err(|m| damaged(format!("column {column}: {m}")))
+    };
+    let mut plans = Vec::with_capacity(columns);
+    let mut var_of_column = vec![None; columns];
+    for (ci, plan) in state.plans.into_iter().enumerate() {
+        plans.push(match plan {
+            SavedPlan::AllNull => Plan::AllNull,
+            SavedPlan::Key => Plan::Key,
+            SavedPlan::Resampled { cum } => Plan::Resampled(categories(ci, cum)?),
+            SavedPlan::Var(v) => {
+                var_of_column[ci] = Some(v);
+                Plan::Var(v)
+            }
+        });
+    }
+    let mut vars = Vec::with_capacity(state.vars.len());
+    for (v, saved) in state.vars.into_iter().enumerate() {
+        if saved.column >= columns || var_of_column[saved.column] != Some(v) {
+            return Err(damaged(format!("model {v} and the column plans disagree")));
+        }
+        let bins_ok = match &saved.binning {
+            Binning::Ordinal { edges } => {
+                edges.len() <= MAX_BINS && edges.iter().all(|e| e.is_finite()) && edges.windows(2).all(|w| w[0] < w[1])
+            }
+            Binning::Nominal { bins } => (1..=MAX_BINS).contains(bins),
+        };
+        if !bins_ok {
+            return Err(damaged(format!("model {v}: damaged bins")));
+        }
+        let kind = match saved.kind {
+            SavedKind::Categorical { cum } => VarKind::Categorical(categories(saved.column, cum)?),
+            SavedKind::Numeric { repr, values, ranks } => {
+                if let Some(ranks) = &ranks {
+                    ranks.check().map_err(|m| damaged(format!("model {v}: {m}")))?;
+                }
+                let values: Vec<f64> = values.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect();
+                if values.is_empty() && ranks.is_none() {
+                    return Err(damaged(format!("model {v} holds no value")));
+                }
+                VarKind::Numeric { repr, values, ranks }
+            }
+        };
+        vars.push(Var {
+            column: saved.column,
+            kind,
+            binning: saved.binning,
+        });
+    }
+    if var_of_column.iter().flatten().any(|&v| v >= vars.len()) {
+        return Err(damaged("a column plan names a model that is not there"));
+    }
+    let mut seen = vec![false; vars.len()];
+    for &v in &state.order {
+        if v >= vars.len() || std::mem::replace(&mut seen[v], true) {
+            return Err(damaged("the visit order is not one of the models"));
+        }
+    }
+    if seen.iter().any(|s| !s) || state.given.len() > state.order.len() {
+        return Err(damaged("the visit order is not one of the models"));
+    }
+    for (&x, &v) in state.given.iter().zip(&state.order) {
+        let ok = match &vars[v].kind {
+            #[allow(clippy::cast_precision_loss, reason = "category counts are small")]
+            VarKind::Categorical(c) => x >= 0.0 && x < c.len() as f64 && x.fract() == 0.0,
+            VarKind::Numeric { .. } => x.is_finite(),
+        };
+        if !ok {
+            return Err(damaged("a given value is not one of its column's"));
+        }
+    }
+    let mut trees = Vec::with_capacity(state.order.len());
+    for (p, &v) in state.order.iter().enumerate() {
+        let u64s = |name: &str| -> Result<Vec<u64>> {
+            let a = r.array(&format!("cart.tree.{p}.{name}"))?;
+            a.as_primitive_opt::<UInt64Type>()
+                .filter(|a| a.null_count() == 0)
+                .map(|a| a.values().to_vec())
+                .ok_or_else(|| damaged(format!("tree {p}: `{name}` is not a list of numbers")))
+        };
+        let u32s = |name: &str| -> Result<Vec<u32>> {
+            let a = r.array(&format!("cart.tree.{p}.{name}"))?;
+            a.as_primitive_opt::<UInt32Type>()
+                .filter(|a| a.null_count() == 0)
+                .map(|a| a.values().to_vec())
+                .ok_or_else(|| damaged(format!("tree {p}: `{name}` is not a list of numbers")))
+        };
+        let bins: Vec<usize> = state.order[..p].iter().map(|&f| vars[f].binning.bins()).collect();
+        let tree = Tree::decode(
+            &u64s("nodes")?,
+            u32s("symbols")?,
+            u32s("cum")?,
+            &bins,
+            vars[v].symbol_count(),
+        )
+        .map_err(|m| damaged(format!("tree {p}: {m}")))?;
+        trees.push(tree);
+    }
+    Ok(Box::new(CartModel {
+        schema,
+        semantics,
+        plans,
+        vars,
+        order: state.order,
+        trees,
+        given: state.given,
+        given_text: state.given_text,
+        allow_copies: true,
+        training_rows: HashSet::new(),
+        min_leaf: state.min_leaf,
+        rows: state.rows,
+        loaded: true,
+    }))
 }
 
 #[cfg(test)]

@@ -176,8 +176,11 @@ fn leaves_hold_at_least_min_leaf_rows() {
     )
     .unwrap();
     for t in &model.trees {
-        assert!(t.leaves().all(|(_, len)| len >= 25));
-        assert_eq!(t.donors.len(), 1000);
+        let sizes = t.leaf_sizes();
+        assert!(sizes.iter().all(|&n| n >= 25), "{sizes:?}");
+        assert_eq!(sizes.iter().sum::<u32>(), 1000);
+        // Distributions, not rows: the model keeps no row number.
+        assert!(t.donors.is_empty());
     }
     let notes = model.notes().join("\n");
     assert!(notes.contains("at least 25"), "{notes}");
@@ -388,4 +391,98 @@ fn timestamps_decimals_small_ints_text_and_long_tails_keep_their_types() {
             .flatten()
             .all(|c| ["fine", "late again", "ok"].contains(&c))
     );
+}
+
+#[test]
+fn a_saved_model_samples_what_the_fitted_one_does() {
+    let (batch, semantics) = table(2000);
+    let copies = Params::new().set("allow_copies", ParamValue::Boolean(true));
+    Cart.check_save(&copies).unwrap();
+    let model = fit(&batch, &semantics, &copies);
+    let file = model.save().expect("cart saves").unwrap();
+    assert_eq!(crate::saved_generator(&file).unwrap(), "cart");
+    let loaded = crate::load_model(&file).unwrap();
+    assert_eq!(loaded.suggested_rows(), Some(2000));
+    assert!(loaded.notes().iter().any(|n| n.contains("loaded from a saved model")));
+    let (a, b) = (
+        model.sample(3000, 9, &NoProgress).unwrap(),
+        loaded.sample(3000, 9, &NoProgress).unwrap(),
+    );
+    assert_eq!(a.schema(), b.schema());
+    // Every modelled column is the same row for row; the key column is
+    // fresh either way (the file keeps no real key to shape new ones on).
+    for c in 1..a.num_columns() {
+        assert_eq!(a.column(c), b.column(c), "column {c}");
+    }
+    let keys = b.column(0).as_primitive::<Int64Type>();
+    let unique: HashSet<i64> = keys.values().iter().copied().collect();
+    assert_eq!(unique.len(), 3000);
+    // What was loaded saves again, to a model that samples the same.
+    let twice = crate::load_model(&loaded.save().unwrap().unwrap()).unwrap();
+    assert!(twice.sample(3000, 9, &NoProgress).unwrap() == b);
+
+    // Conditional sampling survives the file.
+    let given = fit(
+        &batch,
+        &semantics,
+        &copies
+            .clone()
+            .set("given", ParamValue::Strings(vec!["plan=team".into()])),
+    );
+    let again = crate::load_model(&given.save().unwrap().unwrap()).unwrap();
+    let twin = again.sample(500, 1, &NoProgress).unwrap();
+    let plan = twin.column(1).as_string::<i32>();
+    assert!((0..500).all(|r| plan.value(r) == "team"));
+}
+
+#[test]
+fn saving_is_refused_before_a_fit_when_it_would_drop_a_safeguard() {
+    let err = Cart.check_save(&Params::new()).unwrap_err().to_string();
+    assert!(err.contains("allow_copies"), "{err}");
+    let err = Cart
+        .check_save(
+            &Params::new()
+                .set("allow_copies", ParamValue::Boolean(true))
+                .set("smoothing", ParamValue::Boolean(false)),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("smoothing"), "{err}");
+    // A model fitted with copies refused says why it cannot be saved.
+    let (batch, semantics) = table(300);
+    let model = fit(&batch, &semantics, &Params::new());
+    let err = model.save().unwrap().unwrap_err().to_string();
+    assert!(err.contains("allow_copies"), "{err}");
+}
+
+#[test]
+fn a_damaged_file_is_an_error_not_a_panic() {
+    let (batch, semantics) = table(600);
+    let model = fit(
+        &batch,
+        &semantics,
+        &Params::new().set("allow_copies", ParamValue::Boolean(true)),
+    );
+    let file = model.save().unwrap().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut loaded = 0;
+    for _ in 0..400 {
+        let mut bad = file.clone();
+        for _ in 0..rng.random_range(1..4) {
+            let i = rng.random_range(0..bad.len());
+            bad[i] ^= 1 << rng.random_range(0..8);
+        }
+        // Either refused, or a model that samples without panicking.
+        if let Ok(m) = crate::load_model(&bad) {
+            loaded += 1;
+            let _ = m.sample(64, 1, &NoProgress);
+        }
+    }
+    // Flips in padding or in the middle of a value load: that is fine, as
+    // long as nothing panicked. Most must be caught.
+    assert!(loaded < 400, "no damage was noticed");
+    // Truncated files are refused.
+    for cut in [0, 8, file.len() / 2, file.len() - 1] {
+        assert!(crate::load_model(&file[..cut]).is_err());
+    }
 }

@@ -86,6 +86,9 @@ pub(crate) fn quantile_edges(values: &[f64], max_bins: usize) -> Vec<f64> {
     edges
 }
 
+/// The first number of a leaf in [`Tree::encode_nodes`].
+const LEAF: u64 = u64::MAX;
+
 /// A node of a fitted tree.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Node {
@@ -96,12 +99,18 @@ pub(crate) enum Node {
     Leaf { start: u32, len: u32 },
 }
 
-/// A fitted tree: its nodes (root first) and, leaf after leaf, the training
-/// rows each leaf holds.
+/// A fitted tree: its nodes (root first) and, leaf after leaf, what the
+/// leaf holds — while growing, its training rows (`donors`); once
+/// [`Tree::summarise`]d, the distinct target symbols of those rows with
+/// running counts, so the model keeps no row.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Tree {
     pub(crate) nodes: Vec<Node>,
     pub(crate) donors: Vec<u32>,
+    /// Per leaf `start..start + len`: distinct symbols, ascending.
+    pub(crate) symbols: Vec<u32>,
+    /// Per leaf, the running count of donors up to and including each symbol.
+    pub(crate) cum: Vec<u32>,
 }
 
 /// What a tree is grown from.
@@ -326,12 +335,150 @@ impl Tree {
         }
     }
 
+    /// Replace each leaf's donors by the distribution of their target
+    /// symbols (`symbol(row)`): drawing a symbol from it is drawing a donor
+    /// and reading its symbol, without keeping which rows they were.
+    pub(crate) fn summarise(&mut self, symbol: impl Fn(u32) -> u32) {
+        let donors = std::mem::take(&mut self.donors);
+        let mut symbols = Vec::new();
+        let mut cum = Vec::new();
+        let mut leaf: Vec<u32> = Vec::new();
+        for node in &mut self.nodes {
+            if let Node::Leaf { start, len } = node {
+                leaf.clear();
+                leaf.extend(
+                    donors[*start as usize..(*start + *len) as usize]
+                        .iter()
+                        .map(|&r| symbol(r)),
+                );
+                leaf.sort_unstable();
+                #[allow(clippy::cast_possible_truncation, reason = "symbol counts fit u32")]
+                let first = symbols.len() as u32;
+                let mut count = 0u32;
+                for (i, &s) in leaf.iter().enumerate() {
+                    count += 1;
+                    if leaf.get(i + 1) != Some(&s) {
+                        symbols.push(s);
+                        cum.push(count);
+                    }
+                }
+                *start = first;
+                #[allow(clippy::cast_possible_truncation, reason = "symbol counts fit u32")]
+                let distinct = symbols.len() as u32 - first;
+                *len = distinct;
+            }
+        }
+        self.symbols = symbols;
+        self.cum = cum;
+    }
+
+    /// A symbol drawn from a summarised leaf's distribution.
+    pub(crate) fn draw(&self, start: usize, len: usize, rng: &mut impl rand::Rng) -> u32 {
+        use rand::RngExt;
+        let cum = &self.cum[start..start + len];
+        let t = rng.random_range(0..cum[len - 1]);
+        self.symbols[start + cum.partition_point(|&c| c <= t)]
+    }
+
+    /// The nodes as four numbers each, for a saved model: a split is
+    /// `[feature, left bits 0..64, left bits 64..128, left child]`, a leaf
+    /// `[LEAF, start, len, 0]`.
+    pub(crate) fn encode_nodes(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .flat_map(|n| match n {
+                #[allow(clippy::cast_possible_truncation, reason = "the halves of a u128")]
+                Node::Split {
+                    feature,
+                    left,
+                    left_child,
+                } => [
+                    u64::from(*feature),
+                    *left as u64,
+                    (*left >> 64) as u64,
+                    u64::from(*left_child),
+                ],
+                Node::Leaf { start, len } => [LEAF, u64::from(*start), u64::from(*len), 0],
+            })
+            .collect()
+    }
+
+    /// A summarised tree read back from a file, checked so that walking and
+    /// drawing from it cannot panic or loop: `features` predictors with at
+    /// most `bins[f]` bins each, symbols below `symbol_count`.
+    pub(crate) fn decode(
+        nodes: &[u64],
+        symbols: Vec<u32>,
+        cum: Vec<u32>,
+        bins: &[usize],
+        symbol_count: usize,
+    ) -> Result<Tree, String> {
+        if nodes.is_empty() || !nodes.len().is_multiple_of(4) {
+            return Err(format!("{} node numbers, not a positive multiple of 4", nodes.len()));
+        }
+        if symbols.len() != cum.len() {
+            return Err(format!("{} symbols with {} counts", symbols.len(), cum.len()));
+        }
+        let count = nodes.len() / 4;
+        let mut out = Vec::with_capacity(count);
+        for (i, n) in nodes.chunks_exact(4).enumerate() {
+            if n[0] == LEAF {
+                let (start, len) = (n[1], n[2]);
+                let end = start.saturating_add(len);
+                if len == 0 || end > symbols.len() as u64 {
+                    return Err(format!("leaf {i} points outside its symbols"));
+                }
+                #[allow(clippy::cast_possible_truncation, reason = "checked against a Vec's length")]
+                let (s, e) = (start as usize, end as usize);
+                let increasing = cum[s..e].windows(2).all(|w| w[0] < w[1]) && cum[s] > 0;
+                let ordered = symbols[s..e].windows(2).all(|w| w[0] < w[1]);
+                if !increasing || !ordered || symbols[e - 1] as usize >= symbol_count {
+                    return Err(format!("leaf {i} holds a damaged distribution"));
+                }
+                #[allow(clippy::cast_possible_truncation, reason = "below symbols.len()")]
+                out.push(Node::Leaf {
+                    start: start as u32,
+                    len: len as u32,
+                });
+            } else {
+                let feature = usize::try_from(n[0]).unwrap_or(usize::MAX);
+                let child = usize::try_from(n[3]).unwrap_or(usize::MAX);
+                // Children after their parent: every walk ends.
+                if feature >= bins.len() || child <= i || child + 1 >= count {
+                    return Err(format!("split {i} names a predictor or child that is not there"));
+                }
+                let left = u128::from(n[1]) | u128::from(n[2]) << 64;
+                if bins[feature] < 128 && left >> bins[feature] != 0 {
+                    return Err(format!("split {i} sends bins its predictor does not have"));
+                }
+                #[allow(clippy::cast_possible_truncation, reason = "checked: below bins.len()")]
+                out.push(Node::Split {
+                    feature: feature as u16,
+                    left,
+                    left_child: child as u32,
+                });
+            }
+        }
+        Ok(Tree {
+            nodes: out,
+            donors: Vec::new(),
+            symbols,
+            cum,
+        })
+    }
+
     /// Leaves and their donor ranges.
     pub(crate) fn leaves(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.nodes.iter().filter_map(|n| match n {
             Node::Leaf { start, len } => Some((*start as usize, *len as usize)),
             Node::Split { .. } => None,
         })
+    }
+
+    /// Training rows behind each leaf of a summarised tree.
+    #[cfg(test)]
+    pub(crate) fn leaf_sizes(&self) -> Vec<u32> {
+        self.leaves().map(|(start, len)| self.cum[start + len - 1]).collect()
     }
 
     /// Number of leaves.

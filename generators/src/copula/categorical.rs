@@ -99,6 +99,28 @@ impl Categories {
         Ok(new_code)
     }
 
+    /// The distinct values (most frequent first, or as reordered) and the
+    /// interval bounds, for a saved model.
+    pub(crate) fn parts(&self) -> (&ArrayRef, &[f64]) {
+        (&self.values, &self.cum)
+    }
+
+    /// Categories from [`Categories::parts`] read back from a file: checked,
+    /// so a damaged file is an error rather than a panic while sampling.
+    pub(crate) fn from_parts(values: ArrayRef, cum: Vec<f64>) -> std::result::Result<Categories, String> {
+        if values.is_empty() {
+            return Err("no categories".to_owned());
+        }
+        if cum.len() != values.len() + 1 {
+            return Err(format!("{} bounds for {} categories", cum.len(), values.len()));
+        }
+        let ordered = cum.windows(2).all(|w| w[0] <= w[1]);
+        if !ordered || cum[0] != 0.0 || cum[values.len()] != 1.0 {
+            return Err("category shares are not increasing from 0 to 1".to_owned());
+        }
+        Ok(Categories { values, cum })
+    }
+
     /// Number of categories.
     pub(crate) fn len(&self) -> usize {
         self.values.len()

@@ -1,5 +1,5 @@
-//! `builtin:<generator>`: one stage per [`Generator`] compiled in (copula,
-//! privsyn, ctgan, tvae). The stage fits the generator on its input table and
+//! `builtin:<generator>`: one stage per [`Generator`] compiled in (cart,
+//! copula, privsyn, ctgan, tvae). The stage fits the generator on its input table and
 //! samples a twin; every non-DP fit goes through the release rule
 //! ([`crate::release`]).
 
@@ -155,6 +155,10 @@ fn run(ctx: &StageContext, generator: &dyn Generator) -> Result<Output> {
         batch: &batch,
         semantics: &learn.semantics,
     };
+    let save = matches!(get(ctx.settings(), "save_model"), Some(ConfigValue::Boolean(true)));
+    if save {
+        generator.check_save(&params).map_err(gen_err)?;
+    }
     let fit_started = Instant::now();
     let model = generator
         .fit(&data, &params, seed, &GenProgress { ctx, phase_offset: 0 })
@@ -184,7 +188,7 @@ fn run(ctx: &StageContext, generator: &dyn Generator) -> Result<Output> {
         semantics: Arc::clone(&table.semantics),
         population_rows: None,
     };
-    let saved_model = if matches!(get(ctx.settings(), "save_model"), Some(ConfigValue::Boolean(true))) {
+    let saved_model = if save {
         let bytes = model
             .save()
             .ok_or_else(|| ctx.error(format!("builtin:{} cannot save its models", generator.name())))?
