@@ -110,7 +110,10 @@ def mst(python, train_csv, out_csv, kind):
     continuous = [c for c, k in kind.items() if k == "numerical"]
     done = subprocess.run([python, "-c", MST_WORKER, str(train_csv), str(out_csv), ",".join(categorical),
                            ",".join(continuous), str(EPSILON), str(DELTA)],
-                          check=True, capture_output=True, text=True)
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or ["no message"]
+        raise RuntimeError(lines[-1][:200])
     return float(done.stdout.strip().splitlines()[-1]), pd.read_csv(out_csv)
 
 
@@ -149,7 +152,13 @@ def main():
             for tool, run in tools.items():
                 if any(tool.startswith(s) for s in skip):
                     continue
-                seconds, synthetic = run()
+                try:
+                    seconds, synthetic = run()
+                except Exception as e:  # one peer failing must not lose the others' rows
+                    row = {"table": name, "tool": tool, "failed": f"{type(e).__name__}: {e}"}
+                    rows.append(row)
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+                    continue
                 synthetic = synthetic[train.columns]
                 scores = fidelity.score(train, holdout, synthetic, target, kind)
                 base = base or seconds
@@ -160,6 +169,9 @@ def main():
           "| DCR share | fit + sample s | time / doppel cart |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        if "failed" in r:
+            print(f"| {r['table']} | {r['tool']} | failed: {r['failed']} |||||||||")
+            continue
         print(f"| {r['table']} | {r['tool']} | {r['quality']:.3f} | {r['c2st']:.3f} | "
               f"{r['tstr_auc']:.3f} ({r['trtr_auc']:.3f}) | {r['alpha_precision']:.3f} | {r['beta_recall']:.3f} | "
               f"{r['dcr_share']:.3f} | {r['seconds']:.2f} | {r['ratio']:.1f}× |")
