@@ -165,6 +165,8 @@ fn server_overrides_are_limited_to_tuning_keys() {
         "synth.save_model_path=\"/tmp/x\"",
         "synth.device=\"cuda\"",
         "synth.reproducible_noise=true",
+        "synth.allow_copies=true",
+        "synth.smoothing=false",
         "protect.keep=[\"email\"]",
         "protect.min_confidence=0.99",
         "privacy.subsample=10",

@@ -293,7 +293,9 @@ impl Generator for Cart {
                 allowed: &[],
                 minimum: None,
                 maximum: None,
-                user_settable: true,
+                // Turning it off weakens a safeguard: the pipeline's author
+                // may, a job request may not.
+                user_settable: false,
             },
             ParamSpec::float(
                 "atom_share",
@@ -341,7 +343,9 @@ impl Generator for Cart {
                 allowed: &[],
                 minimum: None,
                 maximum: None,
-                user_settable: true,
+                // Weakens a safeguard, so not from a job request (which is
+                // also why a server job cannot save a CART model).
+                user_settable: false,
             },
         ]
     }
