@@ -74,6 +74,8 @@ const NUMERIC_CLASSES: usize = 32;
 /// donors are never smoothed (smoothing would invent values like 9.4 years of
 /// schooling).
 const DISCRETE_MAX: usize = 24;
+/// The smallest leaf a caller may ask for.
+const MIN_LEAF_FLOOR: usize = 5;
 /// Tries to draw a row that copies no training row before giving up.
 const COPY_TRIES: usize = 100;
 
@@ -272,7 +274,7 @@ impl Generator for Cart {
             ParamSpec::integer(
                 "min_leaf",
                 "Fewest real rows in a leaf: a donor is always one of at least this many \
-                 (0: 0.5 % of the rows, at least 10 and at most 500).",
+                 (0: 0.5 % of the rows, at least 10 and at most 500; never below 5).",
                 0,
                 0.0,
                 100_000.0,
@@ -475,6 +477,14 @@ impl CartModel {
         }
         let min_leaf = match usize::try_from(params.integer("min_leaf", 0)?).unwrap_or(0) {
             0 => auto_min_leaf(n),
+            // A leaf of one or two rows would hand out those people's values
+            // with their path: the parameter tunes, it does not switch off.
+            k if k < MIN_LEAF_FLOOR => {
+                return Err(invalid(
+                    "min_leaf",
+                    format!("{k} is below {MIN_LEAF_FLOOR}: a leaf must stand for several people (0 chooses for you)"),
+                ));
+            }
             k => k,
         };
         let max_depth = usize::try_from(params.integer("max_depth", 30)?.max(1)).unwrap_or(30);

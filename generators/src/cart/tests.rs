@@ -184,6 +184,16 @@ fn leaves_hold_at_least_min_leaf_rows() {
     }
     let notes = model.notes().join("\n");
     assert!(notes.contains("at least 25"), "{notes}");
+    // Asking for leaves of a person or two is refused, not obeyed.
+    let err = CartModel::fit(
+        &data,
+        &Params::new().set("min_leaf", ParamValue::Integer(2)),
+        0,
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("min_leaf") && err.contains("below 5"), "{err}");
 }
 
 #[test]
