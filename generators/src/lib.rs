@@ -20,7 +20,8 @@
 //! - `Ctgan` and `Tvae` (feature `torch`): CTGAN and TVAE on libtorch,
 //!   CUDA when available.
 //! - [`Model::save`] and [`load_model`]: fit once, sample many — a fitted
-//!   model as one safetensors file (weights, encoding plan, schema).
+//!   CART, CTGAN or TVAE model as one safetensors file (trees and leaf
+//!   distributions or weights, encoding plan, schema).
 //! - [`fake`]: format-preserving fake values for personal data (valid
 //!   checksums, reserved ranges), and keyed pseudonyms.
 //! - [`builtin`]: every generator compiled in, by name.
