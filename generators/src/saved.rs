@@ -16,7 +16,8 @@
 //!   tensors go with.
 //!
 //! [`load_model`] reads one back into a [`Model`] that samples exactly as the
-//! fitted one did (same seed, same rows). A saved model holds no training
+//! fitted one did (same seed, same rows; a CART model's key columns are fresh
+//! sequential keys, since key shapes come from real keys). A saved model holds no training
 //! row, but it does hold real values — every category a column had and each
 //! numeric column's range — so treat it like the synthetic data it makes.
 
