@@ -448,6 +448,54 @@ fn given_value(var: &Var, data_type: &arrow::datatypes::DataType, column: &str, 
     }
 }
 
+/// `task(0..tasks)` on every core, results in task order, each thread with
+/// its own scratch state from `init`; `done(k)` after the k-th task ends.
+/// `None` when `progress` asks to cancel (remaining tasks are not started).
+/// Tasks are handed out one at a time, so uneven ones (a deep tree, a chunk
+/// of rows that keep copying) balance themselves.
+fn parallel_tasks<T: Send, S>(
+    tasks: usize,
+    progress: &dyn Progress,
+    init: impl Fn() -> S + Sync,
+    task: impl Fn(usize, &mut S) -> T + Sync,
+    done: impl Fn(usize) + Sync,
+) -> Option<Vec<T>> {
+    let next = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
+    let cancelled = AtomicBool::new(false);
+    let out: Mutex<Vec<Option<T>>> = Mutex::new((0..tasks).map(|_| None).collect());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(tasks.max(1));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut state = init();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= tasks || cancelled.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if progress.is_cancelled() {
+                        cancelled.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    let result = task(i, &mut state);
+                    out.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(result);
+                    done(finished.fetch_add(1, Ordering::Relaxed) + 1);
+                }
+            });
+        }
+    });
+    if cancelled.load(Ordering::Relaxed) {
+        return None;
+    }
+    out.into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter()
+        .collect()
+}
+
 fn row_hash(values: &[f64]) -> u64 {
     let mut h = DefaultHasher::new();
     for v in values {
@@ -675,61 +723,36 @@ impl CartModel {
             min_gain,
         };
         let positions = order.len();
-        let next = AtomicUsize::new(0);
-        let done = AtomicUsize::new(0);
-        let cancelled = AtomicBool::new(false);
-        let grown: Mutex<Vec<Option<Tree>>> = Mutex::new(vec![None; positions]);
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZero::get)
-            .min(positions.max(1));
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    loop {
-                        let p = next.fetch_add(1, Ordering::Relaxed);
-                        if p >= positions || cancelled.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        if progress.is_cancelled() {
-                            cancelled.store(true, Ordering::Relaxed);
-                            break;
-                        }
-                        let features: Vec<&[u8]> = order[..p].iter().map(|&v| bins[v].as_slice()).collect();
-                        let shapes: Vec<(usize, bool)> = order[..p]
-                            .iter()
-                            .map(|&v| {
-                                let b = &vars[v].binning;
-                                (b.bins(), matches!(b, Binning::Ordinal { .. }))
-                            })
-                            .collect();
-                        let (target, classes) = &targets[order[p]];
-                        let problem = Problem {
-                            features: &features,
-                            shapes: &shapes,
-                            target,
-                            classes: *classes,
-                        };
-                        #[allow(clippy::cast_possible_truncation, reason = "checked: n < 2^32")]
-                        let rows: Vec<u32> = (0..n as u32).collect();
-                        let mut t = tree::grow(&problem, rows, growth);
-                        let symbol = &symbols[order[p]];
-                        t.summarise(|r| symbol[r as usize]);
-                        grown.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[p] = Some(t);
-                        let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        progress.advance(d as u64, positions as u64 + 1);
-                    }
-                });
-            }
-        });
-        if cancelled.load(Ordering::Relaxed) {
-            return Err(Error::Cancelled);
-        }
-        let trees: Vec<Tree> = grown
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .into_iter()
-            .map(Option::unwrap_or_default)
-            .collect();
+        let grown = parallel_tasks(
+            positions,
+            progress,
+            || (),
+            |p, ()| {
+                let features: Vec<&[u8]> = order[..p].iter().map(|&v| bins[v].as_slice()).collect();
+                let shapes: Vec<(usize, bool)> = order[..p]
+                    .iter()
+                    .map(|&v| {
+                        let b = &vars[v].binning;
+                        (b.bins(), matches!(b, Binning::Ordinal { .. }))
+                    })
+                    .collect();
+                let (target, classes) = &targets[order[p]];
+                let problem = Problem {
+                    features: &features,
+                    shapes: &shapes,
+                    target,
+                    classes: *classes,
+                };
+                #[allow(clippy::cast_possible_truncation, reason = "checked: n < 2^32")]
+                let rows: Vec<u32> = (0..n as u32).collect();
+                let mut t = tree::grow(&problem, rows, growth);
+                let symbol = &symbols[order[p]];
+                t.summarise(|r| symbol[r as usize]);
+                t
+            },
+            |done| progress.advance(done as u64, positions as u64 + 1),
+        );
+        let trees: Vec<Tree> = grown.ok_or(Error::Cancelled)?;
 
         let training_rows = if allow_copies {
             HashSet::new()
@@ -784,56 +807,29 @@ impl Model for CartModel {
     fn sample(&self, rows: usize, seed: u64, progress: &dyn Progress) -> Result<RecordBatch> {
         let width = self.vars.len();
         let chunks = rows.div_ceil(CHUNK);
-        let next = AtomicUsize::new(0);
-        let done = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let out: Mutex<Vec<Option<Vec<f64>>>> = Mutex::new(vec![None; chunks]);
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZero::get)
-            .min(chunks.max(1));
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    let mut row = vec![0.0; width];
-                    let mut bins = vec![0u8; self.order.len()];
-                    loop {
-                        let c = next.fetch_add(1, Ordering::Relaxed);
-                        if c >= chunks || failed.load(Ordering::Relaxed) {
+        let drawn = parallel_tasks(
+            chunks,
+            progress,
+            || (vec![0.0; width], vec![0u8; self.order.len()]),
+            |c, (row, bins)| {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SAMPLE_STREAM);
+                rng.set_stream(c as u64);
+                let count = CHUNK.min(rows - c * CHUNK);
+                let mut values = Vec::with_capacity(count * width);
+                for _ in 0..count {
+                    for _ in 0..COPY_TRIES {
+                        self.draw_row(&mut rng, row, bins);
+                        if self.allow_copies || !self.training_rows.contains(&row_hash(row)) {
                             break;
                         }
-                        if progress.is_cancelled() {
-                            failed.store(true, Ordering::Relaxed);
-                            break;
-                        }
-                        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SAMPLE_STREAM);
-                        rng.set_stream(c as u64);
-                        let count = CHUNK.min(rows - c * CHUNK);
-                        let mut values = Vec::with_capacity(count * width);
-                        for _ in 0..count {
-                            for _ in 0..COPY_TRIES {
-                                self.draw_row(&mut rng, &mut row, &mut bins);
-                                if self.allow_copies || !self.training_rows.contains(&row_hash(&row)) {
-                                    break;
-                                }
-                            }
-                            values.extend_from_slice(&row);
-                        }
-                        out.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[c] = Some(values);
-                        let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        progress.advance((d * CHUNK).min(rows) as u64, rows as u64);
                     }
-                });
-            }
-        });
-        if failed.load(Ordering::Relaxed) {
-            return Err(Error::Cancelled);
-        }
-        let values: Vec<f64> = out
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .into_iter()
-            .flat_map(Option::unwrap_or_default)
-            .collect();
+                    values.extend_from_slice(row);
+                }
+                values
+            },
+            |done| progress.advance((done * CHUNK).min(rows) as u64, rows as u64),
+        );
+        let values: Vec<f64> = drawn.ok_or(Error::Cancelled)?.concat();
         let column = |v: usize| values.iter().skip(v).step_by(width.max(1)).copied();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.plans.len());
         for (ci, (plan, field)) in self.plans.iter().zip(self.schema.fields()).enumerate() {
