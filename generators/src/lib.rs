@@ -90,6 +90,20 @@ pub struct TrainingData<'a> {
     pub semantics: &'a [SemanticType],
 }
 
+impl TrainingData<'_> {
+    /// One semantic type per column, or the error every generator's fit
+    /// answers before reading a row.
+    pub fn check_semantics(&self) -> Result<()> {
+        if self.batch.num_columns() != self.semantics.len() {
+            return Err(Error::SemanticsMismatch {
+                columns: self.batch.num_columns(),
+                semantics: self.semantics.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Where long work reports progress and learns about cancellation.
 pub trait Progress: Sync {
     /// `done` of `total` units finished.

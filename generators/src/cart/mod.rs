@@ -510,12 +510,7 @@ impl CartModel {
     fn fit(data: &TrainingData<'_>, params: &Params, _seed: u64, progress: &dyn Progress) -> Result<Self> {
         let batch = data.batch;
         let schema = batch.schema();
-        if batch.num_columns() != data.semantics.len() {
-            return Err(Error::SemanticsMismatch {
-                columns: batch.num_columns(),
-                semantics: data.semantics.len(),
-            });
-        }
+        data.check_semantics()?;
         let n = batch.num_rows();
         if n == 0 {
             return Err(Error::EmptyTable);

@@ -200,12 +200,7 @@ impl Generator for Ctgan {
         progress: &dyn Progress,
     ) -> Result<Box<dyn Model>> {
         let s = settings(params)?;
-        if data.batch.num_columns() != data.semantics.len() {
-            return Err(Error::SemanticsMismatch {
-                columns: data.batch.num_columns(),
-                semantics: data.semantics.len(),
-            });
-        }
+        data.check_semantics()?;
         let _torch = torch_lock();
         tch::manual_seed(i64::from_ne_bytes(seed.to_ne_bytes()));
         let mut rng = ChaCha8Rng::seed_from_u64(seed);

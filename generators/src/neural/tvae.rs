@@ -82,12 +82,7 @@ impl Generator for Tvae {
         let embedding = positive(params, "embedding_dim", 128)?;
         let max_categories = usize::try_from(positive(params, "max_categories", 1000)?).unwrap_or(usize::MAX);
         let device = device(params)?;
-        if data.batch.num_columns() != data.semantics.len() {
-            return Err(Error::SemanticsMismatch {
-                columns: data.batch.num_columns(),
-                semantics: data.semantics.len(),
-            });
-        }
+        data.check_semantics()?;
         let _torch = torch_lock();
         tch::manual_seed(i64::from_ne_bytes(seed.to_ne_bytes()));
         let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -231,12 +231,7 @@ impl PrivSynModel {
         let s = Settings::parse(params)?;
         let batch = data.batch;
         let schema = batch.schema();
-        if batch.num_columns() != data.semantics.len() {
-            return Err(Error::SemanticsMismatch {
-                columns: batch.num_columns(),
-                semantics: data.semantics.len(),
-            });
-        }
+        data.check_semantics()?;
         for (col, _, _) in &s.bounds {
             if schema.index_of(col).is_err() {
                 return Err(invalid("bounds", format!("no column `{col}`")));
