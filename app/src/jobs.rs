@@ -615,12 +615,6 @@ async fn run_pipeline(
         let ctx = ctx.clone();
         let done = Arc::clone(&done);
         Arc::new(move |e: &Event| match e {
-            Event::StageStarted { stage, .. } => {
-                let d = done.load(Ordering::Relaxed);
-                #[allow(clippy::cast_precision_loss, reason = "stage counts are tiny")]
-                ctx.progress(d as f64 / total as f64 * 0.95, format!("running {stage}"));
-                ctx.step(stage, "running", None);
-            }
             Event::StageProgress {
                 stage,
                 done: units,
@@ -629,7 +623,21 @@ async fn run_pipeline(
             } if *of > 0 => {
                 #[allow(clippy::cast_precision_loss, reason = "a percentage for people")]
                 let pct = (*units as f64 / *of as f64 * 100.0).clamp(0.0, 100.0);
-                ctx.step(stage, "running", Some(format!("{pct:.0}%")));
+                // With the time left at the stage's rate so far, once it
+                // has one: a long privacy stage is seen moving.
+                let detail = match e.time_left() {
+                    Some(left) if *units < *of => {
+                        format!("{pct:.0}%, about {} left", doppel_host::exec::human_duration(left))
+                    }
+                    _ => format!("{pct:.0}%"),
+                };
+                ctx.step(stage, "running", Some(detail));
+            }
+            Event::StageStarted { stage, .. } => {
+                let d = done.load(Ordering::Relaxed);
+                #[allow(clippy::cast_precision_loss, reason = "stage counts are tiny")]
+                ctx.progress(d as f64 / total as f64 * 0.95, format!("running {stage}"));
+                ctx.step(stage, "running", None);
             }
             Event::StageFinished { stage, summary, .. } => {
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -649,6 +657,8 @@ async fn run_pipeline(
         batch_rows: exec::MIN_BATCH_ROWS.max(8192),
         cancel: ctx.cancel_flag(),
         events: Some(events),
+        // Only `[outputs]` and report.json are kept from the run.
+        release_tables: true,
     };
     let run = match exec::run(&plan, &options).await {
         Ok(r) => r,

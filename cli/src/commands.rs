@@ -169,6 +169,8 @@ pub(crate) fn run(global: &Global, args: RunArgs, bars: &Bars) -> anyhow::Result
         batch_rows: args.batch_rows,
         cancel: Arc::clone(&cancel),
         events: Some(Arc::new(move |e| events_bars.on_event(e))),
+        // Only `[outputs]` and report.json are written afterwards.
+        release_tables: true,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use doppel_host::exec::Event;
+use doppel_host::exec::{Event, human_duration};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::ProgressMode;
@@ -15,8 +16,13 @@ use crate::ProgressMode;
 pub(crate) struct Bars {
     multi: Option<MultiProgress>,
     bars: Arc<Mutex<HashMap<String, ProgressBar>>>,
+    /// Without bars: when each running stage last logged its progress.
+    clocks: Arc<Mutex<HashMap<String, Instant>>>,
     tty: bool,
 }
+
+/// How often a stage's progress is logged when there are no bars.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Bars {
     pub(crate) fn new(mode: ProgressMode) -> Self {
@@ -29,6 +35,7 @@ impl Bars {
         Bars {
             multi: draw.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
             bars: Arc::default(),
+            clocks: Arc::default(),
             tty,
         }
     }
@@ -37,6 +44,7 @@ impl Bars {
         Bars {
             multi: None,
             bars: Arc::default(),
+            clocks: Arc::default(),
             tty: std::io::stderr().is_terminal(),
         }
     }
@@ -61,9 +69,9 @@ impl Bars {
 
     fn style(unit: &str) -> ProgressStyle {
         let template = if unit == "‰" {
-            "{prefix:>10.bold} [{bar:30.cyan/blue}] {percent:>3}% {elapsed:>4} {msg}"
+            "{prefix:>10.bold} [{bar:30.cyan/blue}] {percent:>3}% {elapsed:>4} (eta {eta}) {msg}"
         } else {
-            "{prefix:>10.bold} [{bar:30.cyan/blue}] {human_pos}/{human_len} rows {elapsed:>4} {msg}"
+            "{prefix:>10.bold} [{bar:30.cyan/blue}] {human_pos}/{human_len} rows {elapsed:>4} (eta {eta}) {msg}"
         };
         ProgressStyle::with_template(template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -73,7 +81,7 @@ impl Bars {
     /// Show one event.
     pub(crate) fn on_event(&self, event: &Event) {
         let Some(multi) = &self.multi else {
-            log_event(event);
+            self.log_event(event);
             return;
         };
         let mut bars = self.bars.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -94,6 +102,7 @@ impl Bars {
                 done,
                 total,
                 unit,
+                ..
             } => {
                 if let Some(bar) = bars.get(stage) {
                     if bar.length() != Some(*total) {
@@ -129,17 +138,55 @@ impl Bars {
     }
 }
 
-fn log_event(event: &Event) {
-    match event {
-        Event::StageStarted { stage, uses } => tracing::info!(%stage, %uses, "Stage started."),
-        Event::StageProgress { .. } => {}
-        Event::StageFinished {
-            stage,
-            elapsed,
-            summary,
-        } => {
-            tracing::info!(%stage, elapsed_ms = elapsed.as_millis() as u64, "Stage finished: {summary}.");
+impl Bars {
+    /// Without bars: one line per stage event, and a stage's progress with
+    /// the time left every [`LOG_EVERY`], so a long stage in a log is seen
+    /// moving.
+    fn log_event(&self, event: &Event) {
+        let mut clocks = self.clocks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            Event::StageStarted { stage, uses } => {
+                clocks.insert(stage.clone(), Instant::now());
+                tracing::info!(%stage, %uses, "Stage started.");
+            }
+            Event::StageProgress {
+                stage,
+                done,
+                total,
+                unit,
+                ..
+            } => {
+                let Some(last) = clocks.get_mut(stage) else {
+                    return;
+                };
+                if last.elapsed() < LOG_EVERY || *total == 0 {
+                    return;
+                }
+                *last = Instant::now();
+                let left = event.time_left().map_or_else(
+                    || "time left unknown".to_owned(),
+                    |d| format!("about {} left", human_duration(d)),
+                );
+                #[allow(clippy::cast_precision_loss, reason = "a percentage")]
+                let percent = 100.0 * *done as f64 / *total as f64;
+                if *unit == "‰" {
+                    tracing::info!(%stage, "Stage progress: {percent:.0} %, {left}.");
+                } else {
+                    tracing::info!(%stage, "Stage progress: {percent:.0} % ({done}/{total} {unit}), {left}.");
+                }
+            }
+            Event::StageFinished {
+                stage,
+                elapsed,
+                summary,
+            } => {
+                clocks.remove(stage);
+                tracing::info!(%stage, elapsed_ms = elapsed.as_millis() as u64, "Stage finished: {summary}.");
+            }
+            Event::StageFailed { stage, error } => {
+                clocks.remove(stage);
+                tracing::error!(%stage, "Stage failed: {error}");
+            }
         }
-        Event::StageFailed { stage, error } => tracing::error!(%stage, "Stage failed: {error}"),
     }
 }

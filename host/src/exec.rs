@@ -23,7 +23,7 @@ pub use crate::model::{
     StageRun, summarize,
 };
 pub use crate::plan::{PrivacyCharge, privacy_charges};
-pub use crate::stage::{Event, EventSink};
+pub use crate::stage::{Event, EventSink, human_duration};
 
 /// How to run.
 #[derive(Clone)]
@@ -34,6 +34,13 @@ pub struct RunOptions {
     pub cancel: Arc<AtomicBool>,
     /// Where events go.
     pub events: Option<EventSink>,
+    /// Drop a stage's table rows once every stage that reads them has run,
+    /// unless the pipeline's `[outputs]` name it; the run's result keeps its
+    /// row count, columns and provenance (see `Table::without_rows`). On a
+    /// table of millions of rows the source read at the start is then not
+    /// held while the twin is scored. Off for callers that read every
+    /// stage's rows afterwards (tests, `doppel plugin test`).
+    pub release_tables: bool,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -50,6 +57,7 @@ impl Default for RunOptions {
             batch_rows: DEFAULT_BATCH_ROWS,
             cancel: Arc::new(AtomicBool::new(false)),
             events: None,
+            release_tables: false,
         }
     }
 }
@@ -100,6 +108,15 @@ async fn run_stages(plan: &Plan, options: &RunOptions, stop: &Arc<AtomicBool>, s
     let n = plan.stages.len();
     let mut outputs: Vec<Option<StageRun>> = vec![None; n];
     let mut launched = vec![false; n];
+    // Stages still to read each stage's output; outputs the pipeline writes
+    // are never released.
+    let mut readers: Vec<usize> = vec![0; n];
+    for stage in &plan.stages {
+        for &j in &stage.inputs {
+            readers[j] += 1;
+        }
+    }
+    let written: Vec<bool> = (0..n).map(|i| plan.outputs.iter().any(|(_, o)| *o == i)).collect();
     let mut tasks: JoinSet<(usize, Result<StageRun>)> = JoinSet::new();
     loop {
         for &i in &plan.order {
@@ -124,13 +141,22 @@ async fn run_stages(plan: &Plan, options: &RunOptions, stop: &Arc<AtomicBool>, s
                 batch_rows: options.batch_rows,
                 cancel: Arc::clone(&options.cancel),
                 events: options.events.clone(),
+                started: std::time::Instant::now(),
             };
             tasks.spawn_blocking(move || (i, run_stage(&ctx)));
         }
         let Some(joined) = tasks.join_next().await else { break };
         let (i, result) = joined.map_err(|e| Error::Internal(format!("a stage task failed: {e}")))?;
         match result {
-            Ok(run) => outputs[i] = Some(run),
+            Ok(run) => {
+                outputs[i] = Some(run);
+                for &j in &plan.stages[i].inputs {
+                    readers[j] -= 1;
+                    if options.release_tables && readers[j] == 0 && !written[j] {
+                        release(&mut outputs[j]);
+                    }
+                }
+            }
             Err(e) => {
                 // Stop everything still running; their errors are secondary.
                 options.cancel.store(true, Ordering::Relaxed);
@@ -151,6 +177,16 @@ async fn run_stages(plan: &Plan, options: &RunOptions, stop: &Arc<AtomicBool>, s
         stages,
         elapsed: started.elapsed(),
     })
+}
+
+/// Replace a finished stage's table by its record without rows (the memory
+/// is freed once no other stage's output shares the arrays).
+fn release(run: &mut Option<StageRun>) {
+    if let Some(run) = run
+        && let Output::Table(table, provenance) = &run.output
+    {
+        run.output = Output::Table(Arc::new(table.without_rows()), provenance.clone());
+    }
 }
 
 fn run_stage(ctx: &StageContext) -> Result<StageRun> {

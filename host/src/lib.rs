@@ -63,6 +63,7 @@ mod error;
 pub mod exec;
 pub mod limits;
 pub mod model;
+mod nearest;
 pub mod plan;
 pub mod plugin;
 pub mod release;

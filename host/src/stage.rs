@@ -68,6 +68,8 @@ pub enum Event {
         total: u64,
         /// What is counted (`rows`, `columns`).
         unit: &'static str,
+        /// Since the stage started (for the time left: [`Event::time_left`]).
+        elapsed: Duration,
     },
     /// A stage finished.
     StageFinished {
@@ -85,6 +87,37 @@ pub enum Event {
         /// Why.
         error: String,
     },
+}
+
+impl Event {
+    /// For a progress event, the time left at the stage's rate so far;
+    /// `None` for other events and before anything is done.
+    pub fn time_left(&self) -> Option<Duration> {
+        let Event::StageProgress {
+            done, total, elapsed, ..
+        } = self
+        else {
+            return None;
+        };
+        if *done == 0 || *total == 0 {
+            return None;
+        }
+        #[allow(clippy::cast_precision_loss, reason = "a rate for people")]
+        let left = elapsed.as_secs_f64() * total.saturating_sub(*done) as f64 / *done as f64;
+        Some(Duration::from_secs_f64(left))
+    }
+}
+
+/// A duration for people: `1h 02m`, `3m 05s`, `12s`.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h {:02}m", s / 3600, s / 60 % 60)
+    } else if s >= 60 {
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
 }
 
 /// Receives events, from any thread.
@@ -106,6 +139,8 @@ pub struct StageContext {
     pub batch_rows: usize,
     pub(crate) cancel: Arc<AtomicBool>,
     pub(crate) events: Option<EventSink>,
+    /// When the stage was launched.
+    pub(crate) started: std::time::Instant,
 }
 
 impl std::fmt::Debug for StageContext {
@@ -153,6 +188,7 @@ impl StageContext {
             done,
             total,
             unit,
+            elapsed: self.started.elapsed(),
         });
     }
 
@@ -323,5 +359,27 @@ impl InputCheck<'_> {
                 self.diags.push(d);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn time_left_follows_the_rate_so_far() {
+        let at = |done, total, secs| Event::StageProgress {
+            stage: "s".into(),
+            done,
+            total,
+            unit: "rows",
+            elapsed: Duration::from_secs(secs),
+        };
+        assert_eq!(at(0, 100, 10).time_left(), None);
+        assert_eq!(at(25, 100, 10).time_left(), Some(Duration::from_secs(30)));
+        assert_eq!(at(100, 100, 10).time_left(), Some(Duration::ZERO));
+        assert_eq!(human_duration(Duration::from_secs(12)), "12s");
+        assert_eq!(human_duration(Duration::from_secs(185)), "3m 05s");
+        assert_eq!(human_duration(Duration::from_secs(3_720)), "1h 02m");
     }
 }

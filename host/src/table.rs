@@ -33,21 +33,64 @@ pub struct Table {
 }
 
 impl Table {
-    /// A table whose semantic types are inferred from its values.
+    /// A table whose semantic types are inferred from its values, its
+    /// batches joined into one.
+    ///
+    /// Joined column by column, each column's parts dropped once joined, so
+    /// reading a large table in slices holds one column twice at most, not
+    /// the whole table.
     pub fn infer(schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<Table> {
-        let all = arrow::compute::concat_batches(&schema, &batches)?;
-        let semantics = schema
-            .fields()
-            .iter()
-            .zip(all.columns())
-            .map(|(f, c)| semantic::infer(f.name(), c.as_ref()))
-            .collect();
+        let width = schema.fields().len();
+        let mut parts: Vec<Vec<arrow::array::ArrayRef>> = vec![Vec::with_capacity(batches.len()); width];
+        for batch in batches {
+            for (i, column) in batch.columns().iter().enumerate().take(width) {
+                parts[i].push(Arc::clone(column));
+            }
+        }
+        let mut columns = Vec::with_capacity(width);
+        let mut semantics = Vec::with_capacity(width);
+        for (f, arrays) in schema.fields().iter().zip(parts) {
+            let column = match arrays.as_slice() {
+                [] => arrow::array::new_empty_array(f.data_type()),
+                [one] => Arc::clone(one),
+                many => {
+                    let refs: Vec<&dyn arrow::array::Array> = many.iter().map(AsRef::as_ref).collect();
+                    arrow::compute::concat(&refs)?
+                }
+            };
+            drop(arrays);
+            semantics.push(semantic::infer(f.name(), column.as_ref()));
+            columns.push(column);
+        }
+        let all = if width == 0 {
+            RecordBatch::new_empty(Arc::clone(&schema))
+        } else {
+            RecordBatch::try_new(Arc::clone(&schema), columns)?
+        };
         Ok(Table {
             schema,
             batches: vec![all],
             semantics: Arc::new(semantics),
             population_rows: None,
         })
+    }
+
+    /// The table's record without its rows: schema, semantic types and row
+    /// count kept, the data dropped (the count rides on one batch with no
+    /// columns). A run keeps this for a stage whose rows no later stage
+    /// reads, so its report still says what the stage produced while the
+    /// memory goes back; nothing may read its columns.
+    pub fn without_rows(&self) -> Table {
+        let rows = self.rows();
+        let count = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+        let batch = RecordBatch::try_new_with_options(Arc::new(arrow::datatypes::Schema::empty()), vec![], &count)
+            .expect("a batch with no columns holds any row count");
+        Table {
+            schema: Arc::clone(&self.schema),
+            batches: vec![batch],
+            semantics: Arc::clone(&self.semantics),
+            population_rows: self.population_rows,
+        }
     }
 
     /// Number of rows.

@@ -196,3 +196,43 @@ fn a_failed_run_leaves_the_callers_options_reusable() {
     );
     run_with(&ok, &options).expect("the same options run again");
 }
+
+#[test]
+fn tables_no_later_stage_reads_are_released_but_outputs_and_records_stay() {
+    let catalog = catalog();
+    let p = plan_text(
+        &catalog,
+        &format!(
+            "version = 1\n[stages.source]\nuses = \"builtin:source\"\nwith = {{ path = {} }}\n\
+             [stages.synth]\nuses = \"builtin:copula\"\ninputs = [\"source\"]\nwith = {{ rows = 500 }}\n\
+             [stages.quality]\nuses = \"doppel/quality@^0.1\"\ninputs = [\"source\", \"synth\"]\n\
+             [outputs]\nsynthetic = \"synth\"\n",
+            lit(&data("adult.csv"))
+        ),
+    );
+    let columns = |out: &doppel_host::exec::RunResult, id: &str| {
+        let t = out.stage(id).unwrap().output.table().unwrap();
+        (
+            t.rows(),
+            t.schema.fields().len(),
+            t.batches.iter().map(|b| b.num_columns()).max(),
+        )
+    };
+    let kept = run_with(&p, &RunOptions::default()).unwrap();
+    assert_eq!(columns(&kept, "source"), (32_561, 15, Some(15)));
+    let released = run_with(
+        &p,
+        &RunOptions {
+            release_tables: true,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    // The source's rows are gone once synth and quality have read them; its
+    // record (rows, columns) is what the report still shows.
+    assert_eq!(columns(&released, "source"), (32_561, 15, Some(0)));
+    // The written output keeps its rows, and the scores are the same.
+    assert_eq!(columns(&released, "synth"), (500, 15, Some(15)));
+    let report = |out: &doppel_host::exec::RunResult| format!("{:?}", out.stage("quality").unwrap().output);
+    assert_eq!(report(&kept), report(&released));
+}

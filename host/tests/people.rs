@@ -55,7 +55,7 @@ with = {{ part = "train", holdout = 0.2, seed = 7 }}
 /// Per text column: (name, released values that are rare real values,
 /// values released).
 fn rare_copies(real: &RecordBatch, released: &RecordBatch) -> Vec<(String, usize, usize)> {
-    doppel_host::builtins::privacy::rare_value_copies(real, released)
+    doppel_host::builtins::privacy::rare_value_copies(std::slice::from_ref(real), std::slice::from_ref(released))
         .into_iter()
         .map(|c| (c.column, c.copies, c.released))
         .collect()

@@ -7,7 +7,12 @@
 //! multi-threaded:
 //!
 //! - **DCRBaselineProtection**: median distance to closest real record of the
-//!   synthetic rows over that of uniformly random rows, capped at 1.
+//!   synthetic rows over that of uniformly random rows, capped at 1. At most
+//!   [`RANDOM_ROWS`] random rows (a Monte Carlo sample either way); the 95 %
+//!   interval of their median is reported with it.
+//!
+//! Closest records come from an exact index (`crate::nearest`), not a
+//! cross join, so the distance metrics stay usable on millions of rows.
 //! - **DCROverfittingProtection** (needs a holdout): `min(2·(1 − p), 1)`, p the
 //!   share of synthetic rows closer to training than to holdout rows. By
 //!   default the larger of the two is subsampled to the other's size, so that
@@ -45,8 +50,10 @@
 //! 60–79 medium, 40–59 high, < 40 critical.
 
 use doppel_vocab::entity;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
@@ -60,6 +67,10 @@ use crate::model::DetectorOutput;
 use crate::plugin::bindings::types::MetricValue;
 use crate::table::Table;
 use crate::{Error, Result};
+
+/// Most random rows DCRBaselineProtection draws (SDMetrics draws as many as
+/// the synthetic table has; below this doppel does too).
+pub const RANDOM_ROWS: usize = 2_000;
 
 /// The `with` schema of `builtin:privacy`.
 pub fn schema() -> Vec<ConfigField> {
@@ -143,52 +154,69 @@ fn numbers(array: &ArrayRef) -> Result<Vec<f64>> {
 }
 
 /// Encode the columns the real table marks numerical, datetime, categorical or
-/// boolean, for every table.
-fn encode(real: &Table, batches: &[RecordBatch]) -> Result<Encoded> {
+/// boolean, for every table, batch by batch (no table is concatenated: at a
+/// few million rows each copy of the real and synthetic tables is a
+/// gigabyte).
+fn encode(real: &Table, inputs: &[Arc<Table>]) -> Result<Encoded> {
     let mut names = Vec::new();
-    let mut tables: Vec<Vec<Col>> = vec![Vec::new(); batches.len()];
+    let mut tables: Vec<Vec<Col>> = vec![Vec::new(); inputs.len()];
     for (field, semantic) in real.schema.fields().iter().zip(real.semantics.iter()) {
         let numeric = match semantic {
             SemanticType::Numerical | SemanticType::Datetime => true,
             SemanticType::Categorical | SemanticType::Boolean => false,
             _ => continue,
         };
-        let columns: Vec<ArrayRef> = batches
+        // Per table, its batches' arrays of this column in the real type.
+        let columns: Vec<Vec<ArrayRef>> = inputs
             .iter()
-            .map(|b| {
-                let c = b.column_by_name(field.name()).cloned().ok_or_else(|| Error::Stage {
-                    stage: String::new(),
-                    message: format!("a compared table has no column `{}`", field.name()),
-                })?;
-                // Compare in the real table's type.
-                if c.data_type() == field.data_type() {
-                    Ok(c)
-                } else {
-                    Ok(arrow::compute::cast(&c, field.data_type())?)
-                }
+            .map(|t| {
+                t.batches
+                    .iter()
+                    .map(|b| {
+                        let c = b.column_by_name(field.name()).cloned().ok_or_else(|| Error::Stage {
+                            stage: String::new(),
+                            message: format!("a compared table has no column `{}`", field.name()),
+                        })?;
+                        // Compare in the real table's type.
+                        if c.data_type() == field.data_type() {
+                            Ok(c)
+                        } else {
+                            Ok(arrow::compute::cast(&c, field.data_type())?)
+                        }
+                    })
+                    .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<_>>()?;
         if numeric && (field.data_type().is_numeric() || field.data_type().is_temporal()) {
-            for (t, c) in columns.iter().enumerate() {
-                tables[t].push(Col::Num(numbers(c)?));
+            for (t, arrays) in columns.iter().enumerate() {
+                let mut values = Vec::with_capacity(arrays.iter().map(|a| a.len()).sum());
+                for a in arrays {
+                    values.extend(numbers(a)?);
+                }
+                tables[t].push(Col::Num(values));
             }
         } else {
             let converter = RowConverter::new(vec![SortField::new(field.data_type().clone())])?;
             let mut dict: HashMap<Vec<u8>, u32> = HashMap::new();
             let mut coded: Vec<Vec<u32>> = Vec::with_capacity(columns.len());
-            for c in &columns {
-                let rows = converter.convert_columns(std::slice::from_ref(c))?;
-                coded.push(
-                    (0..c.len())
-                        .map(|r| {
-                            if c.is_null(r) {
-                                return NULL;
-                            }
-                            let next = u32::try_from(dict.len()).unwrap_or(NULL - 1);
-                            *dict.entry(rows.row(r).data().to_vec()).or_insert(next)
-                        })
-                        .collect(),
-                );
+            for arrays in &columns {
+                let mut codes = Vec::with_capacity(arrays.iter().map(|a| a.len()).sum());
+                for c in arrays {
+                    let rows = converter.convert_columns(std::slice::from_ref(c))?;
+                    codes.extend((0..c.len()).map(|r| {
+                        if c.is_null(r) {
+                            return NULL;
+                        }
+                        let key = rows.row(r).data();
+                        if let Some(code) = dict.get(key) {
+                            return *code;
+                        }
+                        let next = u32::try_from(dict.len()).unwrap_or(NULL - 1);
+                        dict.insert(key.to_vec(), next);
+                        next
+                    }));
+                }
+                coded.push(codes);
             }
             // Codes in the values' sort order (row bytes sort as the values
             // do), so a classifier that splits codes as numbers sees the
@@ -278,12 +306,12 @@ pub(super) fn len(cols: &[Col]) -> usize {
 /// 1 (range of the reference; 0/1 when the range is 0), categories by 0/1, one
 /// null by 1, two nulls by 0; a row's distance is the mean over columns.
 ///
-/// Exact, but not a full cross join: reference rows are grouped by their
-/// categorical values, and a group whose categorical mismatches alone reach
-/// the best distance found so far is skipped whole. Rows sharing a data row's
-/// categories are scanned first, so the bound is tight early.
-pub(super) fn dcr(data: &[Col], reference: &[Col]) -> Vec<f64> {
-    dcr_on_scale(data, reference, reference)
+/// Exact, but not a full cross join: a k-d tree over the reference rows
+/// (`crate::nearest`) skips every part of the table whose box is already
+/// as far as the best row found, and returns the brute-force minimum bit for
+/// bit.
+pub(super) fn dcr(data: &[Col], reference: &[Col], meter: &Meter<'_>) -> Vec<f64> {
+    dcr_on_scale(data, reference, reference, meter)
 }
 
 /// [`dcr`] with numbers scaled by the ranges of `scale_of` rather than of the
@@ -291,29 +319,18 @@ pub(super) fn dcr(data: &[Col], reference: &[Col]) -> Vec<f64> {
 /// then measured in one unit. Each reference's own range would make the one
 /// with the narrower range of a long-tailed column (a 6,500-row sample of
 /// Adult's `fnlwgt` or `capital_gain`) look farther.
-pub(super) fn dcr_on_scale(data: &[Col], reference: &[Col], scale_of: &[Col]) -> Vec<f64> {
-    let (n, m, d) = (len(data), len(reference), data.len());
+pub(super) fn dcr_on_scale(data: &[Col], reference: &[Col], scale_of: &[Col], meter: &Meter<'_>) -> Vec<f64> {
+    use crate::nearest::Source;
+    let (n, d) = (len(data), data.len());
     if d == 0 {
         return vec![f64::NAN; n];
     }
     let cats: Vec<usize> = (0..d).filter(|&c| matches!(reference[c], Col::Cat(_))).collect();
     let nums: Vec<usize> = (0..d).filter(|&c| matches!(reference[c], Col::Num(_))).collect();
     let (kc, kn) = (cats.len(), nums.len());
-    // Row-major categorical codes.
-    let row_major_cats = |cols: &[Col], rows: usize| -> Vec<u32> {
-        let mut out = Vec::with_capacity(rows * kc);
-        for r in 0..rows {
-            for &c in &cats {
-                if let Col::Cat(v) = &cols[c] {
-                    out.push(v[r]);
-                }
-            }
-        }
-        out
-    };
-    // Row-major numbers scaled by the reference range, so a difference of 1
-    // is the cap. A constant reference column maps equal values to 0 and
-    // others to 2 (always capped to 1). NaN stays NaN.
+    // Numbers scaled by the reference range, so a difference of 1 is the
+    // cap. A constant reference column maps equal values to 0 and others to
+    // 2 (always capped to 1). NaN stays NaN.
     let scale: Vec<(f64, f64, bool)> = nums
         .iter()
         .map(|&c| {
@@ -331,83 +348,131 @@ pub(super) fn dcr_on_scale(data: &[Col], reference: &[Col], scale_of: &[Col]) ->
             }
         })
         .collect();
-    let row_major_nums = |cols: &[Col], rows: usize| -> Vec<f64> {
-        let mut out = Vec::with_capacity(rows * kn);
-        for r in 0..rows {
-            for (k, &c) in nums.iter().enumerate() {
-                if let Col::Num(v) = &cols[c] {
-                    let (lo, range, constant) = scale[k];
-                    let x = v[r];
-                    out.push(if x.is_nan() {
-                        f64::NAN
-                    } else if constant {
-                        if x == lo { 0.0 } else { 2.0 }
-                    } else {
-                        (x - lo) / range
-                    });
-                }
-            }
-        }
-        out
-    };
-    let (dc, rc) = (row_major_cats(data, n), row_major_cats(reference, m));
-    let (dn, rn) = (row_major_nums(data, n), row_major_nums(reference, m));
-    let mut groups: HashMap<&[u32], Vec<usize>> = HashMap::new();
-    for j in 0..m {
-        groups.entry(&rc[j * kc..(j + 1) * kc]).or_default().push(j);
-    }
-    let groups: Vec<(&[u32], Vec<usize>)> = groups.into_iter().collect();
-    let index: HashMap<&[u32], usize> = groups.iter().enumerate().map(|(g, (k, _))| (*k, g)).collect();
+    let (data, reference) = (
+        Scaled::new(data, &cats, &nums, &scale),
+        Scaled::new(reference, &cats, &nums, &scale),
+    );
+    let index = crate::nearest::Index::new(&reference);
     #[allow(clippy::cast_precision_loss, reason = "column counts are small")]
     let d_f = d as f64;
-    let numeric_sum = |i: usize, j: usize, start: f64, limit: f64| -> f64 {
-        let (a, b) = (&dn[i * kn..(i + 1) * kn], &rn[j * kn..(j + 1) * kn]);
-        let mut sum = start;
-        for (x, y) in a.iter().zip(b) {
-            sum += if x.is_nan() || y.is_nan() {
-                if x.is_nan() && y.is_nan() { 0.0 } else { 1.0 }
-            } else {
-                (x - y).abs().min(1.0)
-            };
-            if sum >= limit {
-                return f64::INFINITY;
-            }
+    parallel_map_metered(
+        n,
+        |i| {
+            let qc: Vec<u32> = (0..kc).map(|c| data.cat(i, c)).collect();
+            let qn: Vec<f64> = (0..kn).map(|c| data.num(i, c)).collect();
+            index.nearest(&qc, &qn) / d_f
+        },
+        meter,
+    )
+}
+
+/// Columns read as the nearest-record index reads rows: categorical codes
+/// as they are, numbers scaled (see [`dcr_on_scale`]), without copying the
+/// table into rows.
+struct Scaled<'a> {
+    cats: Vec<&'a [u32]>,
+    nums: Vec<&'a [f64]>,
+    scale: &'a [(f64, f64, bool)],
+    rows: usize,
+}
+
+impl<'a> Scaled<'a> {
+    fn new(cols: &'a [Col], cats: &[usize], nums: &[usize], scale: &'a [(f64, f64, bool)]) -> Self {
+        Scaled {
+            cats: cats
+                .iter()
+                .map(|&c| match &cols[c] {
+                    Col::Cat(v) => v.as_slice(),
+                    Col::Num(_) => &[][..],
+                })
+                .collect(),
+            nums: nums
+                .iter()
+                .map(|&c| match &cols[c] {
+                    Col::Num(v) => v.as_slice(),
+                    Col::Cat(_) => &[][..],
+                })
+                .collect(),
+            scale,
+            rows: len(cols),
         }
-        sum
-    };
-    let row_distance = |i: usize| -> f64 {
-        let key = &dc[i * kc..(i + 1) * kc];
-        // Total distance so far, unscaled (sum over columns).
-        let mut best = f64::INFINITY;
-        let own = index.get(key).copied();
-        if let Some(g) = own {
-            for &j in &groups[g].1 {
-                best = best.min(numeric_sum(i, j, 0.0, best));
-                if best == 0.0 {
-                    return 0.0;
-                }
-            }
+    }
+}
+
+impl crate::nearest::Source for Scaled<'_> {
+    fn len(&self) -> usize {
+        self.rows
+    }
+    fn kc(&self) -> usize {
+        self.cats.len()
+    }
+    fn kn(&self) -> usize {
+        self.nums.len()
+    }
+    fn cat(&self, r: usize, c: usize) -> u32 {
+        self.cats[c][r]
+    }
+    fn num(&self, r: usize, c: usize) -> f64 {
+        let (lo, range, constant) = self.scale[c];
+        let x = self.nums[c][r];
+        if x.is_nan() {
+            f64::NAN
+        } else if constant {
+            if x == lo { 0.0 } else { 2.0 }
+        } else {
+            (x - lo) / range
         }
-        for (g, (other, rows)) in groups.iter().enumerate() {
-            if Some(g) == own {
-                continue;
-            }
-            #[allow(clippy::cast_precision_loss, reason = "column counts are small")]
-            let mismatches = key.iter().zip(other.iter()).filter(|(a, b)| a != b).count() as f64;
-            if mismatches >= best {
-                continue;
-            }
-            for &j in rows {
-                best = best.min(numeric_sum(i, j, mismatches, best));
-            }
+    }
+}
+
+/// Rows measured out of all a stage will measure, reported as the stage's
+/// progress at most once per mille (by whichever worker crosses the mark),
+/// and the run's cancel flag, which stops the workers between blocks.
+pub(super) struct Meter<'a> {
+    done: AtomicU64,
+    total: u64,
+    report: Box<dyn Fn(u64, u64) + Sync + 'a>,
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+impl<'a> Meter<'a> {
+    /// A meter over `total` rows.
+    pub(super) fn new(total: u64, report: impl Fn(u64, u64) + Sync + 'a, cancel: Option<Arc<AtomicBool>>) -> Self {
+        Meter {
+            done: AtomicU64::new(0),
+            total,
+            report: Box::new(report),
+            cancel,
         }
-        best / d_f
-    };
-    parallel_map(n, row_distance)
+    }
+
+    /// No progress, no cancelling.
+    pub(super) fn none() -> Meter<'static> {
+        Meter::new(0, |_, _| {}, None)
+    }
+
+    fn add(&self, n: u64) {
+        let before = self.done.fetch_add(n, Ordering::Relaxed);
+        let after = (before + n).min(self.total);
+        if self.total > 0 && before * 1000 / self.total != after * 1000 / self.total {
+            (self.report)(after, self.total);
+        }
+    }
+
+    pub(super) fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+    }
 }
 
 /// `f(0..n)` on every core, in chunks, results in order.
 pub(super) fn parallel_map(n: usize, f: impl Fn(usize) -> f64 + Sync) -> Vec<f64> {
+    parallel_map_metered(n, f, &Meter::none())
+}
+
+/// [`parallel_map`] counting rows on `meter`; once the run is cancelled the
+/// remaining rows are NaN (the caller returns the cancellation instead).
+pub(super) fn parallel_map_metered(n: usize, f: impl Fn(usize) -> f64 + Sync, meter: &Meter<'_>) -> Vec<f64> {
+    const BLOCK: usize = 1024;
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
         .min(n.max(1));
@@ -417,13 +482,40 @@ pub(super) fn parallel_map(n: usize, f: impl Fn(usize) -> f64 + Sync) -> Vec<f64
         for (k, slot) in out.chunks_mut(chunk).enumerate() {
             let f = &f;
             s.spawn(move || {
-                for (o, v) in slot.iter_mut().enumerate() {
-                    *v = f(k * chunk + o);
+                for (b, block) in slot.chunks_mut(BLOCK).enumerate() {
+                    if meter.cancelled() {
+                        block.fill(f64::NAN);
+                        continue;
+                    }
+                    for (o, v) in block.iter_mut().enumerate() {
+                        *v = f(k * chunk + b * BLOCK + o);
+                    }
+                    meter.add(block.len() as u64);
                 }
             });
         }
     });
     out
+}
+
+/// Distribution-free 95 % interval of the median: the order statistics
+/// `n/2 ∓ 1.96·√n/2` (normal approximation of the binomial).
+fn median_interval(v: &[f64]) -> (f64, f64) {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    if s.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    s.sort_by(f64::total_cmp);
+    #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+    let n = s.len() as f64;
+    let half = 0.98 * n.sqrt();
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a rank within 0..n"
+    )]
+    let rank = |r: f64| (r.clamp(1.0, n) as usize).saturating_sub(1);
+    (s[rank((n / 2.0 - half).floor())], s[rank((n / 2.0 + half).ceil())])
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -440,8 +532,18 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// Whether real `x` matches synthetic `y` (NewRowSynthesis): within
+/// `tolerance` of `y`, relatively; a null matches only a null.
+fn numbers_match(x: f64, y: f64, tolerance: f64) -> bool {
+    if y.is_nan() {
+        x.is_nan()
+    } else {
+        (x - y).abs() <= (tolerance * y).abs()
+    }
+}
+
 /// NewRowSynthesis: share of synthetic rows matching no real row.
-fn new_row_synthesis(real: &[Col], synthetic: &[Col], tolerance: f64) -> (f64, usize) {
+fn new_row_synthesis(real: &[Col], synthetic: &[Col], tolerance: f64, meter: &Meter<'_>) -> (f64, usize) {
     let (n_real, n_syn) = (len(real), len(synthetic));
     if n_syn == 0 || real.is_empty() {
         return (f64::NAN, 0);
@@ -457,30 +559,72 @@ fn new_row_synthesis(real: &[Col], synthetic: &[Col], tolerance: f64) -> (f64, u
             })
             .collect()
     };
-    let mut buckets: HashMap<Vec<u32>, Vec<usize>> = HashMap::new();
-    for r in 0..n_real {
-        buckets.entry(key(real, r)).or_default().push(r);
+    // Within a bucket, rows sorted by the numeric column with the most
+    // distinct values: a synthetic value's tolerance window is then two
+    // binary searches, not a scan of the bucket (Adult × 10 puts thousands
+    // of rows in one bucket).
+    let lead = nums.iter().copied().max_by_key(|&c| match &real[c] {
+        Col::Num(v) => {
+            let mut present: Vec<u64> = v.iter().filter(|x| !x.is_nan()).map(|x| x.to_bits()).collect();
+            present.sort_unstable();
+            present.dedup();
+            present.len()
+        }
+        Col::Cat(_) => 0,
+    });
+    let lead_of = |cols: &[Col], r: usize| -> f64 {
+        match lead.map(|c| &cols[c]) {
+            Some(Col::Num(v)) => v[r],
+            _ => f64::NAN,
+        }
+    };
+    /// A bucket: rows with the lead value, sorted by it, and rows without.
+    #[derive(Default)]
+    struct Bucket {
+        present: Vec<(f64, usize)>,
+        null: Vec<usize>,
     }
+    let mut buckets: HashMap<Vec<u32>, Bucket> = HashMap::new();
+    for r in 0..n_real {
+        let b = buckets.entry(key(real, r)).or_default();
+        let x = lead_of(real, r);
+        if x.is_nan() {
+            b.null.push(r);
+        } else {
+            b.present.push((x, r));
+        }
+    }
+    for b in buckets.values_mut() {
+        b.present.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let same = |r: usize, s: usize| -> bool {
+        nums.iter().all(|&c| match (&real[c], &synthetic[c]) {
+            (Col::Num(a), Col::Num(b)) => numbers_match(a[r], b[s], tolerance),
+            _ => false,
+        })
+    };
     let matches = |s: usize| -> f64 {
-        let Some(candidates) = buckets.get(&key(synthetic, s)) else {
+        let Some(bucket) = buckets.get(&key(synthetic, s)) else {
             return 1.0;
         };
-        let found = candidates.iter().any(|&r| {
-            nums.iter().all(|&c| match (&real[c], &synthetic[c]) {
-                (Col::Num(a), Col::Num(b)) => {
-                    let (x, y) = (a[r], b[s]);
-                    if y.is_nan() {
-                        x.is_nan()
-                    } else {
-                        (x - y).abs() <= (tolerance * y).abs()
-                    }
-                }
-                _ => false,
-            })
-        });
+        let y = lead_of(synthetic, s);
+        let found = if y.is_nan() {
+            // Also every row when there is no numeric column.
+            bucket.null.iter().any(|&r| same(r, s))
+        } else if y.is_infinite() {
+            bucket.present.iter().any(|&(_, r)| same(r, s))
+        } else {
+            // A window wider than the tolerance (rounding), then the exact
+            // test on every row inside it.
+            let reach = 2.0 * (tolerance * y).abs() + 1e-9 * y.abs() + 1e-300;
+            let (lo, hi) = (y - reach, y + reach);
+            let from = bucket.present.partition_point(|(x, _)| *x < lo);
+            let to = bucket.present.partition_point(|(x, _)| *x <= hi);
+            bucket.present[from..to.max(from)].iter().any(|&(_, r)| same(r, s))
+        };
         if found { 0.0 } else { 1.0 }
     };
-    let new: f64 = parallel_map(n_syn, matches).iter().sum();
+    let new: f64 = parallel_map_metered(n_syn, matches, meter).iter().sum();
     #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
     let share = new / n_syn as f64;
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a count of rows")]
@@ -564,10 +708,12 @@ fn disclosure(enc: &Encoded, known: &[usize], sensitive: &[usize], bins: usize) 
     (result, cap, baseline)
 }
 
-pub(super) fn subsample(cols: &[Col], n: Option<usize>, rng: &mut ChaCha8Rng) -> Vec<Col> {
+/// `n` random rows of `cols`, or `cols` itself (not a copy: the tables can
+/// be millions of rows) when there are no more than `n` or `n` is `None`.
+pub(super) fn subsample<'a>(cols: &'a [Col], n: Option<usize>, rng: &mut ChaCha8Rng) -> Cow<'a, [Col]> {
     let rows = len(cols);
     let Some(n) = n.filter(|n| *n < rows) else {
-        return cols.to_vec();
+        return Cow::Borrowed(cols);
     };
     let mut idx: Vec<usize> = (0..rows).collect();
     for i in 0..n {
@@ -580,7 +726,8 @@ pub(super) fn subsample(cols: &[Col], n: Option<usize>, rng: &mut ChaCha8Rng) ->
             Col::Num(v) => Col::Num(idx.iter().map(|&i| v[i]).collect()),
             Col::Cat(v) => Col::Cat(idx.iter().map(|&i| v[i]).collect()),
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// How much more of the synthetic rows than of the holdout rows lie within
@@ -639,16 +786,15 @@ pub fn level(score: f64) -> &'static str {
     }
 }
 
-/// Every table as one batch and encoded against the first (the real one),
-/// for a stage comparing tables row by row; an error names the stage, and a
-/// real table with nothing comparable is one.
-pub(super) fn encode_tables(stage: &str, tables: &[Arc<Table>]) -> Result<(Vec<RecordBatch>, Encoded)> {
+/// Every table encoded against the first (the real one), for a stage
+/// comparing tables row by row; an error names the stage, and a real table
+/// with nothing comparable is one.
+pub(super) fn encode_tables(stage: &str, tables: &[Arc<Table>]) -> Result<Encoded> {
     let fail = |message: String| Error::Stage {
         stage: stage.to_owned(),
         message,
     };
-    let batches = tables.iter().map(|t| t.concat()).collect::<Result<Vec<_>>>()?;
-    let enc = encode(&tables[0], &batches).map_err(|e| match e {
+    let enc = encode(&tables[0], tables).map_err(|e| match e {
         Error::Stage { message, .. } => fail(message),
         other => other,
     })?;
@@ -657,22 +803,28 @@ pub(super) fn encode_tables(stage: &str, tables: &[Arc<Table>]) -> Result<(Vec<R
             "the real table has no numerical, datetime, categorical or boolean column to compare".to_owned(),
         ));
     }
-    Ok((batches, enc))
+    Ok(enc)
 }
 
 /// Compute every metric. `tables` is `[real, synthetic]` or `[real, synthetic, holdout]`.
+///
+/// `report(done, total)` hears how many of the rows the distance metrics
+/// compare are done; `cancel` stops them (the result is then
+/// [`Error::Cancelled`]).
 pub fn privacy(
     stage: &str,
     tables: &[Arc<Table>],
     findings: Option<&DetectorOutput>,
     settings: &Settings,
+    report: &(dyn Fn(u64, u64) + Sync),
+    cancel: Option<Arc<AtomicBool>>,
 ) -> Result<Vec<MetricValue>> {
     let fail = |message: String| Error::Stage {
         stage: stage.to_owned(),
         message,
     };
     let real = &tables[0];
-    let (batches, enc) = encode_tables(stage, tables)?;
+    let enc = encode_tables(stage, tables)?;
     let int = |k: &str, d: i64| match get(settings, k) {
         Some(ConfigValue::Integer(i)) => *i,
         _ => d,
@@ -699,28 +851,67 @@ pub fn privacy(
         .filter(|f| enc.names.contains(f.name()))
         .map(|f| f.data_type().is_integer() || f.data_type().is_temporal())
         .collect();
-    let random = random_baseline(real_cols, &integral, len(syn_cols), &mut rng);
+    // The random rows are a Monte Carlo sample whatever their number: past
+    // RANDOM_ROWS their median is as good as it needs to be (its 95 %
+    // interval is reported), and a random row, far from every real one,
+    // is the one the nearest-record index cannot prune for.
+    let random = random_baseline(real_cols, &integral, len(syn_cols).min(RANDOM_ROWS), &mut rng);
     let (r_s, s_s, x_s) = (
         subsample(real_cols, sample, &mut rng),
         subsample(syn_cols, sample, &mut rng),
         subsample(&random, sample, &mut rng),
     );
-    let syn_to_train = dcr(&s_s, &r_s);
-    let dcr_syn = median(&syn_to_train);
-    let dcr_random = median(&dcr(&x_s, &r_s));
-    let baseline = if dcr_random == 0.0 || dcr_random.is_nan() {
-        f64::NAN
-    } else {
-        (dcr_syn / dcr_random).min(1.0)
+    // Every row the distance metrics will look up: synthetic and random rows
+    // against the training rows, then with a holdout its rows and the
+    // synthetic ones twice more, then NewRowSynthesis and exact copies.
+    let held = enc
+        .tables
+        .get(2)
+        .map_or(0, |h| sample.map_or(len(h), |n| n.min(len(h))));
+    let total = len(&s_s) + len(&x_s) + if held > 0 { held + 2 * len(&s_s) } else { 0 } + 2 * len(syn_cols);
+    let meter = &Meter::new(total as u64, report, cancel);
+    let clock = std::time::Instant::now();
+    let lap = |what: &str| {
+        tracing::debug!(
+            stage,
+            elapsed_ms = clock.elapsed().as_millis() as u64,
+            "privacy: {what} done"
+        )
     };
+    let syn_to_train = dcr(&s_s, &r_s, meter);
+    lap("synthetic → training DCR");
+    let dcr_syn = median(&syn_to_train);
+    let random_dcr = dcr(&x_s, &r_s, meter);
+    lap("random → training DCR");
+    let dcr_random = median(&random_dcr);
+    let (random_low, random_high) = median_interval(&random_dcr);
+    let ratio = |random: f64| {
+        if random == 0.0 || random.is_nan() {
+            f64::NAN
+        } else {
+            (dcr_syn / random).min(1.0)
+        }
+    };
+    let baseline = ratio(dcr_random);
+    #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
     out.push(MetricValue {
         name: "DCRBaselineProtection".into(),
         columns: vec![],
         value: baseline,
-        note: None,
+        note: (len(&x_s) < len(syn_cols)).then(|| {
+            format!(
+                "random baseline: {} uniformly random rows; 95 % interval of the score {:.3}–{:.3}",
+                len(&x_s),
+                ratio(random_high),
+                ratio(random_low)
+            )
+        }),
         extra: vec![
             ("median_dcr_synthetic".into(), dcr_syn),
             ("median_dcr_random".into(), dcr_random),
+            ("median_dcr_random_low".into(), random_low),
+            ("median_dcr_random_high".into(), random_high),
+            ("random_rows".into(), len(&x_s) as f64),
         ],
     });
 
@@ -734,7 +925,8 @@ pub fn privacy(
         let h_s = subsample(holdout, sample, &mut rng);
         // Against every training row: a near-copy is near only to its own
         // source row, which an equal-size subsample would mostly leave out.
-        let holdout_to_train = dcr(&h_s, &r_s);
+        let holdout_to_train = dcr(&h_s, &r_s, meter);
+        lap("holdout → training DCR");
         // A nearest neighbour among more rows is nearer by chance: compare
         // against as many training rows as there are holdout rows.
         let r_s = if equal_sizes {
@@ -754,10 +946,14 @@ pub fn privacy(
         // column look farther — 56 % of a copula twin of Adult, which cannot
         // memorise, came out closer to training.
         let (to_train, to_holdout) = if equal_sizes {
-            (dcr_on_scale(&s_s, &r_s, real_cols), dcr_on_scale(&s_s, &h_s, real_cols))
+            (
+                dcr_on_scale(&s_s, &r_s, real_cols, meter),
+                dcr_on_scale(&s_s, &h_s, real_cols, meter),
+            )
         } else {
-            (dcr(&s_s, &r_s), dcr(&s_s, &h_s))
+            (dcr(&s_s, &r_s, meter), dcr(&s_s, &h_s, meter))
         };
+        lap("overfitting DCRs");
         let closer = to_train.iter().zip(&to_holdout).filter(|(a, b)| a < b).count();
         #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
         let p = closer as f64 / to_train.len().max(1) as f64;
@@ -807,7 +1003,7 @@ pub fn privacy(
     };
 
     // NewRowSynthesis and exact copies.
-    let (new_share, new_rows) = new_row_synthesis(real_cols, syn_cols, tolerance);
+    let (new_share, new_rows) = new_row_synthesis(real_cols, syn_cols, tolerance, meter);
     #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
     out.push(MetricValue {
         name: "NewRowSynthesis".into(),
@@ -820,9 +1016,13 @@ pub fn privacy(
         ],
     });
     let exact = {
-        let (exact_share, _) = new_row_synthesis(real_cols, syn_cols, 0.0);
+        let (exact_share, _) = new_row_synthesis(real_cols, syn_cols, 0.0, meter);
         1.0 - exact_share
     };
+    lap("new rows and exact copies");
+    if meter.cancelled() {
+        return Err(Error::Cancelled);
+    }
     out.push(MetricValue {
         name: "ExactCopyRate".into(),
         columns: vec![],
@@ -870,20 +1070,34 @@ pub fn privacy(
     // Real personal values copied into the output.
     let mut worst_copy: Option<f64> = None;
     if let Some(f) = findings {
-        let (rb, sb) = (&batches[0], &batches[1]);
         for verdict in f
             .columns
             .iter()
             .filter(|c| c.entity != entity::NONE && c.entity != entity::MIXED)
         {
-            let (Some(r), Some(s)) = (rb.column_by_name(&verdict.column), sb.column_by_name(&verdict.column)) else {
+            // The column as text, batch by batch; `None` when a table lacks it.
+            let as_text = |t: &Table| -> Result<Option<Vec<ArrayRef>>> {
+                let mut out = Vec::with_capacity(t.batches.len());
+                for b in &t.batches {
+                    let Some(a) = b.column_by_name(&verdict.column) else {
+                        return Ok(None);
+                    };
+                    out.push(arrow::compute::cast(a, &DataType::Utf8)?);
+                }
+                Ok(Some(out))
+            };
+            let (Some(r), Some(s)) = (as_text(&tables[0])?, as_text(&tables[1])?) else {
                 continue;
             };
-            let as_text = |a: &ArrayRef| arrow::compute::cast(a, &DataType::Utf8);
-            let (r, s) = (as_text(r)?, as_text(s)?);
-            let real_list: Vec<&str> = r.as_string::<i32>().iter().flatten().collect();
+            fn strings(arrays: &[ArrayRef]) -> Vec<&str> {
+                arrays
+                    .iter()
+                    .flat_map(|a| a.as_string::<i32>().iter().flatten())
+                    .collect()
+            }
+            let real_list = strings(&r);
             let real_values: HashSet<&str> = real_list.iter().copied().collect();
-            let syn: Vec<&str> = s.as_string::<i32>().iter().flatten().collect();
+            let syn = strings(&s);
             let copied = syn.iter().filter(|v| real_values.contains(*v)).count();
             #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
             let share = if syn.is_empty() {
@@ -917,7 +1131,7 @@ pub fn privacy(
 
     // Rare real values released, in every text column, flagged or not: what
     // the twin gives away whatever a detector found.
-    let rare_copies = rare_value_metrics(&batches[0], &batches[1], &mut out);
+    let rare_copies = rare_value_metrics(&tables[0].batches, &tables[1].batches, &mut out);
 
     // The score.
     let mut parts: Vec<(&str, f64, f64)> = Vec::new();
@@ -1003,19 +1217,31 @@ pub struct RareCopies {
     pub identifier: bool,
 }
 
-/// [`RareCopies`] of every text column `real` and `released` share.
-pub fn rare_value_copies(real: &RecordBatch, released: &RecordBatch) -> Vec<RareCopies> {
+/// [`RareCopies`] of every text column `real` and `released` share (each
+/// table as its batches).
+pub fn rare_value_copies(real: &[RecordBatch], released: &[RecordBatch]) -> Vec<RareCopies> {
     use crate::release::{RARE_ROWS, UNIQUE_SHARE};
     let mut out = Vec::new();
-    for field in real.schema().fields() {
-        let (Some(r), Some(s)) = (real.column_by_name(field.name()), released.column_by_name(field.name())) else {
+    let Some(first) = real.first() else {
+        return out;
+    };
+    // A column's arrays across the batches, if every batch has it as text.
+    let text = |batches: &[RecordBatch], name: &str| -> Option<Vec<ArrayRef>> {
+        batches
+            .iter()
+            .map(|b| {
+                b.column_by_name(name)
+                    .filter(|c| c.data_type() == &DataType::Utf8)
+                    .cloned()
+            })
+            .collect()
+    };
+    for field in first.schema().fields() {
+        let (Some(r), Some(s)) = (text(real, field.name()), text(released, field.name())) else {
             continue;
         };
-        if r.data_type() != &DataType::Utf8 || s.data_type() != &DataType::Utf8 {
-            continue;
-        }
         let mut counts: HashMap<&str, usize> = HashMap::new();
-        for v in r.as_string::<i32>().iter().flatten() {
+        for v in r.iter().flat_map(|a| a.as_string::<i32>().iter().flatten()) {
             *counts.entry(v).or_default() += 1;
         }
         let non_null: usize = counts.values().sum();
@@ -1024,7 +1250,7 @@ pub fn rare_value_copies(real: &RecordBatch, released: &RecordBatch) -> Vec<Rare
         }
         #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
         let identifier = counts.len() as f64 >= UNIQUE_SHARE * non_null as f64;
-        let values: Vec<&str> = s.as_string::<i32>().iter().flatten().collect();
+        let values: Vec<&str> = s.iter().flat_map(|a| a.as_string::<i32>().iter().flatten()).collect();
         let copies = values
             .iter()
             .filter(|v| counts.get(*v).is_some_and(|c| identifier || *c <= RARE_ROWS))
@@ -1041,7 +1267,7 @@ pub fn rare_value_copies(real: &RecordBatch, released: &RecordBatch) -> Vec<Rare
 
 /// `RareValueCopyRate` for every text column (see [`rare_value_copies`]);
 /// returns the columns that released any.
-fn rare_value_metrics(real: &RecordBatch, synthetic: &RecordBatch, out: &mut Vec<MetricValue>) -> Vec<String> {
+fn rare_value_metrics(real: &[RecordBatch], synthetic: &[RecordBatch], out: &mut Vec<MetricValue>) -> Vec<String> {
     let mut leaking = Vec::new();
     for c in rare_value_copies(real, synthetic) {
         #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
@@ -1136,7 +1362,14 @@ impl super::Builtin for Privacy {
             crate::model::Output::Findings(f) => Some(f.as_ref()),
             _ => None,
         });
-        let metrics = privacy(ctx.id(), &tables, findings, ctx.settings())?;
+        let metrics = privacy(
+            ctx.id(),
+            &tables,
+            findings,
+            ctx.settings(),
+            &|done, total| ctx.progress(done, total, "rows"),
+            Some(ctx.cancel_flag()),
+        )?;
         Ok(crate::model::Output::Metrics(Arc::new(metrics)))
     }
 }
@@ -1180,7 +1413,7 @@ mod tests {
         // reference range of x is 10; y categorical.
         let reference = vec![num(&[0.0, 10.0, f64::NAN]), cat(&[1, 2, NULL])];
         let data = vec![num(&[0.0, 5.0, f64::NAN, 3.0]), cat(&[1, 2, NULL, 9])];
-        let d = dcr(&data, &reference);
+        let d = dcr(&data, &reference, &Meter::none());
         assert_eq!(d[0], 0.0); // exact copy of row 0
         assert!((d[1] - 0.25).abs() < 1e-12, "{}", d[1]); // |5−10|/10 = 0.5, category equal → 0.25
         assert_eq!(d[2], 0.0); // nulls match nulls
@@ -1191,9 +1424,66 @@ mod tests {
     fn new_rows_use_relative_tolerance_and_null_matching() {
         let real = vec![num(&[100.0, f64::NAN]), cat(&[1, 1])];
         let syn = vec![num(&[100.9, 102.0, f64::NAN, 100.0]), cat(&[1, 1, 1, 2])];
-        let (share, new) = new_row_synthesis(&real, &syn, 0.01);
+        let (share, new) = new_row_synthesis(&real, &syn, 0.01, &Meter::none());
         assert_eq!(new, 2); // 102 is 1.96 % off; the last row's category differs
         assert_eq!(share, 0.5);
+    }
+
+    /// Every real row against every synthetic row: the definition.
+    fn new_rows_brute(real: &[Col], synthetic: &[Col], tolerance: f64) -> usize {
+        (0..len(synthetic))
+            .filter(|&s| {
+                !(0..len(real)).any(|r| {
+                    real.iter().zip(synthetic).all(|pair| match pair {
+                        (Col::Cat(a), Col::Cat(b)) => a[r] == b[s],
+                        (Col::Num(a), Col::Num(b)) => numbers_match(a[r], b[s], tolerance),
+                        _ => false,
+                    })
+                })
+            })
+            .count()
+    }
+
+    fn mixed_table(rows: usize) -> impl proptest::strategy::Strategy<Value = Vec<Col>> {
+        use proptest::prelude::*;
+        (
+            proptest::collection::vec(prop_oneof![6 => 0u32..3, 1 => Just(NULL)], rows),
+            proptest::collection::vec(
+                prop_oneof![6 => (-20i32..20).prop_map(|v| f64::from(v) * 0.5), 1 => Just(f64::NAN)],
+                rows,
+            ),
+            proptest::collection::vec(
+                prop_oneof![6 => (90i32..110).prop_map(f64::from), 1 => Just(f64::NAN), 1 => Just(f64::INFINITY)],
+                rows,
+            ),
+        )
+            .prop_map(|(c, a, b)| vec![Col::Cat(c), Col::Num(a), Col::Num(b)])
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+        #[test]
+        fn new_rows_match_the_definition(
+            real in (0usize..120).prop_flat_map(mixed_table),
+            synthetic in (1usize..60).prop_flat_map(mixed_table),
+            tolerance in proptest::prop_oneof![proptest::strategy::Just(0.0), proptest::strategy::Just(0.01), 0.0f64..0.2],
+        ) {
+            let (_, new) = new_row_synthesis(&real, &synthetic, tolerance, &Meter::none());
+            proptest::prop_assert_eq!(new, new_rows_brute(&real, &synthetic, tolerance));
+        }
+    }
+
+    #[test]
+    fn the_median_interval_brackets_the_median() {
+        let v: Vec<f64> = (0..2_000).map(|i| f64::from(i) / 2_000.0).collect();
+        let (lo, hi) = median_interval(&v);
+        assert!(lo < median(&v) && median(&v) < hi);
+        // ±0.98·√2000 ≈ 44 ranks either side.
+        assert!((hi - lo - 89.0 / 2_000.0).abs() < 2.0 / 2_000.0, "{lo} {hi}");
+        assert_eq!(median_interval(&[0.3]), (0.3, 0.3));
+        assert!(median_interval(&[]).0.is_nan());
     }
 
     #[test]

@@ -898,18 +898,38 @@ fn read_parquet(path: &Path, limits: &ReadLimits) -> Result<(SchemaRef, Vec<Reco
 /// column stays far below the decoded limit.
 const PARQUET_BATCH_ROWS: usize = 4096;
 
-fn polars_to_arrow(path: &Path, mut df: DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
-    let mut buf = Vec::new();
-    IpcStreamWriter::new(&mut buf)
-        .with_compat_level(CompatLevel::oldest())
-        .finish(&mut df)
-        .map_err(|e| malformed(path, None, format!("converting to Arrow: {e}")))?;
-    let reader = StreamReader::try_new(Cursor::new(buf), None)
-        .map_err(|e| malformed(path, None, format!("converting to Arrow: {e}")))?;
-    let schema = reader.schema();
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| malformed(path, None, format!("converting to Arrow: {e}")))?;
+/// polars' frame as Arrow batches, one slice of rows at a time: each slice
+/// goes through an IPC buffer and is normalised before the next, so beside
+/// the frame only one slice's buffer and copy are alive, not a copy of the
+/// whole table in IPC and another in wide string types (Adult × 100 held
+/// four copies at once).
+fn polars_to_arrow(path: &Path, df: DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
+    const SLICE: usize = 65_536;
+    let fail = |e: &dyn std::fmt::Display| malformed(path, None, format!("converting to Arrow: {e}"));
+    let height = df.height();
+    let mut schema: Option<SchemaRef> = None;
+    let mut batches = Vec::new();
+    let mut offset = 0usize;
+    loop {
+        let mut part = df.slice(i64::try_from(offset).map_err(|e| fail(&e))?, SLICE);
+        let mut buf = Vec::new();
+        IpcStreamWriter::new(&mut buf)
+            .with_compat_level(CompatLevel::oldest())
+            .finish(&mut part)
+            .map_err(|e| fail(&e))?;
+        drop(part);
+        let reader = StreamReader::try_new(Cursor::new(buf), None).map_err(|e| fail(&e))?;
+        let read_schema = reader.schema();
+        let read = reader.collect::<Result<Vec<_>, _>>().map_err(|e| fail(&e))?;
+        let (normal, read) = normalize(path, &read_schema, read)?;
+        schema.get_or_insert(normal);
+        batches.extend(read);
+        offset += SLICE;
+        if offset >= height {
+            break;
+        }
+    }
+    let schema = schema.ok_or_else(|| fail(&"no schema"))?;
     Ok((schema, batches))
 }
 
@@ -957,9 +977,11 @@ fn normalize(
     batches: Vec<RecordBatch>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
     let target = normal_schema(schema);
+    // Each batch is dropped once converted: a cast copy lives beside one
+    // original batch, not beside the whole table.
     let out = batches
-        .iter()
-        .map(|b| normalize_batch(path, &target, b))
+        .into_iter()
+        .map(|b| normalize_batch(path, &target, &b))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((target, out))
 }

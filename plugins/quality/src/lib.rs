@@ -18,10 +18,12 @@
 
 pub mod metrics;
 
-use std::collections::HashMap;
+use doppel_sdk::arrow_array::Array;
+use doppel_sdk::arrow_array::cast::AsArray;
+use rustc_hash::FxHashMap;
 
 use doppel_sdk::*;
-use metrics::{NULL_CODE, PairScore};
+use metrics::{Codes, PairScore};
 
 /// How a column is compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,24 +32,119 @@ enum Shape {
     Discrete,
 }
 
+/// One compared column, per table (index 0 real, 1 synthetic).
 #[derive(Debug, Default)]
 struct Column {
-    real_numbers: Vec<f64>,
-    synthetic_numbers: Vec<f64>,
-    real_codes: Vec<u32>,
-    synthetic_codes: Vec<u32>,
+    /// A continuous column's values (NaN for null).
+    numbers: [Vec<f64>; 2],
+    /// A discrete column's codes: 0 is null, `c + 1` the `c`-th category.
+    codes: [Codes; 2],
+    /// A discrete column's categories, numbered as first seen: one
+    /// dictionary per column keeps its codes dense, and most in a byte.
+    dictionary: FxHashMap<String, u32>,
 }
 
-/// The plugin: accumulates both tables, scores in `finish`.
+/// A uniform sample of at most `cap` rows of one table, kept as the rows
+/// stream past (Vitter's algorithm R), from a fixed seed: the same tables
+/// give the same sample and the same scores.
+#[derive(Debug)]
+struct Reservoir {
+    cap: usize,
+    /// Rows seen so far.
+    seen: u64,
+    state: u64,
+}
+
+/// Where a row of a batch goes.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Append,
+    Replace(usize),
+}
+
+impl Reservoir {
+    fn new(cap: usize, seed: u64) -> Self {
+        Reservoir {
+            cap,
+            seen: 0,
+            state: seed,
+        }
+    }
+
+    /// SplitMix64.
+    fn next(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// The slots of a batch's rows, `None` when every row is appended (the
+    /// table still fits whole). Skipped rows are left out.
+    fn plan(&mut self, rows: usize) -> Option<Vec<(usize, Slot)>> {
+        let kept = usize::try_from(self.seen).unwrap_or(usize::MAX);
+        if kept.saturating_add(rows) <= self.cap {
+            self.seen += rows as u64;
+            return None;
+        }
+        let mut plan = Vec::new();
+        for row in 0..rows {
+            let t = self.seen;
+            self.seen += 1;
+            if t < self.cap as u64 {
+                plan.push((row, Slot::Append));
+            } else {
+                // Uniform in 0..=t (Lemire's multiply-shift; the bias is
+                // below 2^-40 for any table that fits a disk).
+                let j = ((u128::from(self.next()) * u128::from(t + 1)) >> 64) as u64;
+                if j < self.cap as u64 {
+                    plan.push((row, Slot::Replace(usize::try_from(j).unwrap_or(usize::MAX))));
+                }
+            }
+        }
+        Some(plan)
+    }
+
+    fn sampled(&self) -> bool {
+        self.seen > self.cap as u64
+    }
+
+    /// Rows the scores are computed on.
+    fn kept(&self) -> u64 {
+        self.seen.min(self.cap as u64)
+    }
+}
+
+/// How far a sampled table's empirical distribution may be from the whole
+/// table's, with 97.5 % confidence: Dvoretzky–Kiefer–Wolfowitz for a CDF
+/// (KSComplement), Weissman et al. (2003) for the L1 distance of `k`
+/// category shares (TVComplement moves by at most half of it). 0 when the
+/// table was scored whole.
+fn sample_error(r: &Reservoir, k: Option<usize>) -> f64 {
+    if !r.sampled() {
+        return 0.0;
+    }
+    #[allow(clippy::cast_precision_loss, reason = "row and category counts are far below 2^52")]
+    let (n, ln) = (r.kept() as f64, (1.0f64 / 0.025).ln());
+    match k {
+        None => ((2.0 / 0.025f64).ln() / (2.0 * n)).sqrt(),
+        #[allow(clippy::cast_precision_loss, reason = "category counts are small")]
+        Some(k) => 0.5 * (2.0 * (k as f64 * 2f64.ln() + ln) / n).sqrt(),
+    }
+}
+
+/// The plugin: accumulates both tables (or a uniform sample of each past
+/// `max_rows`), scores in `finish`.
 #[derive(Debug)]
 pub struct Quality {
     correlation_threshold: f64,
     association_threshold: f64,
     /// Column names with their shape, in the real table's order.
     columns: Vec<(String, Shape)>,
-    data: HashMap<String, Column>,
-    /// Category dictionary shared by both tables, so codes compare.
-    dictionary: HashMap<String, u32>,
+    data: Vec<Column>,
+    /// Per table (real, synthetic).
+    reservoirs: [Reservoir; 2],
 }
 
 fn shape_of(field: &Field) -> Option<Shape> {
@@ -79,6 +176,19 @@ impl Plugin for Quality {
                 )
                 .allowed(&["current", "legacy"])
                 .default(ConfigValue::String("current".into())),
+            )
+            .field(
+                ConfigField::integer(
+                    "max_rows",
+                    "Rows of each table scored; a larger table is scored on a uniform sample of this many, \
+                     stated in the report with each score's sampling error.",
+                )
+                .range(Some(1_000.0), Some(20_000_000.0))
+                .default(ConfigValue::Integer(DEFAULT_MAX_ROWS)),
+            )
+            .field(
+                ConfigField::integer("seed", "Seed of the sample drawn past `max_rows`.")
+                    .default(ConfigValue::Integer(0)),
             )
             .field(
                 ConfigField::float(
@@ -115,28 +225,48 @@ impl Plugin for Quality {
     }
 }
 
-impl Quality {
-    fn code(&mut self, value: Option<std::borrow::Cow<'_, str>>) -> u32 {
-        match value {
-            None => NULL_CODE,
-            Some(v) => {
-                let next = u32::try_from(self.dictionary.len()).unwrap_or(NULL_CODE - 1);
-                *self.dictionary.entry(v.into_owned()).or_insert(next)
-            }
+/// The stored code of a cell: 0 for null, else its category's number + 1.
+fn code(dictionary: &mut FxHashMap<String, u32>, value: Option<std::borrow::Cow<'_, str>>) -> u32 {
+    let Some(v) = value else { return 0 };
+    // Look up before inserting: an owned key is allocated only for a value
+    // not seen yet, not for every cell.
+    let number = match dictionary.get(v.as_ref()) {
+        Some(number) => *number,
+        None => {
+            let next = u32::try_from(dictionary.len()).unwrap_or(u32::MAX - 1);
+            dictionary.insert(v.into_owned(), next);
+            next
         }
-    }
+    };
+    number + 1
 }
+
+/// Default of `max_rows`: two tables of this many rows of Adult's shape
+/// (six numeric and nine categorical columns) take about 400 MiB in the
+/// sandbox, well inside the plugin's 1 GiB.
+const DEFAULT_MAX_ROWS: i64 = 2_000_000;
 
 impl Metric for Quality {
     fn create(config: &Config) -> Result<Self, StageError> {
         let legacy = config.string("mode")? == Some("legacy");
         let (c, a) = if legacy { (0.0, 0.0) } else { (0.5, 0.3) };
+        let max_rows = config.integer("max_rows")?.unwrap_or(DEFAULT_MAX_ROWS);
+        let max_rows = usize::try_from(max_rows)
+            .ok()
+            .filter(|m| *m >= 1_000)
+            .ok_or_else(|| StageError::InvalidConfig(format!("max_rows = {max_rows}: must be at least 1000")))?;
+        let seed = config.integer("seed")?.unwrap_or(0).cast_unsigned();
         Ok(Quality {
             correlation_threshold: config.float("correlation_threshold")?.unwrap_or(c),
             association_threshold: config.float("association_threshold")?.unwrap_or(a),
             columns: Vec::new(),
-            data: HashMap::new(),
-            dictionary: HashMap::new(),
+            data: Vec::new(),
+            // Different streams for the two tables, so that equal tables are
+            // not sampled at the very same rows.
+            reservoirs: [
+                Reservoir::new(max_rows, seed),
+                Reservoir::new(max_rows, seed ^ 0x5EED_5A4D_0F5A_A7E5),
+            ],
         })
     }
 
@@ -148,14 +278,17 @@ impl Metric for Quality {
                 .iter()
                 .filter_map(|f| shape_of(f).map(|s| (f.name().clone(), s)))
                 .collect();
+            self.data = self.columns.iter().map(|_| Column::default()).collect();
         }
-        let real = match role {
-            TableRole::Real => true,
-            TableRole::Synthetic => false,
+        let side = match role {
+            TableRole::Real => 0,
+            TableRole::Synthetic => 1,
             TableRole::Holdout => return Ok(()),
         };
-        for (name, shape) in self.columns.clone() {
-            let Ok(index) = schema.index_of(&name) else {
+        // Which rows are kept, decided once for every column of the batch.
+        let plan = self.reservoirs[side].plan(batch.num_rows());
+        for ((name, shape), col) in self.columns.iter().zip(&mut self.data) {
+            let Ok(index) = schema.index_of(name) else {
                 return Err(StageError::InvalidInput(format!("a batch has no column `{name}`")));
             };
             let array = batch.column(index);
@@ -167,25 +300,48 @@ impl Metric for Quality {
                             array.data_type()
                         )));
                     };
-                    let col = self.data.entry(name).or_default();
-                    let target = if real {
-                        &mut col.real_numbers
-                    } else {
-                        &mut col.synthetic_numbers
-                    };
-                    target.extend(values.into_iter().map(|v| v.unwrap_or(f64::NAN)));
+                    let target = &mut col.numbers[side];
+                    let value = |row: usize| values[row].unwrap_or(f64::NAN);
+                    match &plan {
+                        None => {
+                            metrics::reserve_quarter(target, values.len());
+                            target.extend((0..values.len()).map(value));
+                        }
+                        Some(plan) => {
+                            for (row, slot) in plan {
+                                match slot {
+                                    Slot::Append => target.push(value(*row)),
+                                    Slot::Replace(i) => target[*i] = value(*row),
+                                }
+                            }
+                        }
+                    }
                 }
                 Shape::Discrete => {
-                    let codes: Vec<u32> = (0..array.len())
-                        .map(|i| self.code(values::text(array.as_ref(), i)))
-                        .collect();
-                    let col = self.data.entry(name).or_default();
-                    let target = if real {
-                        &mut col.real_codes
-                    } else {
-                        &mut col.synthetic_codes
+                    // Text, the common case, read straight from the array:
+                    // the generic accessor re-checks the type for every cell.
+                    let text = array.as_string_opt::<i32>();
+                    let cell = |row: usize| match text {
+                        Some(t) if t.is_null(row) => None,
+                        Some(t) => Some(std::borrow::Cow::Borrowed(t.value(row))),
+                        None => values::text(array.as_ref(), row),
                     };
-                    target.extend(codes);
+                    let (dictionary, target) = (&mut col.dictionary, &mut col.codes[side]);
+                    match &plan {
+                        None => {
+                            let codes: Vec<u32> = (0..array.len()).map(|row| code(dictionary, cell(row))).collect();
+                            target.extend(&codes);
+                        }
+                        Some(plan) => {
+                            for (row, slot) in plan {
+                                let c = code(dictionary, cell(*row));
+                                match slot {
+                                    Slot::Append => target.push(c),
+                                    Slot::Replace(i) => target.set(*i, c),
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -193,75 +349,69 @@ impl Metric for Quality {
     }
 
     fn finish(&mut self) -> Result<Vec<MetricValue>, StageError> {
+        // Every column as renumbered discrete codes, once for all its pairs:
+        // categories as they are (their codes freed as the new ones are
+        // made), continuous columns cut into bins (each table with its own
+        // edges).
+        let local: Vec<metrics::LocalCodes> = self
+            .columns
+            .iter()
+            .zip(&mut self.data)
+            .map(|((_, shape), col)| match shape {
+                Shape::Discrete => {
+                    let [real, synthetic] = std::mem::take(&mut col.codes);
+                    metrics::renumber_codes(real, synthetic, 0)
+                }
+                Shape::Continuous => metrics::renumber(
+                    &metrics::discretize(&col.numbers[0]),
+                    &metrics::discretize(&col.numbers[1]),
+                    u8::MAX,
+                ),
+            })
+            .collect();
         let mut out = Vec::new();
         let mut shape_scores = Vec::new();
-        for (name, shape) in &self.columns {
-            let col = &self.data[name];
-            let (metric, score) = match shape {
+        let [real_rows, synthetic_rows] = &self.reservoirs;
+        for (((name, shape), col), codes) in self.columns.iter().zip(&self.data).zip(&local) {
+            let (metric, score, error) = match shape {
                 Shape::Continuous => (
                     "KSComplement",
-                    metrics::ks_complement(&col.real_numbers, &col.synthetic_numbers),
+                    metrics::ks_complement(&col.numbers[0], &col.numbers[1]),
+                    sample_error(real_rows, None) + sample_error(synthetic_rows, None),
                 ),
                 Shape::Discrete => (
                     "TVComplement",
-                    metrics::tv_complement(&col.real_codes, &col.synthetic_codes),
+                    metrics::tv_complement_local(codes),
+                    sample_error(real_rows, Some(codes.k)) + sample_error(synthetic_rows, Some(codes.k)),
                 ),
             };
             if !score.is_nan() {
                 shape_scores.push(score);
             }
-            out.push(MetricValue::new(metric, &[name], score));
+            let mut v = MetricValue::new(metric, &[name], score);
+            if error > 0.0 {
+                v = v.extra("sample_error", error);
+            }
+            out.push(v);
         }
-        // Binned versions of continuous columns, each table with its own edges.
-        let binned: HashMap<&str, (Vec<u32>, Vec<u32>)> = self
-            .columns
-            .iter()
-            .filter(|(_, s)| *s == Shape::Continuous)
-            .map(|(n, _)| {
-                let col = &self.data[n];
-                (
-                    n.as_str(),
-                    (
-                        metrics::discretize(&col.real_numbers),
-                        metrics::discretize(&col.synthetic_numbers),
-                    ),
-                )
-            })
-            .collect();
         let mut pair_scores = Vec::new();
         for i in 0..self.columns.len() {
             for j in i + 1..self.columns.len() {
                 let ((a, sa), (b, sb)) = (&self.columns[i], &self.columns[j]);
-                let (ca, cb) = (&self.data[a], &self.data[b]);
-                fn discrete<'a>(
-                    binned: &'a HashMap<&str, (Vec<u32>, Vec<u32>)>,
-                    name: &str,
-                    col: &'a Column,
-                    shape: Shape,
-                ) -> (&'a [u32], &'a [u32]) {
-                    match shape {
-                        Shape::Discrete => (&col.real_codes, &col.synthetic_codes),
-                        Shape::Continuous => {
-                            let (r, s) = &binned[name];
-                            (r, s)
-                        }
-                    }
-                }
+                let (ca, cb) = (&self.data[i], &self.data[j]);
                 let (metric, r): (&str, PairScore) = if *sa == Shape::Continuous && *sb == Shape::Continuous {
                     (
                         "CorrelationSimilarity",
                         metrics::correlation_similarity(
-                            (&ca.real_numbers, &cb.real_numbers),
-                            (&ca.synthetic_numbers, &cb.synthetic_numbers),
+                            (&ca.numbers[0], &cb.numbers[0]),
+                            (&ca.numbers[1], &cb.numbers[1]),
                             self.correlation_threshold,
                         ),
                     )
                 } else {
-                    let (ra, sa_) = discrete(&binned, a, ca, *sa);
-                    let (rb, sb_) = discrete(&binned, b, cb, *sb);
                     (
                         "ContingencySimilarity",
-                        metrics::contingency_similarity((ra, rb), (sa_, sb_), self.association_threshold),
+                        metrics::contingency_similarity_local(&local[i], &local[j], self.association_threshold),
                     )
                 };
                 if r.meets_threshold && !r.score.is_nan() {
@@ -302,8 +452,26 @@ impl Metric for Quality {
             LogLevel::Debug,
             &format!("{} columns, {} pairs counted", shape_scores.len(), pair_scores.len()),
         );
+        let mut score = MetricValue::new("Quality Score", &[], overall);
+        if real_rows.sampled() || synthetic_rows.sampled() {
+            // A sample is said next to the number it made, with how far
+            // each column's score may be from the whole tables'.
+            #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+            let rows = |r: &Reservoir| (r.kept() as f64, r.seen as f64);
+            let ((rk, rn), (sk, sn)) = (rows(real_rows), rows(synthetic_rows));
+            score = score
+                .extra("real_rows", rn)
+                .extra("real_rows_scored", rk)
+                .extra("synthetic_rows", sn)
+                .extra("synthetic_rows_scored", sk)
+                .note(format!(
+                    "scored on a uniform sample (seeded) of {rk} of {rn} real and {sk} of {sn} synthetic rows \
+                     (max_rows); each column's sample_error bounds how far its score may be from the whole \
+                     tables' (95 % confidence)"
+                ));
+        }
         let mut head = vec![
-            MetricValue::new("Quality Score", &[], overall),
+            score,
             MetricValue::new("Column Shapes", &[], shapes),
             MetricValue::new("Column Pair Trends", &[], trends)
                 .extra("pairs_counted", pair_scores.len() as f64)
@@ -316,3 +484,117 @@ impl Metric for Quality {
 }
 
 export_metric!(Quality);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use doppel_sdk::arrow_array::{ArrayRef, Float64Array, StringArray};
+    use std::sync::Arc;
+
+    /// `rows` rows in batches of 1,000: a long-tailed number and a category
+    /// of 40 values, both drawn from an LCG seeded with `seed`.
+    fn table(rows: usize, seed: u64, shift: f64) -> Vec<RecordBatch> {
+        let mut state = seed;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            #[allow(clippy::cast_precision_loss, reason = "53 random bits")]
+            let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+            u
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("amount", DataType::Float64, true),
+            Field::new("kind", DataType::Utf8, true),
+        ]));
+        (0..rows.div_ceil(1_000))
+            .map(|b| {
+                let n = 1_000.min(rows - b * 1_000);
+                let (mut x, mut c) = (Vec::new(), Vec::new());
+                for _ in 0..n {
+                    let u = next();
+                    x.push((-u.max(1e-12).ln()) * 100.0 + shift);
+                    // Kinds correlate with the amount, so the pair has a trend.
+                    #[allow(clippy::cast_possible_truncation, reason = "at most 39")]
+                    let k = ((u * 30.0) as u32 + (next() * 10.0) as u32).min(39);
+                    c.push((k != 7).then(|| format!("k{k}")));
+                }
+                let columns: Vec<ArrayRef> = vec![Arc::new(Float64Array::from(x)), Arc::new(StringArray::from(c))];
+                RecordBatch::try_new(Arc::clone(&schema), columns).unwrap()
+            })
+            .collect()
+    }
+
+    fn score(max_rows: Option<i64>, real: &[RecordBatch], synthetic: &[RecordBatch]) -> Vec<MetricValue> {
+        let mut config = Config::new();
+        if let Some(m) = max_rows {
+            config = config.with("max_rows", ConfigValue::Integer(m));
+        }
+        let mut q = Quality::create(&config).unwrap();
+        for b in real {
+            q.update(TableRole::Real, b).unwrap();
+        }
+        for b in synthetic {
+            q.update(TableRole::Synthetic, b).unwrap();
+        }
+        q.finish().unwrap()
+    }
+
+    fn find<'a>(values: &'a [MetricValue], name: &str) -> &'a MetricValue {
+        values.iter().find(|v| v.name == name).unwrap()
+    }
+
+    fn extra(v: &MetricValue, name: &str) -> Option<f64> {
+        v.extra.iter().find(|(k, _)| k == name).map(|(_, x)| *x)
+    }
+
+    #[test]
+    fn a_sample_past_max_rows_is_stated_and_within_its_error_of_the_whole() {
+        let (real, synthetic) = (table(20_000, 1, 0.0), table(20_000, 2, 15.0));
+        let whole = score(None, &real, &synthetic);
+        let sampled = score(Some(2_000), &real, &synthetic);
+        // The whole tables: no note, no error.
+        let head = find(&whole, "Quality Score");
+        assert!(head.note.is_none() && extra(head, "real_rows").is_none());
+        assert!(extra(find(&whole, "KSComplement"), "sample_error").is_none());
+        // The sample says what it is.
+        let head = find(&sampled, "Quality Score");
+        assert!(head.note.as_deref().unwrap().contains("2000 of 20000 real"));
+        assert_eq!(extra(head, "real_rows"), Some(20_000.0));
+        assert_eq!(extra(head, "real_rows_scored"), Some(2_000.0));
+        // Each column's sampled score lies within its stated error of the
+        // whole tables' score.
+        for name in ["KSComplement", "TVComplement"] {
+            let (w, s) = (find(&whole, name), find(&sampled, name));
+            let error = extra(s, "sample_error").unwrap();
+            assert!(error > 0.0 && error < 0.2, "{name}: {error}");
+            assert!(
+                (w.value - s.value).abs() <= error,
+                "{name}: {} vs {} ± {error}",
+                w.value,
+                s.value
+            );
+        }
+        // The same seed draws the same sample.
+        assert_eq!(
+            format!("{sampled:?}"),
+            format!("{:?}", score(Some(2_000), &real, &synthetic))
+        );
+    }
+
+    #[test]
+    fn identical_tables_score_one_and_widths_do_not_change_scores() {
+        let real = table(5_000, 3, 0.0);
+        let values = score(None, &real, &real);
+        assert_eq!(find(&values, "KSComplement").value, 1.0);
+        assert_eq!(find(&values, "TVComplement").value, 1.0);
+        // A cap above the row count changes nothing.
+        assert_eq!(format!("{values:?}"), format!("{:?}", score(Some(5_000), &real, &real)));
+    }
+
+    #[test]
+    fn max_rows_below_the_floor_is_refused() {
+        let err = Quality::create(&Config::new().with("max_rows", ConfigValue::Integer(10))).unwrap_err();
+        assert!(format!("{err:?}").contains("max_rows"));
+    }
+}

@@ -12,10 +12,164 @@
 //!   bins of their own range (`np.histogram_bin_edges` + `np.digitize`), each
 //!   table with its own edges, as SDMetrics does.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 /// `null` as a discrete code.
 pub const NULL_CODE: u32 = u32::MAX;
+
+/// A cell type codes are stored in.
+pub trait Code: Copy + Ord + Into<u32> {
+    /// The code as an index.
+    fn idx(self) -> usize;
+}
+
+macro_rules! code_width {
+    ($($t:ty),*) => {$(
+        impl Code for $t {
+            fn idx(self) -> usize {
+                Into::<u32>::into(self) as usize
+            }
+        }
+    )*};
+}
+code_width!(u8, u16, u32);
+
+/// One column's discrete codes, each in as few bytes as the largest code
+/// needs: most categorical columns have fewer than 256 categories, and a
+/// byte per cell instead of four is much of what lets millions of rows fit
+/// the sandbox's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Codes {
+    /// Every code below 256.
+    U8(Vec<u8>),
+    /// Every code below 65,536.
+    U16(Vec<u16>),
+    /// Any code.
+    U32(Vec<u32>),
+}
+
+/// Run `$body` with `$v` bound to the codes' vector, whatever its width.
+macro_rules! with_codes {
+    ($codes:expr, $v:ident => $body:expr) => {
+        match $codes {
+            Codes::U8($v) => $body,
+            Codes::U16($v) => $body,
+            Codes::U32($v) => $body,
+        }
+    };
+}
+
+impl Default for Codes {
+    fn default() -> Self {
+        Codes::U8(Vec::new())
+    }
+}
+
+/// Room for `more` values, growing by a quarter instead of doubling: a
+/// table's columns are most of the sandbox's memory, and a doubled vector
+/// can leave half of its allocation empty.
+pub fn reserve_quarter<T>(v: &mut Vec<T>, more: usize) {
+    if v.capacity() - v.len() < more {
+        v.reserve_exact(more.max(v.len() / 4));
+    }
+}
+
+fn width(max: u32) -> u8 {
+    if max <= u32::from(u8::MAX) {
+        0
+    } else if max <= u32::from(u16::MAX) {
+        1
+    } else {
+        2
+    }
+}
+
+// The macro's `u32` arm converts a `u32` to itself.
+#[allow(clippy::useless_conversion, reason = "one body serves every width")]
+impl Codes {
+    /// Codes from an iterator whose values are at most `max`.
+    pub fn collect(max: u32, codes: impl Iterator<Item = u32>) -> Codes {
+        match width(max) {
+            0 => Codes::U8(codes.map(|c| u8::try_from(c).expect("at most max")).collect()),
+            1 => Codes::U16(codes.map(|c| u16::try_from(c).expect("at most max")).collect()),
+            _ => Codes::U32(codes.collect()),
+        }
+    }
+
+    /// How many codes.
+    pub fn len(&self) -> usize {
+        with_codes!(self, v => v.len())
+    }
+
+    /// No codes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`-th code.
+    pub fn get(&self, i: usize) -> u32 {
+        with_codes!(self, v => v[i].into())
+    }
+
+    /// Widen (never narrow) so that `max` fits.
+    fn fit(&mut self, max: u32) {
+        let have = match self {
+            Codes::U8(_) => 0,
+            Codes::U16(_) => 1,
+            Codes::U32(_) => 2,
+        };
+        let need = width(max);
+        if need <= have {
+            return;
+        }
+        *self = match (std::mem::take(self), need) {
+            (Codes::U8(v), 1) => Codes::U16(v.into_iter().map(u16::from).collect()),
+            (Codes::U8(v), _) => Codes::U32(v.into_iter().map(u32::from).collect()),
+            (Codes::U16(v), _) => Codes::U32(v.into_iter().map(u32::from).collect()),
+            (wide @ Codes::U32(_), _) => wide,
+        };
+    }
+
+    /// Both at the wider of their two widths, so they can be walked together.
+    pub fn unify(a: &mut Codes, b: &mut Codes) {
+        let max = |c: &Codes| match c {
+            Codes::U8(_) => u32::from(u8::MAX),
+            Codes::U16(_) => u32::from(u16::MAX),
+            Codes::U32(_) => u32::MAX,
+        };
+        let top = max(a).max(max(b));
+        a.fit(top);
+        b.fit(top);
+    }
+
+    /// Append codes.
+    pub fn extend(&mut self, codes: &[u32]) {
+        if let Some(top) = codes.iter().max() {
+            self.fit(*top);
+        }
+        with_codes!(self, v => {
+            reserve_quarter(v, codes.len());
+            for c in codes {
+                v.push(TryFrom::try_from(*c).expect("widened to fit"));
+            }
+        });
+    }
+
+    /// Append one code.
+    pub fn push(&mut self, code: u32) {
+        self.fit(code);
+        with_codes!(self, v => {
+            reserve_quarter(v, 1);
+            v.push(TryFrom::try_from(code).expect("widened to fit"));
+        });
+    }
+
+    /// Replace the `i`-th code.
+    pub fn set(&mut self, i: usize, code: u32) {
+        self.fit(code);
+        with_codes!(self, v => v[i] = TryFrom::try_from(code).expect("widened to fit"));
+    }
+}
 
 /// 1 − KS statistic of two samples (NaN entries ignored); NaN if one is empty.
 pub fn ks_complement(real: &[f64], synthetic: &[f64]) -> f64 {
@@ -24,8 +178,9 @@ pub fn ks_complement(real: &[f64], synthetic: &[f64]) -> f64 {
     if a.is_empty() || b.is_empty() {
         return f64::NAN;
     }
-    a.sort_by(f64::total_cmp);
-    b.sort_by(f64::total_cmp);
+    // Unstable is as good: under total_cmp equal elements are equal bits.
+    a.sort_unstable_by(f64::total_cmp);
+    b.sort_unstable_by(f64::total_cmp);
     #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
     let (na, nb) = (a.len() as f64, b.len() as f64);
     let (mut i, mut j) = (0, 0);
@@ -44,6 +199,29 @@ pub fn ks_complement(real: &[f64], synthetic: &[f64]) -> f64 {
         d = d.max(gap);
     }
     1.0 - d
+}
+
+/// [`tv_complement`] of a renumbered column: counts in a table as long as
+/// its codes, walked in code order, so the sums are the map version's.
+pub fn tv_complement_local(col: &LocalCodes) -> f64 {
+    let mut r = vec![0u32; col.k];
+    let mut s = vec![0u32; col.k];
+    with_codes!(&col.real, v => v.iter().for_each(|c| r[c.idx()] += 1));
+    with_codes!(&col.synthetic, v => v.iter().for_each(|c| s[c.idx()] += 1));
+    if let Some(null) = col.null {
+        r[null as usize] = 0;
+        s[null as usize] = 0;
+    }
+    if r.iter().all(|c| *c == 0) || s.iter().all(|c| *c == 0) {
+        return f64::NAN;
+    }
+    // A synthetic-only category counts 1e-6 real rows (SDMetrics).
+    let real_of = |i: usize| if r[i] > 0 { f64::from(r[i]) } else { 1e-6 };
+    let occupied = || (0..col.k).filter(|&i| r[i] > 0 || s[i] > 0);
+    let rt: f64 = occupied().map(real_of).sum();
+    let st: f64 = occupied().filter(|&i| s[i] > 0).map(|i| f64::from(s[i])).sum();
+    let tv: f64 = occupied().map(|i| (f64::from(s[i]) / st - real_of(i) / rt).abs()).sum();
+    1.0 - 0.5 * tv
 }
 
 /// 1 − total variation distance of two discrete samples (null codes ignored).
@@ -75,21 +253,24 @@ pub fn tv_complement(real: &[u32], synthetic: &[u32]) -> f64 {
 
 /// Pearson correlation of pairwise-complete rows; NaN if undefined.
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
-    let pairs: Vec<(f64, f64)> = x
-        .iter()
-        .zip(y)
-        .filter(|(a, b)| !a.is_nan() && !b.is_nan())
-        .map(|(a, b)| (*a, *b))
-        .collect();
-    if pairs.len() < 2 {
+    // Walked three times rather than copied: a copy of the pairs would be
+    // 16 bytes a row, on top of the columns themselves.
+    let pairs = || {
+        x.iter()
+            .zip(y)
+            .filter(|(a, b)| !a.is_nan() && !b.is_nan())
+            .map(|(a, b)| (*a, *b))
+    };
+    let count = pairs().count();
+    if count < 2 {
         return f64::NAN;
     }
     #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
-    let n = pairs.len() as f64;
-    let mx = pairs.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = pairs.iter().map(|p| p.1).sum::<f64>() / n;
+    let n = count as f64;
+    let mx = pairs().map(|p| p.0).sum::<f64>() / n;
+    let my = pairs().map(|p| p.1).sum::<f64>() / n;
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (a, b) in &pairs {
+    for (a, b) in pairs() {
         sxy += (a - mx) * (b - my);
         sxx += (a - mx) * (a - mx);
         syy += (b - my) * (b - my);
@@ -181,35 +362,173 @@ pub fn correlation_similarity(real: (&[f64], &[f64]), synthetic: (&[f64], &[f64]
     }
 }
 
-/// Joint counts, in key order so that sums over them are reproducible.
-fn joint_counts(a: &[u32], b: &[u32]) -> BTreeMap<(u32, u32), f64> {
-    let mut m = HashMap::new();
-    for (x, y) in a.iter().zip(b) {
-        *m.entry((*x, *y)).or_insert(0.0) += 1.0;
+/// Codes of one discrete column renumbered `0..k` in the order of the
+/// original codes (null last), both tables alike: the joint counts of two
+/// such columns fit a dense `k_a × k_b` table, and walking it row-major
+/// visits cells in the order a map keyed by the original code pairs would,
+/// so every sum adds the same terms in the same order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalCodes {
+    /// The real table's codes.
+    pub real: Codes,
+    /// The synthetic table's codes.
+    pub synthetic: Codes,
+    /// How many distinct codes the two hold.
+    pub k: usize,
+    /// The local code of null, when either table has one (always `k − 1`).
+    pub null: Option<u32>,
+}
+
+/// Renumber a column's codes, `NULL_CODE` as null (see [`LocalCodes`]).
+pub fn local_codes(real: &[u32], synthetic: &[u32]) -> LocalCodes {
+    renumber(real, synthetic, NULL_CODE)
+}
+
+/// Renumber a column's codes whatever their width, `null` as null; the
+/// codes are taken so that their memory is freed as the new ones are made.
+pub fn renumber_codes(mut a: Codes, mut b: Codes, null: u32) -> LocalCodes {
+    Codes::unify(&mut a, &mut b);
+    match (&a, &b) {
+        (Codes::U8(x), Codes::U8(y)) => renumber(x, y, u8::try_from(null).unwrap_or(u8::MAX)),
+        (Codes::U16(x), Codes::U16(y)) => renumber(x, y, u16::try_from(null).unwrap_or(u16::MAX)),
+        (Codes::U32(x), Codes::U32(y)) => renumber(x, y, null),
+        _ => unreachable!("unified to one width"),
     }
-    m.into_iter().collect()
+}
+
+/// [`LocalCodes`] of two code slices, `null` as null.
+pub fn renumber<T: Code>(real: &[T], synthetic: &[T], null: T) -> LocalCodes {
+    let all = || real.iter().chain(synthetic).copied();
+    // Codes from a dictionary are small (null aside): mark which occur in a
+    // table as long as the largest, rather than sort them all.
+    let top = all().filter(|c| *c != null).max();
+    let has_null = all().any(|c| c == null);
+    let n = real.len() + synthetic.len();
+    let (table, k) = match top {
+        Some(m) if m.idx() <= 4 * n + 64 => {
+            let mut seen = vec![false; m.idx() + 1];
+            for c in all().filter(|c| *c != null) {
+                seen[c.idx()] = true;
+            }
+            let mut table = vec![u32::MAX; m.idx() + 1];
+            let mut k = 0u32;
+            for (code, present) in seen.iter().enumerate() {
+                if *present {
+                    table[code] = k;
+                    k += 1;
+                }
+            }
+            (Some(table), k as usize)
+        }
+        _ => (None, 0),
+    };
+    // Without a lookup table: the sorted distinct codes, searched.
+    let distinct: Vec<T> = if table.is_some() {
+        Vec::new()
+    } else {
+        let mut d: Vec<T> = all().filter(|c| *c != null).collect();
+        d.sort_unstable();
+        d.dedup();
+        d
+    };
+    let k = if table.is_some() { k } else { distinct.len() };
+    let null_local = u32::try_from(k).unwrap_or(u32::MAX);
+    let map = |codes: &[T]| -> Codes {
+        Codes::collect(
+            null_local,
+            codes.iter().map(|c| {
+                if *c == null {
+                    null_local
+                } else if let Some(t) = &table {
+                    t[c.idx()]
+                } else {
+                    u32::try_from(distinct.partition_point(|d| d < c)).unwrap_or(u32::MAX)
+                }
+            }),
+        )
+    };
+    LocalCodes {
+        real: map(real),
+        synthetic: map(synthetic),
+        k: k + usize::from(has_null),
+        null: has_null.then_some(null_local),
+    }
+}
+
+/// Most cells a dense joint table may have; past it a sorted map holds only
+/// the cells that occur (two columns of thousands of categories each).
+const DENSE_CELLS: usize = 1 << 20;
+
+/// Joint counts of two renumbered columns; cells iterate in `(a, b)` order,
+/// non-zero ones only.
+#[derive(Debug)]
+enum Joint {
+    Dense { counts: Vec<u32>, kb: usize },
+    Sparse(BTreeMap<(u32, u32), u32>),
+}
+
+impl Joint {
+    fn count(a: &Codes, b: &Codes, ka: usize, kb: usize) -> Joint {
+        with_codes!(a, x => with_codes!(b, y => Joint::count_slices(x, y, ka, kb)))
+    }
+
+    fn count_slices<A: Code, B: Code>(a: &[A], b: &[B], ka: usize, kb: usize) -> Joint {
+        if ka.saturating_mul(kb) <= DENSE_CELLS {
+            let mut counts = vec![0u32; ka * kb];
+            for (x, y) in a.iter().zip(b) {
+                counts[x.idx() * kb + y.idx()] += 1;
+            }
+            Joint::Dense { counts, kb }
+        } else {
+            let mut m = HashMap::new();
+            for (x, y) in a.iter().zip(b) {
+                *m.entry((Into::<u32>::into(*x), Into::<u32>::into(*y))).or_insert(0u32) += 1;
+            }
+            Joint::Sparse(m.into_iter().collect())
+        }
+    }
+
+    /// `(a, b, count)` of every occupied cell, in `(a, b)` order.
+    fn cells(&self) -> Box<dyn Iterator<Item = (u32, u32, f64)> + '_> {
+        match self {
+            Joint::Dense { counts, kb } => {
+                Box::new(counts.iter().enumerate().filter(|(_, c)| **c > 0).map(move |(i, c)| {
+                    (
+                        u32::try_from(i / kb).unwrap_or(u32::MAX),
+                        u32::try_from(i % kb).unwrap_or(u32::MAX),
+                        f64::from(*c),
+                    )
+                }))
+            }
+            Joint::Sparse(m) => Box::new(m.iter().map(|((a, b), c)| (*a, *b, f64::from(*c)))),
+        }
+    }
 }
 
 /// Cramér's V of a joint count table (no continuity correction), as
 /// `scipy.stats.contingency.association(..., method="cramer")`.
-fn cramers_v(counts: &BTreeMap<(u32, u32), f64>) -> f64 {
-    let mut rows: HashMap<u32, f64> = HashMap::new();
-    let mut cols: HashMap<u32, f64> = HashMap::new();
+fn cramers_v(joint: &Joint, ka: usize, kb: usize) -> f64 {
+    let mut rows = vec![0.0f64; ka];
+    let mut cols = vec![0.0f64; kb];
     let mut n = 0.0;
-    for ((r, c), k) in counts {
-        *rows.entry(*r).or_default() += k;
-        *cols.entry(*c).or_default() += k;
+    for (r, c, k) in joint.cells() {
+        rows[r as usize] += k;
+        cols[c as usize] += k;
         n += k;
     }
-    let k = rows.len().min(cols.len());
+    let k = rows
+        .iter()
+        .filter(|v| **v > 0.0)
+        .count()
+        .min(cols.iter().filter(|v| **v > 0.0).count());
     if n == 0.0 || k < 2 {
         return f64::NAN;
     }
     // Σ over all cells of (O − E)² / E = Σ over observed cells of O² / E − n,
     // since Σ O = Σ E = n: linear in the observed cells, not rows × columns.
-    let chi2 = counts
-        .iter()
-        .map(|((r, c), o)| o * o * n / (rows[r] * cols[c]))
+    let chi2 = joint
+        .cells()
+        .map(|(r, c, o)| o * o * n / (rows[r as usize] * cols[c as usize]))
         .sum::<f64>()
         - n;
     let chi2 = chi2.max(0.0);
@@ -220,14 +539,21 @@ fn cramers_v(counts: &BTreeMap<(u32, u32), f64>) -> f64 {
 
 /// ContingencySimilarity of two discrete columns (null codes are categories).
 pub fn contingency_similarity(real: (&[u32], &[u32]), synthetic: (&[u32], &[u32]), threshold: f64) -> PairScore {
-    let rc = joint_counts(real.0, real.1);
-    let sc = joint_counts(synthetic.0, synthetic.1);
+    let (a, b) = (local_codes(real.0, synthetic.0), local_codes(real.1, synthetic.1));
+    contingency_similarity_local(&a, &b, threshold)
+}
+
+/// [`contingency_similarity`] of two columns already renumbered, so a
+/// column's renumbering is done once for all its pairs.
+pub fn contingency_similarity_local(a: &LocalCodes, b: &LocalCodes, threshold: f64) -> PairScore {
+    let rc = Joint::count(&a.real, &b.real, a.k, b.k);
+    let sc = Joint::count(&a.synthetic, &b.synthetic, a.k, b.k);
     let mut out = PairScore {
         score: f64::NAN,
         real_correlation: f64::NAN,
         synthetic_correlation: f64::NAN,
-        real_association: cramers_v(&rc),
-        synthetic_association: cramers_v(&sc),
+        real_association: cramers_v(&rc, a.k, b.k),
+        synthetic_association: cramers_v(&sc, a.k, b.k),
         meets_threshold: threshold <= 0.0,
         note: None,
     };
@@ -245,16 +571,41 @@ pub fn contingency_similarity(real: (&[u32], &[u32]), synthetic: (&[u32], &[u32]
         out.meets_threshold = true;
     }
     #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
-    let (nr, ns) = (real.0.len() as f64, synthetic.0.len() as f64);
+    let (nr, ns) = (a.real.len() as f64, a.synthetic.len() as f64);
     if nr == 0.0 || ns == 0.0 {
         out.note = Some("empty table");
         return out;
     }
-    let keys: BTreeSet<&(u32, u32)> = rc.keys().chain(sc.keys()).collect();
-    let diff: f64 = keys
-        .into_iter()
-        .map(|k| (rc.get(k).copied().unwrap_or(0.0) / nr - sc.get(k).copied().unwrap_or(0.0) / ns).abs())
-        .sum();
+    // The union of occupied cells, in order: a merge of the two walks.
+    let (mut r, mut s) = (rc.cells().peekable(), sc.cells().peekable());
+    let mut diff = 0.0;
+    loop {
+        let term = match (r.peek(), s.peek()) {
+            (None, None) => break,
+            (Some(x), Some(y)) if (x.0, x.1) == (y.0, y.1) => {
+                let t = (x.2 / nr - y.2 / ns).abs();
+                r.next();
+                s.next();
+                t
+            }
+            (Some(x), Some(y)) if (x.0, x.1) < (y.0, y.1) => {
+                let t = (x.2 / nr - 0.0).abs();
+                r.next();
+                t
+            }
+            (Some(x), None) => {
+                let t = (x.2 / nr - 0.0).abs();
+                r.next();
+                t
+            }
+            (_, Some(y)) => {
+                let t = (0.0 / nr - y.2 / ns).abs();
+                s.next();
+                t
+            }
+        };
+        diff += term;
+    }
     out.score = 1.0 - diff / 2.0;
     out
 }
@@ -262,7 +613,7 @@ pub fn contingency_similarity(real: (&[u32], &[u32]), synthetic: (&[u32], &[u32]
 /// `np.histogram_bin_edges(x.dropna())` (10 equal-width bins) then
 /// `np.digitize(x, edges)`: bin index 1..=10 inside, 11 at the maximum, and
 /// 11 for NaN (numpy sorts NaN after every edge).
-pub fn discretize(x: &[f64]) -> Vec<u32> {
+pub fn discretize(x: &[f64]) -> Vec<u8> {
     let present: Vec<f64> = x.iter().copied().filter(|v| !v.is_nan()).collect();
     if present.is_empty() {
         return vec![0; x.len()];
@@ -281,7 +632,7 @@ pub fn discretize(x: &[f64]) -> Vec<u32> {
                 return 11;
             }
             // searchsorted(edges, v, side="right")
-            u32::try_from(edges.partition_point(|e| *e <= *v)).expect("at most 11 edges")
+            u8::try_from(edges.partition_point(|e| *e <= *v)).expect("at most 11 edges")
         })
         .collect()
 }
@@ -320,12 +671,153 @@ mod tests {
 
     #[test]
     fn cramers_v_of_perfect_association_is_one() {
-        let a = [0, 0, 1, 1];
-        let counts = joint_counts(&a, &a);
-        assert!((cramers_v(&counts) - 1.0).abs() < 1e-12);
+        let a = [0u32, 0, 1, 1];
+        let counts = Joint::count_slices(&a, &a, 2, 2);
+        assert!((cramers_v(&counts, 2, 2) - 1.0).abs() < 1e-12);
         let r = contingency_similarity((&a, &a), (&a, &a), 0.3);
         assert_eq!(r.score, 1.0);
         assert!(r.meets_threshold);
+    }
+
+    /// The definition: sorted maps of the original code pairs.
+    fn contingency_by_maps(real: (&[u32], &[u32]), synthetic: (&[u32], &[u32])) -> (f64, f64) {
+        let counts = |a: &[u32], b: &[u32]| {
+            let mut m: BTreeMap<(u32, u32), f64> = BTreeMap::new();
+            for (x, y) in a.iter().zip(b) {
+                *m.entry((*x, *y)).or_insert(0.0) += 1.0;
+            }
+            m
+        };
+        let (rc, sc) = (counts(real.0, real.1), counts(synthetic.0, synthetic.1));
+        let mut rows: HashMap<u32, f64> = HashMap::new();
+        let mut cols: HashMap<u32, f64> = HashMap::new();
+        let mut n = 0.0;
+        for ((r, c), k) in &rc {
+            *rows.entry(*r).or_default() += k;
+            *cols.entry(*c).or_default() += k;
+            n += k;
+        }
+        let chi2: f64 = rc
+            .iter()
+            .map(|((r, c), o)| o * o * n / (rows[r] * cols[c]))
+            .sum::<f64>()
+            - n;
+        #[allow(clippy::cast_precision_loss, reason = "tiny tables")]
+        let v = (chi2.max(0.0) / (n * (rows.len().min(cols.len()) as f64 - 1.0))).sqrt();
+        #[allow(clippy::cast_precision_loss, reason = "tiny tables")]
+        let (nr, ns) = (real.0.len() as f64, synthetic.0.len() as f64);
+        let keys: std::collections::BTreeSet<&(u32, u32)> = rc.keys().chain(sc.keys()).collect();
+        let diff: f64 = keys
+            .into_iter()
+            .map(|k| (rc.get(k).copied().unwrap_or(0.0) / nr - sc.get(k).copied().unwrap_or(0.0) / ns).abs())
+            .sum();
+        (v, 1.0 - diff / 2.0)
+    }
+
+    #[test]
+    fn dense_and_sparse_counts_give_the_maps_numbers_bit_for_bit() {
+        // A small LCG: no dev-dependency for four columns of codes.
+        let mut state = 12_345u64;
+        let mut next = |k: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % k
+        };
+        for (ka, kb, wide) in [(3, 4, false), (12, 40, false), (2_000, 1_500, true)] {
+            let code = |v: u64, wide: bool| -> u32 {
+                // Every 17th value null; wide dictionaries far apart.
+                if v % 17 == 16 {
+                    NULL_CODE
+                } else {
+                    u32::try_from(v * if wide { 1_000 } else { 1 }).unwrap()
+                }
+            };
+            let (mut ra, mut rb, mut sa, mut sb) = (vec![], vec![], vec![], vec![]);
+            for _ in 0..3_000 {
+                ra.push(code(next(ka), wide));
+                rb.push(code(next(kb), false));
+                sa.push(code(next(ka), wide));
+                sb.push(code(next(kb), false));
+            }
+            let got = contingency_similarity((&ra, &rb), (&sa, &sb), 0.0);
+            let (v, score) = contingency_by_maps((&ra, &rb), (&sa, &sb));
+            assert_eq!(got.real_association.to_bits(), v.to_bits(), "{ka}×{kb}");
+            assert_eq!(got.score.to_bits(), score.to_bits(), "{ka}×{kb}");
+        }
+    }
+
+    #[test]
+    fn tv_by_counts_is_tv_by_maps_bit_for_bit() {
+        let mut state = 99u64;
+        let mut next = |k: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % k
+        };
+        for (k, wide) in [(2u64, false), (9, false), (300, true)] {
+            let code = |v: u64| -> u32 {
+                if v % 13 == 12 {
+                    NULL_CODE
+                } else {
+                    u32::try_from(v * if wide { 100_000 } else { 1 }).unwrap()
+                }
+            };
+            let real: Vec<u32> = (0..2_000).map(|_| code(next(k))).collect();
+            // The synthetic side draws from more categories: synthetic-only ones.
+            let synthetic: Vec<u32> = (0..1_500).map(|_| code(next(k + 3))).collect();
+            let local = local_codes(&real, &synthetic);
+            assert_eq!(
+                tv_complement_local(&local).to_bits(),
+                tv_complement(&real, &synthetic).to_bits(),
+                "{k}"
+            );
+        }
+        assert!(tv_complement_local(&local_codes(&[NULL_CODE], &[1])).is_nan());
+    }
+
+    #[test]
+    fn codes_widen_as_values_grow_and_renumber_alike_at_any_width() {
+        let mut c = Codes::default();
+        c.extend(&[3, 0, 7]);
+        assert!(matches!(c, Codes::U8(_)));
+        c.push(300);
+        assert!(matches!(c, Codes::U16(_)));
+        c.set(1, 70_000);
+        assert!(matches!(c, Codes::U32(_)));
+        assert_eq!((0..c.len()).map(|i| c.get(i)).collect::<Vec<_>>(), [3, 70_000, 7, 300]);
+        // The same codes, narrow or wide, renumber to the same local codes
+        // (null, here 0, last), and those to the u32 definition's.
+        let real = [0u32, 5, 9, 5, 0];
+        let synthetic = [9u32, 9, 2];
+        let mut wide_real = Codes::default();
+        wide_real.extend(&real);
+        wide_real.push(100_000);
+        let mut narrow_synthetic = Codes::default();
+        narrow_synthetic.extend(&synthetic);
+        let narrow = renumber_codes(Codes::collect(9, real.iter().copied()), narrow_synthetic.clone(), 0);
+        let remap = |c: u32| if c == 0 { NULL_CODE } else { c };
+        let by_definition = local_codes(
+            &real.iter().copied().map(remap).collect::<Vec<_>>(),
+            &synthetic.iter().copied().map(remap).collect::<Vec<_>>(),
+        );
+        assert_eq!(narrow, by_definition);
+        assert_eq!((narrow.k, narrow.null), (4, Some(3)));
+        // A wide table with one more code: the shared codes keep their order.
+        let wide = renumber_codes(wide_real, narrow_synthetic, 0);
+        assert_eq!(wide.k, 5);
+        assert_eq!(wide.real.get(5), 3);
+        assert_eq!(wide.real.get(0), 4);
+    }
+
+    #[test]
+    fn pearson_matches_numpy() {
+        // np.corrcoef([1, 2, 3, 4, 5], [2, 1, 4, 3, 5])[0, 1] == 0.8 (NaN pairs dropped)
+        let x = [1.0, 2.0, f64::NAN, 3.0, 4.0, 5.0];
+        let y = [2.0, 1.0, 7.0, 4.0, 3.0, 5.0];
+        assert!((pearson(&x, &y) - 0.8).abs() < 1e-12);
+        assert!(pearson(&[1.0], &[2.0]).is_nan());
     }
 
     #[test]
