@@ -505,6 +505,7 @@ pub struct PipelineRunner {
     storage: Storage,
     catalog: Arc<Catalog>,
     db: Db,
+    engine: exec::EngineOptions,
 }
 
 impl std::fmt::Debug for PipelineRunner {
@@ -516,7 +517,19 @@ impl std::fmt::Debug for PipelineRunner {
 impl PipelineRunner {
     /// A runner reading and writing `storage`.
     pub fn new(storage: Storage, catalog: Arc<Catalog>, db: Db) -> Self {
-        PipelineRunner { storage, catalog, db }
+        PipelineRunner {
+            storage,
+            catalog,
+            db,
+            engine: exec::EngineOptions::default(),
+        }
+    }
+
+    /// Count-based fits count on `engine` (the `[engine]` settings).
+    #[must_use]
+    pub fn with_engine(mut self, engine: exec::EngineOptions) -> Self {
+        self.engine = engine;
+        self
     }
 }
 
@@ -533,7 +546,8 @@ impl JobHandler for PipelineRunner {
         let storage = self.storage.clone();
         let catalog = Arc::clone(&self.catalog);
         let db = self.db.clone();
-        Box::pin(async move { run_pipeline(storage, catalog, db, ctx).await })
+        let engine = self.engine.clone();
+        Box::pin(async move { run_pipeline(storage, catalog, db, engine, ctx).await })
     }
 }
 
@@ -541,6 +555,7 @@ async fn run_pipeline(
     storage: Storage,
     catalog: Arc<Catalog>,
     db: Db,
+    engine: exec::EngineOptions,
     ctx: JobContext,
 ) -> Result<Manifest, JobFailure> {
     let job = &ctx.lease.job;
@@ -659,6 +674,7 @@ async fn run_pipeline(
         events: Some(events),
         // Only `[outputs]` and report.json are kept from the run.
         release_tables: true,
+        engine,
     };
     let run = match exec::run(&plan, &options).await {
         Ok(r) => r,

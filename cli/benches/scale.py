@@ -11,7 +11,9 @@ run's total over the ×1 run's, from this same invocation — compare ratios,
 not seconds, across machines.
 
     cargo build --release -p doppel-cli
-    python3 cli/benches/scale.py --factors 1,10,100 --set privacy.subsample=20000
+    python3 cli/benches/scale.py --factors 1,10,100
+    # PrivSyn counting on a Ballista scheduler + two executors (loopback):
+    python3 cli/benches/scale.py --pipeline pipelines/dp.toml --engine standalone --factors 1,10
 
 Only the standard library is needed.
 """
@@ -59,9 +61,9 @@ def write_table(source: pathlib.Path, factor: int, out: pathlib.Path, seed: int 
     return count
 
 
-def run(binary: str, table: pathlib.Path, out: pathlib.Path, sets: list[str]):
-    """(wall seconds, peak RSS bytes, {stage: seconds}) of one quickstart run."""
-    cmd = [binary, "run", str(REPO / "pipelines/quickstart.toml"), "--input", str(table), "--out", str(out)]
+def run(binary: str, table: pathlib.Path, out: pathlib.Path, sets: list[str], pipeline: str, engine: str):
+    """(wall seconds, peak RSS bytes, {stage: seconds}) of one run."""
+    cmd = [binary, "run", str(REPO / pipeline), "--input", str(table), "--out", str(out), "--engine", engine]
     for s in sets:
         cmd += ["--set", s]
     started = time.perf_counter()
@@ -82,15 +84,38 @@ def main():
     ap.add_argument("--factors", default="1,10", help="comma-separated copies of Adult")
     ap.add_argument("--set", action="append", default=[], help="passed to doppel run as --set (repeatable)")
     ap.add_argument("--json", help="also write every number here")
+    ap.add_argument("--pipeline", default="pipelines/quickstart.toml", help="relative to the repository")
+    ap.add_argument(
+        "--engine",
+        default="local",
+        help="`local`, `ballista://host:port`, or `standalone`: a Ballista scheduler and two executors "
+        "started by `doppel engine standalone` for this run",
+    )
     args = ap.parse_args()
     factors = [int(f) for f in args.factors.split(",")]
     rows = []
+    cluster = None
+    if args.engine == "standalone":
+        cluster = subprocess.Popen([args.binary, "engine", "standalone"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, text=True)
+        args.engine = cluster.stdout.readline().strip()
+        if not args.engine.startswith("ballista://"):
+            raise SystemExit("doppel engine standalone did not print its URL")
+    try:
+        measure(args, factors, rows)
+    finally:
+        if cluster is not None:
+            cluster.terminate()
+            cluster.wait()
+
+
+def measure(args, factors, rows):
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
         for k in factors:
             table = work / f"adult-x{k}.csv"
             n = write_table(REPO / "data/adult.csv", k, table)
-            wall, rss, stages = run(args.binary, table, work / f"out-x{k}", args.set)
+            wall, rss, stages = run(args.binary, table, work / f"out-x{k}", args.set, args.pipeline, args.engine)
             table.unlink()
             row = {"factor": k, "rows": n, "seconds": wall, "peak_rss_bytes": rss, "stages": stages}
             rows.append(row)

@@ -163,6 +163,7 @@ pub(crate) fn run(global: &Global, args: RunArgs, bars: &Bars) -> anyhow::Result
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
+    let engine: doppel_engine::Engine = args.engine.parse()?;
     let cancel = Arc::new(AtomicBool::new(false));
     let events_bars = bars.clone();
     let options = RunOptions {
@@ -171,6 +172,11 @@ pub(crate) fn run(global: &Global, args: RunArgs, bars: &Bars) -> anyhow::Result
         events: Some(Arc::new(move |e| events_bars.on_event(e))),
         // Only `[outputs]` and report.json are written afterwards.
         release_tables: true,
+        engine: doppel_host::exec::EngineOptions {
+            engine,
+            scratch: args.engine_scratch.clone().unwrap_or_else(std::env::temp_dir),
+            ..doppel_host::exec::EngineOptions::default()
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
@@ -305,5 +311,24 @@ pub(crate) fn plugins_list(global: &Global, json: bool) -> anyhow::Result<ExitCo
             w2 = w + 8
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `doppel engine standalone`: a Ballista cluster in this process until
+/// Ctrl-C.
+pub(crate) fn engine_standalone(executors: usize, vcores: usize) -> anyhow::Result<ExitCode> {
+    if executors == 0 || executors > 64 || vcores == 0 || vcores > 256 {
+        anyhow::bail!("--executors must be 1 to 64 and --vcores 1 to 256");
+    }
+    let cluster = doppel_engine::LocalCluster::start(executors, vcores)?;
+    println!("{}", cluster.engine());
+    eprintln!(
+        "Ballista scheduler and {executors} executor(s) of {vcores} task slot(s) on loopback; run pipelines with \
+         `--engine {}`. Ctrl-C stops them.",
+        cluster.engine()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(tokio::signal::ctrl_c())?;
+    drop(cluster);
     Ok(ExitCode::SUCCESS)
 }

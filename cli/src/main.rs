@@ -133,6 +133,9 @@ enum Command {
     /// standard input and answers one JSON line).
     #[command(hide = true)]
     IngestWorker,
+    /// The counting engine a fit can run its heavy plans on (Ballista).
+    #[command(subcommand)]
+    Engine(EngineCommand),
 }
 
 /// Server and worker settings. Every other setting comes from `doppel.toml`
@@ -194,6 +197,32 @@ struct RunArgs {
     /// Progress display.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto, env = "DOPPEL_PROGRESS")]
     progress: ProgressMode,
+    /// Where count-based fits (`builtin:privsyn`) count the training rows:
+    /// `local` (in memory) or `ballista://host:port`, an Apache Ballista 55
+    /// scheduler.
+    #[arg(long, default_value = "local", env = "DOPPEL_ENGINE")]
+    engine: String,
+    /// Folder the training table is staged to as Parquet for the engine;
+    /// every executor must read it at the same path [default: the system
+    /// temporary folder].
+    #[arg(long, env = "DOPPEL_ENGINE_SCRATCH")]
+    engine_scratch: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum EngineCommand {
+    /// Start a Ballista 55 scheduler and executors in this process on
+    /// loopback, print the engine URL, and serve until interrupted. For
+    /// trying the distributed path on one machine; a real cluster runs
+    /// Ballista's own `ballista-scheduler` and `ballista-executor`.
+    Standalone {
+        /// Executors to start.
+        #[arg(long, default_value_t = 2)]
+        executors: usize,
+        /// Task slots per executor.
+        #[arg(long, default_value_t = 2)]
+        vcores: usize,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -300,6 +329,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(&cli.global, &args, false),
         Command::Worker(args) => serve::serve(&cli.global, &args, true),
         Command::IngestWorker => Ok(ExitCode::SUCCESS),
+        Command::Engine(EngineCommand::Standalone { executors, vcores }) => {
+            commands::engine_standalone(executors, vcores)
+        }
     };
     match result {
         Ok(code) => code,

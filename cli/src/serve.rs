@@ -43,6 +43,15 @@ pub(crate) fn serve(global: &Global, args: &ServeArgs, worker_only: bool) -> any
         return Ok(ExitCode::SUCCESS);
     }
     let catalog = Arc::new(Catalog::new(crate::commands::registry(global, false)?));
+    // A bad engine URL stops the server here, not its first DP job.
+    let engine = doppel_host::exec::EngineOptions {
+        engine: settings.engine.url.parse().context("setting engine.url")?,
+        scratch: settings.engine_scratch(),
+        part_rows: settings.engine.part_rows.max(1),
+    };
+    if engine.engine.is_distributed() {
+        tracing::info!(engine = %engine.engine, scratch = %engine.scratch.display(), "PrivSyn fits count on the cluster.");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         std::fs::create_dir_all(&settings.data_dir)
@@ -51,7 +60,8 @@ pub(crate) fn serve(global: &Global, args: &ServeArgs, worker_only: bool) -> any
         let key = settings.signing_key()?;
         let storage = Storage::open(&settings, key).context("object storage")?;
         let queue = Queue::new(db.clone(), &settings.jobs);
-        let runner = Arc::new(PipelineRunner::new(storage.clone(), Arc::clone(&catalog), db.clone()));
+        let runner =
+            Arc::new(PipelineRunner::new(storage.clone(), Arc::clone(&catalog), db.clone()).with_engine(engine));
         let workers = args
             .workers
             .unwrap_or(if worker_only { 1 } else { settings.jobs.workers });

@@ -58,6 +58,10 @@ pub enum Error {
     /// build.
     #[error("saved model: {0}")]
     InvalidModel(String),
+    /// The engine doing a fit's counting failed (see
+    /// [`crate::counts::CountSource`]); the message names no server path.
+    #[error("counting engine: {0}")]
+    Engine(String),
     /// The caller asked to stop.
     #[error("cancelled")]
     Cancelled,

@@ -14,7 +14,9 @@
 //!   smoothing, no copied rows; conditional sampling by visit order).
 //! - [`GaussianCopula`]: the built-in Gaussian copula.
 //! - [`PrivSyn`]: differentially private marginal synthesis, with the zCDP
-//!   [`accountant`] reporting what each fit spent ([`PrivacySpend`]).
+//!   [`accountant`] reporting what each fit spent ([`PrivacySpend`]); it
+//!   reads rows only through [`counts::CountSource`], so its counting can
+//!   run on an engine ([`Generator::fit_counts`]).
 //! - [`semantic`]: the column roles (id, categorical, numerical, datetime,
 //!   boolean, text) that every doppel component shares.
 //! - `Ctgan` and `Tvae` (feature `torch`): CTGAN and TVAE on libtorch,
@@ -59,6 +61,7 @@ use arrow::record_batch::RecordBatch;
 pub mod accountant;
 mod cart;
 mod copula;
+pub mod counts;
 mod error;
 pub mod fake;
 mod linalg;
@@ -155,6 +158,26 @@ pub trait Generator: Send + Sync + std::fmt::Debug {
     /// `save_model` asks before fitting, so a refusal costs no fit.
     fn check_save(&self, _params: &Params) -> Result<()> {
         Ok(())
+    }
+    /// Whether [`Generator::fit_counts`] is implemented: the family learns
+    /// from exact counts alone, so an engine may do the counting.
+    fn fits_from_counts(&self) -> bool {
+        false
+    }
+    /// Learn from exact counts computed by `source` (rows in memory, or
+    /// aggregate plans on an engine). Only families that answer
+    /// [`Generator::fits_from_counts`] implement it; the others refuse.
+    fn fit_counts(
+        &self,
+        _source: &dyn counts::CountSource,
+        _params: &Params,
+        _seed: u64,
+        _progress: &dyn Progress,
+    ) -> Result<Box<dyn Model>> {
+        Err(Error::InvalidParam {
+            name: "engine".to_owned(),
+            message: format!("builtin:{} does not learn from counts alone", self.name()),
+        })
     }
 }
 

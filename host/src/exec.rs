@@ -41,6 +41,32 @@ pub struct RunOptions {
     /// held while the twin is scored. Off for callers that read every
     /// stage's rows afterwards (tests, `doppel plugin test`).
     pub release_tables: bool,
+    /// Where count-based fits (`builtin:privsyn`) do their counting.
+    pub engine: EngineOptions,
+}
+
+/// Where count-based fits count: rows in memory (the default) or DataFusion
+/// plans on an Apache Ballista cluster ([`doppel_engine`]). Other generators
+/// learn on this machine either way, and say so in their notes.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// `Engine::Local`, or the Ballista scheduler.
+    pub engine: doppel_engine::Engine,
+    /// Folder the training table is staged to as Parquet; on a cluster,
+    /// one every executor reads at the same path.
+    pub scratch: std::path::PathBuf,
+    /// Rows per staged Parquet part (the tasks a cluster runs in parallel).
+    pub part_rows: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            engine: doppel_engine::Engine::Local,
+            scratch: std::env::temp_dir(),
+            part_rows: 1_000_000,
+        }
+    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -58,6 +84,7 @@ impl Default for RunOptions {
             cancel: Arc::new(AtomicBool::new(false)),
             events: None,
             release_tables: false,
+            engine: EngineOptions::default(),
         }
     }
 }
@@ -142,6 +169,7 @@ async fn run_stages(plan: &Plan, options: &RunOptions, stop: &Arc<AtomicBool>, s
                 cancel: Arc::clone(&options.cancel),
                 events: options.events.clone(),
                 started: std::time::Instant::now(),
+                engine: options.engine.clone(),
             };
             tasks.spawn_blocking(move || (i, run_stage(&ctx)));
         }

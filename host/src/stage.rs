@@ -141,6 +141,8 @@ pub struct StageContext {
     pub(crate) events: Option<EventSink>,
     /// When the stage was launched.
     pub(crate) started: std::time::Instant,
+    /// Where count-based fits count.
+    pub(crate) engine: crate::exec::EngineOptions,
 }
 
 impl std::fmt::Debug for StageContext {

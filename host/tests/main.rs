@@ -1,6 +1,7 @@
 //! Integration tests of the runtime: real WASM plugins in the real host.
 
 mod common;
+mod engine;
 mod executor;
 mod fidelity;
 mod loading;

@@ -69,6 +69,33 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     /// Marketplace payments.
     pub payments: PaymentSettings,
+    /// Where a fit's heavy counting runs.
+    pub engine: EngineSettings,
+}
+
+/// Where count-based fits (PrivSyn) count the training rows. Checked by the
+/// application core when it starts (the platform knows no engines).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSettings {
+    /// `local` (rows in memory, on the worker) or `ballista://host:port`, an
+    /// Apache Ballista 55 scheduler whose executors read `scratch`.
+    pub url: String,
+    /// Folder training tables are staged to as Parquet for the cluster; every
+    /// executor must read it at the same path. Empty: `{data_dir}/engine`.
+    pub scratch: PathBuf,
+    /// Rows per staged Parquet part.
+    pub part_rows: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            url: "local".to_owned(),
+            scratch: PathBuf::new(),
+            part_rows: 1_000_000,
+        }
+    }
 }
 
 /// Marketplace payment settings.
@@ -338,6 +365,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             privacy: PrivacySettings::default(),
             payments: PaymentSettings::default(),
+            engine: EngineSettings::default(),
         }
     }
 }
@@ -466,6 +494,15 @@ impl Settings {
             format!("sqlite://{}?mode=rwc", self.data_dir.join("doppel.db").display())
         } else {
             self.database_url.expose().to_owned()
+        }
+    }
+
+    /// The engine's scratch folder, defaulting to `{data_dir}/engine`.
+    pub fn engine_scratch(&self) -> PathBuf {
+        if self.engine.scratch.as_os_str().is_empty() {
+            self.data_dir.join("engine")
+        } else {
+            self.engine.scratch.clone()
         }
     }
 

@@ -146,3 +146,105 @@ fn a_dp_job_over_the_datasets_budget_is_refused_before_it_runs() {
     );
     assert_eq!((status, bad["code"].as_str()), (400, Some("invalid_request")), "{bad}");
 }
+
+/// `doppel run pipelines/dp.toml` on Adult, counting on `engine`.
+fn dp_on(engine: &str) -> std::process::Command {
+    let mut cmd = doppel();
+    cmd.args([
+        "run",
+        "pipelines/dp.toml",
+        "--input",
+        "data/adult.csv",
+        "--engine",
+        engine,
+    ]);
+    cmd
+}
+
+/// `doppel engine standalone` runs a Ballista scheduler and two executors;
+/// the dp pipeline counted there writes the twin the local run writes and
+/// states the same spend, with a note saying where it counted.
+#[test]
+fn the_dp_pipeline_counted_on_a_ballista_cluster_writes_the_local_twin() {
+    use std::io::BufRead;
+
+    /// Stops the cluster however the test ends.
+    struct Cluster(std::process::Child);
+    impl Drop for Cluster {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut cluster = Cluster(
+        doppel()
+            .args(["engine", "standalone", "--executors", "2", "--vcores", "1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut url = String::new();
+    std::io::BufReader::new(cluster.0.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let url = url.trim().to_owned();
+    assert!(url.starts_with("ballista://localhost:"), "{url}");
+
+    let run = |engine: &str| {
+        let out = tempfile::tempdir().unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let (code, _, stderr) = output_of(
+            dp_on(engine)
+                .args(["--set", "synth.reproducible_noise=true", "--engine-scratch"])
+                .arg(scratch.path())
+                .arg("--out")
+                .arg(out.path()),
+        );
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(
+            std::fs::read_dir(scratch.path()).unwrap().count(),
+            0,
+            "the staged rows are removed"
+        );
+        let twin = std::fs::read(out.path().join("synthetic.parquet")).unwrap();
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+        let synth = report["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "synth")
+            .unwrap()
+            .clone();
+        (twin, synth["result"]["model"].clone())
+    };
+    let (twin_cluster, model_cluster) = run(&url);
+    let (twin_local, model_local) = run("local");
+    drop(cluster);
+    assert!(twin_cluster == twin_local, "the same synthetic.parquet, byte for byte");
+    assert_eq!(model_cluster["privacy"], model_local["privacy"]);
+    let notes = model_cluster["notes"].to_string();
+    assert!(notes.contains(&format!("counted on {url}")), "{notes}");
+}
+
+#[test]
+fn an_engine_that_is_not_one_is_refused_before_anything_runs() {
+    let out = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = output_of(dp_on("spark://x:7077").arg("--out").arg(out.path()));
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("expected `local` or `ballista://host:port`"),
+        "{stderr}"
+    );
+    assert!(!out.path().join("report.json").exists());
+    let data = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = output_of(
+        doppel()
+            .args(["serve", "--data-dir"])
+            .arg(data.path())
+            .env("DOPPEL__ENGINE__URL", "ballista://"),
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("engine.url"), "{stderr}");
+}

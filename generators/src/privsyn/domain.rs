@@ -20,13 +20,13 @@ use rand::RngExt;
 
 use super::noise::Noise;
 use crate::Result;
+use crate::counts::ValueCounts;
 
 /// Power-of-two buckets for the private bounds search: exponents of 2 from
-/// 2^MIN_EXP to 2^MAX_EXP on each side of zero (2^-20 ≈ 1e-6, 2^70 ≈ 1e21),
-/// plus a bucket for exact zero. Fixed in advance, so the histogram's cells
-/// reveal nothing by existing.
-const MIN_EXP: i32 = -20;
-const MAX_EXP: i32 = 70;
+/// 2^MIN_EXP to 2^MAX_EXP on each side of zero, plus a bucket for exact zero
+/// ([`crate::counts::bounds_bucket`]).
+const MIN_EXP: i32 = crate::counts::BOUNDS_MIN_EXP;
+const MAX_EXP: i32 = crate::counts::BOUNDS_MAX_EXP;
 /// Chance that any empty bucket looks occupied, across all buckets.
 const BOUNDS_FALSE_POSITIVE: f64 = 0.01;
 
@@ -62,6 +62,14 @@ impl Codec {
         match self {
             Codec::Categorical { values } => values.len() + 1,
             Codec::Numeric(b) => 1 + usize::from(b.zero_bin) + b.edges.len() - 1,
+        }
+    }
+
+    /// How rows map to this codec's bins, for a count source.
+    pub(crate) fn binning(&self) -> crate::counts::Binning {
+        match self {
+            Codec::Categorical { values } => crate::counts::Binning::Values(Arc::clone(values)),
+            Codec::Numeric(b) => b.binning(),
         }
     }
 
@@ -133,18 +141,6 @@ impl Codec {
     }
 }
 
-/// The bucket of the private bounds histogram holding `x`.
-fn bucket(x: f64) -> usize {
-    let side = usize::try_from(MAX_EXP - MIN_EXP + 1).expect("positive");
-    if x == 0.0 {
-        return side;
-    }
-    let e = x.abs().log2().floor().clamp(f64::from(MIN_EXP), f64::from(MAX_EXP));
-    #[allow(clippy::cast_possible_truncation, reason = "clamped to a small range")]
-    let k = usize::try_from(e as i32 - MIN_EXP).expect("non-negative");
-    if x > 0.0 { side + 1 + k } else { side - 1 - k }
-}
-
 /// Lower and upper edge of bucket `b`.
 fn bucket_edges(b: usize) -> (f64, f64) {
     let side = usize::try_from(MAX_EXP - MIN_EXP + 1).expect("positive");
@@ -164,14 +160,13 @@ fn bucket_edges(b: usize) -> (f64, f64) {
 
 /// Private bounds: the outermost power-of-two buckets whose noisy count
 /// clears a threshold no empty bucket reaches (all but 1 % of the time).
-/// Costs `rho` (each row is in one bucket: sensitivity 1). `None` when no
-/// bucket clears it (too few rows for the budget).
-pub(crate) fn private_bounds(values: &[f64], rho: f64, noise: &mut Noise) -> Option<(f64, f64)> {
-    let buckets = 2 * usize::try_from(MAX_EXP - MIN_EXP + 1).expect("positive") + 1;
-    let mut counts = vec![0.0; buckets];
-    for &v in values {
-        counts[bucket(v)] += 1.0;
-    }
+/// `counts` is the exact bounds histogram ([`crate::counts::bounds_bucket`]
+/// cells). Costs `rho` (each row is in one bucket: sensitivity 1). `None`
+/// when no bucket clears it (too few rows for the budget).
+pub(crate) fn private_bounds(counts: &[u64], rho: f64, noise: &mut Noise) -> Option<(f64, f64)> {
+    #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+    let mut counts: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
+    let buckets = counts.len();
     let sigma = crate::accountant::gaussian_sigma(rho, 1.0);
     noise.gaussian(&mut counts, sigma);
     #[allow(clippy::cast_precision_loss, reason = "a few hundred buckets")]
@@ -243,21 +238,29 @@ pub(crate) fn numeric_bins(lo: f64, hi: f64, bins: usize, whole: bool) -> Numeri
 
 impl NumericBins {
     /// The bin of `x` (null and non-finite → 0; out of range → clipped).
+    #[cfg(test)]
     pub(crate) fn bin(&self, x: Option<f64>) -> u32 {
-        let Some(x) = x.filter(|v| v.is_finite()) else {
-            return 0;
-        };
-        if self.zero_bin && x == 0.0 {
-            return 1;
+        crate::counts::Binning::numeric_bin(&self.edges, self.zero_bin, x)
+    }
+
+    /// The same rule, for a [`crate::counts::CountSource`].
+    pub(crate) fn binning(&self) -> crate::counts::Binning {
+        crate::counts::Binning::Numeric {
+            edges: self.edges.clone(),
+            zero_bin: self.zero_bin,
         }
-        let first_range = 1 + u32::from(self.zero_bin);
-        let k = self.edges[1..self.edges.len() - 1].partition_point(|&e| e <= x);
-        first_range + u32::try_from(k).expect("fewer than 2^32 bins")
     }
 }
 
 /// The distinct values of a column with each row's index into them and each
 /// value's count; null, if present, is one of the values (`null_value`).
+#[cfg_attr(
+    not(feature = "torch"),
+    allow(
+        dead_code,
+        reason = "per-row codes and the null value are read by the neural transformer"
+    )
+)]
 pub(crate) struct Distinct {
     pub(crate) values: ArrayRef,
     pub(crate) counts: Vec<f64>,
@@ -300,23 +303,25 @@ pub(crate) fn distinct(array: &ArrayRef) -> Result<Distinct> {
 /// Measures every observed non-null value's count with noise σ and keeps the
 /// values whose noisy count reaches `1 + σ·z(δ_c)`: a value that exists only
 /// because of one person has count 1 and survives with probability ≤ δ_c.
-/// Returns the released codec, each row's bin and the noisy 1-way marginal
-/// over the codec's bins (the missing bin sums the null count and every
-/// dropped value, each with its own noise).
+/// Returns the released codec and the noisy 1-way marginal over its bins
+/// (the missing bin sums the null count and every dropped value, each with
+/// its own noise).
 pub(crate) fn select_categories(
-    d: &Distinct,
+    d: &ValueCounts,
     sigma: f64,
     delta_c: f64,
     noise: &mut Noise,
-) -> Result<(Codec, Vec<u32>, Vec<f64>)> {
-    let mut noisy = d.counts.clone();
+) -> Result<(Codec, Vec<f64>)> {
+    #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+    let mut noisy: Vec<f64> = d.counts.iter().map(|&c| c as f64).collect();
     noise.gaussian(&mut noisy, sigma);
+    let null_value = d.null_index();
     let threshold = 1.0 + sigma * upper_normal_quantile(delta_c);
     // Keep released values in a data-independent order would be nicer, but
     // the order carries no information beyond the released set: sort by
     // noisy count, most frequent first.
     let mut kept: Vec<u32> = (0..d.counts.len())
-        .filter(|&v| Some(u32::try_from(v).expect("small")) != d.null_value && noisy[v] >= threshold)
+        .filter(|&v| Some(v) != null_value && noisy[v] >= threshold)
         .map(|v| u32::try_from(v).expect("small"))
         .collect();
     kept.sort_by(|&a, &b| noisy[b as usize].total_cmp(&noisy[a as usize]).then(a.cmp(&b)));
@@ -332,13 +337,12 @@ pub(crate) fn select_categories(
     }
     // The null bin always exists, measured even when the column has no nulls,
     // so that its presence says nothing.
-    if d.null_value.is_none() {
+    if null_value.is_none() {
         let mut zero = [0.0];
         noise.gaussian(&mut zero, sigma);
         marginal[missing as usize] += zero[0];
     }
-    let bins = d.codes.iter().map(|&c| map[c as usize]).collect();
-    Ok((Codec::Categorical { values }, bins, marginal))
+    Ok((Codec::Categorical { values }, marginal))
 }
 
 #[cfg(test)]
@@ -349,6 +353,7 @@ mod tests {
     #[test]
     fn buckets_cover_the_line_in_order() {
         let xs = [-1e9, -3.0, -1.0, -0.5, 0.0, 1e-9, 0.5, 1.0, 3.0, 1e9];
+        let bucket = crate::counts::bounds_bucket;
         let bs: Vec<usize> = xs.iter().map(|&x| bucket(x)).collect();
         assert!(bs.windows(2).all(|w| w[0] <= w[1]), "{bs:?}");
         for &x in &xs {
@@ -361,9 +366,12 @@ mod tests {
 
     #[test]
     fn private_bounds_find_the_occupied_range() {
-        let values: Vec<f64> = (0..20_000).map(|i| 17.0 + f64::from(i % 74)).collect();
+        let mut counts = vec![0u64; crate::counts::bounds_buckets()];
+        for i in 0..20_000 {
+            counts[crate::counts::bounds_bucket(17.0 + f64::from(i % 74))] += 1;
+        }
         let mut noise = Noise::seeded(1);
-        let (lo, hi) = private_bounds(&values, 1.0, &mut noise).unwrap();
+        let (lo, hi) = private_bounds(&counts, 1.0, &mut noise).unwrap();
         assert_eq!((lo, hi), (16.0, 128.0));
     }
 

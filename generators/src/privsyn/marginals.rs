@@ -4,9 +4,11 @@
 use super::noise::Noise;
 use crate::accountant::gaussian_sigma;
 
-/// The discretised table: one bin per row per column.
+/// The exact 1- and 2-way contingency tables of the discretised table, as a
+/// [`crate::counts::CountSource`] computed them.
 pub(crate) struct Discrete {
-    pub(crate) codes: Vec<Vec<u32>>,
+    /// Tables by attribute set (`[a]` or `[a, b]` with `a < b`).
+    pub(crate) tables: std::collections::HashMap<Vec<usize>, Vec<f64>>,
     pub(crate) sizes: Vec<usize>,
     pub(crate) rows: usize,
 }
@@ -25,24 +27,10 @@ pub(crate) struct Marginal {
 impl Discrete {
     /// Exact contingency table of `attrs` (one or two).
     pub(crate) fn table(&self, attrs: &[usize]) -> Vec<f64> {
-        match *attrs {
-            [a] => {
-                let mut t = vec![0.0; self.sizes[a]];
-                for &c in &self.codes[a] {
-                    t[c as usize] += 1.0;
-                }
-                t
-            }
-            [a, b] => {
-                let nb = self.sizes[b];
-                let mut t = vec![0.0; self.sizes[a] * nb];
-                for (&x, &y) in self.codes[a].iter().zip(&self.codes[b]) {
-                    t[x as usize * nb + y as usize] += 1.0;
-                }
-                t
-            }
-            _ => unreachable!("marginals are over one or two attributes"),
-        }
+        self.tables
+            .get(attrs)
+            .cloned()
+            .unwrap_or_else(|| unreachable!("every 1- and 2-way table is counted before selection"))
     }
 
     /// Measure `attrs` with the Gaussian mechanism at cost `rho` (each row
@@ -57,16 +45,6 @@ impl Discrete {
             sigma,
         }
     }
-}
-
-/// One column's noisy 1-way marginal over `size` bins at cost `rho`.
-pub(crate) fn measure_column(bins: &[u32], size: usize, rho: f64, noise: &mut Noise) -> Vec<f64> {
-    let mut counts = vec![0.0; size];
-    for &b in bins {
-        counts[b as usize] += 1.0;
-    }
-    noise.gaussian(&mut counts, gaussian_sigma(rho, 1.0));
-    counts
 }
 
 /// Noisy InDif of every pair `(a, b)`, `a < b`: `Σ |n_ab − n_a·n_b / n|`,

@@ -15,6 +15,10 @@
 //! 4. Synthesis ([`gum`]): GUM moves records towards every marginal. The
 //!    row count defaults to the noisy total, not the real one.
 //!
+//! Rows are read only through [`crate::counts::CountSource`] (bounds
+//! histograms, category counts, then every 1- and 2-way table in one
+//! request), so the counting may run on an engine; the noise is added here.
+//!
 //! Every step's ρ is recorded in the model's [`PrivacySpend`]. Neighbouring
 //! tables differ by adding or removing one row. Keys (`id` columns) are not
 //! modelled: the twin gets fresh sequential keys.
@@ -26,7 +30,7 @@ mod noise;
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, StringArray, UInt64Array, new_null_array};
+use arrow::array::{ArrayRef, StringArray, UInt64Array, new_null_array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -34,6 +38,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::accountant::{PrivacyCost, PrivacySpend, cdp_eps, cdp_rho, gaussian_sigma};
+use crate::counts::{CountSource, LocalCounts};
 use crate::params::{ParamSpec, ParamType, ParamValue, Params};
 use crate::semantic::SemanticType;
 use crate::{ColumnModel, Error, Generator, Model, Progress, Result, TrainingData};
@@ -199,6 +204,20 @@ impl Generator for PrivSyn {
     ) -> Result<Box<dyn Model>> {
         Ok(Box::new(PrivSynModel::fit(data, params, seed, progress)?))
     }
+
+    fn fits_from_counts(&self) -> bool {
+        true
+    }
+
+    fn fit_counts(
+        &self,
+        source: &dyn crate::counts::CountSource,
+        params: &Params,
+        seed: u64,
+        progress: &dyn Progress,
+    ) -> Result<Box<dyn Model>> {
+        Ok(Box::new(PrivSynModel::fit_counts(source, params, seed, progress)?))
+    }
 }
 
 /// How a column is handled.
@@ -228,10 +247,29 @@ pub struct PrivSynModel {
 impl PrivSynModel {
     #[allow(clippy::too_many_lines, reason = "one pass through the algorithm's steps, in order")]
     fn fit(data: &TrainingData<'_>, params: &Params, seed: u64, progress: &dyn Progress) -> Result<Self> {
-        let s = Settings::parse(params)?;
-        let batch = data.batch;
-        let schema = batch.schema();
         data.check_semantics()?;
+        Self::fit_counts(&LocalCounts::new(data.batch, data.semantics), params, seed, progress)
+    }
+
+    /// Fit from exact counts, wherever they were computed: the noise is
+    /// added here, once, so a fit on an engine spends exactly what the same
+    /// fit on rows in memory spends.
+    #[allow(clippy::too_many_lines, reason = "one pass through the algorithm's steps, in order")]
+    pub(crate) fn fit_counts(
+        source: &dyn CountSource,
+        params: &Params,
+        seed: u64,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        let s = Settings::parse(params)?;
+        let schema = source.schema();
+        let semantics = source.semantics().to_vec();
+        if schema.fields().len() != semantics.len() {
+            return Err(Error::SemanticsMismatch {
+                columns: schema.fields().len(),
+                semantics: semantics.len(),
+            });
+        }
         for (col, _, _) in &s.bounds {
             if schema.index_of(col).is_err() {
                 return Err(invalid("bounds", format!("no column `{col}`")));
@@ -260,7 +298,7 @@ impl PrivSynModel {
         let kinds: Vec<Kind> = schema
             .fields()
             .iter()
-            .zip(data.semantics)
+            .zip(&semantics)
             .map(|(f, sem)| {
                 let numeric_type = f.data_type().is_numeric()
                     || matches!(
@@ -313,25 +351,36 @@ impl PrivSynModel {
         let delta_each = delta_select / selecting.max(1) as f64;
         let sigma_one = gaussian_sigma(rho_one_each, 1.0);
 
+        // Pass 1, per column: its domain. Numeric columns without declared
+        // bounds count their power-of-two buckets (one request for all of
+        // them); categorical ones count their values.
+        let unbounded: Vec<usize> = (0..kinds.len())
+            .filter(|&c| matches!(kinds[c], Kind::Numeric { public: false }))
+            .collect();
+        let buckets = source.bucket_counts(&unbounded)?;
+        let categorical: Vec<usize> = (0..kinds.len())
+            .filter(|&c| matches!(kinds[c], Kind::Categories { .. }))
+            .collect();
+        let mut values = source.value_counts(&categorical)?.into_iter();
+        // Columns, the tables, then selection, measurement and consistency.
+        let total_steps = schema.fields().len() as u64 + 2;
         let mut plans = Vec::with_capacity(kinds.len());
         let mut codecs = Vec::new();
-        let mut codes = Vec::new();
-        let mut ones: Vec<Marginal> = Vec::new();
+        // The 1-way marginal each column already measured (categories, by
+        // partition selection), or `None` to measure from its table.
+        let mut measured: Vec<Option<Vec<f64>>> = Vec::new();
+        let mut binned: Vec<(usize, crate::counts::Binning)> = Vec::new();
         let mut notes = Vec::new();
-        // Columns, then selection, measurement and consistency as one step.
-        let total_steps = schema.fields().len() as u64 + 1;
-        for (ci, (field, column)) in schema.fields().iter().zip(batch.columns()).enumerate() {
+        for (ci, field) in schema.fields().iter().enumerate() {
             if progress.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            let attr = codecs.len();
-            let (codec, bins, one) = match kinds[ci] {
+            let (codec, one) = match kinds[ci] {
                 Kind::Key => {
                     plans.push(Plan::Key);
                     continue;
                 }
                 Kind::Numeric { public } => {
-                    let values = crate::copula::as_f64(column)?.expect("numeric type");
                     let whole = !matches!(
                         field.data_type(),
                         DataType::Float16 | DataType::Float32 | DataType::Float64
@@ -342,8 +391,8 @@ impl PrivSynModel {
                             .find(|(c, _, _)| c == field.name())
                             .map(|(_, lo, hi)| (*lo, *hi))
                     } else {
-                        let present: Vec<f64> = values.iter().flatten().filter(|v| v.is_finite()).collect();
-                        domain::private_bounds(&present, rho_bound_each, &mut noise)
+                        let at = unbounded.iter().position(|&c| c == ci).expect("counted above");
+                        domain::private_bounds(&buckets[at], rho_bound_each, &mut noise)
                     };
                     let (lo, hi) = bounds.unwrap_or_else(|| {
                         notes.push(format!(
@@ -353,73 +402,84 @@ impl PrivSynModel {
                         ));
                         (0.0, 0.0)
                     });
-                    let b = domain::numeric_bins(lo, hi, s.bins, whole);
-                    let bins: Vec<u32> = values.iter().map(|v| b.bin(v)).collect();
-                    let codec = Codec::Numeric(b);
-                    let one = marginals::measure_column(&bins, codec.size(), rho_one_each, &mut noise);
-                    (codec, bins, one)
+                    (Codec::Numeric(domain::numeric_bins(lo, hi, s.bins, whole)), None)
                 }
-                Kind::Boolean => {
-                    let b = cast(column, &DataType::Boolean)?;
-                    let b = b.as_any().downcast_ref::<BooleanArray>().expect("boolean");
-                    let bins: Vec<u32> = (0..b.len())
-                        .map(|i| if b.is_null(i) { 2 } else { u32::from(b.value(i)) })
-                        .collect();
-                    let values: ArrayRef = cast(
-                        &(Arc::new(BooleanArray::from(vec![false, true])) as ArrayRef),
-                        field.data_type(),
-                    )?;
-                    let codec = Codec::Categorical { values };
-                    let one = marginals::measure_column(&bins, 3, rho_one_each, &mut noise);
-                    (codec, bins, one)
-                }
+                Kind::Boolean => (
+                    Codec::Categorical {
+                        values: crate::counts::boolean_values(field.data_type())?,
+                    },
+                    None,
+                ),
                 Kind::Categories { public } => {
-                    let d = domain::distinct(column)?;
+                    let d = values.next().expect("one per categorical column");
                     if public {
-                        // Every observed non-null value is a bin; null is the last.
-                        let k = u32::try_from(d.counts.len()).expect("small");
-                        let keep: Vec<u32> = (0..k).filter(|&v| Some(v) != d.null_value).collect();
-                        let missing = u32::try_from(keep.len()).expect("small");
-                        let mut map = vec![missing; d.counts.len()];
-                        for (bin, &v) in keep.iter().enumerate() {
-                            map[v as usize] = u32::try_from(bin).expect("small");
-                        }
+                        // Every observed non-null value is a bin; null (and
+                        // anything unseen) is the last.
+                        let null = d.null_index();
+                        let keep: Vec<u32> = (0..d.counts.len())
+                            .filter(|&v| Some(v) != null)
+                            .map(|v| u32::try_from(v).expect("small"))
+                            .collect();
                         let values =
                             arrow::compute::take(d.values.as_ref(), &arrow::array::UInt32Array::from(keep), None)?;
-                        let bins: Vec<u32> = d.codes.iter().map(|&c| map[c as usize]).collect();
-                        let codec = Codec::Categorical { values };
-                        let one = marginals::measure_column(&bins, codec.size(), rho_one_each, &mut noise);
-                        (codec, bins, one)
+                        (Codec::Categorical { values }, None)
                     } else {
-                        let (codec, bins, one) = domain::select_categories(&d, sigma_one, delta_each, &mut noise)?;
+                        let (codec, one) = domain::select_categories(&d, sigma_one, delta_each, &mut noise)?;
                         let kept = codec.size() - 1;
-                        let dropped = d.counts.len() - kept - usize::from(d.null_value.is_some());
+                        let dropped = d.counts.len() - kept - usize::from(d.null_index().is_some());
                         if dropped > 0 {
                             notes.push(format!(
                                 "`{}`: {kept} values released, {dropped} rare values merged into null",
                                 field.name()
                             ));
                         }
-                        (codec, bins, one)
+                        (codec, Some(one))
                     }
                 }
             };
-            plans.push(Plan::Attr(attr));
-            ones.push(Marginal {
-                attrs: vec![attr],
-                counts: one,
-                sigma: sigma_one,
-            });
-            codes.push(bins);
+            plans.push(Plan::Attr(codecs.len()));
+            binned.push((ci, codec.binning()));
+            measured.push(one);
             codecs.push(codec);
             progress.advance(ci as u64 + 1, total_steps);
         }
         let sizes: Vec<usize> = codecs.iter().map(Codec::size).collect();
+
+        // Pass 2: every 1-way table and, when there are pairs to score,
+        // every 2-way table, in one request.
+        let attrs = codecs.len();
+        let mut sets: Vec<Vec<usize>> = (0..attrs).map(|a| vec![a]).collect();
+        if attrs >= 2 {
+            sets.extend((0..attrs).flat_map(|a| (a + 1..attrs).map(move |b| vec![a, b])));
+        }
+        let counted = source.tables(&binned, &sets)?;
+        // Every 1-way table counts every row once.
+        let rows = counted.first().map_or(0, |t| t.iter().sum::<u64>());
+        if progress.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        progress.advance(schema.fields().len() as u64 + 1, total_steps);
         let discrete = Discrete {
-            codes,
+            #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+            tables: sets
+                .into_iter()
+                .zip(counted)
+                .map(|(set, t)| (set, t.into_iter().map(|c| c as f64).collect()))
+                .collect(),
             sizes: sizes.clone(),
-            rows: batch.num_rows(),
+            rows: usize::try_from(rows).unwrap_or(usize::MAX),
         };
+        // Numeric and boolean columns, and categories whose values are
+        // public, measure their 1-way marginal from the exact table.
+        let ones: Vec<Marginal> = measured
+            .into_iter()
+            .enumerate()
+            .map(|(a, one)| Marginal {
+                attrs: vec![a],
+                counts: one.unwrap_or_else(|| discrete.measure(&[a], rho_one_each, &mut noise).counts),
+                sigma: sigma_one,
+            })
+            .collect();
 
         let mut steps = Vec::new();
         if rho_bounds > 0.0 {
@@ -510,7 +570,7 @@ impl PrivSynModel {
         };
         Ok(PrivSynModel {
             schema,
-            semantics: data.semantics.to_vec(),
+            semantics,
             plans,
             codecs,
             sizes,

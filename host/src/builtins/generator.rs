@@ -160,9 +160,32 @@ fn run(ctx: &StageContext, generator: &dyn Generator) -> Result<Output> {
         generator.check_save(&params).map_err(gen_err)?;
     }
     let fit_started = Instant::now();
-    let model = generator
-        .fit(&data, &params, seed, &GenProgress { ctx, phase_offset: 0 })
-        .map_err(gen_err)?;
+    let engine = &ctx.engine.engine;
+    let mut engine_notes = Vec::new();
+    let model = if engine.is_distributed() && generator.fits_from_counts() {
+        // The rows go to the cluster as partitioned Parquet; only exact
+        // counts come back, and the fit adds its noise here, once.
+        let staged =
+            doppel_engine::StagedTable::write(std::slice::from_ref(&batch), &ctx.engine.scratch, ctx.engine.part_rows)
+                .map_err(|e| ctx.error(e.to_string()))?;
+        let counts = doppel_engine::EngineCounts::open(engine, &staged, learn.semantics.to_vec())
+            .map_err(|e| ctx.error(e.to_string()))?;
+        // No row or part count: a DP fit's report states only noisy counts.
+        engine_notes.push(format!("counted on {engine}; the noise was added here, once"));
+        generator
+            .fit_counts(&counts, &params, seed, &GenProgress { ctx, phase_offset: 0 })
+            .map_err(gen_err)?
+    } else {
+        if engine.is_distributed() {
+            engine_notes.push(format!(
+                "learned on this machine: builtin:{} does not learn from counts alone, so {engine} was not used",
+                generator.name()
+            ));
+        }
+        generator
+            .fit(&data, &params, seed, &GenProgress { ctx, phase_offset: 0 })
+            .map_err(gen_err)?
+    };
     let fit = fit_started.elapsed();
     // A DP model answers its noisy row count of the rows it learned from: the
     // real count is private too. It is not scaled up for rows a split set
@@ -203,6 +226,7 @@ fn run(ctx: &StageContext, generator: &dyn Generator) -> Result<Output> {
         None
     };
     let mut notes = model.notes();
+    notes.extend(engine_notes);
     notes.extend(
         guarded
             .iter()
