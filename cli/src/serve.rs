@@ -47,7 +47,7 @@ pub(crate) fn serve(global: &Global, args: &ServeArgs, worker_only: bool) -> any
     let engine = doppel_host::exec::EngineOptions {
         engine: settings.engine.url.parse().context("setting engine.url")?,
         scratch: settings.engine_scratch(),
-        part_rows: settings.engine.part_rows.max(1),
+        part_rows: settings.engine.part_rows,
     };
     if engine.engine.is_distributed() {
         tracing::info!(engine = %engine.engine, scratch = %engine.scratch.display(), "PrivSyn fits count on the cluster.");

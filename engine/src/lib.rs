@@ -176,21 +176,22 @@ impl FromStr for Engine {
         if s == "local" {
             return Ok(Engine::Local);
         }
-        let rest = s.strip_prefix("ballista://").ok_or_else(bad)?;
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                (h, p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?)
-            }
-            _ => (rest, DEFAULT_BALLISTA_PORT),
-        };
-        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':');
-        if host.is_empty() || host.len() > 253 || !host.chars().all(plain) {
+        // A scheduler address and nothing else: no credentials, path, query
+        // or fragment for a setting to smuggle in.
+        let url = url::Url::parse(s).map_err(|_| bad())?;
+        let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(bad)?;
+        let only_address = url.scheme() == "ballista"
+            && url.username().is_empty()
+            && url.password().is_none()
+            && matches!(url.path(), "" | "/")
+            && url.query().is_none()
+            && url.fragment().is_none();
+        if !only_address || url.port() == Some(0) {
             return Err(bad());
         }
         Ok(Engine::Ballista {
             host: host.to_owned(),
-            port,
+            port: url.port().unwrap_or(DEFAULT_BALLISTA_PORT),
         })
     }
 }
@@ -315,14 +316,6 @@ impl CountSource for EngineCounts {
 
     fn semantics(&self) -> &[SemanticType] {
         &self.semantics
-    }
-
-    fn rows(&self) -> doppel_generators::Result<u64> {
-        self.run(async {
-            let n = self.ctx.table(TABLE).await?.count().await?;
-            Ok(n as u64)
-        })
-        .map_err(|e| self.gen_err(&e))
     }
 
     fn bucket_counts(&self, columns: &[usize]) -> doppel_generators::Result<Vec<Vec<u64>>> {

@@ -16,8 +16,8 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, ArrayRef, BooleanArray};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::array::{Array, ArrayRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 
@@ -35,7 +35,8 @@ pub fn bounds_buckets() -> usize {
     2 * bounds_side() + 1
 }
 
-fn bounds_side() -> usize {
+/// Cells on each side of zero.
+pub(crate) fn bounds_side() -> usize {
     usize::try_from(BOUNDS_MAX_EXP - BOUNDS_MIN_EXP + 1).expect("positive")
 }
 
@@ -106,47 +107,6 @@ impl Binning {
         let inner = &edges[1..edges.len() - 1];
         first + u32::try_from(inner.partition_point(|&e| e <= x)).expect("fewer than 2^32 bins")
     }
-
-    /// Every row's bin.
-    pub fn bin_column(&self, column: &ArrayRef) -> Result<Vec<u32>> {
-        match self {
-            Binning::Numeric { edges, zero_bin } => {
-                let values = crate::copula::as_f64(column)?.ok_or_else(|| Error::UnsupportedType {
-                    generator: "privsyn",
-                    column: String::new(),
-                    data_type: column.data_type().clone(),
-                })?;
-                Ok(values
-                    .iter()
-                    .map(|v| Binning::numeric_bin(edges, *zero_bin, v))
-                    .collect())
-            }
-            Binning::Values(values) => {
-                let missing = u32::try_from(values.len()).expect("fewer than 2^32 categories");
-                let converter = RowConverter::new(vec![SortField::new(values.data_type().clone())])?;
-                let keys = converter.convert_columns(std::slice::from_ref(values))?;
-                let mut index: HashMap<&[u8], u32> = HashMap::with_capacity(values.len());
-                for (bin, row) in keys.iter().enumerate() {
-                    if values.is_valid(bin) {
-                        index.insert(row.data(), u32::try_from(bin).expect("small"));
-                    }
-                }
-                let column = arrow::compute::cast(column, values.data_type())?;
-                let rows = converter.convert_columns(std::slice::from_ref(&column))?;
-                Ok(rows
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        if column.is_null(i) {
-                            missing
-                        } else {
-                            index.get(r.data()).copied().unwrap_or(missing)
-                        }
-                    })
-                    .collect())
-            }
-        }
-    }
 }
 
 /// A column's distinct values and how often each occurs, in the canonical
@@ -187,8 +147,6 @@ pub trait CountSource: Send + Sync {
     fn schema(&self) -> SchemaRef;
     /// The semantic type of each column, in schema order.
     fn semantics(&self) -> &[SemanticType];
-    /// Number of rows.
-    fn rows(&self) -> Result<u64>;
     /// For each of `columns` (numeric, read as `f64`), how many finite values
     /// fall in each [`bounds_bucket`] cell ([`bounds_buckets`] cells each).
     fn bucket_counts(&self, columns: &[usize]) -> Result<Vec<Vec<u64>>>;
@@ -224,17 +182,12 @@ impl CountSource for LocalCounts<'_> {
         self.semantics
     }
 
-    fn rows(&self) -> Result<u64> {
-        Ok(self.batch.num_rows() as u64)
-    }
-
     fn bucket_counts(&self, columns: &[usize]) -> Result<Vec<Vec<u64>>> {
         columns
             .iter()
             .map(|&c| {
                 let mut counts = vec![0u64; bounds_buckets()];
-                let values = crate::copula::as_f64(self.batch.column(c))?.ok_or_else(|| not_numeric(self, c))?;
-                for v in values.iter().flatten().filter(|v| v.is_finite()) {
+                for v in self.numbers(c)?.iter().flatten().filter(|v| v.is_finite()) {
                     counts[bounds_bucket(v)] += 1;
                 }
                 Ok(counts)
@@ -255,19 +208,7 @@ impl CountSource for LocalCounts<'_> {
     }
 
     fn tables(&self, binned: &[(usize, Binning)], sets: &[Vec<usize>]) -> Result<Vec<Vec<u64>>> {
-        let bins: Vec<Vec<u32>> = binned
-            .iter()
-            .map(|(c, b)| {
-                b.bin_column(self.batch.column(*c)).map_err(|e| match e {
-                    Error::UnsupportedType { data_type, .. } => Error::UnsupportedType {
-                        generator: "privsyn",
-                        column: self.batch.schema().field(*c).name().clone(),
-                        data_type,
-                    },
-                    e => e,
-                })
-            })
-            .collect::<Result<_>>()?;
+        let bins: Vec<Vec<u32>> = binned.iter().map(|(c, b)| self.bins(*c, b)).collect::<Result<_>>()?;
         Ok(sets
             .iter()
             .map(|set| match set.as_slice() {
@@ -292,19 +233,53 @@ impl CountSource for LocalCounts<'_> {
     }
 }
 
-fn not_numeric(source: &LocalCounts<'_>, column: usize) -> Error {
-    let field = source.batch.schema().field(column).clone();
-    Error::UnsupportedType {
-        generator: "privsyn",
-        column: field.name().clone(),
-        data_type: field.data_type().clone(),
+impl LocalCounts<'_> {
+    /// A column read as `f64`, or the error naming it.
+    fn numbers(&self, column: usize) -> Result<arrow::array::Float64Array> {
+        crate::copula::as_f64(self.batch.column(column))?.ok_or_else(|| {
+            let field = self.batch.schema().field(column).clone();
+            Error::UnsupportedType {
+                generator: "privsyn",
+                column: field.name().clone(),
+                data_type: field.data_type().clone(),
+            }
+        })
     }
-}
 
-/// `false` and `true`, the released values of a boolean column, in `data_type`.
-pub(crate) fn boolean_values(data_type: &DataType) -> Result<ArrayRef> {
-    let values: ArrayRef = std::sync::Arc::new(BooleanArray::from(vec![false, true]));
-    Ok(arrow::compute::cast(&values, data_type)?)
+    /// Every row's bin of `column` under `binning`.
+    fn bins(&self, column: usize, binning: &Binning) -> Result<Vec<u32>> {
+        match binning {
+            Binning::Numeric { edges, zero_bin } => Ok(self
+                .numbers(column)?
+                .iter()
+                .map(|v| Binning::numeric_bin(edges, *zero_bin, v))
+                .collect()),
+            Binning::Values(values) => {
+                let missing = u32::try_from(values.len()).expect("fewer than 2^32 categories");
+                let converter = RowConverter::new(vec![SortField::new(values.data_type().clone())])?;
+                let keys = converter.convert_columns(std::slice::from_ref(values))?;
+                let mut index: HashMap<&[u8], u32> = HashMap::with_capacity(values.len());
+                for (bin, row) in keys.iter().enumerate() {
+                    if values.is_valid(bin) {
+                        index.insert(row.data(), u32::try_from(bin).expect("small"));
+                    }
+                }
+                let column = arrow::compute::cast(self.batch.column(column), values.data_type())?;
+                let rows = converter.convert_columns(std::slice::from_ref(&column))?;
+                Ok(rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        if column.is_null(i) {
+                            missing
+                        } else {
+                            index.get(r.data()).copied().unwrap_or(missing)
+                        }
+                    })
+                    .collect())
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -97,14 +97,17 @@ impl TrainingData<'_> {
     /// One semantic type per column, or the error every generator's fit
     /// answers before reading a row.
     pub fn check_semantics(&self) -> Result<()> {
-        if self.batch.num_columns() != self.semantics.len() {
-            return Err(Error::SemanticsMismatch {
-                columns: self.batch.num_columns(),
-                semantics: self.semantics.len(),
-            });
-        }
-        Ok(())
+        check_semantics(self.batch.num_columns(), self.semantics.len())
     }
+}
+
+/// One semantic type per column: the check every fit makes before reading a
+/// row, whether it reads a batch or a [`counts::CountSource`].
+pub(crate) fn check_semantics(columns: usize, semantics: usize) -> Result<()> {
+    if columns != semantics {
+        return Err(Error::SemanticsMismatch { columns, semantics });
+    }
+    Ok(())
 }
 
 /// Where long work reports progress and learns about cancellation.

@@ -73,8 +73,9 @@ pub struct Settings {
     pub engine: EngineSettings,
 }
 
-/// Where count-based fits (PrivSyn) count the training rows. Checked by the
-/// application core when it starts (the platform knows no engines).
+/// Where count-based fits (PrivSyn) count the training rows. `doppel serve`
+/// and `doppel worker` parse `url` when they start (the platform knows no
+/// engines).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineSettings {

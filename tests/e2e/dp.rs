@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::server::{Server, account, api_key, follow, get, http, post, upload};
-use crate::{doppel, output_of, parquet_schema_and_rows};
+use crate::{doppel, output_of, parquet_schema_and_rows, read_report, report_stage};
 
 #[test]
 fn the_dp_pipeline_writes_a_twin_and_reports_the_budget_spent() {
@@ -20,14 +20,8 @@ fn the_dp_pipeline_writes_a_twin_and_reports_the_budget_spent() {
     // The row count is the noisy size of the 26,049 training rows, never the
     // exact one.
     assert!(rows.abs_diff(26_049) < 1_000, "{rows} rows");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
-    let synth = report["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "synth")
-        .unwrap();
+    let report = read_report(out.path());
+    let synth = report_stage(&report, "synth");
     let dp = &synth["result"]["model"]["privacy"];
     assert!((dp["epsilon"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{dp}");
     assert_eq!(dp["delta"].as_f64().unwrap(), 1e-9);
@@ -208,16 +202,8 @@ fn the_dp_pipeline_counted_on_a_ballista_cluster_writes_the_local_twin() {
             "the staged rows are removed"
         );
         let twin = std::fs::read(out.path().join("synthetic.parquet")).unwrap();
-        let report: Value =
-            serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
-        let synth = report["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == "synth")
-            .unwrap()
-            .clone();
-        (twin, synth["result"]["model"].clone())
+        let report = read_report(out.path());
+        (twin, report_stage(&report, "synth")["result"]["model"].clone())
     };
     let (twin_cluster, model_cluster) = run(&url);
     let (twin_local, model_local) = run("local");

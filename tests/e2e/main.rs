@@ -37,6 +37,21 @@ fn output_of(cmd: &mut Command) -> (i32, String, String) {
     )
 }
 
+/// The report.json a run wrote into `out`.
+fn read_report(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+}
+
+/// One stage's entry of a report.
+fn report_stage<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no stage `{id}` in the report"))
+}
+
 fn parquet_schema_and_rows(path: &Path) -> (Vec<(String, DataType)>, usize) {
     let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
     let schema = builder

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::server::{Server, account, api_key, follow, post, upload};
-use crate::{doppel, output_of, parquet_schema_and_rows};
+use crate::{doppel, output_of, parquet_schema_and_rows, read_report, report_stage};
 
 #[test]
 fn the_ctgan_pipeline_runs_from_the_cli() {
@@ -18,14 +18,8 @@ fn the_ctgan_pipeline_runs_from_the_cli() {
     assert_eq!(code, 0, "{stderr}");
     let (schema, rows) = parquet_schema_and_rows(&out.path().join("synthetic.parquet"));
     assert_eq!((schema.len(), rows), (15, 32_561));
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
-    let synth = report["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "synth")
-        .unwrap();
+    let report = read_report(out.path());
+    let synth = report_stage(&report, "synth");
     assert_eq!(synth["result"]["model"]["generator"], "ctgan");
     let notes = synth["result"]["model"]["notes"].to_string();
     assert!(notes.contains("2 epochs on Cpu"), "{notes}");

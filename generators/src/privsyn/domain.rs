@@ -20,13 +20,8 @@ use rand::RngExt;
 
 use super::noise::Noise;
 use crate::Result;
-use crate::counts::ValueCounts;
+use crate::counts::{BOUNDS_MIN_EXP, ValueCounts};
 
-/// Power-of-two buckets for the private bounds search: exponents of 2 from
-/// 2^MIN_EXP to 2^MAX_EXP on each side of zero, plus a bucket for exact zero
-/// ([`crate::counts::bounds_bucket`]).
-const MIN_EXP: i32 = crate::counts::BOUNDS_MIN_EXP;
-const MAX_EXP: i32 = crate::counts::BOUNDS_MAX_EXP;
 /// Chance that any empty bucket looks occupied, across all buckets.
 const BOUNDS_FALSE_POSITIVE: f64 = 0.01;
 
@@ -141,10 +136,17 @@ impl Codec {
     }
 }
 
+/// `false` and `true`, the released values of a boolean column, in
+/// `data_type` (null and anything else fall in the missing bin).
+pub(crate) fn boolean_values(data_type: &DataType) -> Result<ArrayRef> {
+    let values: ArrayRef = Arc::new(arrow::array::BooleanArray::from(vec![false, true]));
+    Ok(cast(&values, data_type)?)
+}
+
 /// Lower and upper edge of bucket `b`.
 fn bucket_edges(b: usize) -> (f64, f64) {
-    let side = usize::try_from(MAX_EXP - MIN_EXP + 1).expect("positive");
-    let exp = |k: usize| MIN_EXP + i32::try_from(k).expect("small");
+    let side = crate::counts::bounds_side();
+    let exp = |k: usize| BOUNDS_MIN_EXP + i32::try_from(k).expect("small");
     match b.cmp(&side) {
         std::cmp::Ordering::Equal => (0.0, 0.0),
         std::cmp::Ordering::Greater => {
@@ -358,7 +360,7 @@ mod tests {
         assert!(bs.windows(2).all(|w| w[0] <= w[1]), "{bs:?}");
         for &x in &xs {
             let (lo, hi) = bucket_edges(bucket(x));
-            if x != 0.0 && x.abs() >= 2f64.powi(MIN_EXP) && x.abs() < 2f64.powi(MAX_EXP) {
+            if x != 0.0 && x.abs() >= 2f64.powi(BOUNDS_MIN_EXP) && x.abs() < 2f64.powi(crate::counts::BOUNDS_MAX_EXP) {
                 assert!(lo <= x && x <= hi, "{x} not in [{lo}, {hi}]");
             }
         }

@@ -211,7 +211,7 @@ impl Generator for PrivSyn {
 
     fn fit_counts(
         &self,
-        source: &dyn crate::counts::CountSource,
+        source: &dyn CountSource,
         params: &Params,
         seed: u64,
         progress: &dyn Progress,
@@ -245,9 +245,7 @@ pub struct PrivSynModel {
 }
 
 impl PrivSynModel {
-    #[allow(clippy::too_many_lines, reason = "one pass through the algorithm's steps, in order")]
     fn fit(data: &TrainingData<'_>, params: &Params, seed: u64, progress: &dyn Progress) -> Result<Self> {
-        data.check_semantics()?;
         Self::fit_counts(&LocalCounts::new(data.batch, data.semantics), params, seed, progress)
     }
 
@@ -264,12 +262,7 @@ impl PrivSynModel {
         let s = Settings::parse(params)?;
         let schema = source.schema();
         let semantics = source.semantics().to_vec();
-        if schema.fields().len() != semantics.len() {
-            return Err(Error::SemanticsMismatch {
-                columns: schema.fields().len(),
-                semantics: semantics.len(),
-            });
-        }
+        crate::check_semantics(schema.fields().len(), semantics.len())?;
         for (col, _, _) in &s.bounds {
             if schema.index_of(col).is_err() {
                 return Err(invalid("bounds", format!("no column `{col}`")));
@@ -406,7 +399,7 @@ impl PrivSynModel {
                 }
                 Kind::Boolean => (
                     Codec::Categorical {
-                        values: crate::counts::boolean_values(field.data_type())?,
+                        values: domain::boolean_values(field.data_type())?,
                     },
                     None,
                 ),
