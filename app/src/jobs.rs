@@ -506,6 +506,7 @@ pub struct PipelineRunner {
     catalog: Arc<Catalog>,
     db: Db,
     engine: exec::EngineOptions,
+    side_by_side_bytes: u64,
 }
 
 impl std::fmt::Debug for PipelineRunner {
@@ -522,7 +523,16 @@ impl PipelineRunner {
             catalog,
             db,
             engine: exec::EngineOptions::default(),
+            side_by_side_bytes: exec::DEFAULT_SIDE_BY_SIDE_BYTES,
         }
+    }
+
+    /// Input-table bytes a job's stages may read at the same time
+    /// (`[jobs] side_by_side_mb`; see `RunOptions::side_by_side_bytes`).
+    #[must_use]
+    pub fn with_side_by_side_bytes(mut self, bytes: u64) -> Self {
+        self.side_by_side_bytes = bytes;
+        self
     }
 
     /// Count-based fits count on `engine` (the `[engine]` settings).
@@ -547,7 +557,8 @@ impl JobHandler for PipelineRunner {
         let catalog = Arc::clone(&self.catalog);
         let db = self.db.clone();
         let engine = self.engine.clone();
-        Box::pin(async move { run_pipeline(storage, catalog, db, engine, ctx).await })
+        let side_by_side_bytes = self.side_by_side_bytes;
+        Box::pin(async move { run_pipeline(storage, catalog, db, engine, side_by_side_bytes, ctx).await })
     }
 }
 
@@ -556,6 +567,7 @@ async fn run_pipeline(
     catalog: Arc<Catalog>,
     db: Db,
     engine: exec::EngineOptions,
+    side_by_side_bytes: u64,
     ctx: JobContext,
 ) -> Result<Manifest, JobFailure> {
     let job = &ctx.lease.job;
@@ -675,6 +687,7 @@ async fn run_pipeline(
         // Only `[outputs]` and report.json are kept from the run.
         release_tables: true,
         engine,
+        side_by_side_bytes,
     };
     let run = match exec::run(&plan, &options).await {
         Ok(r) => r,

@@ -177,6 +177,7 @@ pub(crate) fn run(global: &Global, args: RunArgs, bars: &Bars) -> anyhow::Result
             scratch: args.engine_scratch.clone().unwrap_or_else(std::env::temp_dir),
             ..doppel_host::exec::EngineOptions::default()
         },
+        side_by_side_bytes: args.side_by_side_mb.saturating_mul(1 << 20),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {

@@ -207,6 +207,11 @@ struct RunArgs {
     /// temporary folder].
     #[arg(long, env = "DOPPEL_ENGINE_SCRATCH")]
     engine_scratch: Option<PathBuf>,
+    /// Input-table MiB the stages running at the same time may read
+    /// together; past it a stage waits, so a large table is scored one stage
+    /// at a time (0: no limit).
+    #[arg(long, default_value_t = doppel_host::exec::DEFAULT_SIDE_BY_SIDE_BYTES >> 20, env = "DOPPEL_SIDE_BY_SIDE_MB")]
+    side_by_side_mb: u64,
 }
 
 #[derive(Debug, Subcommand)]

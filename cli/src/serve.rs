@@ -60,8 +60,11 @@ pub(crate) fn serve(global: &Global, args: &ServeArgs, worker_only: bool) -> any
         let key = settings.signing_key()?;
         let storage = Storage::open(&settings, key).context("object storage")?;
         let queue = Queue::new(db.clone(), &settings.jobs);
-        let runner =
-            Arc::new(PipelineRunner::new(storage.clone(), Arc::clone(&catalog), db.clone()).with_engine(engine));
+        let runner = Arc::new(
+            PipelineRunner::new(storage.clone(), Arc::clone(&catalog), db.clone())
+                .with_engine(engine)
+                .with_side_by_side_bytes(settings.jobs.side_by_side_mb.saturating_mul(1 << 20)),
+        );
         let workers = args
             .workers
             .unwrap_or(if worker_only { 1 } else { settings.jobs.workers });

@@ -1,7 +1,8 @@
 //! Run a [`Plan`]: stages in dependency order, independent stages at the same
-//! time, tables streamed to plugins in batches, progress reported as events,
-//! and cancellation honoured everywhere (between batches natively, within
-//! 10 ms inside a plugin).
+//! time (as many as their input tables' memory allows: see
+//! [`RunOptions::side_by_side_bytes`]), tables streamed to plugins in
+//! batches, progress reported as events, and cancellation honoured
+//! everywhere (between batches natively, within 10 ms inside a plugin).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,10 @@ use crate::{Error, Result};
 pub const DEFAULT_BATCH_ROWS: usize = 16_384;
 /// The smallest batch the executor sends (except a table's last batch).
 pub const MIN_BATCH_ROWS: usize = 8_192;
+/// Default of [`RunOptions::side_by_side_bytes`]: 1 GiB of input tables.
+/// Adult × 10 (325,610 rows, about 0.1 GB a copy) still scores in parallel;
+/// at × 100 each scoring stage reads about 1 GB and runs alone.
+pub const DEFAULT_SIDE_BY_SIDE_BYTES: u64 = 1 << 30;
 pub use crate::model::{
     DetectorOutput, Document, MAX_KEPT_FINDINGS, ModelSummary, Output, PipelineInfo, Provenance, RunResult, StageInfo,
     StageRun, summarize,
@@ -43,6 +48,13 @@ pub struct RunOptions {
     pub release_tables: bool,
     /// Where count-based fits (`builtin:privsyn`) do their counting.
     pub engine: EngineOptions,
+    /// Input-table bytes the stages running at the same time may read
+    /// together (0: no limit). A stage's working memory grows with its
+    /// inputs (encodings, indexes, a plugin's copy), so on a large table
+    /// scoring stages that would each hold a few copies wait for one another
+    /// instead of all holding theirs at once; a stage past the limit on its
+    /// own runs alone. Shared inputs count once per stage that reads them.
+    pub side_by_side_bytes: u64,
 }
 
 /// Where count-based fits count: rows in memory (the default) or DataFusion
@@ -85,6 +97,7 @@ impl Default for RunOptions {
             events: None,
             release_tables: false,
             engine: EngineOptions::default(),
+            side_by_side_bytes: DEFAULT_SIDE_BY_SIDE_BYTES,
         }
     }
 }
@@ -145,12 +158,28 @@ async fn run_stages(plan: &Plan, options: &RunOptions, stop: &Arc<AtomicBool>, s
     }
     let written: Vec<bool> = (0..n).map(|i| plan.outputs.iter().any(|(_, o)| *o == i)).collect();
     let mut tasks: JoinSet<(usize, Result<StageRun>)> = JoinSet::new();
+    // Input bytes each running stage claimed, and their sum.
+    let mut claims: Vec<u64> = vec![0; n];
+    let (mut claimed, mut running) = (0u64, 0usize);
     loop {
         for &i in &plan.order {
             let stage = &plan.stages[i];
             if launched[i] || !stage.inputs.iter().all(|&j| outputs[j].is_some()) {
                 continue;
             }
+            let claim: u64 = stage
+                .inputs
+                .iter()
+                .filter_map(|&j| outputs[j].as_ref().and_then(|run| run.output.table()))
+                .map(|t| t.batches.iter().map(|b| b.get_array_memory_size() as u64).sum::<u64>())
+                .sum();
+            let limit = options.side_by_side_bytes;
+            if running > 0 && limit > 0 && claimed.saturating_add(claim) > limit {
+                // Waits for a running stage to finish; with none left it
+                // starts however large it is.
+                continue;
+            }
+            (claims[i], claimed, running) = (claim, claimed + claim, running + 1);
             launched[i] = true;
             let ctx = StageContext {
                 stage: stage.clone(),
@@ -175,6 +204,7 @@ async fn run_stages(plan: &Plan, options: &RunOptions, stop: &Arc<AtomicBool>, s
         }
         let Some(joined) = tasks.join_next().await else { break };
         let (i, result) = joined.map_err(|e| Error::Internal(format!("a stage task failed: {e}")))?;
+        (claimed, running) = (claimed - claims[i], running - 1);
         match result {
             Ok(run) => {
                 outputs[i] = Some(run);

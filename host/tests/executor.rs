@@ -132,6 +132,57 @@ fn independent_stages_run_at_the_same_time() {
     );
 }
 
+/// Past `side_by_side_bytes` of input tables a stage waits for the running
+/// ones: on a large table the scoring stages then hold their copies one
+/// after the other, not all at once. Same results either way.
+#[test]
+fn stages_past_the_memory_limit_wait_for_each_other() {
+    let catalog = catalog();
+    let ids = ["a", "b", "c"];
+    let twins: String = ids
+        .iter()
+        .zip(1..)
+        .map(|(id, seed)| {
+            format!("[stages.{id}]\nuses = \"builtin:copula\"\ninputs = [\"source\"]\nwith = {{ rows = 500, seed = {seed} }}\n")
+        })
+        .collect();
+    let p = plan_text(
+        &catalog,
+        &format!(
+            "version = 1\n[stages.source]\nuses = \"builtin:source\"\nwith = {{ path = {} }}\n{twins}",
+            lit(&data("adult.csv"))
+        ),
+    );
+    // One byte: every stage reading the table runs alone.
+    let (options, events) = recorded(RunOptions {
+        side_by_side_bytes: 1,
+        ..RunOptions::default()
+    });
+    let alone = run_with(&p, &options).unwrap();
+    let events = events.lock().unwrap().clone();
+    let mut spans: Vec<(usize, usize)> = ids
+        .iter()
+        .map(|s| (position(&events, started(s)), position(&events, finished(s))))
+        .collect();
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        assert!(w[0].1 < w[1].0, "overlapping stages: {events:#?}");
+    }
+    // No limit: the same twins.
+    let together = run_with(
+        &p,
+        &RunOptions {
+            side_by_side_bytes: 0,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    for id in ids {
+        let rows = |r: &doppel_host::exec::RunResult| r.stage(id).unwrap().output.table().unwrap().batches.clone();
+        assert_eq!(rows(&alone), rows(&together), "{id}");
+    }
+}
+
 #[test]
 fn a_cancelled_run_stops_before_work() {
     let catalog = catalog();

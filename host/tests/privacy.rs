@@ -333,6 +333,10 @@ fn the_distance_part_of_the_score_measures_memorising_not_fidelity() {
             [stages.near_score]
             uses = "builtin:privacy"
             inputs = ["train", "near", "holdout"]
+            [stages.near_sampled]
+            uses = "builtin:privacy"
+            inputs = ["train", "near", "holdout"]
+            with = {{ max_queries = 1000 }}
             [stages.copy_score]
             uses = "builtin:privacy"
             inputs = ["train", "train", "holdout"]
@@ -373,6 +377,64 @@ fn the_distance_part_of_the_score_measures_memorising_not_fidelity() {
     let near_score = metric(&near, "Privacy Score");
     assert!(near_score.value < 80.0, "{near_score:?}");
     assert!(near_score.value < score.value - 15.0, "{near_score:?} vs {score:?}");
+    // Half the synthetic and holdout rows looked up (`max_queries`): the
+    // near-copies are still found, each distance metric states its sample
+    // and an interval holding the whole-table value, and the score is the
+    // low end of its interval, never above the whole table's by chance.
+    let sampled = metrics("near_sampled");
+    let (hs, h) = (
+        metric(&sampled, "DCRHoldoutProtection"),
+        metric(&near, "DCRHoldoutProtection"),
+    );
+    let note = hs.note.as_deref().unwrap();
+    assert!(
+        note.contains("1000 of 2000 synthetic and 1000 of 2000 holdout rows"),
+        "{note}"
+    );
+    assert!((extra(hs, "excess_share_near_training") - 0.3).abs() < 0.08, "{hs:?}");
+    let interval = |note: &str| -> (f64, f64) {
+        let tail = note.rsplit("95 % interval ").next().unwrap();
+        let (lo, hi) = tail.split_once('–').unwrap();
+        let num = |t: &str| {
+            t.trim_matches(|c: char| !c.is_ascii_digit() && c != '.')
+                .parse::<f64>()
+                .unwrap()
+        };
+        (num(lo), num(hi.split([' ', ')', ';']).next().unwrap()))
+    };
+    let (lo, hi) = interval(note);
+    assert!(lo <= h.value && h.value <= hi, "{} not in {lo}–{hi}", h.value);
+    let (os, o) = (
+        metric(&sampled, "DCROverfittingProtection"),
+        metric(&near, "DCROverfittingProtection"),
+    );
+    let (lo, hi) = interval(os.note.as_deref().unwrap());
+    assert!(lo <= o.value && o.value <= hi, "{} not in {lo}–{hi}: {os:?}", o.value);
+    let (lo, hi) = interval(metric(&sampled, "DCRBaselineProtection").note.as_deref().unwrap());
+    let b = metric(&near, "DCRBaselineProtection").value;
+    assert!(lo <= b && b <= hi, "{b} not in {lo}–{hi}");
+    assert_eq!(extra(metric(&sampled, "DCRBaselineProtection"), "query_rows"), 1000.0);
+    // Copies are found by hashing every row, sample or not.
+    for name in ["NewRowSynthesis", "ExactCopyRate"] {
+        assert_eq!(metric(&sampled, name).value, metric(&near, name).value, "{name}");
+    }
+    let sampled_score = metric(&sampled, "Privacy Score");
+    assert!(
+        sampled_score.value <= near_score.value + 1.0,
+        "{sampled_score:?} vs {near_score:?}"
+    );
+    assert!(sampled_score.value < 80.0, "{sampled_score:?}");
+    assert!(
+        sampled_score
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("low end of a 95 % interval"),
+        "{sampled_score:?}"
+    );
+    // Tables within the limit are looked up whole, and say nothing of it.
+    assert!(h.note.is_none() && o.note.is_none(), "{h:?} {o:?}");
+    assert_eq!(extra(metric(&near, "DCRBaselineProtection"), "query_rows"), 2000.0);
     // The training rows themselves: nothing protected.
     assert!(metric(&copy, "DCRHoldoutProtection").value < 0.05);
     assert!(metric(&copy, "Privacy Score").value < 40.0);

@@ -301,6 +301,11 @@ pub struct JobSettings {
     /// out-of-memory kill) before the job is failed instead of retried, so a
     /// job that kills its worker cannot crash-loop the fleet.
     pub max_lease_losses: i64,
+    /// Input-table MiB a job's stages running at the same time may read
+    /// together; past it a stage waits for the others, so a large table is
+    /// scored one stage at a time instead of every stage holding its copies
+    /// at once (0: no limit).
+    pub side_by_side_mb: u64,
 }
 
 /// Request limits: every input has a size, count, depth and time bound,
@@ -413,6 +418,7 @@ impl Default for JobSettings {
             poll_ms: 250,
             max_seconds: 6 * 3600,
             max_lease_losses: 1,
+            side_by_side_mb: 1024,
         }
     }
 }

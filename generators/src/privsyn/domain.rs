@@ -255,19 +255,15 @@ impl NumericBins {
 }
 
 /// The distinct values of a column with each row's index into them and each
-/// value's count; null, if present, is one of the values (`null_value`).
+/// value's count; null, if present, is one of the values.
 #[cfg_attr(
     not(feature = "torch"),
-    allow(
-        dead_code,
-        reason = "per-row codes and the null value are read by the neural transformer"
-    )
+    allow(dead_code, reason = "per-row codes are read by the neural transformer")
 )]
 pub(crate) struct Distinct {
     pub(crate) values: ArrayRef,
     pub(crate) counts: Vec<f64>,
     pub(crate) codes: Vec<u32>,
-    pub(crate) null_value: Option<u32>,
 }
 
 pub(crate) fn distinct(array: &ArrayRef) -> Result<Distinct> {
@@ -287,17 +283,8 @@ pub(crate) fn distinct(array: &ArrayRef) -> Result<Distinct> {
         counts[code as usize] += 1.0;
         codes.push(code);
     }
-    let null_value = first
-        .iter()
-        .position(|&r| array.is_null(r as usize))
-        .map(|p| u32::try_from(p).expect("small"));
     let values = take(array.as_ref(), &UInt32Array::from(first), None)?;
-    Ok(Distinct {
-        values,
-        counts,
-        codes,
-        null_value,
-    })
+    Ok(Distinct { values, counts, codes })
 }
 
 /// Gaussian partition selection on a column's categories.
