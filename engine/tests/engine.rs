@@ -92,13 +92,7 @@ fn adult() -> (RecordBatch, Vec<SemanticType>) {
         .unwrap();
     let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
     let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
-    let semantics = batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .map(|(f, c)| semantic::infer(f.name(), c.as_ref()))
-        .collect();
+    let semantics = semantic::infer_batch(&batch);
     (batch, semantics)
 }
 

@@ -24,13 +24,7 @@ fn adult() -> (RecordBatch, Vec<SemanticType>) {
         .expect("reader");
     let batches: Vec<RecordBatch> = reader.map(|b| b.expect("batch")).collect();
     let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("concat");
-    let semantics = batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .map(|(f, c)| semantic::infer(f.name(), c.as_ref()))
-        .collect();
+    let semantics = semantic::infer_batch(&batch);
     (batch, semantics)
 }
 

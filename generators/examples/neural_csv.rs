@@ -52,13 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build(File::open(input)?)?;
     let batches = reader.collect::<Result<Vec<_>, _>>()?;
     let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches)?;
-    let semantics: Vec<_> = batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .map(|(f, c)| semantic::infer(f.name(), c.as_ref()))
-        .collect();
+    let semantics: Vec<_> = semantic::infer_batch(&batch);
     let params = Params::new()
         .set("epochs", ParamValue::Integer(epochs.parse()?))
         .set("device", ParamValue::String(device.to_owned()));

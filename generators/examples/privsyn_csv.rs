@@ -29,13 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build(File::open(input)?)?;
     let batches = reader.collect::<Result<Vec<_>, _>>()?;
     let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches)?;
-    let semantics: Vec<_> = batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .map(|(f, c)| semantic::infer(f.name(), c.as_ref()))
-        .collect();
+    let semantics: Vec<_> = semantic::infer_batch(&batch);
     let mut params = Params::new().set("epsilon", ParamValue::Float(epsilon.parse()?));
     if let Some(public) = rest.get(1) {
         params = params.set(

@@ -43,9 +43,7 @@
 //!     Arc::new(StringArray::from_iter_values((0..100).map(|i| ["free", "pro"][i % 2]))),
 //!     Arc::new(Float64Array::from_iter_values((0..100).map(|i| i as f64 * 1.5))),
 //! ])?;
-//! let semantics: Vec<_> = batch.schema().fields().iter().zip(batch.columns())
-//!     .map(|(f, c)| semantic::infer(f.name(), c.as_ref()))
-//!     .collect();
+//! let semantics = semantic::infer_batch(&batch);
 //! let data = TrainingData { batch: &batch, semantics: &semantics };
 //! let model = GaussianCopula.fit(&data, &Params::new(), 42, &NoProgress)?;
 //! let synthetic = model.sample(500, 42, &NoProgress)?;

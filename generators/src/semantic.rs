@@ -84,6 +84,17 @@ pub fn name_suggests_id(name: &str) -> bool {
         || (name.len() > 2 && name.ends_with("Id"))
 }
 
+/// Infer the semantic type of every column of a batch, in column order.
+pub fn infer_batch(batch: &arrow::array::RecordBatch) -> Vec<SemanticType> {
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, c)| infer(f.name(), c.as_ref()))
+        .collect()
+}
+
 /// Infer the semantic type of one column.
 pub fn infer(name: &str, array: &dyn Array) -> SemanticType {
     let data_type = array.data_type();

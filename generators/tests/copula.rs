@@ -5,21 +5,11 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema};
-use doppel_generators::{GaussianCopula, Generator, NoProgress, Params, SemanticType, TrainingData, semantic};
+use doppel_generators::{GaussianCopula, Generator, NoProgress, Params, TrainingData, semantic};
 use rand::{RngExt, SeedableRng};
 
-fn infer(batch: &RecordBatch) -> Vec<SemanticType> {
-    batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .map(|(f, c)| semantic::infer(f.name(), c.as_ref()))
-        .collect()
-}
-
 fn synth(batch: &RecordBatch, rows: usize, seed: u64) -> RecordBatch {
-    let semantics = infer(batch);
+    let semantics = semantic::infer_batch(batch);
     let data = TrainingData {
         batch,
         semantics: &semantics,

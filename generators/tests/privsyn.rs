@@ -10,9 +10,7 @@ use arrow::array::{ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
 use arrow::csv::ReaderBuilder;
 use arrow::csv::reader::Format;
 use arrow::datatypes::{DataType, Field, Schema};
-use doppel_generators::{
-    Error, Generator, Model, NoProgress, ParamValue, Params, PrivSyn, SemanticType, TrainingData, semantic,
-};
+use doppel_generators::{Error, Generator, Model, NoProgress, ParamValue, Params, PrivSyn, TrainingData, semantic};
 
 fn adult() -> RecordBatch {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/adult.csv");
@@ -27,18 +25,8 @@ fn adult() -> RecordBatch {
     arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("concat")
 }
 
-fn infer(batch: &RecordBatch) -> Vec<SemanticType> {
-    batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .map(|(f, c)| semantic::infer(f.name(), c.as_ref()))
-        .collect()
-}
-
 fn fit(batch: &RecordBatch, params: Params, seed: u64) -> Box<dyn Model> {
-    let semantics = infer(batch);
+    let semantics = semantic::infer_batch(batch);
     let data = TrainingData {
         batch,
         semantics: &semantics,
@@ -231,7 +219,7 @@ fn declared_bounds_clip_and_public_categories_keep_every_value() {
 #[test]
 fn bad_parameters_name_the_parameter() {
     let batch = adult();
-    let semantics = infer(&batch);
+    let semantics = semantic::infer_batch(&batch);
     let data = TrainingData {
         batch: &batch,
         semantics: &semantics,
