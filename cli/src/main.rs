@@ -28,6 +28,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// mimalloc instead of glibc's allocator: the CSV reader and the scoring
+/// stages allocate from many threads, and glibc keeps what each thread's
+/// arena freed resident (at Adult × 100 the peak was 2.98 GiB with glibc's
+/// defaults, 2.18 GiB with `MALLOC_ARENA_MAX=2`); mimalloc hands freed pages
+/// back to the system.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Turn sensitive tables into privacy-safe synthetic twins.
 #[derive(Debug, Parser)]
 #[command(name = "doppel", version, about, propagate_version = true)]

@@ -108,6 +108,11 @@ impl Bars {
                     if bar.length() != Some(*total) {
                         bar.set_style(Self::style(unit));
                         bar.set_length(*total);
+                        bar.set_position(*done);
+                        // The rate starts at the first count: the time the
+                        // stage spent before it (reading, indexing) would
+                        // make the first estimates many times too long.
+                        bar.reset_eta();
                     }
                     bar.set_position(*done);
                 }

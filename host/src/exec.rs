@@ -198,6 +198,7 @@ async fn run_stages(plan: &Plan, options: &RunOptions, stop: &Arc<AtomicBool>, s
                 cancel: Arc::clone(&options.cancel),
                 events: options.events.clone(),
                 started: std::time::Instant::now(),
+                first_report: std::sync::OnceLock::new(),
                 engine: options.engine.clone(),
             };
             tasks.spawn_blocking(move || (i, run_stage(&ctx)));

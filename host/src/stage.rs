@@ -70,6 +70,11 @@ pub enum Event {
         unit: &'static str,
         /// Since the stage started (for the time left: [`Event::time_left`]).
         elapsed: Duration,
+        /// `elapsed` and `done` at the stage's first report: the time left
+        /// follows the rate since then, so work a stage does before it can
+        /// count (reading its inputs, building an index) does not make the
+        /// first estimates many times too long. `None` on the first report.
+        counting_since: Option<(Duration, u64)>,
     },
     /// A stage finished.
     StageFinished {
@@ -90,20 +95,28 @@ pub enum Event {
 }
 
 impl Event {
-    /// For a progress event, the time left at the stage's rate so far;
-    /// `None` for other events and before anything is done.
+    /// For a progress event, the time left at the stage's rate since its
+    /// first report; `None` for other events and until a second report has
+    /// counted something.
     pub fn time_left(&self) -> Option<Duration> {
         let Event::StageProgress {
-            done, total, elapsed, ..
+            done,
+            total,
+            elapsed,
+            counting_since,
+            ..
         } = self
         else {
             return None;
         };
-        if *done == 0 || *total == 0 {
+        let (since, done_then) = (*counting_since)?;
+        let counted = done.checked_sub(done_then).filter(|c| *c > 0)?;
+        if *total == 0 {
             return None;
         }
+        let spent = elapsed.saturating_sub(since);
         #[allow(clippy::cast_precision_loss, reason = "a rate for people")]
-        let left = elapsed.as_secs_f64() * total.saturating_sub(*done) as f64 / *done as f64;
+        let left = spent.as_secs_f64() * total.saturating_sub(*done) as f64 / counted as f64;
         Some(Duration::from_secs_f64(left))
     }
 }
@@ -141,6 +154,8 @@ pub struct StageContext {
     pub(crate) events: Option<EventSink>,
     /// When the stage was launched.
     pub(crate) started: std::time::Instant,
+    /// Elapsed time and units done at the first progress report.
+    pub(crate) first_report: std::sync::OnceLock<(Duration, u64)>,
     /// Where count-based fits count.
     pub(crate) engine: crate::exec::EngineOptions,
 }
@@ -185,12 +200,15 @@ impl StageContext {
 
     /// Report progress (shown as a bar by the CLI, as job progress by servers).
     pub fn progress(&self, done: u64, total: u64, unit: &'static str) {
+        let elapsed = self.started.elapsed();
+        let first = *self.first_report.get_or_init(|| (elapsed, done));
         self.emit(Event::StageProgress {
             stage: self.stage.id.clone(),
             done,
             total,
             unit,
-            elapsed: self.started.elapsed(),
+            elapsed,
+            counting_since: (first != (elapsed, done)).then_some(first),
         });
     }
 
@@ -370,16 +388,31 @@ mod time_tests {
 
     #[test]
     fn time_left_follows_the_rate_so_far() {
+        // Counting began 4 s in with 5 of 100 done; 20 more in the next 6 s.
         let at = |done, total, secs| Event::StageProgress {
             stage: "s".into(),
             done,
             total,
             unit: "rows",
             elapsed: Duration::from_secs(secs),
+            counting_since: Some((Duration::from_secs(4), 5)),
         };
-        assert_eq!(at(0, 100, 10).time_left(), None);
-        assert_eq!(at(25, 100, 10).time_left(), Some(Duration::from_secs(30)));
+        assert_eq!(at(5, 100, 10).time_left(), None);
+        assert_eq!(
+            at(25, 100, 10).time_left(),
+            Some(Duration::from_secs(22) + Duration::from_millis(500))
+        );
         assert_eq!(at(100, 100, 10).time_left(), Some(Duration::ZERO));
+        // The first report has no rate yet.
+        let first = Event::StageProgress {
+            stage: "s".into(),
+            done: 25,
+            total: 100,
+            unit: "rows",
+            elapsed: Duration::from_secs(10),
+            counting_since: None,
+        };
+        assert_eq!(first.time_left(), None);
         assert_eq!(human_duration(Duration::from_secs(12)), "12s");
         assert_eq!(human_duration(Duration::from_secs(185)), "3m 05s");
         assert_eq!(human_duration(Duration::from_secs(3_720)), "1h 02m");

@@ -51,6 +51,43 @@ fn types_dates_quotes_and_nulls() {
     assert_eq!(note.value(0), "a, \"quoted\"\nline");
 }
 
+/// Past one conversion slice (65,536 rows) a table is converted column by
+/// column and joined: every row comes through once, in order, each column
+/// with its own type and nulls, as one batch that holds no other column's
+/// memory.
+#[test]
+fn a_table_of_many_slices_reads_whole_and_in_order() {
+    use arrow::array::{Array, AsArray};
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 150_001usize;
+    let mut text = String::from("n,word,x\n");
+    for i in 0..rows {
+        let word = if i % 7 == 0 {
+            String::new()
+        } else {
+            format!("w{}", i % 1000)
+        };
+        text.push_str(&format!("{i},{word},{}.5\n", i % 13));
+    }
+    let t = read(&write(&dir, "many.csv", text.as_bytes())).unwrap();
+    assert_eq!(t.batches.len(), 1);
+    let batch = t.concat().unwrap();
+    assert_eq!(batch.num_rows(), rows);
+    let n = batch.column(0).as_primitive::<arrow::datatypes::Int64Type>();
+    let word = batch.column(1).as_string::<i32>();
+    let x = batch.column(2).as_primitive::<arrow::datatypes::Float64Type>();
+    for i in [0usize, 1, 7, 65_535, 65_536, 65_537, 131_072, rows - 1] {
+        assert_eq!(n.value(i), i64::try_from(i).unwrap());
+        assert_eq!(word.is_null(i), i % 7 == 0, "row {i}");
+        if i % 7 != 0 {
+            assert_eq!(word.value(i), format!("w{}", i % 1000));
+        }
+        assert_eq!(x.value(i), f64::from(u32::try_from(i % 13).unwrap()) + 0.5);
+    }
+    assert!(n.values().windows(2).all(|w| w[1] == w[0] + 1), "rows in file order");
+    assert_eq!(word.null_count(), rows.div_ceil(7));
+}
+
 #[test]
 fn a_late_type_clash_is_read_not_rejected() {
     let dir = tempfile::tempdir().unwrap();
