@@ -942,10 +942,8 @@ fn polars_to_arrow(path: &Path, mut df: DataFrame) -> Result<(SchemaRef, Vec<Rec
         }
         drop(one);
         let column = match parts.as_slice() {
-            [] => match fields.last() {
-                Some(f) => arrow::array::new_empty_array(f.data_type()),
-                None => arrow::array::new_empty_array(&DataType::Null),
-            },
+            // The first slice always names the column's field.
+            [] => arrow::array::new_empty_array(fields[columns.len()].data_type()),
             [one] => Arc::clone(one),
             many => {
                 let refs: Vec<&dyn arrow::array::Array> = many.iter().map(AsRef::as_ref).collect();
