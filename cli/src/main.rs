@@ -36,6 +36,38 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Runs before `main`, and so before the first allocation: mimalloc is to
+/// reserve its arenas inaccessible and commit them as they fill. By default
+/// on Linux it maps each arena (1 GiB) read-write at once, and a read-write
+/// private mapping counts in full against `RLIMIT_DATA` — the limit the
+/// upload reader (`doppel ingest-worker`) runs under as
+/// `limits.ingest_memory_mb`. Under 1 GiB that reader could not allocate at
+/// all, and any cap counted untouched address space instead of what the
+/// process uses.
+#[cfg(target_os = "linux")]
+#[allow(
+    unsafe_code,
+    reason = "an ELF initialiser: the only hook that runs before the first allocation"
+)]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static COMMIT_ARENAS_AS_USED: extern "C" fn() = commit_arenas_as_used;
+
+#[cfg(target_os = "linux")]
+extern "C" fn commit_arenas_as_used() {
+    /// `mi_option_arena_eager_commit` in mimalloc.h (the same value in
+    /// mimalloc 2 and 3); libmimalloc-sys does not name it.
+    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+    #[allow(
+        unsafe_code,
+        reason = "mi_option_set only stores the value; it is safe before mimalloc starts"
+    )]
+    // SAFETY: the option index is in range and the call allocates nothing.
+    unsafe {
+        libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
+    }
+}
+
 /// Turn sensitive tables into privacy-safe synthetic twins.
 #[derive(Debug, Parser)]
 #[command(name = "doppel", version, about, propagate_version = true)]

@@ -666,6 +666,22 @@ fn errors_have_one_shape_and_name_the_field() {
     drop(s);
 }
 
+/// The upload reader (`doppel ingest-worker`) runs under
+/// `limits.ingest_memory_mb` as a data-segment limit. A table far inside it
+/// is read: the limit counts what the reader uses, not address space the
+/// allocator reserved up front (mimalloc's first arena, 1 GiB committed at
+/// start, once made every upload under a 1 GiB limit a 500).
+#[test]
+fn an_upload_is_read_under_a_small_reader_memory_limit() {
+    let s = Server::start(&["serve"], &[("DOPPEL__LIMITS__INGEST_MEMORY_MB", "512".into())]);
+    let session = account(&s, "reader@example.com");
+    let key = api_key(&s, &session, &["datasets:read", "datasets:write"]);
+    let (status, ds) = upload(&s, &key, "data/adult.csv", None);
+    assert_eq!(status, 201, "{ds}");
+    assert_eq!(ds["rows"], 32_561);
+    assert_eq!(ds["columns"].as_array().unwrap().len(), 15);
+}
+
 #[test]
 fn requests_over_the_rate_limit_get_429_with_retry_after() {
     let s = Server::start(
