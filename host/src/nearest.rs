@@ -163,7 +163,15 @@ pub(crate) struct Index {
 
 impl Index {
     /// Build the tree over `rows` (copied into tree order).
+    #[cfg(test)]
     pub(crate) fn new(rows: &impl Source) -> Index {
+        Index::build(rows, &|_| {})
+    }
+
+    /// [`Index::new`], telling `placed` how many rows each finished leaf
+    /// holds (they add up to every row). Leaves finish throughout the
+    /// build (depth first), so a caller can show its progress.
+    pub(crate) fn build(rows: &impl Source, placed: &(dyn Fn(usize) + Sync)) -> Index {
         let n = rows.len();
         let mut order: Vec<usize> = (0..n).collect();
         let mut index = Index {
@@ -182,9 +190,11 @@ impl Index {
             while let Some(id) = todo.pop() {
                 let Node { start, end, .. } = index.nodes[id];
                 if end - start <= LEAF {
+                    placed(end - start);
                     continue;
                 }
                 let Some(split) = index.split_column(rows, &order[start..end], id) else {
+                    placed(end - start);
                     continue; // every row alike: one leaf
                 };
                 let mid = start + (end - start) / 2;
@@ -462,7 +472,12 @@ mod tests {
         fn the_index_finds_the_brute_force_minimum_bit_for_bit((kc, kn, (rc, rn), (qc, qn)) in case()) {
             let reference = Rows { cats: &rc, nums: &rn, kc, kn };
             let queries = Rows { cats: &qc, nums: &qn, kc, kn };
-            let index = Index::new(&reference);
+            let placed = std::sync::atomic::AtomicUsize::new(0);
+            let index = Index::build(&reference, &|n| {
+                placed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            });
+            // Progress: every row is placed in exactly one leaf.
+            prop_assert_eq!(placed.into_inner(), reference.len());
             let want = brute(queries, reference);
             for (i, w) in want.iter().enumerate() {
                 let (qc, qn) = row(&queries, i);

@@ -136,11 +136,11 @@ fn features(cols: &[Col], rows: &[usize], skip: Option<usize>) -> (Vec<f64>, usi
         }
         width += 1;
         match col {
-            Col::Num(v) => out.extend(rows.iter().map(|&r| v[r])),
-            Col::Cat(v) => out.extend(
-                rows.iter()
-                    .map(|&r| if v[r] == NULL { f64::NAN } else { f64::from(v[r]) }),
-            ),
+            Col::Num(v) => out.extend(rows.iter().map(|&r| v.get(r))),
+            Col::Cat(v) => out.extend(rows.iter().map(|&r| match v.get(r) {
+                NULL => f64::NAN,
+                code => f64::from(code),
+            })),
         }
     }
     (out, width)
@@ -259,7 +259,7 @@ fn efficacy(
     seed: u64,
 ) -> Result<f64> {
     let code = |cols: &[Col], r: usize| match &cols[target] {
-        Col::Cat(v) => v[r],
+        Col::Cat(v) => v.get(r),
         Col::Num(_) => NULL,
     };
     let train_rows: Vec<usize> = train_rows.iter().copied().filter(|&r| code(train, r) != NULL).collect();
@@ -320,7 +320,7 @@ fn embed(tables: &[&[Col]], reference: &[Col]) -> (Vec<Vec<f64>>, usize) {
     for (c, col) in reference.iter().enumerate() {
         match col {
             Col::Num(v) => {
-                let present: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+                let present: Vec<f64> = v.iter().filter(|x| !x.is_nan()).collect();
                 let (lo, hi) = present
                     .iter()
                     .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(*x), h.max(*x)));
@@ -332,7 +332,7 @@ fn embed(tables: &[&[Col]], reference: &[Col]) -> (Vec<Vec<f64>>, usize) {
                     let Col::Num(x) = &cols[c] else { continue };
                     blocks[t].push(
                         x.iter()
-                            .map(|x| ((if x.is_nan() { mean } else { *x }) - lo) / span)
+                            .map(|x| ((if x.is_nan() { mean } else { x }) - lo) / span)
                             .collect(),
                     );
                     if has_null {
@@ -342,13 +342,13 @@ fn embed(tables: &[&[Col]], reference: &[Col]) -> (Vec<Vec<f64>>, usize) {
                 width += 1 + usize::from(has_null);
             }
             Col::Cat(v) => {
-                let mut values: Vec<u32> = v.clone();
+                let mut values: Vec<u32> = v.to_vec();
                 values.sort_unstable();
                 values.dedup();
                 for (t, cols) in tables.iter().enumerate() {
                     let Col::Cat(x) = &cols[c] else { continue };
                     for value in &values {
-                        blocks[t].push(x.iter().map(|x| if x == value { 1.0 } else { 0.0 }).collect());
+                        blocks[t].push(x.iter().map(|x| if x == *value { 1.0 } else { 0.0 }).collect());
                     }
                 }
                 width += values.len();
@@ -448,7 +448,7 @@ fn alpha_beta(real: &[Col], synthetic: &[Col]) -> (f64, f64) {
 
 fn classes_of(col: &Col, rows: &[usize]) -> Vec<u32> {
     let Col::Cat(v) = col else { return Vec::new() };
-    let mut c: Vec<u32> = rows.iter().map(|&r| v[r]).filter(|c| *c != NULL).collect();
+    let mut c: Vec<u32> = rows.iter().map(|&r| v.get(r)).filter(|c| *c != NULL).collect();
     c.sort_unstable();
     c.dedup();
     c
@@ -682,6 +682,7 @@ impl super::Builtin for Fidelity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtins::privacy::{Codes, Nums};
 
     #[test]
     fn auc_counts_ties_half_like_scikit_learn() {
@@ -705,14 +706,17 @@ mod tests {
     #[test]
     fn a_copy_of_the_real_rows_is_precise_and_covers() {
         let real = vec![
-            Col::Num((0..200).map(|i| f64::from(i % 37)).collect()),
-            Col::Cat((0..200).map(|i| i % 3).collect()),
+            Col::Num(Nums::from((0..200).map(|i| f64::from(i % 37)).collect::<Vec<_>>())),
+            Col::Cat(Codes::from((0..200).map(|i| i % 3).collect::<Vec<_>>())),
         ];
         let (a, b) = alpha_beta(&real, &real);
         assert!((a - 1.0).abs() < 0.05, "{a}");
         assert!(b > 0.9, "{b}");
         // A twin squeezed into one corner is neither.
-        let corner = vec![Col::Num(vec![0.0; 200]), Col::Cat(vec![0; 200])];
+        let corner = vec![
+            Col::Num(Nums::from(vec![0.0; 200])),
+            Col::Cat(Codes::from(vec![0; 200])),
+        ];
         let (a, b) = alpha_beta(&real, &corner);
         assert!(a < 0.6 && b < 0.2, "{a} {b}");
     }

@@ -149,12 +149,144 @@ pub fn schema() -> Vec<ConfigField> {
 #[derive(Debug, Clone)]
 pub(super) enum Col {
     /// Numbers (dates as days, timestamps in their unit); NaN for null.
-    Num(Vec<f64>),
+    Num(Nums),
     /// Category codes shared by every table; `NULL` for null.
-    Cat(Vec<u32>),
+    Cat(Codes),
 }
 
 pub(super) const NULL: u32 = u32::MAX;
+
+/// A column's numbers, held as `f32` when every one of them is exactly an
+/// `f32` (ages, counts, weights below 2²⁴, most money in whole units): half
+/// the memory, and each number reads back as the same `f64`, so every
+/// distance and match is the one the `f64` column gives. At Adult × 100 the
+/// privacy and fidelity stages each hold three tables of six such columns.
+#[derive(Debug, Clone)]
+pub(super) enum Nums {
+    /// Every value (or NaN) exactly an `f32`.
+    Narrow(Vec<f32>),
+    /// As read.
+    Wide(Vec<f64>),
+}
+
+impl From<Vec<f64>> for Nums {
+    fn from(v: Vec<f64>) -> Nums {
+        #[allow(clippy::cast_possible_truncation, reason = "kept only when the round trip is exact")]
+        if v.iter().all(|x| x.is_nan() || f64::from(*x as f32) == *x) {
+            Nums::Narrow(v.iter().map(|x| *x as f32).collect())
+        } else {
+            Nums::Wide(v)
+        }
+    }
+}
+
+impl Nums {
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Nums::Narrow(v) => v.len(),
+            Nums::Wide(v) => v.len(),
+        }
+    }
+
+    /// Value `r` (NaN for null).
+    #[inline]
+    pub(super) fn get(&self, r: usize) -> f64 {
+        match self {
+            Nums::Narrow(v) => f64::from(v[r]),
+            Nums::Wide(v) => v[r],
+        }
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = f64> + '_ {
+        (0..self.len()).map(|r| self.get(r))
+    }
+
+    /// Rows `rows`, in that order.
+    pub(super) fn pick(&self, rows: &[usize]) -> Nums {
+        match self {
+            Nums::Narrow(v) => Nums::Narrow(rows.iter().map(|&r| v[r]).collect()),
+            Nums::Wide(v) => Nums::Wide(rows.iter().map(|&r| v[r]).collect()),
+        }
+    }
+}
+
+/// A column's category codes in the narrowest unsigned type that holds
+/// them with one value to spare for null (the type's largest): a byte for
+/// fewer than 255 categories, as nearly every categorical column has,
+/// instead of four.
+#[derive(Debug, Clone)]
+pub(super) enum Codes {
+    /// Fewer than 255 categories.
+    Byte(Vec<u8>),
+    /// Fewer than 65,535.
+    Short(Vec<u16>),
+    /// Any.
+    Wide(Vec<u32>),
+}
+
+impl From<Vec<u32>> for Codes {
+    fn from(v: Vec<u32>) -> Codes {
+        let top = v.iter().copied().filter(|c| *c != NULL).max().unwrap_or(0);
+        let narrow = |max: u32| move |c: &u32| if *c == NULL { max } else { *c };
+        if top < u32::from(u8::MAX) {
+            Codes::Byte(v.iter().map(narrow(u32::from(u8::MAX))).map(|c| c as u8).collect())
+        } else if top < u32::from(u16::MAX) {
+            Codes::Short(v.iter().map(narrow(u32::from(u16::MAX))).map(|c| c as u16).collect())
+        } else {
+            Codes::Wide(v)
+        }
+    }
+}
+
+impl Codes {
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Codes::Byte(v) => v.len(),
+            Codes::Short(v) => v.len(),
+            Codes::Wide(v) => v.len(),
+        }
+    }
+
+    /// Code `r` (`NULL` for null).
+    #[inline]
+    pub(super) fn get(&self, r: usize) -> u32 {
+        match self {
+            Codes::Byte(v) => {
+                if v[r] == u8::MAX {
+                    NULL
+                } else {
+                    u32::from(v[r])
+                }
+            }
+            Codes::Short(v) => {
+                if v[r] == u16::MAX {
+                    NULL
+                } else {
+                    u32::from(v[r])
+                }
+            }
+            Codes::Wide(v) => v[r],
+        }
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len()).map(|r| self.get(r))
+    }
+
+    /// Every code, widened.
+    pub(super) fn to_vec(&self) -> Vec<u32> {
+        self.iter().collect()
+    }
+
+    /// Rows `rows`, in that order.
+    pub(super) fn pick(&self, rows: &[usize]) -> Codes {
+        match self {
+            Codes::Byte(v) => Codes::Byte(rows.iter().map(|&r| v[r]).collect()),
+            Codes::Short(v) => Codes::Short(rows.iter().map(|&r| v[r]).collect()),
+            Codes::Wide(v) => Codes::Wide(rows.iter().map(|&r| v[r]).collect()),
+        }
+    }
+}
 
 /// The statistical columns of several tables, encoded alike.
 pub(super) struct Encoded {
@@ -177,18 +309,28 @@ fn numbers(array: &ArrayRef) -> Result<Vec<f64>> {
         .collect())
 }
 
+/// Whether a column of this semantic type is compared (`Some`), as a number
+/// (`Some(true)`) or as a category.
+fn compared(semantic: &SemanticType) -> Option<bool> {
+    match semantic {
+        SemanticType::Numerical | SemanticType::Datetime => Some(true),
+        SemanticType::Categorical | SemanticType::Boolean => Some(false),
+        _ => None,
+    }
+}
+
 /// Encode the columns the real table marks numerical, datetime, categorical or
 /// boolean, for every table, batch by batch (no table is concatenated: at a
 /// few million rows each copy of the real and synthetic tables is a
 /// gigabyte).
-fn encode(real: &Table, inputs: &[Arc<Table>]) -> Result<Encoded> {
+///
+/// `encoded(cells)` hears each column of each table as it is done.
+fn encode(real: &Table, inputs: &[Arc<Table>], encoded: &dyn Fn(u64)) -> Result<Encoded> {
     let mut names = Vec::new();
     let mut tables: Vec<Vec<Col>> = vec![Vec::new(); inputs.len()];
     for (field, semantic) in real.schema.fields().iter().zip(real.semantics.iter()) {
-        let numeric = match semantic {
-            SemanticType::Numerical | SemanticType::Datetime => true,
-            SemanticType::Categorical | SemanticType::Boolean => false,
-            _ => continue,
+        let Some(numeric) = compared(semantic) else {
+            continue;
         };
         // Per table, its batches' arrays of this column in the real type.
         let columns: Vec<Vec<ArrayRef>> = inputs
@@ -217,7 +359,8 @@ fn encode(real: &Table, inputs: &[Arc<Table>]) -> Result<Encoded> {
                 for a in arrays {
                     values.extend(numbers(a)?);
                 }
-                tables[t].push(Col::Num(values));
+                encoded(values.len() as u64);
+                tables[t].push(Col::Num(Nums::from(values)));
             }
         } else {
             let converter = RowConverter::new(vec![SortField::new(field.data_type().clone())])?;
@@ -240,6 +383,7 @@ fn encode(real: &Table, inputs: &[Arc<Table>]) -> Result<Encoded> {
                         next
                     }));
                 }
+                encoded(codes.len() as u64);
                 coded.push(codes);
             }
             // Codes in the values' sort order (row bytes sort as the values
@@ -252,12 +396,11 @@ fn encode(real: &Table, inputs: &[Arc<Table>]) -> Result<Encoded> {
                 rank[*code as usize] = u32::try_from(r).unwrap_or(NULL - 1);
             }
             for (t, codes) in coded.into_iter().enumerate() {
-                tables[t].push(Col::Cat(
-                    codes
-                        .into_iter()
-                        .map(|c| if c == NULL { NULL } else { rank[c as usize] })
-                        .collect(),
-                ));
+                let ranked: Vec<u32> = codes
+                    .into_iter()
+                    .map(|c| if c == NULL { NULL } else { rank[c as usize] })
+                    .collect();
+                tables[t].push(Col::Cat(Codes::from(ranked)));
             }
         }
         names.push(field.name().clone());
@@ -272,13 +415,13 @@ fn random_baseline(real: &[Col], integral: &[bool], rows: usize, rng: &mut ChaCh
         .zip(integral)
         .map(|(col, &whole)| match col {
             Col::Num(v) => {
-                let present: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+                let present: Vec<f64> = v.iter().filter(|x| !x.is_nan()).collect();
                 #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
                 let null_rate = (v.len() - present.len()) as f64 / v.len().max(1) as f64;
                 let (lo, hi) = present
                     .iter()
                     .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(*x), h.max(*x)));
-                Col::Num(
+                Col::Num(Nums::Wide(
                     (0..rows)
                         .map(|_| {
                             if present.is_empty() || rng.random::<f64>() < null_rate {
@@ -288,30 +431,28 @@ fn random_baseline(real: &[Col], integral: &[bool], rows: usize, rng: &mut ChaCh
                             if whole { x.round().clamp(lo, hi) } else { x }
                         })
                         .collect(),
-                )
+                ))
             }
             Col::Cat(v) => {
                 let mut values: Vec<u32> = v
                     .iter()
-                    .copied()
                     .filter(|c| *c != NULL)
                     .collect::<HashSet<_>>()
                     .into_iter()
                     .collect();
                 values.sort_unstable();
                 #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
-                let null_rate = v.iter().filter(|c| **c == NULL).count() as f64 / v.len().max(1) as f64;
-                Col::Cat(
-                    (0..rows)
-                        .map(|_| {
-                            if values.is_empty() || rng.random::<f64>() < null_rate {
-                                NULL
-                            } else {
-                                values[rng.random_range(0..values.len())]
-                            }
-                        })
-                        .collect(),
-                )
+                let null_rate = v.iter().filter(|c| *c == NULL).count() as f64 / v.len().max(1) as f64;
+                let random: Vec<u32> = (0..rows)
+                    .map(|_| {
+                        if values.is_empty() || rng.random::<f64>() < null_rate {
+                            NULL
+                        } else {
+                            values[rng.random_range(0..values.len())]
+                        }
+                    })
+                    .collect();
+                Col::Cat(Codes::from(random))
             }
         })
         .collect()
@@ -329,25 +470,30 @@ pub(super) fn len(cols: &[Col]) -> usize {
 /// `calculate_dcr`): per column, numbers differ by `|x − y| / range` capped at
 /// 1 (range of the reference; 0/1 when the range is 0), categories by 0/1, one
 /// null by 1, two nulls by 0; a row's distance is the mean over columns.
+#[cfg(test)]
+pub(super) fn dcr(data: &[Col], reference: &[Col], meter: &Meter<'_>) -> Vec<f64> {
+    dcr_on_scale(data, reference, reference, meter)
+}
+
+/// Distance to the closest reference row for every row of `data`, as
+/// SDMetrics' `calculate_dcr` measures it (per column, numbers differ by
+/// `|x − y| / range` capped at 1, categories by 0/1, one null by 1, two nulls
+/// by 0; a row's distance is the mean over columns), with numbers scaled by
+/// the ranges of `scale_of` (SDMetrics: the reference itself). Distances to
+/// two references (training and holdout rows) are then measured in one
+/// unit: each reference's own range would make the one with the narrower
+/// range of a long-tailed column (a 6,500-row sample of Adult's `fnlwgt` or
+/// `capital_gain`) look farther.
 ///
 /// Exact, but not a full cross join: a k-d tree over the reference rows
 /// (`crate::nearest`) skips every part of the table whose box is already
 /// as far as the best row found, and returns the brute-force minimum bit for
 /// bit.
-pub(super) fn dcr(data: &[Col], reference: &[Col], meter: &Meter<'_>) -> Vec<f64> {
-    dcr_on_scale(data, reference, reference, meter)
-}
-
-/// [`dcr`] with numbers scaled by the ranges of `scale_of` rather than of the
-/// reference: distances to two references (training and holdout rows) are
-/// then measured in one unit. Each reference's own range would make the one
-/// with the narrower range of a long-tailed column (a 6,500-row sample of
-/// Adult's `fnlwgt` or `capital_gain`) look farther.
 pub(super) fn dcr_on_scale(data: &[Col], reference: &[Col], scale_of: &[Col], meter: &Meter<'_>) -> Vec<f64> {
     Closest::new(reference, scale_of).distances(data, meter)
 }
 
-/// Reference rows indexed once for [`dcr`]'s lookups: synthetic, random and
+/// Reference rows indexed once for [`dcr_on_scale`]'s lookups: synthetic, random and
 /// holdout rows are all measured against the training rows, and building the
 /// index over millions of rows again for each (a few seconds and a few
 /// hundred MB at Adult × 100) bought nothing.
@@ -365,6 +511,12 @@ pub(super) struct Closest {
 impl Closest {
     /// Index `reference`, numbers scaled by the ranges of `scale_of`.
     pub(super) fn new(reference: &[Col], scale_of: &[Col]) -> Closest {
+        Closest::counted(reference, scale_of, &Meter::none())
+    }
+
+    /// [`Closest::new`], counting [`build_weight`] units on `meter` for
+    /// each reference row as the index places it.
+    fn counted(reference: &[Col], scale_of: &[Col], meter: &Meter<'_>) -> Closest {
         let d = reference.len();
         let cats: Vec<usize> = (0..d).filter(|&c| matches!(reference[c], Col::Cat(_))).collect();
         let nums: Vec<usize> = (0..d).filter(|&c| matches!(reference[c], Col::Num(_))).collect();
@@ -380,7 +532,7 @@ impl Closest {
                 let (lo, hi) = v
                     .iter()
                     .filter(|x| !x.is_nan())
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(*x), h.max(*x)));
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(x), h.max(x)));
                 if lo.is_finite() && hi > lo {
                     (lo, hi - lo, false)
                 } else {
@@ -388,7 +540,12 @@ impl Closest {
                 }
             })
             .collect();
-        let index = (d > 0).then(|| crate::nearest::Index::new(&Scaled::new(reference, &cats, &nums, &scale)));
+        let weight = build_weight(len(reference));
+        let index = (d > 0).then(|| {
+            crate::nearest::Index::build(&Scaled::new(reference, &cats, &nums, &scale), &|rows| {
+                meter.add(rows as u64 * weight);
+            })
+        });
         Closest {
             cats,
             nums,
@@ -427,8 +584,8 @@ impl Closest {
 /// as they are, numbers scaled (see [`dcr_on_scale`]), without copying the
 /// table into rows.
 struct Scaled<'a> {
-    cats: Vec<&'a [u32]>,
-    nums: Vec<&'a [f64]>,
+    cats: Vec<&'a Codes>,
+    nums: Vec<&'a Nums>,
     scale: &'a [(f64, f64, bool)],
     rows: usize,
 }
@@ -439,15 +596,15 @@ impl<'a> Scaled<'a> {
             cats: cats
                 .iter()
                 .map(|&c| match &cols[c] {
-                    Col::Cat(v) => v.as_slice(),
-                    Col::Num(_) => &[][..],
+                    Col::Cat(v) => v,
+                    Col::Num(_) => unreachable!("a categorical column"),
                 })
                 .collect(),
             nums: nums
                 .iter()
                 .map(|&c| match &cols[c] {
-                    Col::Num(v) => v.as_slice(),
-                    Col::Cat(_) => &[][..],
+                    Col::Num(v) => v,
+                    Col::Cat(_) => unreachable!("a numeric column"),
                 })
                 .collect(),
             scale,
@@ -467,11 +624,11 @@ impl crate::nearest::Source for Scaled<'_> {
         self.nums.len()
     }
     fn cat(&self, r: usize, c: usize) -> u32 {
-        self.cats[c][r]
+        self.cats[c].get(r)
     }
     fn num(&self, r: usize, c: usize) -> f64 {
         let (lo, range, constant) = self.scale[c];
-        let x = self.nums[c][r];
+        let x = self.nums[c].get(r);
         if x.is_nan() {
             f64::NAN
         } else if constant {
@@ -532,14 +689,29 @@ pub(super) fn parallel_map_metered(n: usize, f: impl Fn(usize) -> f64 + Sync, me
     parallel_map_weighted(n, f, meter, 1)
 }
 
-/// What one closest-record lookup against `reference_rows` rows costs, in
-/// rows hashed by NewRowSynthesis: the k-d tree visits about √n rows a
-/// lookup (on Adult × 100 a lookup against 2.6 M training rows took about
-/// as long as hashing 300 rows). Progress counts in these units, so the
-/// time left does not take the fast hashing at the end for the pace of the
-/// lookups before it.
+// The privacy stage's progress counts work, not rows: each step in units of
+// about the same time, so the time left does not take one step's pace for
+// the next one's (the fast hashing at the end for the lookups before it, or
+// the encoding at the start for anything). Measured on Adult × 100 (release,
+// 2 cores; `doppel --log-filter doppel_host=debug run …` logs each step's time).
+
+/// Units of one row bucketed or matched by NewRowSynthesis (twice: with
+/// its tolerance, and exactly for the exact-copy rate).
+const HASH_WEIGHT: u64 = 8;
+/// Units of one cell encoded (a category looked up, a number widened).
+const ENCODE_WEIGHT: u64 = 1;
+
+/// What one closest-record lookup against `reference_rows` rows costs: the
+/// k-d tree visits about √n rows a lookup (on Adult × 100 a lookup against
+/// 2.6 M training rows took about as long as hashing 300 rows).
 pub(super) fn lookup_weight(reference_rows: usize) -> u64 {
-    (reference_rows.isqrt() as u64 / 6).max(1)
+    (reference_rows.isqrt() as u64 * HASH_WEIGHT / 6).max(1)
+}
+
+/// What placing one of `reference_rows` rows in the nearest-record index
+/// costs: a box per column on each of the tree's ~log₂(n / 24) levels.
+fn build_weight(reference_rows: usize) -> u64 {
+    u64::from((reference_rows / 24).max(1).ilog2()) + 1
 }
 
 /// [`parallel_map_metered`] with each row counted as `weight` units.
@@ -641,7 +813,7 @@ fn new_row_synthesis(real: &[Col], synthetic: &[Col], tolerance: f64, meter: &Me
     let key = |cols: &[Col], r: usize| -> Vec<u32> {
         cats.iter()
             .map(|&c| match &cols[c] {
-                Col::Cat(v) => v[r],
+                Col::Cat(v) => v.get(r),
                 Col::Num(_) => NULL,
             })
             .collect()
@@ -652,7 +824,7 @@ fn new_row_synthesis(real: &[Col], synthetic: &[Col], tolerance: f64, meter: &Me
     // of rows in one bucket).
     let lead = nums.iter().copied().max_by_key(|&c| match &real[c] {
         Col::Num(v) => {
-            let mut present: Vec<u64> = v.iter().filter(|x| !x.is_nan()).map(|x| x.to_bits()).collect();
+            let mut present: Vec<u64> = v.iter().filter(|x| !x.is_nan()).map(f64::to_bits).collect();
             present.sort_unstable();
             present.dedup();
             present.len()
@@ -661,7 +833,7 @@ fn new_row_synthesis(real: &[Col], synthetic: &[Col], tolerance: f64, meter: &Me
     });
     let lead_of = |cols: &[Col], r: usize| -> f64 {
         match lead.map(|c| &cols[c]) {
-            Some(Col::Num(v)) => v[r],
+            Some(Col::Num(v)) => v.get(r),
             _ => f64::NAN,
         }
     };
@@ -673,6 +845,9 @@ fn new_row_synthesis(real: &[Col], synthetic: &[Col], tolerance: f64, meter: &Me
     }
     let mut buckets: HashMap<Vec<u32>, Bucket> = HashMap::new();
     for r in 0..n_real {
+        if r % 65_536 == 65_535 {
+            meter.add(65_536 * HASH_WEIGHT);
+        }
         let b = buckets.entry(key(real, r)).or_default();
         let x = lead_of(real, r);
         if x.is_nan() {
@@ -686,7 +861,7 @@ fn new_row_synthesis(real: &[Col], synthetic: &[Col], tolerance: f64, meter: &Me
     }
     let same = |r: usize, s: usize| -> bool {
         nums.iter().all(|&c| match (&real[c], &synthetic[c]) {
-            (Col::Num(a), Col::Num(b)) => numbers_match(a[r], b[s], tolerance),
+            (Col::Num(a), Col::Num(b)) => numbers_match(a.get(r), b.get(s), tolerance),
             _ => false,
         })
     };
@@ -711,7 +886,8 @@ fn new_row_synthesis(real: &[Col], synthetic: &[Col], tolerance: f64, meter: &Me
         };
         if found { 0.0 } else { 1.0 }
     };
-    let new: f64 = parallel_map_metered(n_syn, matches, meter).iter().sum();
+    meter.add((n_real % 65_536) as u64 * HASH_WEIGHT);
+    let new: f64 = parallel_map_weighted(n_syn, matches, meter, HASH_WEIGHT).iter().sum();
     #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
     let share = new / n_syn as f64;
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a count of rows")]
@@ -742,8 +918,8 @@ fn cut(real: &[f64], other: &[f64], bins: usize) -> (Vec<u32>, Vec<u32>) {
 
 fn as_codes(col: &Col, other: &Col, bins: usize) -> (Vec<u32>, Vec<u32>) {
     match (col, other) {
-        (Col::Cat(a), Col::Cat(b)) => (a.clone(), b.clone()),
-        (Col::Num(a), Col::Num(b)) => cut(a, b, bins),
+        (Col::Cat(a), Col::Cat(b)) => (a.to_vec(), b.to_vec()),
+        (Col::Num(a), Col::Num(b)) => cut(&a.iter().collect::<Vec<_>>(), &b.iter().collect::<Vec<_>>(), bins),
         _ => (Vec::new(), Vec::new()),
     }
 }
@@ -810,8 +986,8 @@ pub(super) fn subsample<'a>(cols: &'a [Col], n: Option<usize>, rng: &mut ChaCha8
     idx.truncate(n);
     cols.iter()
         .map(|c| match c {
-            Col::Num(v) => Col::Num(idx.iter().map(|&i| v[i]).collect()),
-            Col::Cat(v) => Col::Cat(idx.iter().map(|&i| v[i]).collect()),
+            Col::Num(v) => Col::Num(v.pick(&idx)),
+            Col::Cat(v) => Col::Cat(v.pick(&idx)),
         })
         .collect::<Vec<_>>()
         .into()
@@ -877,11 +1053,17 @@ pub fn level(score: f64) -> &'static str {
 /// comparing tables row by row; an error names the stage, and a real table
 /// with nothing comparable is one.
 pub(super) fn encode_tables(stage: &str, tables: &[Arc<Table>]) -> Result<Encoded> {
+    encode_tables_counted(stage, tables, &|_| {})
+}
+
+/// [`encode_tables`], telling `encoded` how many cells each column of each
+/// table held once it is encoded (compared columns × rows in all).
+fn encode_tables_counted(stage: &str, tables: &[Arc<Table>], encoded: &dyn Fn(u64)) -> Result<Encoded> {
     let fail = |message: String| Error::Stage {
         stage: stage.to_owned(),
         message,
     };
-    let enc = encode(&tables[0], tables).map_err(|e| match e {
+    let enc = encode(&tables[0], tables, encoded).map_err(|e| match e {
         Error::Stage { message, .. } => fail(message),
         other => other,
     })?;
@@ -911,7 +1093,6 @@ pub fn privacy(
         message,
     };
     let real = &tables[0];
-    let enc = encode_tables(stage, tables)?;
     let int = |k: &str, d: i64| match get(settings, k) {
         Some(ConfigValue::Integer(i)) => *i,
         _ => d,
@@ -930,6 +1111,59 @@ pub fn privacy(
         Some(ConfigValue::Float(f)) => *f,
         _ => 0.01,
     };
+    let equal_sizes = !matches!(
+        get(settings, "overfitting_equal_sizes"),
+        Some(ConfigValue::Boolean(false))
+    );
+
+    // All the stage will count (see `HASH_WEIGHT`), from the tables' sizes
+    // before anything is encoded: every cell encoded; the training rows
+    // indexed, and the synthetic, random and holdout rows looked up there;
+    // with a holdout the (by default equal-size) training and holdout samples
+    // indexed and the synthetic rows looked up in both; NewRowSynthesis and
+    // exact copies bucketing the training rows and matching the synthetic
+    // ones, each once.
+    let sized = |rows: usize| sample.map_or(rows, |n| n.min(rows));
+    let (real_rows, syn_rows) = (sized(real.rows()), sized(tables[1].rows()));
+    let query_rows = syn_rows.min(max_queries);
+    let random_rows = sized(tables[1].rows().min(RANDOM_ROWS));
+    let held_rows = tables.get(2).map_or(0, |h| sized(h.rows()));
+    let held = held_rows.min(max_queries);
+    let cells = real.semantics.iter().filter(|s| compared(s).is_some()).count() as u64
+        * tables.iter().map(|t| t.rows() as u64).sum::<u64>();
+    let indexed = |rows: usize| rows as u64 * build_weight(rows);
+    let overfitting = if tables.get(2).is_none() {
+        0
+    } else if equal_sizes {
+        let m = real_rows.min(held_rows);
+        2 * indexed(m) + query_rows as u64 * 2 * lookup_weight(m)
+    } else {
+        indexed(real_rows)
+            + indexed(held_rows)
+            + query_rows as u64 * (lookup_weight(real_rows) + lookup_weight(held_rows))
+    };
+    let hashed = if tables[1].rows() == 0 {
+        0
+    } else {
+        2 * HASH_WEIGHT * (real.rows() + tables[1].rows()) as u64
+    };
+    let total = cells * ENCODE_WEIGHT
+        + indexed(real_rows)
+        + (query_rows + random_rows + held) as u64 * lookup_weight(real_rows)
+        + overfitting
+        + hashed;
+    let meter = &Meter::new(total, report, cancel);
+    let clock = std::time::Instant::now();
+    let lap = |what: &str| {
+        tracing::debug!(
+            stage,
+            elapsed_ms = clock.elapsed().as_millis() as u64,
+            "privacy: {what} done"
+        )
+    };
+
+    let enc = encode_tables_counted(stage, tables, &|cells| meter.add(cells * ENCODE_WEIGHT))?;
+    lap("encoding");
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7072_6976_6163_7921);
     let mut out = Vec::new();
     let (real_cols, syn_cols) = (&enc.tables[0], &enc.tables[1]);
@@ -958,43 +1192,13 @@ pub fn privacy(
     let mut query_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7175_6572_6965_7321);
     let s_q = subsample(&s_s, Some(max_queries), &mut query_rng);
     let sampled = len(&s_q) < len(&s_s);
-    let equal_sizes = !matches!(
-        get(settings, "overfitting_equal_sizes"),
-        Some(ConfigValue::Boolean(false))
+    // The sizes the total was worked out from.
+    debug_assert_eq!(
+        (len(&r_s), len(&s_s), len(&s_q), len(&x_s)),
+        (real_rows, syn_rows, query_rows, random_rows)
     );
-    // All the stage will count, in rows hashed (`lookup_weight`): synthetic
-    // and random rows looked up against the training rows, then with a
-    // holdout its rows too, and the synthetic ones against the (by default
-    // equal-size) training and holdout samples; then NewRowSynthesis and
-    // exact copies hash every synthetic row once each.
-    let held_rows = enc
-        .tables
-        .get(2)
-        .map_or(0, |h| sample.map_or(len(h), |n| n.min(len(h))));
-    let held = held_rows.min(max_queries);
-    let train_weight = lookup_weight(len(&r_s));
-    let overfitting_weight = if equal_sizes {
-        2 * lookup_weight(len(&r_s).min(held_rows))
-    } else {
-        train_weight + lookup_weight(held_rows)
-    };
-    let lookups = (len(&s_q) + len(&x_s) + held) as u64 * train_weight
-        + if held > 0 {
-            len(&s_q) as u64 * overfitting_weight
-        } else {
-            0
-        };
-    let total = lookups + 2 * len(syn_cols) as u64;
-    let meter = &Meter::new(total, report, cancel);
-    let clock = std::time::Instant::now();
-    let lap = |what: &str| {
-        tracing::debug!(
-            stage,
-            elapsed_ms = clock.elapsed().as_millis() as u64,
-            "privacy: {what} done"
-        )
-    };
-    let to_training = Closest::new(&r_s, &r_s);
+    let to_training = Closest::counted(&r_s, &r_s, meter);
+    lap("training index");
     let syn_to_train = to_training.distances(&s_q, meter);
     lap("synthetic → training DCR");
     let dcr_syn = median(&syn_to_train);
@@ -1086,14 +1290,13 @@ pub fn privacy(
         // false`, makes the one with the narrower range of a long-tailed
         // column look farther — 56 % of a copula twin of Adult, which cannot
         // memorise, came out closer to training.
-        let (to_train, to_holdout) = if equal_sizes {
-            (
-                dcr_on_scale(&s_q, &r_s, real_cols, meter),
-                dcr_on_scale(&s_q, &h_s, real_cols, meter),
-            )
+        let (train_scale, held_scale): (&[Col], &[Col]) = if equal_sizes {
+            (real_cols, real_cols)
         } else {
-            (dcr(&s_q, &r_s, meter), dcr(&s_q, &h_s, meter))
+            (&r_s, &h_s)
         };
+        let to_train = Closest::counted(&r_s, train_scale, meter).distances(&s_q, meter);
+        let to_holdout = Closest::counted(&h_s, held_scale, meter).distances(&s_q, meter);
         lap("overfitting DCRs");
         let closer = to_train.iter().zip(&to_holdout).filter(|(a, b)| a < b).count();
         #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
@@ -1587,10 +1790,10 @@ mod tests {
     use super::*;
 
     fn num(v: &[f64]) -> Col {
-        Col::Num(v.to_vec())
+        Col::Num(Nums::from(v.to_vec()))
     }
     fn cat(v: &[u32]) -> Col {
-        Col::Cat(v.to_vec())
+        Col::Cat(Codes::from(v.to_vec()))
     }
 
     #[test]
@@ -1641,30 +1844,35 @@ mod tests {
         Arc::new(Table::infer(schema, vec![batch]).unwrap())
     }
 
-    /// Progress counts lookups by their weight and ends exactly at its
-    /// total, with and without a holdout, sampled or not: the total is
-    /// worked out before the stage runs, from the same sizes it then uses.
+    /// Progress counts every step by its weight — encoding, index builds,
+    /// lookups, hashing — and ends exactly at its total, with and without a
+    /// holdout (an empty one too), sampled or not: the total is worked out
+    /// before the stage runs, from the same sizes it then uses.
     #[test]
     fn progress_ends_exactly_at_its_weighted_total() {
         let (real, synthetic, holdout) = (table(0..3000, 0), table(0..2500, 3), table(0..1200, 11));
-        for (tables, queries, equal) in [
+        let all = vec![Arc::clone(&real), Arc::clone(&synthetic), Arc::clone(&holdout)];
+        for (tables, queries, equal, subsample) in [
+            (all.clone(), 1000, true, None),
+            (all.clone(), 100_000, false, None),
+            (all.clone(), 1000, true, Some(2000)),
+            (all.clone(), 100_000, false, Some(1100)),
             (
-                vec![Arc::clone(&real), Arc::clone(&synthetic), Arc::clone(&holdout)],
+                vec![Arc::clone(&real), Arc::clone(&synthetic), table(0..0, 1)],
                 1000,
                 true,
+                None,
             ),
-            (
-                vec![Arc::clone(&real), Arc::clone(&synthetic), Arc::clone(&holdout)],
-                100_000,
-                false,
-            ),
-            (vec![Arc::clone(&real), Arc::clone(&synthetic)], 1000, true),
+            (vec![Arc::clone(&real), Arc::clone(&synthetic)], 1000, true, None),
         ] {
             let seen = std::sync::Mutex::new(Vec::new());
-            let settings = vec![
+            let mut settings = vec![
                 ("max_queries".to_owned(), ConfigValue::Integer(queries)),
                 ("overfitting_equal_sizes".to_owned(), ConfigValue::Boolean(equal)),
             ];
+            if let Some(n) = subsample {
+                settings.push(("subsample".to_owned(), ConfigValue::Integer(n)));
+            }
             privacy(
                 "p",
                 &tables,
@@ -1680,12 +1888,19 @@ mod tests {
             let seen = seen.into_inner().unwrap();
             let total = seen[0].1;
             assert!(seen.iter().all(|r| r.1 == total && r.0 <= total));
-            assert_eq!(seen.iter().map(|r| r.0).max(), Some(total), "{queries} {equal}");
-            // Lookups outweigh the hashing of every synthetic row twice.
-            assert!(total > 2 * 2500 + 1000, "{total}");
+            assert_eq!(
+                seen.iter().map(|r| r.0).max(),
+                Some(total),
+                "{queries} {equal} {subsample:?}"
+            );
+            // Counting starts with the encoding, before the first index or
+            // lookup, so the time left is known from the stage's first
+            // seconds.
+            let rows: u64 = tables.iter().map(|t| t.rows() as u64).sum();
+            assert!(seen.iter().any(|r| r.0 <= 2 * rows * ENCODE_WEIGHT), "{seen:?}");
         }
         assert_eq!(lookup_weight(0), 1);
-        assert_eq!(lookup_weight(2_604_880), 268);
+        assert_eq!(lookup_weight(2_604_880), 2150);
     }
 
     /// One index over the training rows answers every later set of rows
@@ -1725,8 +1940,8 @@ mod tests {
             .filter(|&s| {
                 !(0..len(real)).any(|r| {
                     real.iter().zip(synthetic).all(|pair| match pair {
-                        (Col::Cat(a), Col::Cat(b)) => a[r] == b[s],
-                        (Col::Num(a), Col::Num(b)) => numbers_match(a[r], b[s], tolerance),
+                        (Col::Cat(a), Col::Cat(b)) => a.get(r) == b.get(s),
+                        (Col::Num(a), Col::Num(b)) => numbers_match(a.get(r), b.get(s), tolerance),
                         _ => false,
                     })
                 })
@@ -1747,7 +1962,13 @@ mod tests {
                 rows,
             ),
         )
-            .prop_map(|(c, a, b)| vec![Col::Cat(c), Col::Num(a), Col::Num(b)])
+            .prop_map(|(c, a, b)| {
+                vec![
+                    Col::Cat(Codes::from(c)),
+                    Col::Num(Nums::from(a)),
+                    Col::Num(Nums::from(b)),
+                ]
+            })
     }
 
     use proptest::strategy::Strategy as _;
@@ -1762,6 +1983,47 @@ mod tests {
         ) {
             let (_, new) = new_row_synthesis(&real, &synthetic, tolerance, &Meter::none());
             proptest::prop_assert_eq!(new, new_rows_brute(&real, &synthetic, tolerance));
+        }
+
+        /// Compact columns read back exactly what was stored: every number
+        /// bit for bit (narrowed only when that holds), every code and null,
+        /// in the narrowest type with room for null.
+        #[test]
+        fn compact_columns_read_back_what_was_stored(
+            numbers in proptest::collection::vec(proptest::prop_oneof![
+                proptest::num::f64::ANY,
+                (-1_000_000i32..1_000_000).prop_map(f64::from),
+                (0u16..1000).prop_map(|x| f64::from(x) / 4.0),
+            ], 0..200),
+            top in proptest::prop_oneof![0u32..300, 0u32..70_000, proptest::num::u32::ANY],
+            picks in proptest::collection::vec(0usize..1000, 0..50),
+        ) {
+            let nums = Nums::from(numbers.clone());
+            proptest::prop_assert_eq!(nums.len(), numbers.len());
+            for (r, x) in numbers.iter().enumerate() {
+                // NaN stays NaN (null); everything else keeps its bits.
+                proptest::prop_assert!(nums.get(r).to_bits() == x.to_bits() || (x.is_nan() && nums.get(r).is_nan()));
+            }
+            let narrow = numbers.iter().all(|x| x.is_nan() || f64::from(*x as f32) == *x);
+            proptest::prop_assert_eq!(matches!(nums, Nums::Narrow(_)), narrow);
+
+            let codes: Vec<u32> = (0..numbers.len() as u32)
+                // Below `top` (at most u32::MAX), so never NULL by accident.
+                .map(|i| if i % 7 == 3 { NULL } else { i.wrapping_mul(2_654_435_761) % top.max(1) })
+                .collect();
+            let compact = Codes::from(codes.clone());
+            proptest::prop_assert_eq!(compact.to_vec(), codes.clone());
+            let most = codes.iter().copied().filter(|c| *c != NULL).max().unwrap_or(0);
+            let expected = if most < 255 { 1 } else if most < 65_535 { 2 } else { 4 };
+            let width = match compact { Codes::Byte(_) => 1, Codes::Short(_) => 2, Codes::Wide(_) => 4 };
+            proptest::prop_assert_eq!(width, expected);
+
+            let rows: Vec<usize> = picks.iter().filter(|&&p| p < codes.len()).copied().collect();
+            proptest::prop_assert_eq!(compact.pick(&rows).to_vec(), rows.iter().map(|&r| codes[r]).collect::<Vec<_>>());
+            let picked = nums.pick(&rows);
+            for (i, &r) in rows.iter().enumerate() {
+                proptest::prop_assert!(picked.get(i).to_bits() == nums.get(r).to_bits());
+            }
         }
     }
 
