@@ -16,6 +16,48 @@ fn prim<T: ArrowPrimitiveType>(array: &dyn Array, f: impl Fn(T::Native) -> f64) 
     array.as_primitive::<T>().iter().map(|v| v.map(&f)).collect()
 }
 
+fn prim_or_nan<T: ArrowPrimitiveType>(array: &dyn Array, f: impl Fn(T::Native) -> f64) -> Vec<f64> {
+    let array = array.as_primitive::<T>();
+    // Every slot converted without a branch, then the nulls overwritten:
+    // most columns have none.
+    let mut out: Vec<f64> = array.values().iter().map(|v| f(*v)).collect();
+    if let Some(nulls) = array.nulls() {
+        for (slot, valid) in out.iter_mut().zip(nulls.iter()) {
+            if !valid {
+                *slot = f64::NAN;
+            }
+        }
+    }
+    out
+}
+
+/// `$convert::<ArrowType>(array, to_f64)` for every numeric and temporal
+/// type; `return None` for any other.
+macro_rules! by_number_type {
+    ($array:expr, $convert:ident) => {
+        match $array.data_type() {
+            DataType::Int8 => $convert::<Int8Type>($array, f64::from),
+            DataType::Int16 => $convert::<Int16Type>($array, f64::from),
+            DataType::Int32 => $convert::<Int32Type>($array, f64::from),
+            DataType::Int64 => $convert::<Int64Type>($array, |v| v as f64),
+            DataType::UInt8 => $convert::<UInt8Type>($array, f64::from),
+            DataType::UInt16 => $convert::<UInt16Type>($array, f64::from),
+            DataType::UInt32 => $convert::<UInt32Type>($array, f64::from),
+            DataType::UInt64 => $convert::<UInt64Type>($array, |v| v as f64),
+            DataType::Float16 => $convert::<Float16Type>($array, f64::from),
+            DataType::Float32 => $convert::<Float32Type>($array, f64::from),
+            DataType::Float64 => $convert::<Float64Type>($array, |v| v),
+            DataType::Date32 => $convert::<Date32Type>($array, f64::from),
+            DataType::Date64 => $convert::<Date64Type>($array, |v| v as f64),
+            DataType::Timestamp(TimeUnit::Second, _) => $convert::<TimestampSecondType>($array, |v| v as f64),
+            DataType::Timestamp(TimeUnit::Millisecond, _) => $convert::<TimestampMillisecondType>($array, |v| v as f64),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => $convert::<TimestampMicrosecondType>($array, |v| v as f64),
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => $convert::<TimestampNanosecondType>($array, |v| v as f64),
+            _ => return None,
+        }
+    };
+}
+
 /// Numbers of a numeric or temporal column (dates as days, timestamps in their
 /// unit since the epoch); `None` for other types. Nulls are `None` entries.
 #[allow(
@@ -23,26 +65,17 @@ fn prim<T: ArrowPrimitiveType>(array: &dyn Array, f: impl Fn(T::Native) -> f64) 
     reason = "values become f64 by design, as statistics use them"
 )]
 pub fn numbers(array: &dyn Array) -> Option<Vec<Option<f64>>> {
-    Some(match array.data_type() {
-        DataType::Int8 => prim::<Int8Type>(array, f64::from),
-        DataType::Int16 => prim::<Int16Type>(array, f64::from),
-        DataType::Int32 => prim::<Int32Type>(array, f64::from),
-        DataType::Int64 => prim::<Int64Type>(array, |v| v as f64),
-        DataType::UInt8 => prim::<UInt8Type>(array, f64::from),
-        DataType::UInt16 => prim::<UInt16Type>(array, f64::from),
-        DataType::UInt32 => prim::<UInt32Type>(array, f64::from),
-        DataType::UInt64 => prim::<UInt64Type>(array, |v| v as f64),
-        DataType::Float16 => prim::<Float16Type>(array, f64::from),
-        DataType::Float32 => prim::<Float32Type>(array, f64::from),
-        DataType::Float64 => prim::<Float64Type>(array, |v| v),
-        DataType::Date32 => prim::<Date32Type>(array, f64::from),
-        DataType::Date64 => prim::<Date64Type>(array, |v| v as f64),
-        DataType::Timestamp(TimeUnit::Second, _) => prim::<TimestampSecondType>(array, |v| v as f64),
-        DataType::Timestamp(TimeUnit::Millisecond, _) => prim::<TimestampMillisecondType>(array, |v| v as f64),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => prim::<TimestampMicrosecondType>(array, |v| v as f64),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => prim::<TimestampNanosecondType>(array, |v| v as f64),
-        _ => return None,
-    })
+    Some(by_number_type!(array, prim))
+}
+
+/// [`numbers`] with NaN for null: half the memory and no branch per value,
+/// for code that skips NaN anyway.
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "values become f64 by design, as statistics use them"
+)]
+pub fn numbers_or_nan(array: &dyn Array) -> Option<Vec<f64>> {
+    Some(by_number_type!(array, prim_or_nan))
 }
 
 /// The value at row `i` as text: strings as they are, numbers and booleans
@@ -99,5 +132,21 @@ mod tests {
         assert_eq!(text(&s, 0).as_deref(), Some("a"));
         let b = BooleanArray::from(vec![true]);
         assert_eq!(text(&b, 0).as_deref(), Some("true"));
+    }
+
+    #[test]
+    fn numbers_or_nan_are_numbers_with_nan_for_null() {
+        // A sliced array: its values and null bits start past the buffers' heads.
+        let ints = Int64Array::from(vec![Some(1), Some(3), None, Some(-2), None]).slice(1, 4);
+        let got = numbers_or_nan(&ints).unwrap();
+        let want = numbers(&ints).unwrap();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            match w {
+                Some(w) => assert_eq!(g.to_bits(), w.to_bits()),
+                None => assert!(g.is_nan()),
+            }
+        }
+        assert_eq!(numbers_or_nan(&StringArray::from(vec!["a"])), None);
     }
 }

@@ -150,6 +150,13 @@ impl PluginHost {
         wasm.epoch_interruption(true);
         wasm.concurrency_support(false);
         wasm.consume_fuel(config.fuel);
+        // A plugin author's or operator's tool, read from the process's own
+        // environment (never from a request): name each compiled plugin
+        // function in /tmp/perf-<pid>.map, so `perf record` on the binary
+        // shows where a plugin spends its time.
+        if std::env::var("DOPPEL_PLUGIN_PROFILER").as_deref() == Ok("perfmap") {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wasm).map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| PluginError::Runtime(format!("{e:#}")))?;

@@ -3,6 +3,7 @@
 //! handed facts (profiles, findings, scores, attributes) and never rows.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::builtins::profile::{self, TableProfile};
 use crate::config::ConfigValue;
@@ -72,28 +73,47 @@ fn metric(ctx: &StageContext, plugin: &LoadedPlugin) -> Result<Output> {
         .iter()
         .map(|p| p.encode_schema())
         .collect::<Result<Vec<_>>>()?;
+    let started = Instant::now();
     let mut session = start_session(ctx, plugin)?;
     session.check(&ctx.stage.settings, &schemas)?;
     session.create(&ctx.stage.settings)?;
+    let setup = started.elapsed();
     let total: u64 = tables.iter().map(|t| t.rows() as u64).sum();
     let mut done = 0u64;
+    // Where a metric's time goes, for `--log-filter doppel_host=debug`:
+    // encoding on this side, the plugin's reading, its scoring.
+    let (mut encoding, mut reading) = (Duration::ZERO, Duration::ZERO);
     for ((table, projection), role) in tables.iter().zip(&projections).zip(&roles) {
         let mut offset = 0u64;
         for chunk in table.chunks(ctx.batch_rows)? {
             if ctx.cancelled() {
                 return Err(Error::Cancelled);
             }
+            let lap = Instant::now();
             let batch = Batch {
                 ipc: projection.encode(&chunk)?,
                 row_offset: offset,
             };
+            encoding += lap.elapsed();
+            let lap = Instant::now();
             session.update(role_copy(role), &batch)?;
+            reading += lap.elapsed();
             offset += chunk.num_rows() as u64;
             done += chunk.num_rows() as u64;
             ctx.progress(done, total, "rows");
         }
     }
-    Ok(Output::Metrics(Arc::new(session.finish_metric()?)))
+    let lap = Instant::now();
+    let values = session.finish_metric()?;
+    tracing::debug!(
+        stage = %ctx.stage.id,
+        setup_ms = setup.as_secs_f64() * 1e3,
+        encoding_ms = encoding.as_secs_f64() * 1e3,
+        update_ms = reading.as_secs_f64() * 1e3,
+        finish_ms = lap.elapsed().as_secs_f64() * 1e3,
+        "Metric plugin calls."
+    );
+    Ok(Output::Metrics(Arc::new(values)))
 }
 
 fn role_copy(role: &TableRole) -> TableRole {

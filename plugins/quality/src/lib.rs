@@ -41,7 +41,83 @@ struct Column {
     codes: [Codes; 2],
     /// A discrete column's categories, numbered as first seen: one
     /// dictionary per column keeps its codes dense, and most in a byte.
-    dictionary: FxHashMap<String, u32>,
+    dictionary: Dictionary,
+}
+
+/// Categories numbered as first seen. Text of at most 16 bytes (nearly
+/// every category) is keyed by its length and two words that cover it,
+/// read in place: a cell is then looked up with integer hashing and
+/// compares, not a string hash and a `memcmp` (a byte loop in WASM) —
+/// looking cells up was the largest part of reading a table.
+#[derive(Debug, Default)]
+struct Dictionary {
+    short: FxHashMap<ShortKey, u32>,
+    long: FxHashMap<String, u32>,
+    /// The last short text looked up and its number: columns where one
+    /// category dominates repeat it row after row.
+    last: Option<(ShortKey, u32)>,
+}
+
+/// Text of at most 16 bytes, exactly: two words and the length.
+type ShortKey = (u64, u64, u8);
+
+/// Text of at most 16 bytes as its key. Words overlap when the text is
+/// shorter than they are long; with the length in the key the bytes are
+/// still told apart exactly.
+fn short_key(bytes: &[u8]) -> Option<ShortKey> {
+    let len = bytes.len();
+    let head = |n: usize| &bytes[..n];
+    let tail = |n: usize| &bytes[len - n..];
+    let w8 = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let w4 = |b: &[u8]| u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")));
+    let (a, b) = match len {
+        0..4 => (bytes.iter().fold(0u64, |w, b| (w << 8) | u64::from(*b)), 0),
+        4..8 => (w4(head(4)) | (w4(tail(4)) << 32), 0),
+        8..=16 => (w8(head(8)), w8(tail(8))),
+        _ => return None,
+    };
+    #[allow(clippy::cast_possible_truncation, reason = "at most 16")]
+    Some((a, b, len as u8))
+}
+
+impl Dictionary {
+    /// The stored code of a cell: 0 for null, else its category's number + 1.
+    fn code(&mut self, value: Option<&str>) -> u32 {
+        let Some(v) = value else { return 0 };
+        let number = if let Some(key) = short_key(v.as_bytes()) {
+            match self.last {
+                Some((last, number)) if last == key => number,
+                _ => {
+                    let number = match self.short.get(&key) {
+                        Some(number) => *number,
+                        None => {
+                            let next = self.next();
+                            self.short.insert(key, next);
+                            next
+                        }
+                    };
+                    self.last = Some((key, number));
+                    number
+                }
+            }
+        } else {
+            // Look up before inserting: an owned key is allocated only for a
+            // value not seen yet, not for every cell.
+            match self.long.get(v) {
+                Some(number) => *number,
+                None => {
+                    let next = self.next();
+                    self.long.insert(v.to_owned(), next);
+                    next
+                }
+            }
+        };
+        number + 1
+    }
+
+    fn next(&self) -> u32 {
+        u32::try_from(self.short.len() + self.long.len()).unwrap_or(u32::MAX - 1)
+    }
 }
 
 /// A uniform sample of at most `cap` rows of one table, kept as the rows
@@ -225,22 +301,6 @@ impl Plugin for Quality {
     }
 }
 
-/// The stored code of a cell: 0 for null, else its category's number + 1.
-fn code(dictionary: &mut FxHashMap<String, u32>, value: Option<std::borrow::Cow<'_, str>>) -> u32 {
-    let Some(v) = value else { return 0 };
-    // Look up before inserting: an owned key is allocated only for a value
-    // not seen yet, not for every cell.
-    let number = match dictionary.get(v.as_ref()) {
-        Some(number) => *number,
-        None => {
-            let next = u32::try_from(dictionary.len()).unwrap_or(u32::MAX - 1);
-            dictionary.insert(v.into_owned(), next);
-            next
-        }
-    };
-    number + 1
-}
-
 /// Default of `max_rows`: two tables of this many rows of Adult's shape
 /// (six numeric and nine categorical columns) take about 400 MiB in the
 /// sandbox, well inside the plugin's 1 GiB.
@@ -294,18 +354,18 @@ impl Metric for Quality {
             let array = batch.column(index);
             match shape {
                 Shape::Continuous => {
-                    let Some(values) = values::numbers(array.as_ref()) else {
+                    let Some(values) = values::numbers_or_nan(array.as_ref()) else {
                         return Err(StageError::UnsupportedSchema(format!(
                             "column `{name}` is {} but marked numerical",
                             array.data_type()
                         )));
                     };
                     let target = &mut col.numbers[side];
-                    let value = |row: usize| values[row].unwrap_or(f64::NAN);
+                    let value = |row: usize| values[row];
                     match &plan {
                         None => {
                             metrics::reserve_quarter(target, values.len());
-                            target.extend((0..values.len()).map(value));
+                            target.extend_from_slice(&values);
                         }
                         Some(plan) => {
                             for (row, slot) in plan {
@@ -326,15 +386,16 @@ impl Metric for Quality {
                         Some(t) => Some(std::borrow::Cow::Borrowed(t.value(row))),
                         None => values::text(array.as_ref(), row),
                     };
+                    let code = |dictionary: &mut Dictionary, row: usize| dictionary.code(cell(row).as_deref());
                     let (dictionary, target) = (&mut col.dictionary, &mut col.codes[side]);
                     match &plan {
                         None => {
-                            let codes: Vec<u32> = (0..array.len()).map(|row| code(dictionary, cell(row))).collect();
+                            let codes: Vec<u32> = (0..array.len()).map(|row| code(dictionary, row)).collect();
                             target.extend(&codes);
                         }
                         Some(plan) => {
                             for (row, slot) in plan {
-                                let c = code(dictionary, cell(*row));
+                                let c = code(dictionary, *row);
                                 match slot {
                                     Slot::Append => target.push(c),
                                     Slot::Replace(i) => target.set(*i, c),
@@ -394,17 +455,30 @@ impl Metric for Quality {
             }
             out.push(v);
         }
+        // Each continuous column read once for all its correlations.
+        let series: Vec<Option<[metrics::Series<'_>; 2]>> = self
+            .columns
+            .iter()
+            .zip(&self.data)
+            .map(|((_, shape), col)| {
+                (*shape == Shape::Continuous).then(|| {
+                    [
+                        metrics::Series::new(&col.numbers[0]),
+                        metrics::Series::new(&col.numbers[1]),
+                    ]
+                })
+            })
+            .collect();
         let mut pair_scores = Vec::new();
         for i in 0..self.columns.len() {
             for j in i + 1..self.columns.len() {
-                let ((a, sa), (b, sb)) = (&self.columns[i], &self.columns[j]);
-                let (ca, cb) = (&self.data[i], &self.data[j]);
-                let (metric, r): (&str, PairScore) = if *sa == Shape::Continuous && *sb == Shape::Continuous {
+                let ((a, _), (b, _)) = (&self.columns[i], &self.columns[j]);
+                let (metric, r): (&str, PairScore) = if let (Some(x), Some(y)) = (&series[i], &series[j]) {
                     (
                         "CorrelationSimilarity",
-                        metrics::correlation_similarity(
-                            (&ca.numbers[0], &cb.numbers[0]),
-                            (&ca.numbers[1], &cb.numbers[1]),
+                        metrics::correlation_similarity_series(
+                            (&x[0], &y[0]),
+                            (&x[1], &y[1]),
                             self.correlation_threshold,
                         ),
                     )
@@ -590,6 +664,35 @@ mod tests {
         assert_eq!(find(&values, "TVComplement").value, 1.0);
         // A cap above the row count changes nothing.
         assert_eq!(format!("{values:?}"), format!("{:?}", score(Some(5_000), &real, &real)));
+    }
+
+    #[test]
+    fn the_dictionary_tells_every_text_apart_and_numbers_as_first_seen() {
+        // Texts of every length up to 40 that share heads, tails and zero
+        // bytes: the packed keys must still tell them apart.
+        let mut texts: Vec<String> = Vec::new();
+        for len in 0..=40 {
+            texts.push("a".repeat(len));
+            texts.push(format!("{}b", "a".repeat(len)));
+            texts.push(format!("b{}", "a".repeat(len)));
+            texts.push(format!("{}\0", "a".repeat(len)));
+        }
+        texts.push("Married-civ-spouse".into());
+        texts.push("Married-AF-spouse".into());
+        texts.dedup();
+        let mut d = Dictionary::default();
+        let first: Vec<u32> = texts.iter().map(|t| d.code(Some(t))).collect();
+        let want: Vec<u32> = (1..=u32::try_from(texts.len()).unwrap()).collect();
+        assert_eq!(first, want, "numbered 1, 2, … as first seen");
+        // Each twice in a row (the last-text shortcut), then again in
+        // another order: the same codes.
+        for (t, c) in texts.iter().zip(&first) {
+            assert_eq!((d.code(Some(t)), d.code(Some(t))), (*c, *c), "{t:?}");
+        }
+        for (t, c) in texts.iter().zip(&first).rev() {
+            assert_eq!(d.code(Some(t)), *c, "{t:?}");
+        }
+        assert_eq!(d.code(None), 0);
     }
 
     #[test]

@@ -19,20 +19,23 @@ pub const NULL_CODE: u32 = u32::MAX;
 
 /// A cell type codes are stored in.
 pub trait Code: Copy + Ord + Into<u32> {
+    /// How many values the type has, when a table that long is small.
+    const DOMAIN: Option<usize>;
     /// The code as an index.
     fn idx(self) -> usize;
 }
 
 macro_rules! code_width {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $domain:expr),*) => {$(
         impl Code for $t {
+            const DOMAIN: Option<usize> = $domain;
             fn idx(self) -> usize {
                 Into::<u32>::into(self) as usize
             }
         }
     )*};
 }
-code_width!(u8, u16, u32);
+code_width!(u8 => Some(1 << 8), u16 => Some(1 << 16), u32 => None);
 
 /// One column's discrete codes, each in as few bytes as the largest code
 /// needs: most categorical columns have fewer than 256 categories, and a
@@ -173,14 +176,20 @@ impl Codes {
 
 /// 1 − KS statistic of two samples (NaN entries ignored); NaN if one is empty.
 pub fn ks_complement(real: &[f64], synthetic: &[f64]) -> f64 {
-    let mut a: Vec<f64> = real.iter().copied().filter(|v| !v.is_nan()).collect();
-    let mut b: Vec<f64> = synthetic.iter().copied().filter(|v| !v.is_nan()).collect();
+    // Each value as an integer that sorts as the number does (−0 taken as
+    // +0, so equal numbers are equal keys): integers sort faster than
+    // floats compared with `total_cmp`, and compare alike in the walk below.
+    let key = |v: &f64| {
+        let bits = (v + 0.0).to_bits();
+        if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
+    };
+    let mut a: Vec<u64> = real.iter().filter(|v| !v.is_nan()).map(key).collect();
+    let mut b: Vec<u64> = synthetic.iter().filter(|v| !v.is_nan()).map(key).collect();
     if a.is_empty() || b.is_empty() {
         return f64::NAN;
     }
-    // Unstable is as good: under total_cmp equal elements are equal bits.
-    a.sort_unstable_by(f64::total_cmp);
-    b.sort_unstable_by(f64::total_cmp);
+    a.sort_unstable();
+    b.sort_unstable();
     #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
     let (na, nb) = (a.len() as f64, b.len() as f64);
     let (mut i, mut j) = (0, 0);
@@ -196,7 +205,11 @@ pub fn ks_complement(real: &[f64], synthetic: &[f64]) -> f64 {
         }
         #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
         let gap = (i as f64 / na - j as f64 / nb).abs();
-        d = d.max(gap);
+        // A comparison, not `f64::max`: WASM has no IEEE maxNum, so `max`
+        // is a libm call there (neither number is NaN).
+        if gap > d {
+            d = gap;
+        }
     }
     1.0 - d
 }
@@ -292,6 +305,59 @@ fn is_constant(x: &[f64]) -> bool {
     first.is_some()
 }
 
+/// One table's continuous column with what every pair it is in reads of it
+/// alone, worked out once instead of once per pair: whether it is constant
+/// and, when it has no NaN, its mean and `Σ (x − mean)²`.
+#[derive(Debug, Clone, Copy)]
+pub struct Series<'a> {
+    values: &'a [f64],
+    constant: bool,
+    /// Mean and sum of squared deviations, when every value is present.
+    complete: Option<(f64, f64)>,
+}
+
+impl<'a> Series<'a> {
+    /// Read a column once.
+    pub fn new(values: &'a [f64]) -> Self {
+        let complete = (!values.iter().any(|v| v.is_nan())).then(|| {
+            // The same sums, in the same order, as [`pearson`] takes over
+            // pairwise-complete rows, so the result is its bit for bit.
+            #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            let mut squares = 0.0;
+            for v in values {
+                squares += (v - mean) * (v - mean);
+            }
+            (mean, squares)
+        });
+        Series {
+            values,
+            constant: is_constant(values),
+            complete,
+        }
+    }
+}
+
+/// [`pearson`] of two read columns: one pass over the rows when neither
+/// has a NaN (each column's mean and squares are its own), else the
+/// pairwise-complete definition.
+pub fn pearson_series(x: &Series<'_>, y: &Series<'_>) -> f64 {
+    match (x.complete, y.complete) {
+        (Some((mx, sxx)), Some((my, syy))) if x.values.len() == y.values.len() => {
+            if x.values.len() < 2 {
+                return f64::NAN;
+            }
+            let mut sxy = 0.0;
+            for (a, b) in x.values.iter().zip(y.values) {
+                sxy += (a - mx) * (b - my);
+            }
+            let r = sxy / (sxx * syy).sqrt();
+            if r.is_finite() { r.clamp(-1.0, 1.0) } else { f64::NAN }
+        }
+        _ => pearson(x.values, y.values),
+    }
+}
+
 /// Outcome of a pair metric.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PairScore {
@@ -313,6 +379,19 @@ pub struct PairScore {
 
 /// CorrelationSimilarity of two continuous columns.
 pub fn correlation_similarity(real: (&[f64], &[f64]), synthetic: (&[f64], &[f64]), threshold: f64) -> PairScore {
+    correlation_similarity_series(
+        (&Series::new(real.0), &Series::new(real.1)),
+        (&Series::new(synthetic.0), &Series::new(synthetic.1)),
+        threshold,
+    )
+}
+
+/// [`correlation_similarity`] of columns read once for all their pairs.
+pub fn correlation_similarity_series(
+    real: (&Series<'_>, &Series<'_>),
+    synthetic: (&Series<'_>, &Series<'_>),
+    threshold: f64,
+) -> PairScore {
     let nan = PairScore {
         score: f64::NAN,
         real_correlation: f64::NAN,
@@ -322,15 +401,15 @@ pub fn correlation_similarity(real: (&[f64], &[f64]), synthetic: (&[f64], &[f64]
         meets_threshold: false,
         note: None,
     };
-    if is_constant(real.0) || is_constant(real.1) || is_constant(synthetic.0) || is_constant(synthetic.1) {
+    if real.0.constant || real.1.constant || synthetic.0.constant || synthetic.1.constant {
         return PairScore {
             note: Some("a column is constant"),
             ..nan
         };
     }
-    let rr = pearson(real.0, real.1);
+    let rr = pearson_series(real.0, real.1);
     // Computed for unscored pairs too: reports draw both association matrices.
-    let rs = pearson(synthetic.0, synthetic.1);
+    let rs = pearson_series(synthetic.0, synthetic.1);
     if rr.abs() <= threshold {
         return PairScore {
             real_correlation: rr,
@@ -398,6 +477,9 @@ pub fn renumber_codes(mut a: Codes, mut b: Codes, null: u32) -> LocalCodes {
 
 /// [`LocalCodes`] of two code slices, `null` as null.
 pub fn renumber<T: Code>(real: &[T], synthetic: &[T], null: T) -> LocalCodes {
+    if let Some(domain) = T::DOMAIN {
+        return renumber_narrow(real, synthetic, null, domain);
+    }
     let all = || real.iter().chain(synthetic).copied();
     // Codes from a dictionary are small (null aside): mark which occur in a
     // table as long as the largest, rather than sort them all.
@@ -455,9 +537,40 @@ pub fn renumber<T: Code>(real: &[T], synthetic: &[T], null: T) -> LocalCodes {
     }
 }
 
+/// [`renumber`] of codes whose type has at most `domain` values: one pass
+/// marks the codes that occur, one maps every cell through a table as long
+/// as the type's range (null included), with no branch per cell.
+fn renumber_narrow<T: Code>(real: &[T], synthetic: &[T], null: T, domain: usize) -> LocalCodes {
+    let mut seen = vec![false; domain];
+    for c in real.iter().chain(synthetic) {
+        seen[c.idx()] = true;
+    }
+    let has_null = std::mem::replace(&mut seen[null.idx()], false);
+    let mut table = vec![u32::MAX; domain];
+    let mut k = 0u32;
+    for (code, present) in seen.iter().enumerate() {
+        if *present {
+            table[code] = k;
+            k += 1;
+        }
+    }
+    table[null.idx()] = k;
+    let map = |codes: &[T]| Codes::collect(k, codes.iter().map(|c| table[c.idx()]));
+    LocalCodes {
+        real: map(real),
+        synthetic: map(synthetic),
+        k: k as usize + usize::from(has_null),
+        null: has_null.then_some(k),
+    }
+}
+
 /// Most cells a dense joint table may have; past it a sorted map holds only
 /// the cells that occur (two columns of thousands of categories each).
 const DENSE_CELLS: usize = 1 << 20;
+
+/// Most cells a joint table counted in four lanes may have (256 KiB of
+/// lanes): past it rows seldom repeat a cell back to back.
+const LANED_CELLS: usize = 1 << 14;
 
 /// Joint counts of two renumbered columns; cells iterate in `(a, b)` order,
 /// non-zero ones only.
@@ -473,8 +586,56 @@ impl Joint {
     }
 
     fn count_slices<A: Code, B: Code>(a: &[A], b: &[B], ka: usize, kb: usize) -> Joint {
-        if ka.saturating_mul(kb) <= DENSE_CELLS {
-            let mut counts = vec![0u32; ka * kb];
+        let cells = ka.saturating_mul(kb);
+        if cells <= 256 {
+            // Most pairs: fixed tables indexed by a byte, so no index is
+            // bounds-checked — in the sandbox's compiled code the checks
+            // cost more than the counting. Every code is below its column's
+            // `k`, so `x·kb + y < ka·kb ≤ 256` and the byte is exact.
+            let mut lanes = [[0u32; 256]; 4];
+            let cell = |x: &A, y: &B| {
+                debug_assert!(x.idx() < ka && y.idx() < kb);
+                #[allow(clippy::cast_possible_truncation, reason = "below 256, see above")]
+                let byte = (x.idx() * kb + y.idx()) as u8;
+                usize::from(byte)
+            };
+            let ((head_a, rest_a), (head_b, rest_b)) = (a.as_chunks::<4>(), b.as_chunks::<4>());
+            for (x, y) in head_a.iter().zip(head_b) {
+                for lane in 0..4 {
+                    lanes[lane][cell(&x[lane], &y[lane])] += 1;
+                }
+            }
+            for (x, y) in rest_a.iter().zip(rest_b) {
+                lanes[0][cell(x, y)] += 1;
+            }
+            let counts = (0..cells)
+                .map(|c| lanes[0][c] + lanes[1][c] + lanes[2][c] + lanes[3][c])
+                .collect();
+            Joint::Dense { counts, kb }
+        } else if cells <= LANED_CELLS {
+            // Four tables, a row each in turn, summed at the end: with few
+            // cells, consecutive rows often hit the same one, and each
+            // increment would wait for the store of the one before.
+            let mut lanes = vec![0u32; 4 * cells];
+            let ((head_a, rest_a), (head_b, rest_b)) = (a.as_chunks::<4>(), b.as_chunks::<4>());
+            for (x, y) in head_a.iter().zip(head_b) {
+                for lane in 0..4 {
+                    lanes[lane * cells + x[lane].idx() * kb + y[lane].idx()] += 1;
+                }
+            }
+            for (x, y) in rest_a.iter().zip(rest_b) {
+                lanes[x.idx() * kb + y.idx()] += 1;
+            }
+            let (first, others) = lanes.split_at_mut(cells);
+            for lane in others.chunks_exact(cells) {
+                for (c, o) in first.iter_mut().zip(lane) {
+                    *c += o;
+                }
+            }
+            lanes.truncate(cells);
+            Joint::Dense { counts: lanes, kb }
+        } else if cells <= DENSE_CELLS {
+            let mut counts = vec![0u32; cells];
             for (x, y) in a.iter().zip(b) {
                 counts[x.idx() * kb + y.idx()] += 1;
             }
@@ -614,25 +775,50 @@ pub fn contingency_similarity_local(a: &LocalCodes, b: &LocalCodes, threshold: f
 /// `np.digitize(x, edges)`: bin index 1..=10 inside, 11 at the maximum, and
 /// 11 for NaN (numpy sorts NaN after every edge).
 pub fn discretize(x: &[f64]) -> Vec<u8> {
-    let present: Vec<f64> = x.iter().copied().filter(|v| !v.is_nan()).collect();
-    if present.is_empty() {
+    // Comparisons, not `f64::min`/`max` (libm calls in WASM); a zero's sign
+    // cannot change an edge or a bin.
+    let (mut lo, mut hi) = x
+        .iter()
+        .filter(|v| !v.is_nan())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+            (if v < l { v } else { l }, if v > h { v } else { h })
+        });
+    if lo > hi {
+        // No value present.
         return vec![0; x.len()];
     }
-    let (mut lo, mut hi) = present
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(*v), h.max(*v)));
     if lo == hi {
         lo -= 0.5;
         hi += 0.5;
     }
-    let edges: Vec<f64> = (0..=10).map(|i| lo + (hi - lo) * f64::from(i) / 10.0).collect();
+    let edges: [f64; 11] = std::array::from_fn(|i| {
+        #[allow(clippy::cast_precision_loss, reason = "i ≤ 10")]
+        let i = i as f64;
+        lo + (hi - lo) * i / 10.0
+    });
+    let scale = 10.0 / (hi - lo);
     x.iter()
-        .map(|v| {
+        .map(|&v| {
             if v.is_nan() {
                 return 11;
             }
-            // searchsorted(edges, v, side="right")
-            u8::try_from(edges.partition_point(|e| *e <= *v)).expect("at most 11 edges")
+            // searchsorted(edges, v, side="right"): how many edges are ≤ v.
+            // The bin's arithmetic guess is off by at most a rounding, and
+            // the two walks correct it against the edges themselves.
+            // `v ≥ lo`, so the cast truncates a non-negative number: floor.
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "non-negative, saturating"
+            )]
+            let mut bin = (((v - lo) * scale) as usize).saturating_add(1).min(11);
+            while bin < 11 && edges[bin] <= v {
+                bin += 1;
+            }
+            while bin > 0 && edges[bin - 1] > v {
+                bin -= 1;
+            }
+            u8::try_from(bin).expect("at most 11 edges")
         })
         .collect()
 }
@@ -724,7 +910,8 @@ mod tests {
                 .wrapping_add(1_442_695_040_888_963_407);
             (state >> 33) % k
         };
-        for (ka, kb, wide) in [(3, 4, false), (12, 40, false), (2_000, 1_500, true)] {
+        // Laned (≤ 2^14 cells), dense, and sparse joint tables.
+        for (ka, kb, wide) in [(3, 4, false), (12, 40, false), (300, 200, false), (2_000, 1_500, true)] {
             let code = |v: u64, wide: bool| -> u32 {
                 // Every 17th value null; wide dictionaries far apart.
                 if v % 17 == 16 {
@@ -809,6 +996,111 @@ mod tests {
         assert_eq!(wide.k, 5);
         assert_eq!(wide.real.get(5), 3);
         assert_eq!(wide.real.get(0), 4);
+    }
+
+    /// Numbers with many ties, both zeros, and NaN: what columns hold.
+    fn column() -> impl proptest::strategy::Strategy<Value = Vec<f64>> {
+        use proptest::prelude::*;
+        proptest::collection::vec(
+            prop_oneof![
+                4 => (-20i32..20).prop_map(f64::from),
+                2 => -1e6f64..1e6,
+                1 => Just(-0.0),
+                1 => Just(f64::NAN),
+            ],
+            0..300,
+        )
+    }
+
+    /// The definitions the fast paths replaced, verbatim.
+    fn ks_by_floats(real: &[f64], synthetic: &[f64]) -> f64 {
+        let mut a: Vec<f64> = real.iter().copied().filter(|v| !v.is_nan()).collect();
+        let mut b: Vec<f64> = synthetic.iter().copied().filter(|v| !v.is_nan()).collect();
+        if a.is_empty() || b.is_empty() {
+            return f64::NAN;
+        }
+        a.sort_unstable_by(f64::total_cmp);
+        b.sort_unstable_by(f64::total_cmp);
+        #[allow(clippy::cast_precision_loss, reason = "tiny tables")]
+        let (na, nb) = (a.len() as f64, b.len() as f64);
+        let (mut i, mut j, mut d) = (0, 0, 0.0f64);
+        while i < a.len() && j < b.len() {
+            let x = a[i].min(b[j]);
+            while i < a.len() && a[i] <= x {
+                i += 1;
+            }
+            while j < b.len() && b[j] <= x {
+                j += 1;
+            }
+            #[allow(clippy::cast_precision_loss, reason = "tiny tables")]
+            let gap = (i as f64 / na - j as f64 / nb).abs();
+            d = d.max(gap);
+        }
+        1.0 - d
+    }
+
+    fn digitize_by_search(x: &[f64]) -> Vec<u8> {
+        let present: Vec<f64> = x.iter().copied().filter(|v| !v.is_nan()).collect();
+        if present.is_empty() {
+            return vec![0; x.len()];
+        }
+        let (mut lo, mut hi) = present
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(*v), h.max(*v)));
+        if lo == hi {
+            lo -= 0.5;
+            hi += 0.5;
+        }
+        let edges: Vec<f64> = (0..=10).map(|i| lo + (hi - lo) * f64::from(i) / 10.0).collect();
+        x.iter()
+            .map(|v| {
+                if v.is_nan() {
+                    11
+                } else {
+                    u8::try_from(edges.partition_point(|e| *e <= *v)).unwrap()
+                }
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_paths_give_the_definitions_numbers_bit_for_bit(
+            x in column(),
+            y in column(),
+            codes in proptest::collection::vec(0u8..12, 0..300),
+            other in proptest::collection::vec(0u8..12, 0..300),
+        ) {
+            // KSComplement on order keys = on floats under total_cmp.
+            proptest::prop_assert_eq!(ks_complement(&x, &y).to_bits(), ks_by_floats(&x, &y).to_bits());
+            // Bins by arithmetic and correction = by binary search, edges
+            // included (every edge itself is a value of the second column).
+            proptest::prop_assert_eq!(discretize(&x), digitize_by_search(&x));
+            let (lo, hi) = x.iter().filter(|v| !v.is_nan()).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(*v), h.max(*v)));
+            if lo < hi {
+                let mut at_edges: Vec<f64> = (0..=10).map(|i| lo + (hi - lo) * f64::from(i) / 10.0).collect();
+                at_edges.extend(&x);
+                proptest::prop_assert_eq!(discretize(&at_edges), digitize_by_search(&at_edges));
+            }
+            // Pearson of read columns = pairwise-complete Pearson.
+            let n = x.len().min(y.len());
+            let (a, b) = (&x[..n], &y[..n]);
+            proptest::prop_assert_eq!(pearson_series(&Series::new(a), &Series::new(b)).to_bits(), pearson(a, b).to_bits());
+            let complete: Vec<f64> = a.iter().map(|v| if v.is_nan() { 1.5 } else { *v }).collect();
+            let shifted: Vec<f64> = complete.iter().rev().map(|v| v * 3.0 - 1.0).collect();
+            proptest::prop_assert_eq!(
+                pearson_series(&Series::new(&complete), &Series::new(&shifted)).to_bits(),
+                pearson(&complete, &shifted).to_bits()
+            );
+            // Byte codes renumber as their u32 widening does (null 11 or 0).
+            for null in [11u8, 0] {
+                let wide = |c: &[u8]| c.iter().map(|v| u32::from(*v)).collect::<Vec<_>>();
+                proptest::prop_assert_eq!(
+                    renumber(&codes, &other, null),
+                    renumber(&wide(&codes), &wide(&other), u32::from(null))
+                );
+            }
+        }
     }
 
     #[test]
