@@ -390,8 +390,7 @@ impl Metric for Quality {
                     let (dictionary, target) = (&mut col.dictionary, &mut col.codes[side]);
                     match &plan {
                         None => {
-                            let codes: Vec<u32> = (0..array.len()).map(|row| code(dictionary, row)).collect();
-                            target.extend(&codes);
+                            target.extend_with(array.len(), |row| code(dictionary, row));
                         }
                         Some(plan) => {
                             for (row, slot) in plan {

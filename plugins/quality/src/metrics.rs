@@ -158,6 +158,34 @@ impl Codes {
         });
     }
 
+    /// Append `n` codes made one at a time (`code(i)` for the `i`-th),
+    /// widening when one does not fit: no vector of `u32`s in between.
+    pub fn extend_with(&mut self, n: usize, mut code: impl FnMut(usize) -> u32) {
+        let mut i = 0;
+        while i < n {
+            // Fill at the current width until a code needs a wider one.
+            let wider = with_codes!(self, v => {
+                reserve_quarter(v, n - i);
+                let mut wider = None;
+                while i < n {
+                    let c = code(i);
+                    i += 1;
+                    match TryFrom::try_from(c) {
+                        Ok(narrow) => v.push(narrow),
+                        Err(_) => {
+                            wider = Some(c);
+                            break;
+                        }
+                    }
+                }
+                wider
+            });
+            if let Some(c) = wider {
+                self.push(c);
+            }
+        }
+    }
+
     /// Append one code.
     pub fn push(&mut self, code: u32) {
         self.fit(code);
@@ -971,6 +999,14 @@ mod tests {
         assert!(matches!(c, Codes::U8(_)));
         c.push(300);
         assert!(matches!(c, Codes::U16(_)));
+        // One at a time, widening mid-run, as extending with the same codes.
+        let run = [1u32, 200, 70_000, 5, 300];
+        let mut one_by_one = Codes::default();
+        one_by_one.extend_with(run.len(), |i| run[i]);
+        let mut at_once = Codes::default();
+        at_once.extend(&run);
+        assert_eq!(one_by_one, at_once);
+        assert!(matches!(one_by_one, Codes::U32(_)));
         c.set(1, 70_000);
         assert!(matches!(c, Codes::U32(_)));
         assert_eq!((0..c.len()).map(|i| c.get(i)).collect::<Vec<_>>(), [3, 70_000, 7, 300]);
