@@ -18,8 +18,8 @@
 
 pub mod metrics;
 
-use doppel_sdk::arrow_array::Array;
 use doppel_sdk::arrow_array::cast::AsArray;
+use doppel_sdk::arrow_array::{Array, StringArray};
 use rustc_hash::FxHashMap;
 
 use doppel_sdk::*;
@@ -44,75 +44,212 @@ struct Column {
     dictionary: Dictionary,
 }
 
-/// Categories numbered as first seen. Text of at most 16 bytes (nearly
-/// every category) is keyed by its length and two words that cover it,
-/// read in place: a cell is then looked up with integer hashing and
-/// compares, not a string hash and a `memcmp` (a byte loop in WASM) —
-/// looking cells up was the largest part of reading a table.
-#[derive(Debug, Default)]
+/// Categories numbered as first seen. Text of at most 32 bytes (nearly
+/// every category) is keyed by its length and four words that cover it,
+/// read in place, in an open-addressing table of its own: a cell is then
+/// looked up with a few multiplies and integer compares, not a string hash,
+/// a `memcmp` (a byte loop in WASM) and a general map's probing — looking
+/// cells up was the largest part of reading a table.
+#[derive(Debug)]
 struct Dictionary {
-    short: FxHashMap<ShortKey, u32>,
-    long: FxHashMap<String, u32>,
-    /// The last short text looked up and its number: columns where one
-    /// category dominates repeat it row after row.
-    last: Option<(ShortKey, u32)>,
+    short: ShortTable,
+    long: FxHashMap<Box<[u8]>, u32>,
+    /// Texts of at most 32 bytes recently looked up, with their numbers, in
+    /// 64 places picked by their first word and length (one multiply):
+    /// most columns have few categories, whose cells then nearly always
+    /// find theirs here — a compare, not a probe of the whole table.
+    recent: [Option<(ShortKey, u32)>; 64],
 }
 
-/// Text of at most 16 bytes, exactly: two words and the length.
-type ShortKey = (u64, u64, u8);
+impl Default for Dictionary {
+    fn default() -> Self {
+        Dictionary {
+            short: ShortTable::default(),
+            long: FxHashMap::default(),
+            recent: [None; 64],
+        }
+    }
+}
 
-/// Text of at most 16 bytes as its key. Words overlap when the text is
+/// Text of at most 32 bytes, exactly: four words and the length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ShortKey {
+    words: [u64; 4],
+    len: u8,
+}
+
+/// Text of at most 32 bytes as its key. Words overlap when the text is
 /// shorter than they are long; with the length in the key the bytes are
-/// still told apart exactly.
+/// still told apart exactly (the words cover every byte).
+#[inline(always)]
 fn short_key(bytes: &[u8]) -> Option<ShortKey> {
     let len = bytes.len();
-    let head = |n: usize| &bytes[..n];
-    let tail = |n: usize| &bytes[len - n..];
-    let w8 = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
-    let w4 = |b: &[u8]| u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")));
-    let (a, b) = match len {
-        0..4 => (bytes.iter().fold(0u64, |w, b| (w << 8) | u64::from(*b)), 0),
-        4..8 => (w4(head(4)) | (w4(tail(4)) << 32), 0),
-        8..=16 => (w8(head(8)), w8(tail(8))),
+    let at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+    let w4 = |i: usize| u64::from(u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes")));
+    let words = match len {
+        0..4 => [bytes.iter().fold(0u64, |w, b| (w << 8) | u64::from(*b)), 0, 0, 0],
+        4..8 => [w4(0) | (w4(len - 4) << 32), 0, 0, 0],
+        8..=16 => [at(0), at(len - 8), 0, 0],
+        17..=32 => [at(0), at(8), at(len - 16), at(len - 8)],
         _ => return None,
     };
-    #[allow(clippy::cast_possible_truncation, reason = "at most 16")]
-    Some((a, b, len as u8))
+    #[allow(clippy::cast_possible_truncation, reason = "at most 32")]
+    Some(ShortKey { words, len: len as u8 })
+}
+
+/// Short keys and their numbers: linear probing in a power-of-two table at
+/// most half full, slots holding an entry's index + 1 (0 is empty).
+#[derive(Debug, Default)]
+struct ShortTable {
+    slots: Vec<u32>,
+    entries: Vec<(ShortKey, u32)>,
+}
+
+impl ShortTable {
+    #[inline(always)]
+    fn hash(key: &ShortKey) -> u64 {
+        // Multiply-rotate mixing (FxHash's step) over the words; the top
+        // bits, the best mixed, pick the slot.
+        const K: u64 = 0xF135_7AEA_2E62_A9C5;
+        let mix = |h: u64, w: u64| (h.rotate_left(26) ^ w).wrapping_mul(K);
+        let h = mix(mix(u64::from(key.len), key.words[0]), key.words[1]);
+        if key.len > 16 {
+            mix(mix(h, key.words[2]), key.words[3])
+        } else {
+            h
+        }
+    }
+
+    /// The first slot to probe for `key`.
+    #[inline(always)]
+    #[allow(clippy::cast_possible_truncation, reason = "below the table's length")]
+    fn slot(&self, key: &ShortKey) -> usize {
+        let bits = self.slots.len().trailing_zeros();
+        (Self::hash(key) >> (64 - bits)) as usize
+    }
+
+    /// The number of `key`, or `None` when it is not in the table.
+    #[inline(always)]
+    fn get(&self, key: &ShortKey) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot(key);
+        loop {
+            let entry = self.slots[i];
+            if entry == 0 {
+                return None;
+            }
+            let (k, number) = &self.entries[entry as usize - 1];
+            if k == key {
+                return Some(*number);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Add a key not in the table.
+    #[cold]
+    fn insert(&mut self, key: ShortKey, number: u32) {
+        self.entries.push((key, number));
+        if self.entries.len() * 2 > self.slots.len() {
+            let size = (self.entries.len() * 4).next_power_of_two().max(16);
+            self.slots = vec![0; size];
+            for e in 0..self.entries.len() {
+                self.place(e);
+            }
+        } else {
+            self.place(self.entries.len() - 1);
+        }
+    }
+
+    fn place(&mut self, e: usize) {
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot(&self.entries[e].0);
+        while self.slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = u32::try_from(e + 1).expect("fewer entries than slots");
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 impl Dictionary {
     /// The stored code of a cell: 0 for null, else its category's number + 1.
     fn code(&mut self, value: Option<&str>) -> u32 {
-        let Some(v) = value else { return 0 };
-        let number = if let Some(key) = short_key(v.as_bytes()) {
-            match self.last {
-                Some((last, number)) if last == key => number,
+        value.map_or(0, |v| self.code_bytes(v.as_bytes()))
+    }
+
+    /// The stored code of a present cell's bytes: its category's number + 1.
+    #[inline(always)]
+    fn code_bytes(&mut self, bytes: &[u8]) -> u32 {
+        let number = if let Some(key) = short_key(bytes) {
+            // The place in `recent`: the top six bits of a Fibonacci hash.
+            #[allow(clippy::cast_possible_truncation, reason = "six bits")]
+            let at = (((key.words[0] ^ u64::from(key.len)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize) & 63;
+            match self.recent[at] {
+                Some((seen, number)) if seen == key => number,
                 _ => {
                     let number = match self.short.get(&key) {
-                        Some(number) => *number,
+                        Some(number) => number,
                         None => {
                             let next = self.next();
                             self.short.insert(key, next);
                             next
                         }
                     };
-                    self.last = Some((key, number));
+                    self.recent[at] = Some((key, number));
                     number
                 }
             }
         } else {
             // Look up before inserting: an owned key is allocated only for a
             // value not seen yet, not for every cell.
-            match self.long.get(v) {
+            match self.long.get(bytes) {
                 Some(number) => *number,
                 None => {
                     let next = self.next();
-                    self.long.insert(v.to_owned(), next);
+                    self.long.insert(bytes.into(), next);
                     next
                 }
             }
         };
         number + 1
+    }
+
+    /// The codes of every cell of a text array, appended to `target`: the
+    /// offsets and bytes walked directly, nulls checked only where the
+    /// array has some — the loop every categorical cell goes through. While
+    /// the codes fit a byte (nearly always) one loop writes them with the
+    /// lookup inlined into it.
+    fn code_text(&mut self, text: &StringArray, target: &mut Codes) {
+        let (offsets, data) = (text.value_offsets(), text.value_data());
+        // Offsets are validated non-negative when the batch is decoded.
+        let at = |row: usize| offsets[row].unsigned_abs() as usize;
+        let nulls = text.nulls().filter(|n| n.null_count() > 0);
+        let mut code = |row: usize| {
+            if nulls.is_some_and(|n| n.is_null(row)) {
+                0
+            } else {
+                self.code_bytes(&data[at(row)..at(row + 1)])
+            }
+        };
+        let n = text.len();
+        let mut row = 0;
+        if let Codes::U8(bytes) = target {
+            metrics::reserve_quarter(bytes, n);
+            while row < n {
+                let Ok(byte) = u8::try_from(code(row)) else { break };
+                bytes.push(byte);
+                row += 1;
+            }
+        }
+        // A code past a byte (the column widens), or a wider column.
+        target.extend_with(n - row, |i| code(row + i));
     }
 
     fn next(&self) -> u32 {
@@ -389,9 +526,10 @@ impl Metric for Quality {
                     let code = |dictionary: &mut Dictionary, row: usize| dictionary.code(cell(row).as_deref());
                     let (dictionary, target) = (&mut col.dictionary, &mut col.codes[side]);
                     match &plan {
-                        None => {
-                            target.extend_with(array.len(), |row| code(dictionary, row));
-                        }
+                        None => match text {
+                            Some(text) => dictionary.code_text(text, target),
+                            None => target.extend_with(array.len(), |row| code(dictionary, row)),
+                        },
                         Some(plan) => {
                             for (row, slot) in plan {
                                 let c = code(dictionary, *row);
@@ -683,7 +821,7 @@ mod tests {
         let first: Vec<u32> = texts.iter().map(|t| d.code(Some(t))).collect();
         let want: Vec<u32> = (1..=u32::try_from(texts.len()).unwrap()).collect();
         assert_eq!(first, want, "numbered 1, 2, … as first seen");
-        // Each twice in a row (the last-text shortcut), then again in
+        // Each twice in a row (found in the recent texts), then again in
         // another order: the same codes.
         for (t, c) in texts.iter().zip(&first) {
             assert_eq!((d.code(Some(t)), d.code(Some(t))), (*c, *c), "{t:?}");
@@ -692,6 +830,31 @@ mod tests {
             assert_eq!(d.code(Some(t)), *c, "{t:?}");
         }
         assert_eq!(d.code(None), 0);
+    }
+
+    #[test]
+    fn text_arrays_are_coded_as_cell_by_cell_with_nulls_widening_and_slices() {
+        // 300 categories of lengths 0–40 (past a byte's 255 codes: the
+        // column widens mid-batch), every seventh cell null, and a slice
+        // that starts mid-array (offsets and null bits not at 0).
+        let cells: Vec<Option<String>> = (0..2_000usize)
+            .map(|i| (i % 7 != 3).then(|| format!("{}{}", "x".repeat(i % 41), (i * 7919) % 300)))
+            .collect();
+        let array = StringArray::from(cells.clone());
+        for (offset, len) in [(0, cells.len()), (13, 700), (1_000, 1_000)] {
+            let slice = array.slice(offset, len);
+            let (mut fast, mut slow) = (Dictionary::default(), Dictionary::default());
+            let mut got = Codes::default();
+            // Two batches into one column, as the stream delivers them.
+            fast.code_text(&slice.slice(0, len / 2), &mut got);
+            fast.code_text(&slice.slice(len / 2, len - len / 2), &mut got);
+            let want = Codes::collect(
+                u32::MAX,
+                cells[offset..offset + len].iter().map(|c| slow.code(c.as_deref())),
+            );
+            let widen = |c: &Codes| (0..c.len()).map(|i| c.get(i)).collect::<Vec<_>>();
+            assert_eq!(widen(&got), widen(&want), "slice at {offset}");
+        }
     }
 
     #[test]

@@ -23,6 +23,11 @@ pub trait Code: Copy + Ord + Into<u32> {
     const DOMAIN: Option<usize>;
     /// The code as an index.
     fn idx(self) -> usize;
+    /// The codes as bytes, when they are bytes.
+    fn bytes(codes: &[Self]) -> Option<&[u8]> {
+        let _ = codes;
+        None
+    }
 }
 
 macro_rules! code_width {
@@ -35,7 +40,17 @@ macro_rules! code_width {
         }
     )*};
 }
-code_width!(u8 => Some(1 << 8), u16 => Some(1 << 16), u32 => None);
+code_width!(u16 => Some(1 << 16), u32 => None);
+
+impl Code for u8 {
+    const DOMAIN: Option<usize> = Some(1 << 8);
+    fn idx(self) -> usize {
+        usize::from(self)
+    }
+    fn bytes(codes: &[u8]) -> Option<&[u8]> {
+        Some(codes)
+    }
+}
 
 /// One column's discrete codes, each in as few bytes as the largest code
 /// needs: most categorical columns have fewer than 256 categories, and a
@@ -575,6 +590,9 @@ pub fn renumber<T: Code>(real: &[T], synthetic: &[T], null: T) -> LocalCodes {
 /// marks the codes that occur, one maps every cell through a table as long
 /// as the type's range (null included), with no branch per cell.
 fn renumber_narrow<T: Code>(real: &[T], synthetic: &[T], null: T, domain: usize) -> LocalCodes {
+    if let (Some(real), Some(synthetic)) = (T::bytes(real), T::bytes(synthetic)) {
+        return renumber_bytes(real, synthetic, null.idx());
+    }
     let mut seen = vec![false; domain];
     for c in real.iter().chain(synthetic) {
         seen[c.idx()] = true;
@@ -595,6 +613,36 @@ fn renumber_narrow<T: Code>(real: &[T], synthetic: &[T], null: T, domain: usize)
         synthetic: map(synthetic),
         k: k as usize + usize::from(has_null),
         null: has_null.then_some(k),
+    }
+}
+
+/// [`renumber_narrow`] of byte codes: tables of 256 entries indexed by a
+/// byte, so no index is checked, and byte codes out (every byte column
+/// has at most 256 codes, null included).
+fn renumber_bytes(real: &[u8], synthetic: &[u8], null: usize) -> LocalCodes {
+    let mut seen = [false; 256];
+    for codes in [real, synthetic] {
+        for c in codes {
+            seen[usize::from(*c)] = true;
+        }
+    }
+    let has_null = std::mem::replace(&mut seen[null], false);
+    let mut table = [0u8; 256];
+    let mut k = 0u8;
+    for (code, present) in seen.iter().enumerate() {
+        if *present {
+            table[code] = k;
+            // At most 255 codes besides null: the last one leaves k at 255.
+            k = k.saturating_add(1);
+        }
+    }
+    table[null] = k;
+    let map = |codes: &[u8]| Codes::U8(codes.iter().map(|c| table[usize::from(*c)]).collect());
+    LocalCodes {
+        real: map(real),
+        synthetic: map(synthetic),
+        k: usize::from(k) + usize::from(has_null),
+        null: has_null.then_some(u32::from(k)),
     }
 }
 
@@ -839,13 +887,16 @@ pub fn discretize(x: &[f64]) -> Vec<u8> {
             // searchsorted(edges, v, side="right"): how many edges are ≤ v.
             // The bin's arithmetic guess is off by at most a rounding, and
             // the two walks correct it against the edges themselves.
-            // `v ≥ lo`, so the cast truncates a non-negative number: floor.
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                reason = "non-negative, saturating"
-            )]
-            let mut bin = (((v - lo) * scale) as usize).saturating_add(1).min(11);
+            // `v ≥ lo`, so the guess is in 0..=11 (NaN, from an infinite
+            // scale, is taken as 11 and walked back).
+            // The guess's integer part read from the bits of `floor + 2^52`
+            // (its low mantissa bits), not by a float-to-integer cast:
+            // the sandbox's saturating cast is a long branchy sequence.
+            let guess = (v - lo) * scale;
+            let guess = if guess < 11.0 { guess } else { 11.0 };
+            #[allow(clippy::cast_possible_truncation, reason = "masked to 4 bits")]
+            let whole = ((guess.floor() + 4_503_599_627_370_496.0).to_bits() & 0xF) as usize;
+            let mut bin = (whole + 1).min(11);
             while bin < 11 && edges[bin] <= v {
                 bin += 1;
             }
