@@ -606,9 +606,21 @@ impl Metric for Quality {
                 })
             })
             .collect();
+        // Every pair but two continuous columns is a contingency table:
+        // counted together, so that columns of few categories share passes.
+        let n = self.columns.len();
+        let discrete: Vec<(usize, usize)> = (0..n)
+            .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+            .filter(|&(i, j)| series[i].is_none() || series[j].is_none())
+            .collect();
+        let mut contingency = discrete.iter().zip(metrics::contingency_similarities(
+            &local,
+            &discrete,
+            self.association_threshold,
+        ));
         let mut pair_scores = Vec::new();
-        for i in 0..self.columns.len() {
-            for j in i + 1..self.columns.len() {
+        for i in 0..n {
+            for j in i + 1..n {
                 let ((a, _), (b, _)) = (&self.columns[i], &self.columns[j]);
                 let (metric, r): (&str, PairScore) = if let (Some(x), Some(y)) = (&series[i], &series[j]) {
                     (
@@ -620,10 +632,9 @@ impl Metric for Quality {
                         ),
                     )
                 } else {
-                    (
-                        "ContingencySimilarity",
-                        metrics::contingency_similarity_local(&local[i], &local[j], self.association_threshold),
-                    )
+                    let (pair, score) = contingency.next().expect("one score per discrete pair, in order");
+                    debug_assert_eq!(*pair, (i, j));
+                    ("ContingencySimilarity", score)
                 };
                 if r.meets_threshold && !r.score.is_nan() {
                     pair_scores.push(r.score);

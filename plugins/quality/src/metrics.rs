@@ -731,6 +731,53 @@ impl Joint {
         }
     }
 
+    /// The joint counts of the pairs `(a, b)`, `(a, c)`, `(b, c)` of three
+    /// byte columns whose cells together fit a byte (`None` otherwise), from
+    /// one pass over the rows: their three-way table, summed out.
+    fn count_three(a: &Codes, b: &Codes, c: &Codes, ka: usize, kb: usize, kc: usize) -> Option<[Joint; 3]> {
+        let (Codes::U8(a), Codes::U8(b), Codes::U8(c)) = (a, b, c) else {
+            return None;
+        };
+        let cells = ka.checked_mul(kb)?.checked_mul(kc)?;
+        if cells > 256 {
+            return None;
+        }
+        let mut lanes = [[0u32; 256]; 4];
+        let cell = |x: u8, y: u8, z: u8| {
+            debug_assert!(usize::from(x) < ka && usize::from(y) < kb && usize::from(z) < kc);
+            #[allow(clippy::cast_possible_truncation, reason = "below 256, see above")]
+            let byte = ((usize::from(x) * kb + usize::from(y)) * kc + usize::from(z)) as u8;
+            usize::from(byte)
+        };
+        let ((head_a, rest_a), (head_b, rest_b), (head_c, rest_c)) =
+            (a.as_chunks::<4>(), b.as_chunks::<4>(), c.as_chunks::<4>());
+        for ((x, y), z) in head_a.iter().zip(head_b).zip(head_c) {
+            for lane in 0..4 {
+                lanes[lane][cell(x[lane], y[lane], z[lane])] += 1;
+            }
+        }
+        for ((x, y), z) in rest_a.iter().zip(rest_b).zip(rest_c) {
+            lanes[0][cell(*x, *y, *z)] += 1;
+        }
+        let (mut ab, mut ac, mut bc) = (vec![0u32; ka * kb], vec![0u32; ka * kc], vec![0u32; kb * kc]);
+        for x in 0..ka {
+            for y in 0..kb {
+                for z in 0..kc {
+                    let i = (x * kb + y) * kc + z;
+                    let n = lanes[0][i] + lanes[1][i] + lanes[2][i] + lanes[3][i];
+                    ab[x * kb + y] += n;
+                    ac[x * kc + z] += n;
+                    bc[y * kc + z] += n;
+                }
+            }
+        }
+        Some([
+            Joint::Dense { counts: ab, kb },
+            Joint::Dense { counts: ac, kb: kc },
+            Joint::Dense { counts: bc, kb: kc },
+        ])
+    }
+
     /// `(a, b, count)` of every occupied cell, in `(a, b)` order.
     fn cells(&self) -> Box<dyn Iterator<Item = (u32, u32, f64)> + '_> {
         match self {
@@ -791,12 +838,70 @@ pub fn contingency_similarity(real: (&[u32], &[u32]), synthetic: (&[u32], &[u32]
 pub fn contingency_similarity_local(a: &LocalCodes, b: &LocalCodes, threshold: f64) -> PairScore {
     let rc = Joint::count(&a.real, &b.real, a.k, b.k);
     let sc = Joint::count(&a.synthetic, &b.synthetic, a.k, b.k);
+    contingency_score(a, b, &rc, &sc, threshold)
+}
+
+/// [`contingency_similarity_local`] of each of `pairs` of `columns`, the
+/// same numbers, with fewer passes over the rows: three columns whose
+/// cells together fit a byte-indexed table (`k_a·k_b·k_c ≤ 256`) are
+/// counted once, and two or three of the pairs wanted read off that count
+/// by summing out the third column; the other pairs are counted alone.
+/// Each pair `(i, j)` scores as `contingency_similarity_local(&columns[i],
+/// &columns[j], threshold)` with `i < j`.
+pub fn contingency_similarities(columns: &[LocalCodes], pairs: &[(usize, usize)], threshold: f64) -> Vec<PairScore> {
+    debug_assert!(pairs.iter().all(|(i, j)| i < j));
+    let mut todo: BTreeMap<(usize, usize), Option<[Joint; 2]>> =
+        pairs.iter().map(|&(i, j)| ((i.min(j), i.max(j)), None)).collect();
+    let open =
+        |todo: &BTreeMap<(usize, usize), Option<[Joint; 2]>>, p: &(usize, usize)| matches!(todo.get(p), Some(None));
+    let n = columns.len();
+    for a in 0..n {
+        for b in a + 1..n {
+            for c in b + 1..n {
+                let (ka, kb, kc) = (columns[a].k, columns[b].k, columns[c].k);
+                let sides = [(a, b), (a, c), (b, c)];
+                if ka.saturating_mul(kb).saturating_mul(kc) > 256 || sides.iter().filter(|p| open(&todo, p)).count() < 2
+                {
+                    continue;
+                }
+                let count = |pick: fn(&LocalCodes) -> &Codes| {
+                    Joint::count_three(pick(&columns[a]), pick(&columns[b]), pick(&columns[c]), ka, kb, kc)
+                };
+                let (Some(real), Some(synthetic)) = (count(|l| &l.real), count(|l| &l.synthetic)) else {
+                    continue;
+                };
+                for ((side, r), s) in sides.iter().zip(real).zip(synthetic) {
+                    if open(&todo, side) {
+                        todo.insert(*side, Some([r, s]));
+                    }
+                }
+            }
+        }
+    }
+    pairs
+        .iter()
+        .map(|&(i, j)| {
+            let (a, b) = (&columns[i.min(j)], &columns[i.max(j)]);
+            let counted = todo.get_mut(&(i.min(j), i.max(j))).and_then(Option::take);
+            let [rc, sc] = counted.unwrap_or_else(|| {
+                [
+                    Joint::count(&a.real, &b.real, a.k, b.k),
+                    Joint::count(&a.synthetic, &b.synthetic, a.k, b.k),
+                ]
+            });
+            contingency_score(a, b, &rc, &sc, threshold)
+        })
+        .collect()
+}
+
+/// ContingencySimilarity of two columns from their joint counts.
+fn contingency_score(a: &LocalCodes, b: &LocalCodes, rc: &Joint, sc: &Joint, threshold: f64) -> PairScore {
     let mut out = PairScore {
         score: f64::NAN,
         real_correlation: f64::NAN,
         synthetic_correlation: f64::NAN,
-        real_association: cramers_v(&rc, a.k, b.k),
-        synthetic_association: cramers_v(&sc, a.k, b.k),
+        real_association: cramers_v(rc, a.k, b.k),
+        synthetic_association: cramers_v(sc, a.k, b.k),
         meets_threshold: threshold <= 0.0,
         note: None,
     };
@@ -1016,6 +1121,52 @@ mod tests {
             let (v, score) = contingency_by_maps((&ra, &rb), (&sa, &sb));
             assert_eq!(got.real_association.to_bits(), v.to_bits(), "{ka}×{kb}");
             assert_eq!(got.score.to_bits(), score.to_bits(), "{ka}×{kb}");
+        }
+    }
+
+    #[test]
+    fn pairs_counted_three_columns_at_a_time_score_as_counted_alone() {
+        let mut state = 7u64;
+        let mut next = |k: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % k
+        };
+        // Categories from 2 to 300 (a column too wide for any triple), every
+        // 13th cell of some columns null, tables of different lengths, and
+        // a row count that is not a multiple of the four lanes.
+        let ks = [2u64, 3, 2, 7, 11, 5, 300, 4, 13, 2];
+        let columns: Vec<LocalCodes> = ks
+            .iter()
+            .enumerate()
+            .map(|(c, &k)| {
+                let mut draw = |rows: usize| -> Vec<u32> {
+                    (0..rows)
+                        .map(|_| {
+                            let v = next(k + 1);
+                            if c % 3 == 0 && v == k {
+                                NULL_CODE
+                            } else {
+                                u32::try_from(v % k).unwrap()
+                            }
+                        })
+                        .collect()
+                };
+                let (real, synthetic) = (draw(2_003), draw(1_501));
+                local_codes(&real, &synthetic)
+            })
+            .collect();
+        let pairs: Vec<(usize, usize)> = (0..ks.len())
+            .flat_map(|i| (i + 1..ks.len()).map(move |j| (i, j)))
+            .filter(|&(i, j)| (i + j) % 5 != 0)
+            .collect();
+        for threshold in [0.0, 0.3] {
+            let together = contingency_similarities(&columns, &pairs, threshold);
+            for (&(i, j), got) in pairs.iter().zip(&together) {
+                let alone = contingency_similarity_local(&columns[i], &columns[j], threshold);
+                assert_eq!(format!("{got:?}"), format!("{alone:?}"), "pair ({i}, {j})");
+            }
         }
     }
 
