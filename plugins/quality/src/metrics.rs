@@ -14,6 +14,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use rustc_hash::FxHashMap;
+
 /// `null` as a discrete code.
 pub const NULL_CODE: u32 = u32::MAX;
 
@@ -850,18 +852,25 @@ pub fn contingency_similarity_local(a: &LocalCodes, b: &LocalCodes, threshold: f
 /// &columns[j], threshold)` with `i < j`.
 pub fn contingency_similarities(columns: &[LocalCodes], pairs: &[(usize, usize)], threshold: f64) -> Vec<PairScore> {
     debug_assert!(pairs.iter().all(|(i, j)| i < j));
-    let mut todo: BTreeMap<(usize, usize), Option<[Joint; 2]>> =
-        pairs.iter().map(|&(i, j)| ((i.min(j), i.max(j)), None)).collect();
+    // Wanted pairs: `None` until counted with a third column.
+    let mut todo: FxHashMap<(usize, usize), Option<[Joint; 2]>> = pairs.iter().map(|&p| (p, None)).collect();
     let open =
-        |todo: &BTreeMap<(usize, usize), Option<[Joint; 2]>>, p: &(usize, usize)| matches!(todo.get(p), Some(None));
-    let n = columns.len();
-    for a in 0..n {
-        for b in a + 1..n {
-            for c in b + 1..n {
+        |todo: &FxHashMap<(usize, usize), Option<[Joint; 2]>>, p: &(usize, usize)| matches!(todo.get(p), Some(None));
+    // Only columns of at most 128 codes fit a triple (the others have two
+    // or more); past a few hundred of them the search for triples would
+    // cost more than it saves, and every pair is counted alone.
+    let small: Vec<usize> = (0..columns.len()).filter(|&c| columns[c].k <= 128).collect();
+    let small = if small.len() <= MAX_TRIPLE_COLUMNS {
+        small
+    } else {
+        Vec::new()
+    };
+    for (x, &a) in small.iter().enumerate() {
+        for (y, &b) in small.iter().enumerate().skip(x + 1) {
+            for &c in &small[y + 1..] {
                 let (ka, kb, kc) = (columns[a].k, columns[b].k, columns[c].k);
                 let sides = [(a, b), (a, c), (b, c)];
-                if ka.saturating_mul(kb).saturating_mul(kc) > 256 || sides.iter().filter(|p| open(&todo, p)).count() < 2
-                {
+                if ka * kb * kc > 256 || sides.iter().filter(|p| open(&todo, p)).count() < 2 {
                     continue;
                 }
                 let count = |pick: fn(&LocalCodes) -> &Codes| {
@@ -881,8 +890,8 @@ pub fn contingency_similarities(columns: &[LocalCodes], pairs: &[(usize, usize)]
     pairs
         .iter()
         .map(|&(i, j)| {
-            let (a, b) = (&columns[i.min(j)], &columns[i.max(j)]);
-            let counted = todo.get_mut(&(i.min(j), i.max(j))).and_then(Option::take);
+            let (a, b) = (&columns[i], &columns[j]);
+            let counted = todo.get_mut(&(i, j)).and_then(Option::take);
             let [rc, sc] = counted.unwrap_or_else(|| {
                 [
                     Joint::count(&a.real, &b.real, a.k, b.k),
@@ -893,6 +902,9 @@ pub fn contingency_similarities(columns: &[LocalCodes], pairs: &[(usize, usize)]
         })
         .collect()
 }
+
+/// Most columns searched for triples to count together (`C(n, 3)` checks).
+const MAX_TRIPLE_COLUMNS: usize = 200;
 
 /// ContingencySimilarity of two columns from their joint counts.
 fn contingency_score(a: &LocalCodes, b: &LocalCodes, rc: &Joint, sc: &Joint, threshold: f64) -> PairScore {
