@@ -856,9 +856,10 @@ pub fn contingency_similarities(columns: &[LocalCodes], pairs: &[(usize, usize)]
     let mut todo: FxHashMap<(usize, usize), Option<[Joint; 2]>> = pairs.iter().map(|&p| (p, None)).collect();
     let open =
         |todo: &FxHashMap<(usize, usize), Option<[Joint; 2]>>, p: &(usize, usize)| matches!(todo.get(p), Some(None));
-    // Only columns of at most 128 codes fit a triple (the others have two
-    // or more); past a few hundred of them the search for triples would
-    // cost more than it saves, and every pair is counted alone.
+    // Columns of more than 128 codes seldom fit a triple (only with
+    // constant columns) and are left out of the search; past a few hundred
+    // columns the search would cost more than it saves, and every pair is
+    // counted alone.
     let small: Vec<usize> = (0..columns.len()).filter(|&c| columns[c].k <= 128).collect();
     let small = if small.len() <= MAX_TRIPLE_COLUMNS {
         small
