@@ -1103,16 +1103,21 @@ mod tests {
         (v, 1.0 - diff / 2.0)
     }
 
-    #[test]
-    fn dense_and_sparse_counts_give_the_maps_numbers_bit_for_bit() {
-        // A small LCG: no dev-dependency for four columns of codes.
-        let mut state = 12_345u64;
-        let mut next = |k: u64| {
+    /// Draws below `k` from a small LCG seeded with `seed`: deterministic
+    /// columns of codes without a dev-dependency.
+    fn draws(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut state = seed;
+        move |k| {
             state = state
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1_442_695_040_888_963_407);
             (state >> 33) % k
-        };
+        }
+    }
+
+    #[test]
+    fn dense_and_sparse_counts_give_the_maps_numbers_bit_for_bit() {
+        let mut next = draws(12_345u64);
         // Laned (≤ 2^14 cells), dense, and sparse joint tables.
         for (ka, kb, wide) in [(3, 4, false), (12, 40, false), (300, 200, false), (2_000, 1_500, true)] {
             let code = |v: u64, wide: bool| -> u32 {
@@ -1139,13 +1144,7 @@ mod tests {
 
     #[test]
     fn pairs_counted_three_columns_at_a_time_score_as_counted_alone() {
-        let mut state = 7u64;
-        let mut next = |k: u64| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 33) % k
-        };
+        let mut next = draws(7u64);
         // Categories from 2 to 300 (a column too wide for any triple), every
         // 13th cell of some columns null, tables of different lengths, and
         // a row count that is not a multiple of the four lanes.
@@ -1185,13 +1184,7 @@ mod tests {
 
     #[test]
     fn tv_by_counts_is_tv_by_maps_bit_for_bit() {
-        let mut state = 99u64;
-        let mut next = |k: u64| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 33) % k
-        };
+        let mut next = draws(99u64);
         for (k, wide) in [(2u64, false), (9, false), (300, true)] {
             let code = |v: u64| -> u32 {
                 if v % 13 == 12 {
