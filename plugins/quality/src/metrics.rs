@@ -656,6 +656,36 @@ const DENSE_CELLS: usize = 1 << 20;
 /// lanes): past it rows seldom repeat a cell back to back.
 const LANED_CELLS: usize = 1 << 14;
 
+/// Counts of cells numbered by a byte, in four tables a row each in turn:
+/// consecutive rows often hit the same cell, and one table would make each
+/// increment wait for the store before it; tables indexed by a byte need no
+/// bounds checks, which in the sandbox's compiled code cost more than the
+/// counting.
+struct ByteLanes([[u32; 256]; 4]);
+
+impl ByteLanes {
+    /// Count the cells of every row: `quads` gives those of four rows at a
+    /// time, `rest` those of the rows left over.
+    #[inline(always)]
+    fn count(quads: impl Iterator<Item = [u8; 4]>, rest: impl Iterator<Item = u8>) -> ByteLanes {
+        let mut lanes = [[0u32; 256]; 4];
+        for quad in quads {
+            for (counts, cell) in lanes.iter_mut().zip(quad) {
+                counts[usize::from(cell)] += 1;
+            }
+        }
+        for cell in rest {
+            lanes[0][usize::from(cell)] += 1;
+        }
+        ByteLanes(lanes)
+    }
+
+    /// The count of cell `c`.
+    fn total(&self, c: usize) -> u32 {
+        self.0.iter().map(|lane| lane[c]).sum()
+    }
+}
+
 /// Joint counts of two renumbered columns; cells iterate in `(a, b)` order,
 /// non-zero ones only.
 #[derive(Debug)]
@@ -676,26 +706,24 @@ impl Joint {
             // bounds-checked — in the sandbox's compiled code the checks
             // cost more than the counting. Every code is below its column's
             // `k`, so `x·kb + y < ka·kb ≤ 256` and the byte is exact.
-            let mut lanes = [[0u32; 256]; 4];
             let cell = |x: &A, y: &B| {
                 debug_assert!(x.idx() < ka && y.idx() < kb);
                 #[allow(clippy::cast_possible_truncation, reason = "below 256, see above")]
                 let byte = (x.idx() * kb + y.idx()) as u8;
-                usize::from(byte)
+                byte
             };
             let ((head_a, rest_a), (head_b, rest_b)) = (a.as_chunks::<4>(), b.as_chunks::<4>());
-            for (x, y) in head_a.iter().zip(head_b) {
-                for lane in 0..4 {
-                    lanes[lane][cell(&x[lane], &y[lane])] += 1;
-                }
+            let lanes = ByteLanes::count(
+                head_a
+                    .iter()
+                    .zip(head_b)
+                    .map(|(x, y)| std::array::from_fn(|l| cell(&x[l], &y[l]))),
+                rest_a.iter().zip(rest_b).map(|(x, y)| cell(x, y)),
+            );
+            Joint::Dense {
+                counts: (0..cells).map(|c| lanes.total(c)).collect(),
+                kb,
             }
-            for (x, y) in rest_a.iter().zip(rest_b) {
-                lanes[0][cell(x, y)] += 1;
-            }
-            let counts = (0..cells)
-                .map(|c| lanes[0][c] + lanes[1][c] + lanes[2][c] + lanes[3][c])
-                .collect();
-            Joint::Dense { counts, kb }
         } else if cells <= LANED_CELLS {
             // Four tables, a row each in turn, summed at the end: with few
             // cells, consecutive rows often hit the same one, and each
@@ -744,29 +772,33 @@ impl Joint {
         if cells > 256 {
             return None;
         }
-        let mut lanes = [[0u32; 256]; 4];
         let cell = |x: u8, y: u8, z: u8| {
-            debug_assert!(usize::from(x) < ka && usize::from(y) < kb && usize::from(z) < kc);
+            let (x, y, z) = (usize::from(x), usize::from(y), usize::from(z));
+            debug_assert!(x < ka && y < kb && z < kc);
             #[allow(clippy::cast_possible_truncation, reason = "below 256, see above")]
-            let byte = ((usize::from(x) * kb + usize::from(y)) * kc + usize::from(z)) as u8;
-            usize::from(byte)
+            let byte = ((x * kb + y) * kc + z) as u8;
+            byte
         };
         let ((head_a, rest_a), (head_b, rest_b), (head_c, rest_c)) =
             (a.as_chunks::<4>(), b.as_chunks::<4>(), c.as_chunks::<4>());
-        for ((x, y), z) in head_a.iter().zip(head_b).zip(head_c) {
-            for lane in 0..4 {
-                lanes[lane][cell(x[lane], y[lane], z[lane])] += 1;
-            }
-        }
-        for ((x, y), z) in rest_a.iter().zip(rest_b).zip(rest_c) {
-            lanes[0][cell(*x, *y, *z)] += 1;
-        }
+        let lanes = ByteLanes::count(
+            head_a
+                .iter()
+                .zip(head_b)
+                .zip(head_c)
+                .map(|((x, y), z)| std::array::from_fn(|l| cell(x[l], y[l], z[l]))),
+            rest_a
+                .iter()
+                .zip(rest_b)
+                .zip(rest_c)
+                .map(|((x, y), z)| cell(*x, *y, *z)),
+        );
         let (mut ab, mut ac, mut bc) = (vec![0u32; ka * kb], vec![0u32; ka * kc], vec![0u32; kb * kc]);
         for x in 0..ka {
             for y in 0..kb {
                 for z in 0..kc {
                     let i = (x * kb + y) * kc + z;
-                    let n = lanes[0][i] + lanes[1][i] + lanes[2][i] + lanes[3][i];
+                    let n = lanes.total(i);
                     ab[x * kb + y] += n;
                     ac[x * kc + z] += n;
                     bc[y * kc + z] += n;
