@@ -6,6 +6,12 @@
 //! for reports. The conversion is the *exact* one of Canonne, Kamath & Steinke
 //! (2020, Proposition 7), as private-pgm's `cdp2adp.py` and OpenDP compute it —
 //! not the loose `ε = ρ + 2√(ρ ln 1/δ)`, which over-charges by 10-20 %.
+//!
+//! DP-SGD's subsampled Gaussian steps are not a plain Gaussian mechanism;
+//! [`rdp`] accounts for them in Rényi DP and states the same (ε, δ) the
+//! budget ledger charges.
+
+pub mod rdp;
 
 /// δ such that ρ-zCDP implies (ε, δ)-DP, minimised over the Rényi order α.
 ///

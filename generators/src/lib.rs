@@ -17,6 +17,9 @@
 //!   [`accountant`] reporting what each fit spent ([`PrivacySpend`]); it
 //!   reads rows only through [`counts::CountSource`], so its counting can
 //!   run on an engine ([`Generator::fit_counts`]).
+//! - [`accountant::rdp`]: the Rényi-DP accountant of DP-SGD (Poisson-sampled
+//!   Gaussian steps), with the noise multiplier solved from (ε, δ) and the
+//!   number of steps; its numbers are Google's dp_accounting's.
 //! - [`semantic`]: the column roles (id, categorical, numerical, datetime,
 //!   boolean, text) that every doppel component shares.
 //! - `Ctgan` and `Tvae` (feature `torch`): CTGAN and TVAE on libtorch,
