@@ -12,6 +12,8 @@ not seconds, across machines.
 
     cargo build --release -p doppel-cli
     python3 cli/benches/scale.py --factors 1,10,100
+    # Adult × 1000 too, its 3.5 GB CSV kept for the next run:
+    python3 cli/benches/scale.py --factors 1,10,100,1000 --tables /tmp/adult-tables
     # PrivSyn counting on a Ballista scheduler + two executors (loopback):
     python3 cli/benches/scale.py --pipeline pipelines/dp.toml --engine standalone --factors 1,10
 
@@ -61,6 +63,12 @@ def write_table(source: pathlib.Path, factor: int, out: pathlib.Path, seed: int 
     return count
 
 
+def count_rows(source: pathlib.Path) -> int:
+    """Data rows of a CSV (quoted line breaks understood)."""
+    with source.open(newline="") as f:
+        return sum(1 for _ in csv.reader(f)) - 1
+
+
 def run(binary: str, table: pathlib.Path, out: pathlib.Path, sets: list[str], pipeline: str, engine: str):
     """(wall seconds, peak RSS bytes, {stage: seconds}) of one run."""
     cmd = [binary, "run", str(REPO / pipeline), "--input", str(table), "--out", str(out), "--engine", engine]
@@ -84,6 +92,12 @@ def main():
     ap.add_argument("--factors", default="1,10", help="comma-separated copies of Adult")
     ap.add_argument("--set", action="append", default=[], help="passed to doppel run as --set (repeatable)")
     ap.add_argument("--json", help="also write every number here")
+    ap.add_argument(
+        "--tables",
+        help="keep the written tables in this folder and reuse them on the next run "
+        "(Adult × 1000 is a 3.6 GB CSV that takes minutes to write); by default they go to a "
+        "temporary folder and are removed after their run",
+    )
     ap.add_argument("--pipeline", default="pipelines/quickstart.toml", help="relative to the repository")
     ap.add_argument(
         "--engine",
@@ -112,11 +126,21 @@ def main():
 def measure(args, factors, rows):
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
+        kept = pathlib.Path(args.tables) if args.tables else None
+        if kept is not None:
+            kept.mkdir(parents=True, exist_ok=True)
         for k in factors:
-            table = work / f"adult-x{k}.csv"
-            n = write_table(REPO / "data/adult.csv", k, table)
+            table = (kept or work) / f"adult-x{k}.csv"
+            if kept is not None and table.exists():
+                # Written by an earlier run: the same seed gives the same rows.
+                n = k * count_rows(REPO / "data/adult.csv")
+            else:
+                partial = table.with_suffix(".partial")
+                n = write_table(REPO / "data/adult.csv", k, partial)
+                partial.rename(table)
             wall, rss, stages = run(args.binary, table, work / f"out-x{k}", args.set, args.pipeline, args.engine)
-            table.unlink()
+            if kept is None:
+                table.unlink()
             row = {"factor": k, "rows": n, "seconds": wall, "peak_rss_bytes": rss, "stages": stages}
             rows.append(row)
             print(json.dumps(row), flush=True, file=__import__("sys").stderr)
