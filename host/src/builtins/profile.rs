@@ -1,12 +1,11 @@
 //! `builtin:profile`: what each column holds — Arrow type, semantic type, nulls,
 //! distinct values, range, quantiles, most frequent values.
 
-use std::collections::HashMap;
-
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
 use arrow::row::{RowConverter, SortField};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::Result;
@@ -171,27 +170,46 @@ fn numeric(column: &ArrayRef) -> Option<Vec<f64>> {
     )
 }
 
-fn profile_column(name: &str, semantic: &str, column: &ArrayRef, top_n: usize) -> Result<ColumnProfile> {
+/// How much of a profile to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// Everything `builtin:profile` reports.
+    Full,
+    /// What rule plugins are handed as facts (types, nulls, distinct
+    /// values, min and max): no sort of the values for quantiles, no
+    /// lengths, no top values. At Adult × 1000 the rest was most of the
+    /// time each rule stage spent profiling its inputs.
+    Facts,
+}
+
+fn profile_column(name: &str, semantic: &str, column: &ArrayRef, top_n: usize, depth: Depth) -> Result<ColumnProfile> {
     let rows = column.len();
     let nulls = column.null_count();
     let converter = RowConverter::new(vec![SortField::new(column.data_type().clone())])?;
     let encoded = converter.convert_columns(std::slice::from_ref(column))?;
-    let mut counts: HashMap<&[u8], (usize, u64)> = HashMap::new();
+    // Keys are whole row encodings, so a fast non-cryptographic hash is
+    // enough (a crafted table can only slow its own profile, as any
+    // table of distinct values would); SipHash was most of the time.
+    let mut counts: FxHashMap<&[u8], (usize, u64)> = FxHashMap::default();
     for (i, row) in encoded.iter().enumerate() {
         counts.entry(row.data()).or_insert((i, 0)).1 += 1;
     }
     let distinct = counts.len() - usize::from(nulls > 0);
-    // Sorting by the row encoding orders values the way Arrow sorts them, so
-    // min and max come out right for every type.
-    let mut by_value: Vec<(&[u8], usize)> = counts
-        .iter()
-        .filter(|(_, (i, _))| !column.is_null(*i))
-        .map(|(k, (i, _))| (*k, *i))
-        .collect();
-    by_value.sort_unstable();
-    let min = by_value.first().map(|(_, i)| format_value(column.as_ref(), *i));
-    let max = by_value.last().map(|(_, i)| format_value(column.as_ref(), *i));
-    let mut frequent: Vec<(usize, u64)> = counts.values().copied().collect();
+    // The row encoding orders values the way Arrow sorts them, so the
+    // smallest and largest encodings are the column's min and max for every
+    // type; one pass over the distinct values finds them.
+    let present = || counts.iter().filter(|(_, (i, _))| !column.is_null(*i));
+    let min = present()
+        .min_by_key(|(k, _)| **k)
+        .map(|(_, (i, _))| format_value(column.as_ref(), *i));
+    let max = present()
+        .max_by_key(|(k, _)| **k)
+        .map(|(_, (i, _))| format_value(column.as_ref(), *i));
+    let mut frequent: Vec<(usize, u64)> = if top_n == 0 {
+        Vec::new()
+    } else {
+        counts.values().copied().collect()
+    };
     frequent.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
     let top = frequent
@@ -203,7 +221,11 @@ fn profile_column(name: &str, semantic: &str, column: &ArrayRef, top_n: usize) -
             share: *c as f64 / rows.max(1) as f64,
         })
         .collect();
-    let (mean, std, quantiles, histogram) = match numeric(column) {
+    let numbers = match depth {
+        Depth::Full => numeric(column),
+        Depth::Facts => None,
+    };
+    let (mean, std, quantiles, histogram) = match numbers {
         Some(mut v) if !v.is_empty() => {
             v.sort_by(f64::total_cmp);
             #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
@@ -224,7 +246,7 @@ fn profile_column(name: &str, semantic: &str, column: &ArrayRef, top_n: usize) -
         _ => (None, None, None, None),
     };
     let mean_length = match column.data_type() {
-        DataType::Utf8 => {
+        DataType::Utf8 if depth == Depth::Full => {
             let s = column.as_string::<i32>();
             let present = rows - nulls;
             #[allow(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
@@ -257,6 +279,17 @@ pub fn profile(table: &Table, settings: &Settings) -> Result<TableProfile> {
         Some(ConfigValue::Integer(n)) => usize::try_from(*n).unwrap_or(10),
         _ => 10,
     };
+    profile_to(table, top_n, Depth::Full)
+}
+
+/// The part of a profile rule plugins see as facts: rows, and each column's
+/// types, null share, distinct values, min and max (the other fields are
+/// empty). The same numbers [`profile`] gives for those fields.
+pub fn facts(table: &Table) -> Result<TableProfile> {
+    profile_to(table, 0, Depth::Facts)
+}
+
+fn profile_to(table: &Table, top_n: usize, depth: Depth) -> Result<TableProfile> {
     let all: RecordBatch = table.concat()?;
     let mut columns = Vec::with_capacity(all.num_columns());
     for ((f, c), s) in table
@@ -266,7 +299,7 @@ pub fn profile(table: &Table, settings: &Settings) -> Result<TableProfile> {
         .zip(all.columns())
         .zip(table.semantics.iter())
     {
-        columns.push(profile_column(f.name(), s.as_str(), c, top_n)?);
+        columns.push(profile_column(f.name(), s.as_str(), c, top_n, depth)?);
     }
     Ok(TableProfile {
         rows: all.num_rows() as u64,
@@ -345,5 +378,83 @@ mod tests {
         assert_eq!(d.semantic_type, "datetime");
         assert_eq!(d.min.as_deref(), Some("1970-01-01"));
         assert_eq!(d.max.as_deref(), Some("1971-01-01"));
+    }
+
+    #[test]
+    fn facts_are_the_profiles_fields_rules_read() {
+        use arrow::array::Float64Array;
+        // Signed zeros, NaN and infinities, repeated and null values, text
+        // whose byte order is not its length order, dates before 1970.
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Float64, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("born", DataType::Date32, true),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let xs = [
+            Some(-0.0),
+            Some(0.0),
+            None,
+            Some(f64::NAN),
+            Some(f64::NEG_INFINITY),
+            Some(2.5),
+            Some(2.5),
+        ];
+        let names = [
+            Some("zoë"),
+            Some("Zoe"),
+            Some(""),
+            None,
+            Some("zo"),
+            Some("Zoe"),
+            Some("a b"),
+        ];
+        let born = [Some(-4000), None, Some(12), Some(-4000), Some(20_000), None, Some(0)];
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Float64Array::from(xs.to_vec())),
+                Arc::new(StringArray::from(names.to_vec())),
+                Arc::new(Date32Array::from(born.to_vec())),
+                Arc::new(Int64Array::from(vec![5, -3, 5, 7, 7, 7, -3])),
+            ],
+        )
+        .unwrap();
+        let t = Table::infer(schema, vec![batch]).unwrap();
+        let full = profile(&t, &vec![]).unwrap();
+        let facts = facts(&t).unwrap();
+        assert_eq!(facts.rows, full.rows);
+        for (f, p) in facts.columns.iter().zip(&full.columns) {
+            let read = |c: &ColumnProfile| {
+                (
+                    c.name.clone(),
+                    c.data_type.clone(),
+                    c.semantic_type.clone(),
+                    c.nulls,
+                    c.null_share,
+                    c.distinct,
+                    c.min.clone(),
+                    c.max.clone(),
+                )
+            };
+            assert_eq!(read(f), read(p));
+            assert!(f.quantiles.is_none() && f.top.is_empty() && f.mean_length.is_none());
+        }
+        let x = &full.columns[0];
+        // -0.0 and 0.0 are two values in Arrow's order; NaN sorts last.
+        assert_eq!((x.nulls, x.distinct), (1, 5));
+        assert_eq!(x.min.as_deref(), Some("-inf"));
+        assert_eq!(x.max.as_deref(), Some("NaN"));
+        let name = &full.columns[1];
+        assert_eq!(
+            (name.distinct, name.min.as_deref(), name.max.as_deref()),
+            (5, Some(""), Some("zoë"))
+        );
+        let n = &full.columns[3];
+        assert_eq!(
+            (n.distinct, n.min.as_deref(), n.max.as_deref()),
+            (3, Some("-3"), Some("7"))
+        );
+        assert_eq!(n.top[0].value, "7");
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::builtins::profile::{self, TableProfile};
-use crate::config::ConfigValue;
 use crate::model::{DetectorOutput, MAX_KEPT_FINDINGS, Output};
 use crate::plugin::bindings::types::{Batch, ColumnFact, Facts, TableFacts, TableRole};
 use crate::plugin::{LoadedPlugin, PluginKind};
@@ -152,10 +151,9 @@ fn rule(ctx: &StageContext, plugin: &LoadedPlugin) -> Result<Output> {
         metrics: Vec::new(),
         attributes: ctx.attributes.clone(),
     };
-    let no_top = vec![("top".to_owned(), ConfigValue::Integer(0))];
     for (name, output) in &ctx.inputs {
         match output {
-            Output::Table(t, _) => facts.tables.push(profile_facts(name, &profile::profile(t, &no_top)?)),
+            Output::Table(t, _) => facts.tables.push(profile_facts(name, &profile::facts(t)?)),
             Output::Profile(p) => facts.tables.push(profile_facts(name, p)),
             Output::Findings(d) => facts.findings.push((name.clone(), d.columns.clone())),
             Output::Metrics(m) => facts.metrics.push((name.clone(), m.as_ref().clone())),
