@@ -95,7 +95,7 @@ def main():
     ap.add_argument(
         "--tables",
         help="keep the written tables in this folder and reuse them on the next run "
-        "(Adult × 1000 is a 3.6 GB CSV that takes minutes to write); by default they go to a "
+        "(Adult × 1000 is a 3.5 GB CSV that takes minutes to write); by default they go to a "
         "temporary folder and are removed after their run",
     )
     ap.add_argument("--pipeline", default="pipelines/quickstart.toml", help="relative to the repository")
