@@ -25,6 +25,10 @@ pub const KIND: &str = "pipeline";
 pub struct PipelineJob {
     /// A shipped pipeline's name.
     pub pipeline: String,
+    /// The generator its generator stage runs (`cart`, `privsyn`, …), as
+    /// chosen or as the pipeline has it; absent for pipelines without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
     /// The dataset to run it on (empty when the job samples a saved model).
     #[serde(default)]
     pub dataset_id: String,
@@ -146,6 +150,9 @@ pub struct JobView {
     pub id: String,
     /// Pipeline run.
     pub pipeline: String,
+    /// The generator that made the twin (absent for pipelines without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
     /// Dataset it ran on (absent for jobs that sampled a saved model).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dataset_id: Option<String>,
@@ -194,6 +201,13 @@ impl JobView {
         JobView {
             id: j.id.clone(),
             pipeline: spec.as_ref().map(|s| s.pipeline.clone()).unwrap_or_default(),
+            // Jobs queued before jobs recorded their generator read it
+            // from their pipeline.
+            generator: spec.as_ref().and_then(|s| {
+                s.generator
+                    .clone()
+                    .or_else(|| crate::methods::generator_stage(&s.pipeline).map(|(_, g)| g.to_owned()))
+            }),
             dataset_id: spec.as_ref().map(|s| s.dataset_id.clone()).filter(|d| !d.is_empty()),
             model_job_id: spec.as_ref().and_then(|s| s.model.as_ref()).map(|m| m.job_id.clone()),
             state: j.state.as_str().to_owned(),
@@ -230,8 +244,11 @@ pub const MAX_OVERRIDE_BYTES: usize = 1024;
 /// /v1/jobs` and Flight's `job.submit` action both take it.
 #[derive(Debug, Clone)]
 pub struct JobRequest {
-    /// A shipped pipeline's name.
-    pub pipeline: String,
+    /// A shipped pipeline's name; with a [`JobRequest::generator`], one of
+    /// the pipelines that run it (default: the generator's own).
+    pub pipeline: Option<String>,
+    /// The generator to make the twin with, and its parameters.
+    pub generator: Option<GeneratorRequest>,
     /// The dataset (must be readable by the caller); none when sampling a
     /// saved model.
     pub dataset_id: Option<String>,
@@ -242,6 +259,17 @@ pub struct JobRequest {
     pub overrides: Vec<String>,
     /// Write tables as CSV instead of Parquet.
     pub csv: bool,
+}
+
+/// A generator chosen by name (`GET /v1/generators`) with parameters from
+/// its schema, instead of a pipeline and raw overrides.
+#[derive(Debug, Clone)]
+pub struct GeneratorRequest {
+    /// `cart`, `copula`, `privsyn`, `ctgan` or `tvae`.
+    pub name: String,
+    /// Parameter values as the client sent them (JSON), checked against the
+    /// generator's schema by [`crate::methods::resolve`].
+    pub params: Vec<(String, serde_json::Value)>,
 }
 
 /// Which saved model a job samples.
@@ -292,15 +320,29 @@ pub async fn submit(
     if let Some(i) = request.overrides.iter().position(|o| o.len() > MAX_OVERRIDE_BYTES) {
         return Err(Error::invalid(format!("overrides[{i}]"), format!("at most {MAX_OVERRIDE_BYTES} bytes")).into());
     }
-    if shipped::find(&request.pipeline).is_none() {
+    let (pipeline, overrides) = match (&request.generator, request.pipeline) {
+        (Some(g), pipeline) => {
+            let (pipeline, params) = crate::methods::resolve(state, &g.name, &g.params, pipeline.as_deref())?;
+            // The generator's parameters come last, so they win over a raw
+            // override of the same key.
+            let mut overrides = request.overrides;
+            overrides.extend(params);
+            (pipeline.to_owned(), overrides)
+        }
+        (None, Some(pipeline)) => (pipeline, request.overrides),
+        (None, None) => {
+            return Err(Error::invalid(
+                "pipeline",
+                "give `pipeline` (GET /v1/pipelines) or `generator` (GET /v1/generators)",
+            )
+            .into());
+        }
+    };
+    if shipped::find(&pipeline).is_none() {
         let names: Vec<&str> = shipped::PIPELINES.iter().map(|p| p.name).collect();
         return Err(Error::invalid(
             "pipeline",
-            format!(
-                "no shipped pipeline `{}`; choose one of {}",
-                request.pipeline,
-                names.join(", ")
-            ),
+            format!("no shipped pipeline `{pipeline}`; choose one of {}", names.join(", ")),
         )
         .into());
     }
@@ -324,11 +366,12 @@ pub async fn submit(
         }
     };
     let spec = PipelineJob {
-        pipeline: request.pipeline,
+        generator: crate::methods::generator_stage(&pipeline).map(|(_, g)| g.to_owned()),
+        pipeline,
         dataset_id: dataset.as_ref().map(|d| d.id.clone()).unwrap_or_default(),
         dataset_key: dataset.as_ref().map(|d| d.object_key.clone()).unwrap_or_default(),
         model,
-        overrides: request.overrides,
+        overrides,
         format: if request.csv { "csv".into() } else { "parquet".into() },
     };
     let check = {

@@ -27,8 +27,10 @@
 //!   worker does with a job.
 //! - [`listings`]: whether a succeeded job's twin may be listed (the typed
 //!   `report.json`'s privacy score and failed rules) and its preview.
-//! - [`methods`]: the ways this build can make a twin (for a method picker)
-//!   and the shipped pipeline that runs each.
+//! - [`methods`]: the generators this build has (for `GET /v1/generators`
+//!   and the console's picker), each with its settable parameters and the
+//!   shipped pipeline that runs it; [`methods::resolve`] checks a job's
+//!   generator parameters against the generator's schema.
 //! - [`rate`]: the request budget key (per account, or per address).
 //!
 //! # Example
@@ -45,10 +47,16 @@
 //! let state = Arc::new(AppState::new(settings, db, storage, catalog)?);
 //! let dataset = access::dataset(&state, &p, "ds_…", Scope::DatasetsRead).await?;
 //! let job = jobs::submit(&state, &RequestMeta::default(), &p, jobs::JobRequest {
-//!     pipeline: "quickstart".into(),
+//!     // The generator by name, its parameters checked against its schema;
+//!     // it runs the generator's shipped pipeline (`dp` for privsyn).
+//!     pipeline: None,
+//!     generator: Some(jobs::GeneratorRequest {
+//!         name: "privsyn".into(),
+//!         params: vec![("epsilon".into(), serde_json::json!(0.5))],
+//!     }),
 //!     dataset_id: Some(dataset.id),
 //!     model: None,
-//!     overrides: vec!["synth.seed=7".into()],
+//!     overrides: vec![],
 //!     csv: false,
 //! })
 //! .await?;

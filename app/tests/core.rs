@@ -88,7 +88,8 @@ async fn upload(
 
 fn request(dataset: &str, overrides: &[&str]) -> JobRequest {
     JobRequest {
-        pipeline: "quickstart".into(),
+        pipeline: Some("quickstart".into()),
+        generator: None,
         dataset_id: Some(dataset.into()),
         model: None,
         overrides: overrides.iter().map(|o| (*o).to_owned()).collect(),
@@ -394,7 +395,7 @@ async fn methods_map_to_shipped_pipelines_and_uploads_are_accepted_by_one_rule()
     let all = methods::methods(&c.state);
     assert_eq!(
         all.iter().map(|m| m.id).collect::<Vec<_>>(),
-        ["cart", "copula", "privsyn", "ctgan", "tvae"]
+        ["cart", "copula", "privsyn", "ctgan", "tvae", "dp-tvae"]
     );
     for m in &all {
         for checks in [Checks::Both, Checks::Hipaa, Checks::Gdpr] {
@@ -407,7 +408,8 @@ async fn methods_map_to_shipped_pipelines_and_uploads_are_accepted_by_one_rule()
                     for stage in [synth, "train", "holdout", "report"] {
                         assert!(text.contains(&format!("[stages.{stage}]")), "{pipeline} lacks {stage}");
                     }
-                    assert_eq!(m.dp, text.contains("builtin:privsyn"), "{}", m.id);
+                    let dp_stage = text.contains("builtin:privsyn") || text.contains("builtin:dp-tvae");
+                    assert_eq!(m.dp, dp_stage, "{}", m.id);
                 }
             }
         }
@@ -424,7 +426,51 @@ async fn methods_map_to_shipped_pipelines_and_uploads_are_accepted_by_one_rule()
         methods::pipeline_for(&c.state, "copula", Checks::Both).map(|p| p.0),
         Some("copula")
     );
-    assert!(all.iter().find(|m| m.id == "tvae").unwrap().unavailable.is_some());
+    for (id, pipeline) in [("tvae", "tvae"), ("dp-tvae", "dp-tvae")] {
+        let m = all.iter().find(|m| m.id == id).unwrap();
+        assert_eq!(m.pipeline, pipeline, "{id}: its pipeline is shipped");
+        assert_eq!(
+            m.unavailable.is_some(),
+            c.state.catalog.builtin(id).is_none(),
+            "{id}: missing exactly when the build lacks it"
+        );
+    }
+    assert!(all.iter().find(|m| m.id == "dp-tvae").unwrap().dp);
+    // Each method lists what a job may set, from the generator's schema:
+    // tuning, never what voids a guarantee or copies rows.
+    let names = |id: &str| -> Vec<String> {
+        all.iter()
+            .find(|m| m.id == id)
+            .unwrap()
+            .params
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
+    };
+    for id in ["cart", "copula", "privsyn"] {
+        let n = names(id);
+        assert!(
+            n.contains(&"rows".to_owned()) && n.contains(&"seed".to_owned()),
+            "{id}: {n:?}"
+        );
+    }
+    assert!(!names("cart").contains(&"allow_copies".to_owned()));
+    assert!(!names("privsyn").contains(&"reproducible_noise".to_owned()));
+    let epsilon = all
+        .iter()
+        .find(|m| m.id == "privsyn")
+        .unwrap()
+        .params
+        .iter()
+        .find(|p| p.name == "epsilon")
+        .unwrap();
+    assert_eq!(
+        (epsilon.kind, epsilon.minimum, epsilon.maximum, epsilon.default.clone()),
+        ("number", Some(0.001), Some(100.0), Some(serde_json::json!(1.0)))
+    );
+    assert_eq!(methods::pipelines_running("copula"), ["copula", "gdpr", "hipaa"]);
+    assert_eq!(methods::generator_stage("dp"), Some(("synth", "privsyn")));
+    assert_eq!(methods::generator_stage("sample"), None);
 
     let p = user(&c.state, "a@example.com").await;
     let (format, name) = datasets::accept(&c.state, &p, "C:\\exports\\Q3.xlsx", None, 10, None).unwrap();
@@ -454,4 +500,180 @@ async fn methods_map_to_shipped_pipelines_and_uploads_are_accepted_by_one_rule()
         datasets::accept(&c.state, &p, "a.csv", None, 1, Some("   ")).is_err(),
         "a blank name given is refused"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generator_is_chosen_by_name_with_parameters_checked_against_its_schema() {
+    use doppel_app::jobs::{GeneratorRequest, PipelineJob};
+    use serde_json::{Value, json};
+    let c = core().await;
+    let ada = user(&c.state, "ada@example.com").await;
+    let d = upload(&c.state, &ada, "adult.csv", "adult").await.unwrap();
+    let meta = RequestMeta::default();
+    let choose = |name: &str, params: Value, pipeline: Option<&str>| JobRequest {
+        pipeline: pipeline.map(str::to_owned),
+        generator: Some(GeneratorRequest {
+            name: name.to_owned(),
+            params: params.as_object().unwrap().clone().into_iter().collect(),
+        }),
+        dataset_id: Some(d.id.clone()),
+        model: None,
+        overrides: Vec::new(),
+        csv: false,
+    };
+
+    // privsyn runs the `dp` pipeline with ε as asked, and the dataset's
+    // budget is charged that ε before the job exists.
+    let job = jobs::submit(
+        &c.state,
+        &meta,
+        &ada,
+        choose("privsyn", json!({"epsilon": 0.5, "rows": 500}), None),
+    )
+    .await
+    .unwrap();
+    let view = JobView::of(&job);
+    assert_eq!(
+        (view.pipeline.as_str(), view.generator.as_deref()),
+        ("dp", Some("privsyn"))
+    );
+    let spec: PipelineJob = serde_json::from_value(job.spec.clone()).unwrap();
+    assert!(
+        spec.overrides.contains(&"synth.epsilon=0.5".to_owned()),
+        "{:?}",
+        spec.overrides
+    );
+    assert!(
+        spec.overrides.contains(&"synth.rows=500".to_owned()),
+        "{:?}",
+        spec.overrides
+    );
+    let ledger = doppel_platform::privacy::ledger(&c.state.db, c.state.settings.privacy, &d.owner_id, &d.name)
+        .await
+        .unwrap();
+    assert!((ledger.spent.epsilon - 0.5).abs() < 1e-12, "{ledger:?}");
+
+    // A generator with one of the pipelines that run it; a job naming only
+    // a pipeline still shows the generator it runs.
+    let job = jobs::submit(&c.state, &meta, &ada, choose("copula", json!({}), Some("hipaa")))
+        .await
+        .unwrap();
+    assert_eq!(JobView::of(&job).pipeline, "hipaa");
+    let job = jobs::submit(&c.state, &meta, &ada, request(&d.id, &[])).await.unwrap();
+    assert_eq!(JobView::of(&job).generator.as_deref(), Some("cart"));
+
+    // Everything else is refused before a job exists, naming the field.
+    let mut refusals = vec![
+        (
+            "privsyn",
+            json!({"epsilon": 1000.0}),
+            None,
+            "generator.params.epsilon",
+            "at most 100",
+        ),
+        (
+            "privsyn",
+            json!({"epsilon": "lots"}),
+            None,
+            "generator.params.epsilon",
+            "must be a number",
+        ),
+        // Voids the guarantee: not a job's to set.
+        (
+            "privsyn",
+            json!({"reproducible_noise": true}),
+            None,
+            "generator.params.reproducible_noise",
+            "no parameter",
+        ),
+        (
+            "cart",
+            json!({"allow_copies": true}),
+            None,
+            "generator.params.allow_copies",
+            "no parameter",
+        ),
+        (
+            "cart",
+            json!({"path": "/etc/passwd"}),
+            None,
+            "generator.params.path",
+            "no parameter",
+        ),
+        (
+            "cart",
+            json!({"rows": {"n": 1}}),
+            None,
+            "generator.params.rows",
+            "expected a string, number",
+        ),
+        (
+            "cart",
+            json!({"rows": 2.5}),
+            None,
+            "generator.params.rows",
+            "must be an integer",
+        ),
+        ("cart", json!({"rows": 0}), None, "generator.params.rows", "at least 1"),
+        (
+            "privsyn",
+            json!({}),
+            Some("quickstart"),
+            "pipeline",
+            "runs the cart generator",
+        ),
+        ("privsyn", json!({}), Some("sample"), "pipeline", "no generator"),
+        ("privsyn", json!({}), Some("nope"), "pipeline", "no shipped pipeline"),
+        ("gan", json!({}), None, "generator", "no generator `gan`"),
+    ];
+    if c.state.catalog.builtin("tvae").is_none() {
+        refusals.push(("tvae", json!({}), None, "generator", "--features torch"));
+        refusals.push(("dp-tvae", json!({}), None, "generator", "--features torch"));
+    }
+    let many: serde_json::Map<String, Value> = (0..33).map(|i| (format!("k{i}"), json!(1))).collect();
+    refusals.push(("cart", Value::Object(many), None, "generator.params", "at most 32"));
+    let long: serde_json::Map<String, Value> = [("x".repeat(100), json!(1))].into_iter().collect();
+    refusals.push((
+        "cart",
+        Value::Object(long),
+        None,
+        "generator.params",
+        "at most 64 bytes",
+    ));
+    for (name, params, pipeline, field, says) in refusals {
+        let what = format!("{name} {params} {pipeline:?}");
+        match jobs::submit(&c.state, &meta, &ada, choose(name, params, pipeline)).await {
+            Err(SubmitError::Platform(Error::Invalid { field: f, message })) => {
+                assert_eq!(f, field, "{what}: {message}");
+                assert!(message.contains(says), "{what}: {message}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // The server's row cap applies to a generator's rows as to an override.
+    match jobs::submit(
+        &c.state,
+        &meta,
+        &ada,
+        choose("cart", json!({"rows": 900_000_000}), None),
+    )
+    .await
+    {
+        Err(SubmitError::NotAllowed { field, .. }) => assert_eq!(field, "synth.rows"),
+        other => panic!("{other:?}"),
+    }
+    let neither = JobRequest {
+        generator: None,
+        pipeline: None,
+        ..request(&d.id, &[])
+    };
+    match jobs::submit(&c.state, &meta, &ada, neither).await {
+        Err(SubmitError::Platform(Error::Invalid { field, .. })) => assert_eq!(field, "pipeline"),
+        other => panic!("{other:?}"),
+    }
+    // Refusals spent nothing.
+    let after = doppel_platform::privacy::ledger(&c.state.db, c.state.settings.privacy, &d.owner_id, &d.name)
+        .await
+        .unwrap();
+    assert_eq!(after.spent.epsilon, ledger.spent.epsilon);
 }

@@ -11,7 +11,7 @@
 //!   profiled exactly like a REST upload), `DoGet` of datasets and job
 //!   outputs, `ListFlights` of what the caller may read, `GetFlightInfo`,
 //!   `GetSchema`, `PollFlightInfo` on `["jobs", id]`, and `DoAction`
-//!   (`job.submit`, `job.status`, `job.cancel`, `dataset.delete`). Flight
+//!   (`job.submit`, `generators.list`, `job.status`, `job.cancel`, `dataset.delete`). Flight
 //!   SQL — statements, prepared statements with parameters, `GetSqlInfo`,
 //!   `GetCatalogs`, `GetDbSchemas`, `GetTables`, `GetTableTypes` — read-only
 //!   over the caller's tables ([`sql::SqlEngine`], DataFusion).

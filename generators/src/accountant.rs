@@ -106,6 +106,23 @@ pub struct PrivacySpend {
     pub steps: Vec<(String, f64)>,
     /// The neighbouring relation and anything that qualifies the guarantee.
     pub notes: Vec<String>,
+    /// DP-SGD training, when the fit trained a network: composed with the
+    /// measurements above in Rényi DP ([`rdp`]) and converted to (ε, δ) once.
+    pub sgd: Option<SgdSpend>,
+}
+
+/// What DP-SGD training spent: Poisson-sampled steps of the Gaussian
+/// mechanism on clipped per-row gradients.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdSpend {
+    /// Training steps.
+    pub steps: u64,
+    /// Probability that a row is in a step's batch (`q`).
+    pub sampling_rate: f64,
+    /// Noise standard deviation over the clipping norm (`σ`).
+    pub noise_multiplier: f64,
+    /// Each row's gradient is clipped to this L2 norm.
+    pub clip: f64,
 }
 
 /// The (ε, δ) a generator will charge for given parameters, known before it

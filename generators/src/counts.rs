@@ -247,7 +247,7 @@ impl LocalCounts<'_> {
     }
 
     /// Every row's bin of `column` under `binning`.
-    fn bins(&self, column: usize, binning: &Binning) -> Result<Vec<u32>> {
+    pub(crate) fn bins(&self, column: usize, binning: &Binning) -> Result<Vec<u32>> {
         match binning {
             Binning::Numeric { edges, zero_bin } => Ok(self
                 .numbers(column)?

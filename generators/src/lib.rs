@@ -23,7 +23,9 @@
 //! - [`semantic`]: the column roles (id, categorical, numerical, datetime,
 //!   boolean, text) that every doppel component shares.
 //! - `Ctgan` and `Tvae` (feature `torch`): CTGAN and TVAE on libtorch,
-//!   CUDA when available.
+//!   CUDA when available; `DpTvae`: TVAE trained with DP-SGD (per-row
+//!   clipping and noise, Poisson batches) on PrivSyn's private domain, its
+//!   whole (ε, δ) accounted in Rényi DP.
 //! - [`Model::save`] and [`load_model`]: fit once, sample many — a fitted
 //!   CART, CTGAN or TVAE model as one safetensors file (trees and leaf
 //!   distributions or weights, encoding plan, schema).
@@ -74,12 +76,12 @@ mod saved;
 pub mod semantic;
 mod stats;
 
-pub use accountant::{PrivacyCost, PrivacySpend};
+pub use accountant::{PrivacyCost, PrivacySpend, SgdSpend};
 pub use cart::{Cart, CartModel};
 pub use copula::{CopulaModel, GaussianCopula};
 pub use error::{Error, Result};
 #[cfg(feature = "torch")]
-pub use neural::{Ctgan, CtganModel, Tvae, TvaeModel};
+pub use neural::{Ctgan, CtganModel, DpTvae, DpTvaeModel, Tvae, TvaeModel};
 pub use params::{ParamSpec, ParamType, ParamValue, Params};
 pub use privsyn::{PrivSyn, PrivSynModel};
 pub use saved::{FORMAT as SAVED_MODEL_FORMAT, load_model, saved_generator};
@@ -229,6 +231,6 @@ pub fn builtin() -> Vec<Arc<dyn Generator>> {
     #[allow(unused_mut, reason = "the torch feature adds to it")]
     let mut all: Vec<Arc<dyn Generator>> = vec![Arc::new(Cart), Arc::new(GaussianCopula), Arc::new(PrivSyn)];
     #[cfg(feature = "torch")]
-    all.extend([Arc::new(Ctgan) as Arc<dyn Generator>, Arc::new(Tvae)]);
+    all.extend([Arc::new(Ctgan) as Arc<dyn Generator>, Arc::new(Tvae), Arc::new(DpTvae)]);
     all
 }

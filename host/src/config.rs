@@ -164,6 +164,51 @@ pub fn to_json(value: &ConfigValue) -> serde_json::Value {
     }
 }
 
+/// Check one value against its field exactly as the planner checks a
+/// stage's `with` (type, coercion, allowed values, bounds), for callers that
+/// take settings in another wire format (a job's generator parameters).
+pub fn check(field: &ConfigField, value: &ConfigValue) -> Result<ConfigValue, String> {
+    check_value(field, value)
+}
+
+/// A JSON value as a setting, or `None` for what `with` cannot hold (null,
+/// objects, lists of anything but strings, integers past 64 bits).
+pub fn from_json(value: &serde_json::Value) -> Option<ConfigValue> {
+    use serde_json::Value;
+    Some(match value {
+        Value::String(s) => ConfigValue::String(s.clone()),
+        Value::Bool(b) => ConfigValue::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => ConfigValue::Integer(i),
+            // serde_json keeps integers it cannot hold in i64 as u64; a
+            // setting that large would be refused by any bound anyway.
+            None if n.is_u64() => return None,
+            None => ConfigValue::Float(n.as_f64()?),
+        },
+        Value::Array(items) => ConfigValue::Strings(
+            items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()?,
+        ),
+        Value::Null | Value::Object(_) => return None,
+    })
+}
+
+/// A setting written as a TOML value, so that `stage.key=<this>` (a job's
+/// override, `--set`) reads back as the same setting: strings quoted and
+/// escaped, floats always with a point or exponent.
+pub fn to_toml(value: &ConfigValue) -> String {
+    let toml = match value {
+        ConfigValue::String(s) => toml::Value::String(s.clone()),
+        ConfigValue::Integer(i) => toml::Value::Integer(*i),
+        ConfigValue::Float(f) => toml::Value::Float(*f),
+        ConfigValue::Boolean(b) => toml::Value::Boolean(*b),
+        ConfigValue::Strings(list) => toml::Value::Array(list.iter().cloned().map(toml::Value::String).collect()),
+    };
+    toml.to_string()
+}
+
 /// Look a key up in settings.
 pub fn get<'a>(settings: &'a Settings, key: &str) -> Option<&'a ConfigValue> {
     settings.iter().find(|(k, _)| k == key).map(|(_, v)| v)
@@ -215,6 +260,70 @@ mod tests {
         assert_eq!(get(&s, "mode"), Some(&ConfigValue::String("fake".into())));
         assert_eq!(get(&s, "ratio"), Some(&ConfigValue::Float(1.0)));
         assert_eq!(get(&s, "rows"), None);
+    }
+
+    fn setting() -> impl proptest::strategy::Strategy<Value = ConfigValue> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<String>().prop_map(ConfigValue::String),
+            any::<i64>().prop_map(ConfigValue::Integer),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(ConfigValue::Float),
+            any::<bool>().prop_map(ConfigValue::Boolean),
+            proptest::collection::vec(any::<String>(), 0..4).prop_map(ConfigValue::Strings),
+        ]
+    }
+
+    proptest::proptest! {
+        /// What a job's generator parameters become: a `stage.key=value`
+        /// override that `--set` parses back to the very same setting,
+        /// whatever the text holds (quotes, backslashes, newlines, `=`).
+        #[test]
+        fn to_toml_reads_back_as_the_same_setting(value in setting()) {
+            let text = "version = 1\nname = \"p\"\n[stages.s]\nuses = \"builtin:profile\"\n";
+            let mut spec = crate::spec::PipelineSpec::parse(crate::spec::SourceFile::new("p.toml", text)).unwrap();
+            spec.set(&format!("s.k={}", to_toml(&value))).unwrap();
+            let stage = spec.stage("s").unwrap();
+            let (_, got) = stage.with.iter().find(|(k, _)| k.value == "k").unwrap();
+            match (&got.value, &value) {
+                (ConfigValue::Float(a), ConfigValue::Float(b)) => proptest::prop_assert_eq!(a.to_bits(), b.to_bits()),
+                (a, b) => proptest::prop_assert_eq!(a, b),
+            }
+        }
+
+        /// JSON a client sends maps to the setting it means, and back.
+        #[test]
+        fn json_settings_round_trip(value in setting()) {
+            let json = to_json(&value);
+            proptest::prop_assert_eq!(from_json(&json), Some(value));
+        }
+    }
+
+    #[test]
+    fn json_that_with_cannot_hold_is_refused() {
+        use serde_json::json;
+        for v in [
+            json!(null),
+            json!({"a": 1}),
+            json!([1, 2]),
+            json!(["a", 1]),
+            json!(u64::MAX),
+        ] {
+            assert_eq!(from_json(&v), None, "{v}");
+        }
+        assert_eq!(from_json(&json!(2)), Some(ConfigValue::Integer(2)));
+        assert_eq!(from_json(&json!(2.5)), Some(ConfigValue::Float(2.5)));
+        let mut epochs = field("epochs", ValueType::Integer, "passes");
+        epochs.maximum = Some(10.0);
+        assert_eq!(
+            check(&epochs, &ConfigValue::Integer(11)).unwrap_err(),
+            "`epochs` must be at most 10, found 11"
+        );
+        assert!(
+            check(&epochs, &ConfigValue::Float(2.0)).is_err(),
+            "no float for an integer"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::stage::InputCheck;
 pub use crate::stage::Produces;
 
 /// Builtins that exist only in builds with the `torch` feature.
-pub const NEEDS_TORCH: &[&str] = &["ctgan", "tvae"];
+pub const NEEDS_TORCH: &[&str] = &["ctgan", "tvae", "dp-tvae"];
 /// Everything a pipeline can `use`: builtins, generators, installed plugins.
 #[derive(Debug)]
 pub struct Catalog {

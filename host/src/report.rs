@@ -348,6 +348,14 @@ fn output_json(output: &Output) -> Result<Value> {
                         "steps": dp.steps.iter().map(|(step, rho)| json!({"step": step, "rho": rho})).collect::<Vec<_>>(),
                         "notes": dp.notes,
                     });
+                    if let Some(sgd) = &dp.sgd {
+                        v["model"]["privacy"]["sgd"] = json!({
+                            "steps": sgd.steps,
+                            "sampling_rate": sgd.sampling_rate,
+                            "noise_multiplier": sgd.noise_multiplier,
+                            "clip": sgd.clip,
+                        });
+                    }
                 }
             }
             v

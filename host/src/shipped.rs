@@ -25,6 +25,10 @@ pub const PIPELINES: &[Shipped] = &[
         text: include_str!("../../pipelines/dp.toml"),
     },
     Shipped {
+        name: "dp-tvae",
+        text: include_str!("../../pipelines/dp-tvae.toml"),
+    },
+    Shipped {
         name: "gdpr",
         text: include_str!("../../pipelines/gdpr.toml"),
     },
@@ -43,6 +47,10 @@ pub const PIPELINES: &[Shipped] = &[
     Shipped {
         name: "sample",
         text: include_str!("../../pipelines/sample.toml"),
+    },
+    Shipped {
+        name: "tvae",
+        text: include_str!("../../pipelines/tvae.toml"),
     },
 ];
 

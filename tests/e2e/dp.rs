@@ -141,6 +141,112 @@ fn a_dp_job_over_the_datasets_budget_is_refused_before_it_runs() {
     assert_eq!((status, bad["code"].as_str()), (400, Some("invalid_request")), "{bad}");
 }
 
+/// `GET /v1/generators` lists what this build has and what a job may set;
+/// a job that names a generator runs its shipped pipeline with the
+/// parameters given, charged to the dataset's budget like any DP job.
+#[test]
+fn a_generator_chosen_by_name_runs_as_a_rest_job() {
+    let s = Server::start(&["serve"], &[]);
+    let session = account(&s, "gen@example.com");
+    let key = api_key(&s, &session, &["datasets:read", "datasets:write", "jobs:run"]);
+
+    let (status, generators) = get(&s, "/v1/generators", None);
+    assert_eq!(status, 200, "{generators}");
+    let list = generators.as_array().unwrap();
+    let ids: Vec<&str> = list.iter().filter_map(|g| g["id"].as_str()).collect();
+    assert_eq!(ids, ["cart", "copula", "privsyn", "ctgan", "tvae", "dp-tvae"]);
+    let one = |id: &str| list.iter().find(|g| g["id"] == id).unwrap().clone();
+    let privsyn = one("privsyn");
+    assert_eq!(
+        (&privsyn["dp"], &privsyn["available"], &privsyn["pipeline"]),
+        (&json!(true), &json!(true), &json!("dp"))
+    );
+    let params = privsyn["params"].as_array().unwrap();
+    let epsilon = params.iter().find(|p| p["name"] == "epsilon").unwrap();
+    assert_eq!(
+        (
+            &epsilon["type"],
+            &epsilon["minimum"],
+            &epsilon["maximum"],
+            &epsilon["default"]
+        ),
+        (&json!("number"), &json!(0.001), &json!(100.0), &json!(1.0))
+    );
+    assert!(params.iter().all(|p| p["name"] != "reproducible_noise"), "{privsyn}");
+    assert_eq!(one("copula")["pipelines"], json!(["copula", "gdpr", "hipaa"]));
+    for neural in ["ctgan", "tvae", "dp-tvae"] {
+        let g = one(neural);
+        assert_eq!(g["available"], json!(cfg!(feature = "torch")), "{g}");
+        if !cfg!(feature = "torch") {
+            let why = g["unavailable_reason"].as_str().unwrap();
+            assert!(why.contains("--features torch"), "{why}");
+            assert_eq!(g["params"], json!([]), "{g}");
+        }
+    }
+
+    let (status, ds) = upload(&s, &key, "data/adult.csv", None);
+    assert_eq!(status, 201, "{ds}");
+    let id = ds["id"].as_str().unwrap();
+    let (status, job) = post(
+        &s,
+        "/v1/jobs",
+        Some(&key),
+        &json!({"dataset_id": id, "generator": {"name": "privsyn", "params": {"epsilon": 0.25, "seed": 3}}}),
+    );
+    assert_eq!(status, 201, "{job}");
+    assert_eq!((&job["pipeline"], &job["generator"]), (&json!("dp"), &json!("privsyn")));
+    let job_id = job["id"].as_str().unwrap().to_owned();
+    let (_, ledger) = get(&s, &format!("/v1/datasets/{id}/privacy"), Some(&key));
+    assert!(
+        (ledger["spent"]["epsilon"].as_f64().unwrap() - 0.25).abs() < 1e-12,
+        "{ledger}"
+    );
+
+    // A parameter outside the schema, a bound or the generator's pipelines
+    // is a 400 naming it, and charges nothing.
+    for (body, field) in [
+        (
+            json!({"dataset_id": id, "generator": {"name": "privsyn", "params": {"epsilon": 1000}}}),
+            "generator.params.epsilon:",
+        ),
+        (
+            json!({"dataset_id": id, "generator": {"name": "privsyn", "params": {"reproducible_noise": true}}}),
+            "generator.params.reproducible_noise:",
+        ),
+        (
+            json!({"dataset_id": id, "pipeline": "quickstart", "generator": {"name": "privsyn"}}),
+            "pipeline:",
+        ),
+        (json!({"dataset_id": id, "generator": {"name": "gpt"}}), "generator:"),
+        (json!({"dataset_id": id}), "pipeline:"),
+    ] {
+        let (status, err) = post(&s, "/v1/jobs", Some(&key), &body);
+        assert_eq!(
+            (status, err["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{body} {err}"
+        );
+        assert!(err["message"].as_str().unwrap().starts_with(field), "{body} {err}");
+    }
+    let (_, ledger) = get(&s, &format!("/v1/datasets/{id}/privacy"), Some(&key));
+    assert!(
+        (ledger["spent"]["epsilon"].as_f64().unwrap() - 0.25).abs() < 1e-12,
+        "{ledger}"
+    );
+
+    let events = follow(&s, &key, &job_id);
+    let last = events.last().unwrap();
+    assert_eq!(last["state"], "succeeded", "{last}");
+    let (_, report) = get(&s, &format!("/v1/jobs/{job_id}/report"), Some(&key));
+    let synth = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "synth")
+        .unwrap();
+    assert!((synth["result"]["model"]["privacy"]["epsilon"].as_f64().unwrap() - 0.25).abs() < 1e-6);
+}
+
 /// `doppel run pipelines/dp.toml` on Adult, counting on `engine`.
 fn dp_on(engine: &str) -> std::process::Command {
     let mut cmd = doppel();

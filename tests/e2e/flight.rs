@@ -170,6 +170,47 @@ fn journey(env: &[(&str, String)]) {
         assert_eq!(rows(&twin), 32561);
         assert_eq!(info.total_records, 32561);
 
+        // The generators REST lists, and a job that names one: privsyn on
+        // this build, with ε from its schema, run to the end.
+        let generators = act(&mut c, "generators.list", json!({})).await;
+        let privsyn = generators
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["id"] == "privsyn")
+            .unwrap();
+        assert_eq!((&privsyn["dp"], &privsyn["available"]), (&json!(true), &json!(true)));
+        let dp = act(
+            &mut c,
+            "job.submit",
+            json!({"dataset": "adult", "generator": {"name": "privsyn", "params": {"epsilon": 0.5}}}),
+        )
+        .await;
+        assert_eq!(
+            (&dp["pipeline"], &dp["generator"]),
+            (&json!("dp"), &json!("privsyn")),
+            "{dp}"
+        );
+        let bad = json!({"dataset": "adult", "generator": {"name": "privsyn", "params": {"epsilon": -1}}});
+        let refused = match c
+            .do_action(Action::new("job.submit", serde_json::to_vec(&bad).unwrap()))
+            .await
+        {
+            Ok(_) => panic!("a negative ε was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(refused.contains("generator.params.epsilon"), "{refused}");
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let dp = loop {
+            let j = act(&mut c, "job.status", json!({"id": dp["id"]})).await;
+            if ["succeeded", "failed", "cancelled"].contains(&j["state"].as_str().unwrap()) {
+                break j;
+            }
+            assert!(Instant::now() < deadline, "the DP job did not finish");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        assert_eq!(dp["state"], "succeeded", "{dp}");
+
         // Flight SQL with arrow-rs's client: a prepared statement with a
         // bound parameter, over the dataset and the job's output.
         let mut sql = FlightSqlServiceClient::new(Channel::from_shared(url.clone()).unwrap().connect().await.unwrap());

@@ -126,7 +126,7 @@ def test_job_submitted_by_action_completes_and_its_output_streams_back(server, o
     key = owner[2]
     c = server.client()
     actions = {a.type for a in c.list_actions(opts(key))}
-    assert {"job.submit", "job.status", "job.cancel", "dataset.delete"} <= actions
+    assert {"job.submit", "generators.list", "job.status", "job.cancel", "dataset.delete"} <= actions
     status, progress = finished_job
     assert status["state"] == "succeeded", status
     assert progress == sorted(progress), "progress never goes backwards"

@@ -84,6 +84,43 @@ def test_job_overrides_cannot_name_a_file(server, mallory):
     assert jobs["data"] == [], jobs
 
 
+def test_generator_parameters_are_the_generators_schema_and_nothing_else(server, mallory):
+    """`generator.params` reaches a stage's settings: only what the chosen
+    generator declares settable by a job may pass, typed and bounded, over
+    REST and Flight alike, and nothing is queued or charged by a refusal."""
+    key, ds = mallory["key"], mallory["dataset"]
+    _, before = server.rest("GET", f"/v1/datasets/{ds}/privacy", token=key)
+    _, queued = server.rest("GET", "/v1/jobs", token=key)
+    for name, params, field in [
+        ("cart", {"path": "/etc/passwd"}, "generator.params.path"),
+        ("cart", {"allow_copies": True}, "generator.params.allow_copies"),
+        ("privsyn", {"reproducible_noise": True}, "generator.params.reproducible_noise"),
+        ("privsyn", {"epsilon": 1e308}, "generator.params.epsilon"),
+        ("privsyn", {"epsilon": {"$gt": 0}}, "generator.params.epsilon"),
+        ("cart", {"rows": 10**12}, "generator.params.rows"),
+        ("cart", {"x" * 5000: 1}, "generator.params"),
+        ("cart", {f"k{i}": 1 for i in range(1000)}, "generator.params"),
+        ("../../etc/passwd", {}, "generator"),
+    ]:
+        code, body = server.rest(
+            "POST", "/v1/jobs", {"dataset_id": ds, "generator": {"name": name, "params": params}}, token=key
+        )
+        assert (code, body["code"]) == (400, "invalid_request"), (name, params, body)
+        assert body["message"].startswith(field + ":"), body
+        assert "/etc/passwd" not in body["message"] and "x" * 100 not in body["message"], body
+    client = server.client()
+    action = fl.Action(
+        "job.submit",
+        json.dumps({"dataset": ds, "generator": {"name": "cart", "params": {"path": "/etc/passwd"}}}).encode(),
+    )
+    with pytest.raises(pa.ArrowInvalid, match="generator.params.path"):
+        list(client.do_action(action, opts(key)))
+    _, jobs = server.rest("GET", "/v1/jobs", token=key)
+    assert jobs["data"] == queued["data"], jobs
+    _, ledger = server.rest("GET", f"/v1/datasets/{ds}/privacy", token=key)
+    assert ledger["spent"] == before["spent"], ledger
+
+
 def test_a_billion_rows_is_refused_before_it_is_queued(server, mallory):
     """`synth.rows=1000000000` was accepted; the worker died, and the retry
     killed the restarted server again."""

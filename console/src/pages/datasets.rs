@@ -479,7 +479,8 @@ pub(crate) async fn scan(
         &meta(req, &ctx),
         &v,
         doppel_app::jobs::JobRequest {
-            pipeline: "pii-scan".into(),
+            pipeline: Some("pii-scan".into()),
+            generator: None,
             dataset_id: Some(id),
             model: None,
             overrides: Vec::new(),

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use doppel_app::AppState;
-use doppel_app::jobs::{JobRequest, JobView, SubmitError};
+use doppel_app::jobs::{GeneratorRequest, JobRequest, JobView, SubmitError};
 use doppel_app::methods::{self, Checks};
 use doppel_platform::authz::Scope;
 use doppel_platform::jobs::JobState;
@@ -48,72 +48,176 @@ pub(crate) struct SynthForm {
     title: String,
     #[serde(default)]
     format: String,
+    /// Every other field: the generators' own settings (`param.<method>.<name>`);
+    /// only the chosen method's are read, and only the names its schema has.
+    #[serde(flatten)]
+    params: std::collections::BTreeMap<String, String>,
 }
 
-/// A TOML string literal (job overrides are TOML values).
-fn toml_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
+/// Parameters the form shows as fields of their own (the others of the
+/// chosen generator are its "more settings").
+const OWN_FIELDS: &[&str] = &["rows", "seed", "epsilon", "delta"];
+
+/// The form name of a generator parameter's field.
+fn param_field(method: &str, name: &str) -> String {
+    format!("param.{method}.{name}")
+}
+
+/// A form field's text as a number, or which field is not one.
+fn number<T: std::str::FromStr>(field: &str, v: &str, whole: bool) -> Result<Option<T>, (String, String)> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
     }
-    out.push('"');
-    out
-}
-
-/// The overrides a form asks for, field by field; a field that is not a
-/// number says so by name.
-fn overrides(f: &SynthForm, synth: &str, dp: bool) -> Result<Vec<String>, (String, String)> {
-    let mut out = Vec::new();
-    let int = |field: &str, v: &str| -> Result<Option<i64>, (String, String)> {
-        let v = v.trim();
-        if v.is_empty() {
-            return Ok(None);
-        }
+    let cleaned = if whole {
         v.replace([',', '_', ' '], "")
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| (field.to_owned(), "enter a whole number".to_owned()))
+    } else {
+        v.to_owned()
     };
-    let float = |field: &str, v: &str| -> Result<Option<f64>, (String, String)> {
-        let v = v.trim();
-        if v.is_empty() {
-            return Ok(None);
+    cleaned.parse::<T>().map(Some).map_err(|_| {
+        let what = if whole {
+            "enter a whole number"
+        } else {
+            "enter a number"
+        };
+        (field.to_owned(), what.to_owned())
+    })
+}
+
+/// The generator parameters a form asks for: its own fields (rows, seed,
+/// and ε, δ for a DP method), then the chosen method's further settings.
+/// Checked against the generator's schema by the core, as a REST job's are.
+fn generator_params(f: &SynthForm, method: &methods::Method) -> Result<Vec<(String, Value)>, (String, String)> {
+    let mut out: Vec<(String, Value)> = Vec::new();
+    if let Some(r) = number::<i64>("rows", &f.rows, true)? {
+        out.push(("rows".into(), r.into()));
+    }
+    if let Some(s) = number::<i64>("seed", &f.seed, true)? {
+        out.push(("seed".into(), s.into()));
+    }
+    if method.dp {
+        for (name, text) in [("epsilon", &f.epsilon), ("delta", &f.delta)] {
+            if let Some(x) = number::<f64>(name, text, false)?.filter(|x| x.is_finite()) {
+                out.push((name.into(), x.into()));
+            }
         }
-        v.parse::<f64>()
-            .ok()
-            .filter(|x| x.is_finite())
-            .map(Some)
-            .ok_or_else(|| (field.to_owned(), "enter a number".to_owned()))
-    };
-    if let Some(r) = int("rows", &f.rows)? {
-        out.push(format!("{synth}.rows={r}"));
     }
-    if let Some(s) = int("seed", &f.seed)? {
-        out.push(format!("{synth}.seed={s}"));
+    for p in method.params.iter().filter(|p| !OWN_FIELDS.contains(&p.name.as_str())) {
+        let Some(text) = f.params.get(&param_field(method.id, &p.name)) else {
+            continue;
+        };
+        let value: Value = match p.kind {
+            "integer" => match number::<i64>(&p.name, text, true)? {
+                Some(i) => i.into(),
+                None => continue,
+            },
+            "number" => match number::<f64>(&p.name, text, false)? {
+                Some(x) => serde_json::Number::from_f64(x)
+                    .map(Value::Number)
+                    .ok_or_else(|| (p.name.clone(), "enter a number".to_owned()))?,
+                None => continue,
+            },
+            "boolean" => match text.as_str() {
+                "" => continue,
+                "true" => true.into(),
+                "false" => false.into(),
+                _ => return Err((p.name.clone(), "choose yes or no".to_owned())),
+            },
+            "strings" => {
+                let items: Vec<Value> = text
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(Value::from)
+                    .collect();
+                if items.is_empty() {
+                    continue;
+                }
+                Value::Array(items)
+            }
+            _ if text.trim().is_empty() => continue,
+            _ => text.trim().into(),
+        };
+        out.push((p.name.clone(), value));
     }
-    if let Some(h) = float("holdout", &f.holdout)? {
+    Ok(out)
+}
+
+/// The pipeline overrides a form asks for besides the generator's
+/// parameters: the holdout share and the report title.
+fn overrides(f: &SynthForm) -> Result<Vec<String>, (String, String)> {
+    use doppel_host::config::{ConfigValue, to_toml};
+    let mut out = Vec::new();
+    if let Some(h) = number::<f64>("holdout", &f.holdout, false)?.filter(|h| h.is_finite()) {
         out.push(format!("train.holdout={h:?}"));
         out.push(format!("holdout.holdout={h:?}"));
     }
-    if dp {
-        if let Some(e) = float("epsilon", &f.epsilon)? {
-            out.push(format!("{synth}.epsilon={e:?}"));
-        }
-        if let Some(d) = float("delta", &f.delta)? {
-            out.push(format!("{synth}.delta={d:?}"));
-        }
-    }
     let title = f.title.trim();
     if !title.is_empty() {
-        out.push(format!("report.title={}", toml_string(title)));
+        out.push(format!(
+            "report.title={}",
+            to_toml(&ConfigValue::String(title.to_owned()))
+        ));
     }
     Ok(out)
+}
+
+/// One generator parameter as a form field.
+fn param_input(method: &str, p: &methods::Param, value: Option<&String>, error: Option<&str>) -> Markup {
+    let name = param_field(method, &p.name);
+    let id = format!("param-{method}-{}", p.name);
+    let value = value.map_or("", String::as_str);
+    let default = p.default.as_ref().map(|d| match d {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    });
+    let mut hint = p.description.clone();
+    match (p.minimum, p.maximum) {
+        (Some(lo), Some(hi)) => hint.push_str(&format!(" From {lo} to {hi}.")),
+        (Some(lo), None) => hint.push_str(&format!(" At least {lo}.")),
+        (None, Some(hi)) => hint.push_str(&format!(" At most {hi}.")),
+        (None, None) => {}
+    }
+    if let Some(d) = &default {
+        hint.push_str(&format!(" Default: {d}."));
+    }
+    let described = if error.is_some() {
+        format!("{id}-hint {id}-error")
+    } else {
+        format!("{id}-hint")
+    };
+    html! {
+        label for=(id) { code { (p.name) } }
+        p class="hint" id=(format!("{id}-hint")) { (hint) }
+        @match p.kind {
+            "boolean" => {
+                select id=(id) name=(name) aria-describedby=(described) aria-invalid=[error.map(|_| "true")] {
+                    option value="" selected[value.is_empty()] { "Default" }
+                    option value="true" selected[value == "true"] { "Yes" }
+                    option value="false" selected[value == "false"] { "No" }
+                }
+            }
+            "string" if !p.allowed.is_empty() => {
+                select id=(id) name=(name) aria-describedby=(described) aria-invalid=[error.map(|_| "true")] {
+                    option value="" selected[value.is_empty()] { "Default" }
+                    @for a in &p.allowed {
+                        option value=(a) selected[value == a] { (a) }
+                    }
+                }
+            }
+            "integer" | "number" => {
+                input id=(id) name=(name) type="number" step=(if p.kind == "integer" { "1" } else { "any" })
+                    min=[p.minimum] max=[p.maximum] value=(value) placeholder=[default.as_deref()]
+                    aria-describedby=(described) aria-invalid=[error.map(|_| "true")];
+            }
+            _ => {
+                input id=(id) name=(name) type="text" maxlength="200" value=(value) placeholder=[default.as_deref()]
+                    aria-describedby=(described) aria-invalid=[error.map(|_| "true")];
+            }
+        }
+        (layout::field_error(&id, error))
+    }
 }
 
 fn synth_page(
@@ -133,11 +237,17 @@ fn synth_page(
             _ => None,
         }
     };
+    let chosen_params: Vec<&str> = all
+        .iter()
+        .find(|m| m.id == chosen)
+        .map(|m| m.params.iter().map(|p| p.name.as_str()).collect())
+        .unwrap_or_default();
     let general = match &error {
         Some((None, m)) => Some(m.as_str()),
         Some((Some(f_), m))
             if !["rows", "seed", "holdout", "epsilon", "delta", "title"]
                 .iter()
+                .chain(&chosen_params)
                 .any(|k| f_ == k || f_.ends_with(&format!(".{k}"))) =>
         {
             Some(m.as_str())
@@ -194,7 +304,7 @@ fn synth_page(
                 }
                 p class="hint" { "The other methods are checked against both." }
             }
-            div data-for-method="privsyn" {
+            div data-for-method=(all.iter().filter(|m| m.dp).map(|m| m.id).collect::<Vec<_>>().join(" ")) {
                 p class="note" {
                     "This dataset has ε = " (format!("{:.3}", ledger.remaining.epsilon))
                     " and δ = " (format!("{:.1e}", ledger.remaining.delta))
@@ -204,6 +314,21 @@ fn synth_page(
                     if f.epsilon.is_empty() { "1" } else { &f.epsilon }, "1", "any"))
                 (number("delta", "δ (delta)", "The chance the guarantee fails; far below 1 / rows.",
                     if f.delta.is_empty() { "1e-9" } else { &f.delta }, "1e-9", "any"))
+            }
+            @for m in all.iter().filter(|m| m.unavailable.is_none()) {
+                @let extra: Vec<&methods::Param> = m.params.iter().filter(|p| !OWN_FIELDS.contains(&p.name.as_str())).collect();
+                @if !extra.is_empty() {
+                    @let mine = m.id == chosen;
+                    details class="more" data-for-method=(m.id)
+                        open[mine && extra.iter().any(|p| err_for(&p.name).is_some())] {
+                        summary { "More " (m.label) " settings" }
+                        p class="hint" { "Leave a field empty for its default. A job may set only these; the rest stay as the shipped pipeline has them." }
+                        @for p in &extra {
+                            (param_input(m.id, p, f.params.get(&param_field(m.id, &p.name)),
+                                if mine { err_for(&p.name) } else { None }))
+                        }
+                    }
+                }
             }
             (number("rows", "Rows", &format!("How many synthetic rows; empty: as many as the dataset ({}). At most {} on this server.",
                 count(rows), count(state.settings.limits.max_synthetic_rows)), &f.rows, &rows.to_string(), "1"))
@@ -272,11 +397,11 @@ pub(crate) async fn synthesize(
         return again((None, format!("{} is not available here: {why}.", method.label)));
     }
     let checks = Checks::parse(if f.checks.is_empty() { "both" } else { &f.checks }).unwrap_or(Checks::Both);
-    let Some((pipeline, synth)) = methods::pipeline_for(&state, method.id, checks) else {
+    let Some((pipeline, _)) = methods::pipeline_for(&state, method.id, checks) else {
         return again((None, "That method cannot run on this server.".to_owned()));
     };
-    let overrides = match overrides(&f, synth, method.dp) {
-        Ok(o) => o,
+    let (params, overrides) = match generator_params(&f, &method).and_then(|p| Ok((p, overrides(&f)?))) {
+        Ok(both) => both,
         Err((field, message)) => return again((Some(field), format!("{message}."))),
     };
     let submitted = doppel_app::jobs::submit(
@@ -284,7 +409,11 @@ pub(crate) async fn synthesize(
         &meta(req, &ctx),
         &v,
         JobRequest {
-            pipeline: pipeline.to_owned(),
+            pipeline: Some(pipeline.to_owned()),
+            generator: Some(GeneratorRequest {
+                name: method.id.to_owned(),
+                params,
+            }),
             dataset_id: Some(d.id.clone()),
             model: None,
             overrides,
@@ -334,13 +463,14 @@ pub(crate) async fn list(
             div class="table-wrap" tabindex="0" role="region" aria-label="Table (scrolls sideways)" {
                 table {
                     caption { "Your jobs, newest first" }
-                    thead { tr { th { "Job" } th { "Pipeline" } th { "State" } th { "Quality" } th { "Privacy" } th { "Started" } } }
+                    thead { tr { th { "Job" } th { "Pipeline" } th { "Generator" } th { "State" } th { "Quality" } th { "Privacy" } th { "Started" } } }
                     tbody {
                         @for j in &rows {
                             @let view = JobView::of(j);
                             tr {
                                 td { a href=(format!("/jobs/{}", j.id)) { code { (j.id) } } }
                                 td { (view.pipeline) }
+                                td { (view.generator.clone().unwrap_or_default()) }
                                 td { (badge(&view.state)) }
                                 td { (score(&view.summary, "quality.Quality Score", 4)) }
                                 td { (score(&view.summary, "privacy.Privacy Score", 1)) }
@@ -390,6 +520,9 @@ pub(crate) async fn show(
             dl class="facts" {
                 dt { "State" } dd { span data-job-state { (badge(&view.state)) } }
                 dt { "Pipeline" } dd { (view.pipeline) }
+                @if let Some(g) = &view.generator {
+                    dt { "Generator" } dd { (g) }
+                }
                 @if let Some(ds) = &view.dataset_id {
                     dt { "Dataset" } dd { a href=(format!("/datasets/{ds}")) { code { (ds) } } }
                 }
@@ -532,15 +665,32 @@ pub(crate) async fn download(
 mod tests {
     use super::*;
 
-    #[test]
-    fn toml_strings_survive_quotes_and_controls() {
-        assert_eq!(toml_string("plain"), "\"plain\"");
-        assert_eq!(toml_string("a \"b\" \\ c"), "\"a \\\"b\\\" \\\\ c\"");
-        assert_eq!(toml_string("x\ny"), "\"x\\u000Ay\"");
+    fn method(dp: bool, params: &[(&str, &'static str)]) -> methods::Method {
+        methods::Method {
+            id: "m",
+            label: "M",
+            summary: "",
+            dp,
+            choose_checks: false,
+            unavailable: None,
+            pipeline: "quickstart",
+            params: params
+                .iter()
+                .map(|&(name, kind)| methods::Param {
+                    name: name.to_owned(),
+                    description: String::new(),
+                    kind,
+                    default: None,
+                    allowed: Vec::new(),
+                    minimum: None,
+                    maximum: None,
+                })
+                .collect(),
+        }
     }
 
     #[test]
-    fn forms_become_tuning_overrides_only() {
+    fn forms_become_generator_parameters_and_tuning_overrides_only() {
         let f = SynthForm {
             rows: "1,000".into(),
             seed: "7".into(),
@@ -548,47 +698,95 @@ mod tests {
             epsilon: "2".into(),
             delta: "1e-9".into(),
             title: "Q3 \"twin\"".into(),
+            params: [
+                ("param.m.epochs", "12"),
+                ("param.m.save_model", "true"),
+                ("param.m.columns", "a, b,"),
+                ("param.m.mode", ""),
+                // Another method's field, and a name the schema lacks, are
+                // never read.
+                ("param.other.epochs", "3"),
+                ("param.m.path", "/etc/passwd"),
+                ("csrf", "token"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
             ..SynthForm::default()
         };
-        let o = overrides(&f, "synth", true).unwrap();
+        let m = method(
+            true,
+            &[
+                ("rows", "integer"),
+                ("epochs", "integer"),
+                ("save_model", "boolean"),
+                ("columns", "strings"),
+                ("mode", "string"),
+            ],
+        );
+        let params = generator_params(&f, &m).unwrap();
         assert_eq!(
-            o,
+            params,
             [
-                "synth.rows=1000",
-                "synth.seed=7",
-                "train.holdout=0.25",
-                "holdout.holdout=0.25",
-                "synth.epsilon=2.0",
-                "synth.delta=1e-9",
-                "report.title=\"Q3 \\\"twin\\\"\"",
+                ("rows".to_owned(), serde_json::json!(1000)),
+                ("seed".to_owned(), serde_json::json!(7)),
+                ("epsilon".to_owned(), serde_json::json!(2.0)),
+                ("delta".to_owned(), serde_json::json!(1e-9)),
+                ("epochs".to_owned(), serde_json::json!(12)),
+                ("save_model".to_owned(), serde_json::json!(true)),
+                ("columns".to_owned(), serde_json::json!(["a", "b"])),
             ]
         );
         assert!(
-            overrides(&f, "synth", false)
+            generator_params(&f, &method(false, &[]))
                 .unwrap()
                 .iter()
-                .all(|o| !o.contains("epsilon"))
+                .all(|(k, _)| k != "epsilon"),
+            "ε only for a DP method"
+        );
+        assert_eq!(
+            overrides(&f).unwrap(),
+            [
+                "train.holdout=0.25",
+                "holdout.holdout=0.25",
+                // A TOML literal string: the quotes need no escapes.
+                "report.title='Q3 \"twin\"'",
+            ]
         );
         let bad = SynthForm {
             rows: "many".into(),
             ..SynthForm::default()
         };
-        assert_eq!(overrides(&bad, "synth", false).unwrap_err().0, "rows");
+        assert_eq!(generator_params(&bad, &m).unwrap_err().0, "rows");
+        let bad = SynthForm {
+            params: [("param.m.epochs".to_owned(), "lots".to_owned())].into_iter().collect(),
+            ..SynthForm::default()
+        };
+        assert_eq!(generator_params(&bad, &m).unwrap_err().0, "epochs");
+    }
+
+    #[test]
+    fn the_form_reads_generator_fields_from_a_posted_body() {
+        let f: SynthForm = serde_urlencoded::from_str("method=ctgan&rows=10&param.ctgan.epochs=5&csrf=x").unwrap();
+        assert_eq!((f.method.as_str(), f.rows.as_str()), ("ctgan", "10"));
+        assert_eq!(f.params.get("param.ctgan.epochs").map(String::as_str), Some("5"));
     }
 
     proptest::proptest! {
         /// Whatever a person types as a title, it stays one TOML string.
         #[test]
         fn any_title_is_one_toml_string(title in "\\PC{0,80}") {
-            let s = toml_string(&title);
-            proptest::prop_assert!(s.starts_with('"') && s.ends_with('"'));
-            let inner = &s[1..s.len() - 1];
-            let mut escaped = false;
-            for c in inner.chars() {
-                if escaped { escaped = false; continue; }
-                if c == '\\' { escaped = true; continue; }
-                proptest::prop_assert!(c != '"', "an unescaped quote in {}", s);
-                proptest::prop_assert!(!c.is_control());
+            let f = SynthForm { title: title.clone(), ..SynthForm::default() };
+            let o = overrides(&f).unwrap();
+            let trimmed = title.trim();
+            if trimmed.is_empty() {
+                proptest::prop_assert!(o.is_empty());
+            } else {
+                let text = "version = 1\nname = \"p\"\n[stages.report]\nuses = \"builtin:report-pdf\"\n";
+                let mut spec = doppel_host::spec::PipelineSpec::parse(doppel_host::spec::SourceFile::new("p.toml", text)).unwrap();
+                spec.set(&o[0]).unwrap();
+                let (_, v) = spec.stage("report").unwrap().with.iter().find(|(k, _)| k.value == "title").unwrap();
+                proptest::prop_assert_eq!(&v.value, &doppel_host::config::ConfigValue::String(trimmed.to_owned()));
             }
         }
     }

@@ -1,4 +1,4 @@
-//! DoAction: `job.submit`, `job.status`, `job.cancel`, `dataset.delete`, each a call into the application core.
+//! DoAction: `job.submit`, `generators.list`, `job.status`, `job.cancel`, `dataset.delete`, each a call into the application core.
 
 use super::*;
 
@@ -12,7 +12,10 @@ impl FlightSql {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Submit {
-            pipeline: String,
+            #[serde(default)]
+            pipeline: Option<String>,
+            #[serde(default)]
+            generator: Option<Generator>,
             #[serde(alias = "dataset_id")]
             dataset: String,
             #[serde(default)]
@@ -21,6 +24,13 @@ impl FlightSql {
             overrides: Vec<String>,
             #[serde(default)]
             format: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Generator {
+            name: String,
+            #[serde(default)]
+            params: serde_json::Map<String, serde_json::Value>,
         }
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -62,6 +72,10 @@ impl FlightSql {
                     p,
                     runner::JobRequest {
                         pipeline: s.pipeline,
+                        generator: s.generator.map(|g| runner::GeneratorRequest {
+                            name: g.name,
+                            params: g.params.into_iter().collect(),
+                        }),
                         dataset_id: Some(d.id),
                         model: None,
                         overrides: s.overrides,
@@ -75,6 +89,38 @@ impl FlightSql {
                     runner::SubmitError::Platform(e) => error::platform(e),
                 })?;
                 Ok(job_json(&job))
+            }
+            "generators.list" => {
+                let trimmed = body.trim_ascii();
+                if !trimmed.is_empty() && trimmed != b"{}" {
+                    return Err(Status::invalid_argument(format!("{what}: expected no body or {{}}")));
+                }
+                Ok(serde_json::Value::Array(
+                    doppel_app::methods::methods(&self.state)
+                        .into_iter()
+                        .map(|m| {
+                            serde_json::json!({
+                                "id": m.id,
+                                "label": m.label,
+                                "summary": m.summary,
+                                "dp": m.dp,
+                                "available": m.unavailable.is_none(),
+                                "unavailable_reason": m.unavailable,
+                                "pipeline": m.pipeline,
+                                "pipelines": doppel_app::methods::pipelines_running(m.id),
+                                "params": m.params.iter().map(|p| serde_json::json!({
+                                    "name": p.name,
+                                    "description": p.description,
+                                    "type": p.kind,
+                                    "default": p.default,
+                                    "allowed": p.allowed,
+                                    "minimum": p.minimum,
+                                    "maximum": p.maximum,
+                                })).collect::<Vec<_>>(),
+                            })
+                        })
+                        .collect(),
+                ))
             }
             "job.status" => {
                 let j: JobId = serde_json::from_slice(body).map_err(|e| json_status(&e, &what))?;

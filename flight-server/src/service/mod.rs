@@ -70,10 +70,14 @@ pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 's
 const BATCH_ROWS: usize = 64 * 1024;
 
 /// Our `DoAction` verbs: `(type, description)`.
-pub const ACTIONS: [(&str, &str); 4] = [
+pub const ACTIONS: [(&str, &str); 5] = [
     (
         "job.submit",
-        "Run a shipped pipeline on a dataset. Body (JSON): {\"pipeline\": \"quickstart\", \"dataset\": \"<name or ds_ id>\", \"version\"?: n, \"overrides\"?: [\"stage.key=value\"], \"format\"?: \"parquet\"|\"csv\"}. Result: the job (JSON).",
+        "Run a shipped pipeline, or a generator by name, on a dataset. Body (JSON): {\"pipeline\"?: \"quickstart\", \"generator\"?: {\"name\": \"privsyn\", \"params\"?: {\"epsilon\": 0.5}}, \"dataset\": \"<name or ds_ id>\", \"version\"?: n, \"overrides\"?: [\"stage.key=value\"], \"format\"?: \"parquet\"|\"csv\"}; give `pipeline`, `generator` or both. Result: the job (JSON).",
+    ),
+    (
+        "generators.list",
+        "The generators a job can choose, as REST's GET /v1/generators. Body: empty or {}. Result: a JSON list, each with id, label, dp, available, unavailable_reason, pipeline, pipelines and params (name, type, default, allowed, minimum, maximum).",
     ),
     (
         "job.status",

@@ -111,6 +111,15 @@ impl RdpAccountant {
         }
     }
 
+    /// Add a ρ-zCDP mechanism (Bun & Steinke 2016: RDP ρ·α at every order
+    /// α), such as the Gaussian measurements a DP generator makes of its
+    /// domain before training, so that they and DP-SGD convert to one (ε, δ).
+    pub fn compose_zcdp(&mut self, rho: f64) {
+        for (order, rdp) in self.orders.iter().zip(&mut self.rdp) {
+            *rdp += rho * order;
+        }
+    }
+
     /// The smallest ε, over the tracked orders, such that everything composed
     /// so far is (ε, δ)-DP, and the order that gives it.
     pub fn epsilon(&self, delta: f64) -> (f64, f64) {
@@ -173,6 +182,19 @@ pub fn epsilon(q: f64, sigma: f64, steps: u64, delta: f64) -> f64 {
 /// most the target. Opacus's `get_noise_multiplier` answers the same question
 /// to within 0.01 of ε, rounding up.
 pub fn noise_multiplier(target_epsilon: f64, delta: f64, q: f64, steps: u64) -> Result<f64> {
+    noise_multiplier_after(&RdpAccountant::default(), target_epsilon, delta, q, steps)
+}
+
+/// [`noise_multiplier`] for training that follows what `spent` already
+/// holds: the smallest noise multiplier whose steps, composed with `spent`,
+/// are (`target_epsilon`, `delta`)-DP in total.
+pub fn noise_multiplier_after(
+    spent: &RdpAccountant,
+    target_epsilon: f64,
+    delta: f64,
+    q: f64,
+    steps: u64,
+) -> Result<f64> {
     let invalid = |name: &str, message: String| Error::InvalidParam {
         name: name.to_owned(),
         message,
@@ -186,7 +208,17 @@ pub fn noise_multiplier(target_epsilon: f64, delta: f64, q: f64, steps: u64) -> 
     if !(q > 0.0 && q <= 1.0) {
         return Err(invalid("sampling rate", format!("{q} is not in (0, 1]")));
     }
-    let meets = |sigma: f64| epsilon(q, sigma, steps, delta) <= target_epsilon;
+    if spent.epsilon(delta).0 > target_epsilon {
+        return Err(invalid(
+            "epsilon",
+            format!("ε = {target_epsilon} at δ = {delta} is spent before training starts: allow a larger ε"),
+        ));
+    }
+    let meets = |sigma: f64| {
+        let mut total = spent.clone();
+        total.compose_poisson_gaussian(q, sigma, steps);
+        total.epsilon(delta).0 <= target_epsilon
+    };
     // Bracket: `hi` meets the target, `lo` does not.
     let mut hi = 1.0;
     while !meets(hi) {
@@ -407,6 +439,42 @@ mod tests {
         let rho = steps as f64 / (2.0 * sigma * sigma);
         let exact = crate::accountant::cdp_eps(rho, delta);
         assert!(eps >= exact * (1.0 - 1e-9) && eps <= exact * 1.05, "{eps} vs {exact}");
+    }
+
+    #[test]
+    fn zcdp_spent_first_composes_with_training() {
+        // A ρ-zCDP measurement is the full-batch Gaussian mechanism with
+        // ρ = 1/(2σ²): composing it is composing one such step.
+        let (rho, delta) = (0.02_f64, 1e-6);
+        let sigma = (1.0 / (2.0 * rho)).sqrt();
+        let mut zcdp = RdpAccountant::default();
+        zcdp.compose_zcdp(rho);
+        let mut step = RdpAccountant::default();
+        step.compose_poisson_gaussian(1.0, sigma, 1);
+        let (a, b) = (zcdp.epsilon(delta).0, step.epsilon(delta).0);
+        assert!((a - b).abs() <= 1e-12 * b, "{a} vs {b}");
+
+        // Training after it needs more noise for the same total, and the
+        // total is then the target.
+        let (q, steps, target) = (0.02, 5000, 4.0);
+        let alone = noise_multiplier(target, delta, q, steps).unwrap();
+        let after = noise_multiplier_after(&zcdp, target, delta, q, steps).unwrap();
+        assert!(after > alone, "{after} vs {alone}");
+        let mut total = zcdp.clone();
+        total.compose_poisson_gaussian(q, after, steps);
+        let eps = total.epsilon(delta).0;
+        assert!(eps <= target && eps > target - 1e-6, "{eps}");
+        assert_eq!(
+            noise_multiplier_after(&RdpAccountant::default(), target, delta, q, steps).unwrap(),
+            alone
+        );
+        // Spent already: refused, saying so.
+        let mut all = RdpAccountant::default();
+        all.compose_zcdp(10.0);
+        let err = noise_multiplier_after(&all, 1.0, delta, q, steps)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("spent before training"), "{err}");
     }
 
     #[test]

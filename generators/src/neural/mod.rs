@@ -1,4 +1,5 @@
-//! Neural generators on libtorch (`torch` feature): [`Ctgan`] and [`Tvae`].
+//! Neural generators on libtorch (`torch` feature): [`Ctgan`], [`Tvae`] and
+//! [`DpTvae`] (TVAE under DP-SGD, [`dpsgd`]).
 //!
 //! Both share CTGAN's data transformer ([`transformer`]) and keep the whole
 //! training loop on the device: the encoded table is one tensor, and
@@ -13,6 +14,8 @@
 
 mod cond;
 mod ctgan;
+mod dp_tvae;
+mod dpsgd;
 pub(crate) mod transformer;
 mod tvae;
 
@@ -25,6 +28,7 @@ use crate::{Error, Progress, Result};
 
 pub(crate) use ctgan::load as load_ctgan;
 pub use ctgan::{Ctgan, CtganModel};
+pub use dp_tvae::{DpTvae, DpTvaeModel};
 pub(crate) use tvae::load as load_tvae;
 pub use tvae::{Tvae, TvaeModel};
 

@@ -26,7 +26,7 @@
 pub(crate) mod domain;
 mod gum;
 mod marginals;
-mod noise;
+pub(crate) mod noise;
 
 use std::sync::Arc;
 
@@ -66,11 +66,291 @@ struct Settings {
     epsilon: f64,
     delta: f64,
     max_cells: usize,
-    bins: usize,
-    bounds: Vec<(String, f64, f64)>,
-    public_categories: Vec<String>,
+    domain: DomainParams,
     iterations: usize,
     reproducible_noise: bool,
+}
+
+/// What a DP generator is told about its columns' domains: bins per numeric
+/// column, and what is public knowledge (bounds, value sets) and so costs no
+/// budget. PrivSyn's, and DP-SGD generators' that train on its domain.
+#[derive(Debug, Clone)]
+pub(crate) struct DomainParams {
+    /// Bins per numeric column.
+    pub(crate) bins: usize,
+    /// Declared bounds: `(column, low, high)`.
+    pub(crate) bounds: Vec<(String, f64, f64)>,
+    /// Columns whose value sets are public.
+    pub(crate) public_categories: Vec<String>,
+}
+
+impl DomainParams {
+    /// The parameters' declarations (`bins`, `bounds`, `public_categories`).
+    pub(crate) fn specs() -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::integer("bins", "Bins per numeric column.", 32, 2.0, 1000.0),
+            ParamSpec {
+                name: "bounds",
+                description: "Public bounds `column=low..high` for numeric columns (saves the budget of \
+                              finding them privately; values outside are clipped).",
+                ty: ParamType::Strings,
+                default: None,
+                allowed: &[],
+                minimum: None,
+                maximum: None,
+                user_settable: true,
+            },
+            ParamSpec {
+                name: "public_categories",
+                description: "Columns whose set of values is public knowledge: every observed value is \
+                              kept instead of being released by partition selection.",
+                ty: ParamType::Strings,
+                default: None,
+                allowed: &[],
+                minimum: None,
+                maximum: None,
+                user_settable: true,
+            },
+        ]
+    }
+
+    /// Parse them.
+    pub(crate) fn parse(params: &Params) -> Result<DomainParams> {
+        let bins = usize::try_from(params.integer("bins", 32)?)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| invalid("bins", "must be a positive integer"))?;
+        let mut bounds = Vec::new();
+        for spec in params.strings("bounds")?.unwrap_or_default() {
+            let parsed = spec.split_once('=').and_then(|(col, range)| {
+                let (lo, hi) = range.split_once("..")?;
+                let (lo, hi) = (lo.trim().parse::<f64>().ok()?, hi.trim().parse::<f64>().ok()?);
+                (lo.is_finite() && hi.is_finite() && lo <= hi).then(|| (col.trim().to_owned(), lo, hi))
+            });
+            bounds.push(
+                parsed
+                    .ok_or_else(|| invalid("bounds", format!("`{spec}` is not `column=low..high` with low ≤ high")))?,
+            );
+        }
+        Ok(DomainParams {
+            bins,
+            bounds,
+            public_categories: params.strings("public_categories")?.unwrap_or_default().to_vec(),
+        })
+    }
+
+    /// Each column's treatment, decided from the schema and these
+    /// parameters only, so that the budget split never depends on values.
+    /// Errors name a declared column the table lacks.
+    pub(crate) fn kinds(&self, schema: &SchemaRef, semantics: &[SemanticType]) -> Result<Vec<Kind>> {
+        crate::check_semantics(schema.fields().len(), semantics.len())?;
+        for (col, _, _) in &self.bounds {
+            if schema.index_of(col).is_err() {
+                return Err(invalid("bounds", format!("no column `{col}`")));
+            }
+        }
+        for col in &self.public_categories {
+            if schema.index_of(col).is_err() {
+                return Err(invalid("public_categories", format!("no column `{col}`")));
+            }
+        }
+        Ok(schema
+            .fields()
+            .iter()
+            .zip(semantics)
+            .map(|(f, sem)| {
+                let numeric_type = f.data_type().is_numeric()
+                    || matches!(
+                        f.data_type(),
+                        DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
+                    );
+                match sem {
+                    SemanticType::Id => Kind::Key,
+                    SemanticType::Numerical | SemanticType::Datetime if numeric_type => Kind::Numeric {
+                        public: self.bounds.iter().any(|(c, _, _)| c == f.name()),
+                    },
+                    _ if f.data_type() == &DataType::Boolean => Kind::Boolean,
+                    _ => Kind::Categories {
+                        public: self.public_categories.iter().any(|c| c == f.name()),
+                    },
+                }
+            })
+            .collect())
+    }
+
+    /// What the spend's notes say was declared public.
+    pub(crate) fn public_notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.bounds.is_empty() {
+            let cols: Vec<&str> = self.bounds.iter().map(|(c, _, _)| c.as_str()).collect();
+            notes.push(format!("bounds declared public for {}", cols.join(", ")));
+        }
+        if !self.public_categories.is_empty() {
+            notes.push(format!(
+                "value sets declared public for {}",
+                self.public_categories.join(", ")
+            ));
+        }
+        notes
+    }
+}
+
+/// How a column is treated by a DP generator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Kind {
+    /// An id: not modelled, fresh keys in the twin.
+    Key,
+    /// Binned between bounds (declared when `public`).
+    Numeric { public: bool },
+    /// True / false / null.
+    Boolean,
+    /// Categories: every observed value when `public`, else those partition
+    /// selection releases.
+    Categories { public: bool },
+}
+
+/// The budget of a private domain: ρ per numeric column whose bounds are
+/// found privately, the Gaussian noise (σ) on each category count of
+/// partition selection, and δ per column that selects.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DomainBudget {
+    pub(crate) rho_bound_each: f64,
+    pub(crate) sigma_select: f64,
+    pub(crate) delta_each: f64,
+}
+
+/// A released domain: each column's plan and codec, the noisy 1-way counts
+/// partition selection measured on the way (`None` for other columns), and
+/// notes on what was merged or lost.
+pub(crate) struct Domain {
+    pub(crate) plans: Vec<Plan>,
+    pub(crate) codecs: Vec<Codec>,
+    pub(crate) measured: Vec<Option<Vec<f64>>>,
+    pub(crate) notes: Vec<String>,
+}
+
+impl Domain {
+    /// Each modelled column (by schema index) with how its rows map to bins.
+    pub(crate) fn binned(&self) -> Vec<(usize, crate::counts::Binning)> {
+        self.plans
+            .iter()
+            .enumerate()
+            .filter_map(|(ci, p)| match p {
+                Plan::Attr(a) => Some((ci, self.codecs[*a].binning())),
+                Plan::Key => None,
+            })
+            .collect()
+    }
+}
+
+/// Release each column's domain under `budget`: numeric columns become bins
+/// between their declared or privately found bounds (one bucket-count
+/// request for all of them), categories are released by Gaussian partition
+/// selection or, when public, kept whole. Progress advances one step per
+/// column, out of `total_steps`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site per generator; each argument is one decision"
+)]
+pub(crate) fn private_domain(
+    source: &dyn CountSource,
+    kinds: &[Kind],
+    declared: &DomainParams,
+    budget: DomainBudget,
+    noise: &mut Noise,
+    progress: &dyn Progress,
+    total_steps: u64,
+) -> Result<Domain> {
+    let schema = source.schema();
+    let unbounded: Vec<usize> = (0..kinds.len())
+        .filter(|&c| matches!(kinds[c], Kind::Numeric { public: false }))
+        .collect();
+    let buckets = source.bucket_counts(&unbounded)?;
+    let categorical: Vec<usize> = (0..kinds.len())
+        .filter(|&c| matches!(kinds[c], Kind::Categories { .. }))
+        .collect();
+    let mut values = source.value_counts(&categorical)?.into_iter();
+    let mut plans = Vec::with_capacity(kinds.len());
+    let mut codecs = Vec::new();
+    let mut measured: Vec<Option<Vec<f64>>> = Vec::new();
+    let mut notes = Vec::new();
+    for (ci, field) in schema.fields().iter().enumerate() {
+        if progress.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let (codec, one) = match kinds[ci] {
+            Kind::Key => {
+                plans.push(Plan::Key);
+                continue;
+            }
+            Kind::Numeric { public } => {
+                let whole = !matches!(
+                    field.data_type(),
+                    DataType::Float16 | DataType::Float32 | DataType::Float64
+                );
+                let bounds = if public {
+                    declared
+                        .bounds
+                        .iter()
+                        .find(|(c, _, _)| c == field.name())
+                        .map(|(_, lo, hi)| (*lo, *hi))
+                } else {
+                    let at = unbounded.iter().position(|&c| c == ci).expect("counted above");
+                    domain::private_bounds(&buckets[at], budget.rho_bound_each, noise)
+                };
+                let (lo, hi) = bounds.unwrap_or_else(|| {
+                    notes.push(format!(
+                        "`{}`: too few rows to find bounds privately at this budget; modelled as zero \
+                         or null (declare `bounds` to keep it)",
+                        field.name()
+                    ));
+                    (0.0, 0.0)
+                });
+                (Codec::Numeric(domain::numeric_bins(lo, hi, declared.bins, whole)), None)
+            }
+            Kind::Boolean => (
+                Codec::Categorical {
+                    values: domain::boolean_values(field.data_type())?,
+                },
+                None,
+            ),
+            Kind::Categories { public } => {
+                let d = values.next().expect("one per categorical column");
+                if public {
+                    // Every observed non-null value is a bin; null (and
+                    // anything unseen) is the last.
+                    let null = d.null_index();
+                    let keep: Vec<u32> = (0..d.counts.len())
+                        .filter(|&v| Some(v) != null)
+                        .map(|v| u32::try_from(v).expect("small"))
+                        .collect();
+                    let values = arrow::compute::take(d.values.as_ref(), &arrow::array::UInt32Array::from(keep), None)?;
+                    (Codec::Categorical { values }, None)
+                } else {
+                    let (codec, one) = domain::select_categories(&d, budget.sigma_select, budget.delta_each, noise)?;
+                    let kept = codec.size() - 1;
+                    let dropped = d.counts.len() - kept - usize::from(d.null_index().is_some());
+                    if dropped > 0 {
+                        notes.push(format!(
+                            "`{}`: {kept} values released, {dropped} rare values merged into null",
+                            field.name()
+                        ));
+                    }
+                    (codec, Some(one))
+                }
+            }
+        };
+        plans.push(Plan::Attr(codecs.len()));
+        measured.push(one);
+        codecs.push(codec);
+        progress.advance(ci as u64 + 1, total_steps);
+    }
+    Ok(Domain {
+        plans,
+        codecs,
+        measured,
+        notes,
+    })
 }
 
 fn invalid(name: &str, message: impl Into<String>) -> Error {
@@ -97,28 +377,29 @@ impl Settings {
                 .filter(|v| *v > 0)
                 .ok_or_else(|| invalid(name, "must be a positive integer"))
         };
-        let mut bounds = Vec::new();
-        for spec in params.strings("bounds")?.unwrap_or_default() {
-            let parsed = spec.split_once('=').and_then(|(col, range)| {
-                let (lo, hi) = range.split_once("..")?;
-                let (lo, hi) = (lo.trim().parse::<f64>().ok()?, hi.trim().parse::<f64>().ok()?);
-                (lo.is_finite() && hi.is_finite() && lo <= hi).then(|| (col.trim().to_owned(), lo, hi))
-            });
-            bounds.push(
-                parsed
-                    .ok_or_else(|| invalid("bounds", format!("`{spec}` is not `column=low..high` with low ≤ high")))?,
-            );
-        }
         Ok(Settings {
             epsilon,
             delta,
             max_cells: positive("max_cells", 10_000)?,
-            bins: positive("bins", 32)?,
-            bounds,
-            public_categories: params.strings("public_categories")?.unwrap_or_default().to_vec(),
+            domain: DomainParams::parse(params)?,
             iterations: positive("iterations", 50)?,
             reproducible_noise: params.boolean("reproducible_noise", false)?,
         })
+    }
+}
+
+/// `reproducible_noise`: for tests, never a job's to set.
+pub(crate) fn reproducible_noise() -> ParamSpec {
+    ParamSpec {
+        name: "reproducible_noise",
+        description: "Derive the DP noise from `seed` (for tests). Anyone who knows the seed can \
+                      remove the noise, so this voids the guarantee.",
+        ty: ParamType::Boolean,
+        default: Some(ParamValue::Boolean(false)),
+        allowed: &[],
+        minimum: None,
+        maximum: None,
+        user_settable: false,
     }
 }
 
@@ -133,7 +414,7 @@ impl Generator for PrivSyn {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
+        let mut specs = vec![
             ParamSpec::float("epsilon", "Privacy budget ε of the whole fit.", 1.0, 0.001, 100.0),
             ParamSpec::float(
                 "delta",
@@ -149,42 +430,13 @@ impl Generator for PrivSyn {
                 4.0,
                 1e7,
             ),
-            ParamSpec::integer("bins", "Bins per numeric column.", 32, 2.0, 1000.0),
+        ];
+        specs.extend(DomainParams::specs());
+        specs.extend([
             ParamSpec::integer("iterations", "GUM update rounds.", 50, 1.0, 1000.0),
-            ParamSpec {
-                name: "bounds",
-                description: "Public bounds `column=low..high` for numeric columns (saves the budget of \
-                              finding them privately; values outside are clipped).",
-                ty: ParamType::Strings,
-                default: None,
-                allowed: &[],
-                minimum: None,
-                maximum: None,
-                user_settable: true,
-            },
-            ParamSpec {
-                name: "public_categories",
-                description: "Columns whose set of values is public knowledge: every observed value is \
-                              kept instead of being released by partition selection.",
-                ty: ParamType::Strings,
-                default: None,
-                allowed: &[],
-                minimum: None,
-                maximum: None,
-                user_settable: true,
-            },
-            ParamSpec {
-                name: "reproducible_noise",
-                description: "Derive the DP noise from `seed` (for tests). Anyone who knows the seed can \
-                              remove the noise, so this voids the guarantee.",
-                ty: ParamType::Boolean,
-                default: Some(ParamValue::Boolean(false)),
-                allowed: &[],
-                minimum: None,
-                maximum: None,
-                user_settable: false,
-            },
-        ]
+            reproducible_noise(),
+        ]);
+        specs
     }
 
     fn privacy_cost(&self, params: &Params) -> Result<Option<PrivacyCost>> {
@@ -222,7 +474,7 @@ impl Generator for PrivSyn {
 
 /// How a column is handled.
 #[derive(Debug, Clone)]
-enum Plan {
+pub(crate) enum Plan {
     /// Modelled: attribute index into the discrete table.
     Attr(usize),
     /// A key: fresh sequential values.
@@ -262,54 +514,15 @@ impl PrivSynModel {
         let s = Settings::parse(params)?;
         let schema = source.schema();
         let semantics = source.semantics().to_vec();
-        crate::check_semantics(schema.fields().len(), semantics.len())?;
-        for (col, _, _) in &s.bounds {
-            if schema.index_of(col).is_err() {
-                return Err(invalid("bounds", format!("no column `{col}`")));
-            }
-        }
-        for col in &s.public_categories {
-            if schema.index_of(col).is_err() {
-                return Err(invalid("public_categories", format!("no column `{col}`")));
-            }
-        }
+        let kinds = s.domain.kinds(&schema, &semantics)?;
         let mut noise = if s.reproducible_noise {
             Noise::seeded(seed)
         } else {
             Noise::os().map_err(|e| Error::Entropy(e.to_string()))?
         };
 
-        // Decide each column's treatment before touching values, so the
+        // Each column's treatment is decided before touching values, so the
         // budget split depends on the schema and parameters only.
-        #[derive(Clone, Copy, PartialEq)]
-        enum Kind {
-            Key,
-            Numeric { public: bool },
-            Boolean,
-            Categories { public: bool },
-        }
-        let kinds: Vec<Kind> = schema
-            .fields()
-            .iter()
-            .zip(&semantics)
-            .map(|(f, sem)| {
-                let numeric_type = f.data_type().is_numeric()
-                    || matches!(
-                        f.data_type(),
-                        DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
-                    );
-                match sem {
-                    SemanticType::Id => Kind::Key,
-                    SemanticType::Numerical | SemanticType::Datetime if numeric_type => Kind::Numeric {
-                        public: s.bounds.iter().any(|(c, _, _)| c == f.name()),
-                    },
-                    _ if f.data_type() == &DataType::Boolean => Kind::Boolean,
-                    _ => Kind::Categories {
-                        public: s.public_categories.iter().any(|c| c == f.name()),
-                    },
-                }
-            })
-            .collect();
         let modelled = kinds.iter().filter(|k| **k != Kind::Key).count();
         let need_bounds = kinds
             .iter()
@@ -344,98 +557,29 @@ impl PrivSynModel {
         let delta_each = delta_select / selecting.max(1) as f64;
         let sigma_one = gaussian_sigma(rho_one_each, 1.0);
 
-        // Pass 1, per column: its domain. Numeric columns without declared
-        // bounds count their power-of-two buckets (one request for all of
-        // them); categorical ones count their values.
-        let unbounded: Vec<usize> = (0..kinds.len())
-            .filter(|&c| matches!(kinds[c], Kind::Numeric { public: false }))
-            .collect();
-        let buckets = source.bucket_counts(&unbounded)?;
-        let categorical: Vec<usize> = (0..kinds.len())
-            .filter(|&c| matches!(kinds[c], Kind::Categories { .. }))
-            .collect();
-        let mut values = source.value_counts(&categorical)?.into_iter();
-        // Columns, the tables, then selection, measurement and consistency.
+        // Pass 1, per column: its domain. Partition selection measures the
+        // categories' 1-way marginals on the way, at the 1-way noise.
         let total_steps = schema.fields().len() as u64 + 2;
-        let mut plans = Vec::with_capacity(kinds.len());
-        let mut codecs = Vec::new();
-        // The 1-way marginal each column already measured (categories, by
-        // partition selection), or `None` to measure from its table.
-        let mut measured: Vec<Option<Vec<f64>>> = Vec::new();
-        let mut binned: Vec<(usize, crate::counts::Binning)> = Vec::new();
-        let mut notes = Vec::new();
-        for (ci, field) in schema.fields().iter().enumerate() {
-            if progress.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let (codec, one) = match kinds[ci] {
-                Kind::Key => {
-                    plans.push(Plan::Key);
-                    continue;
-                }
-                Kind::Numeric { public } => {
-                    let whole = !matches!(
-                        field.data_type(),
-                        DataType::Float16 | DataType::Float32 | DataType::Float64
-                    );
-                    let bounds = if public {
-                        s.bounds
-                            .iter()
-                            .find(|(c, _, _)| c == field.name())
-                            .map(|(_, lo, hi)| (*lo, *hi))
-                    } else {
-                        let at = unbounded.iter().position(|&c| c == ci).expect("counted above");
-                        domain::private_bounds(&buckets[at], rho_bound_each, &mut noise)
-                    };
-                    let (lo, hi) = bounds.unwrap_or_else(|| {
-                        notes.push(format!(
-                            "`{}`: too few rows to find bounds privately at this budget; modelled as zero \
-                             or null (declare `bounds` to keep it)",
-                            field.name()
-                        ));
-                        (0.0, 0.0)
-                    });
-                    (Codec::Numeric(domain::numeric_bins(lo, hi, s.bins, whole)), None)
-                }
-                Kind::Boolean => (
-                    Codec::Categorical {
-                        values: domain::boolean_values(field.data_type())?,
-                    },
-                    None,
-                ),
-                Kind::Categories { public } => {
-                    let d = values.next().expect("one per categorical column");
-                    if public {
-                        // Every observed non-null value is a bin; null (and
-                        // anything unseen) is the last.
-                        let null = d.null_index();
-                        let keep: Vec<u32> = (0..d.counts.len())
-                            .filter(|&v| Some(v) != null)
-                            .map(|v| u32::try_from(v).expect("small"))
-                            .collect();
-                        let values =
-                            arrow::compute::take(d.values.as_ref(), &arrow::array::UInt32Array::from(keep), None)?;
-                        (Codec::Categorical { values }, None)
-                    } else {
-                        let (codec, one) = domain::select_categories(&d, sigma_one, delta_each, &mut noise)?;
-                        let kept = codec.size() - 1;
-                        let dropped = d.counts.len() - kept - usize::from(d.null_index().is_some());
-                        if dropped > 0 {
-                            notes.push(format!(
-                                "`{}`: {kept} values released, {dropped} rare values merged into null",
-                                field.name()
-                            ));
-                        }
-                        (codec, Some(one))
-                    }
-                }
-            };
-            plans.push(Plan::Attr(codecs.len()));
-            binned.push((ci, codec.binning()));
-            measured.push(one);
-            codecs.push(codec);
-            progress.advance(ci as u64 + 1, total_steps);
-        }
+        let domain = private_domain(
+            source,
+            &kinds,
+            &s.domain,
+            DomainBudget {
+                rho_bound_each,
+                sigma_select: sigma_one,
+                delta_each,
+            },
+            &mut noise,
+            progress,
+            total_steps,
+        )?;
+        let binned = domain.binned();
+        let Domain {
+            plans,
+            codecs,
+            measured,
+            mut notes,
+        } = domain;
         let sizes: Vec<usize> = codecs.iter().map(Codec::size).collect();
 
         // Pass 2: every 1-way table and, when there are pairs to score,
@@ -539,16 +683,7 @@ impl PrivSynModel {
                  from the zCDP conversion"
             ));
         }
-        if !s.bounds.is_empty() {
-            let cols: Vec<&str> = s.bounds.iter().map(|(c, _, _)| c.as_str()).collect();
-            spend_notes.push(format!("bounds declared public for {}", cols.join(", ")));
-        }
-        if !s.public_categories.is_empty() {
-            spend_notes.push(format!(
-                "value sets declared public for {}",
-                s.public_categories.join(", ")
-            ));
-        }
+        spend_notes.extend(s.domain.public_notes());
         if s.reproducible_noise {
             spend_notes.push(
                 "noise derived from the seed (reproducible_noise): not private against anyone who knows it".into(),
@@ -560,6 +695,7 @@ impl PrivSynModel {
             rho: spent,
             steps,
             notes: spend_notes,
+            sgd: None,
         };
         Ok(PrivSynModel {
             schema,

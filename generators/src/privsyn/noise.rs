@@ -37,6 +37,13 @@ impl Noise {
         }
     }
 
+    /// The stream itself, for other random choices that must be as private
+    /// as the noise (which rows a DP-SGD batch takes).
+    #[cfg(feature = "torch")]
+    pub(crate) fn rng(&mut self) -> &mut ChaCha20Rng {
+        &mut self.rng
+    }
+
     /// Add N(0, σ²) to every value.
     pub(crate) fn gaussian(&mut self, values: &mut [f64], sigma: f64) {
         for v in values {

@@ -8,7 +8,8 @@ pub struct JobsApi;
 
 #[OpenApi(prefix_path = "/v1")]
 impl JobsApi {
-    /// Run a shipped pipeline on a dataset. Honours `Idempotency-Key`.
+    /// Run a shipped pipeline, or a generator by name (`generator`, with its
+    /// parameters), on a dataset. Honours `Idempotency-Key`.
     #[oai(path = "/jobs", method = "post", tag = "ApiTags::Jobs", operation_id = "create_job")]
     async fn create_job(
         &self,
@@ -26,6 +27,10 @@ impl JobsApi {
         }
         let request = runner::JobRequest {
             pipeline: body.pipeline.clone(),
+            generator: body.generator.as_ref().map(|g| runner::GeneratorRequest {
+                name: g.name.clone(),
+                params: g.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            }),
             dataset_id: body.dataset_id.clone(),
             model: body.model.as_ref().map(|m| runner::ModelRequest {
                 job_id: m.job_id.clone(),

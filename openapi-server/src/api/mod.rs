@@ -34,7 +34,7 @@ pub enum ApiTags {
     ApiKeys,
     /// Uploaded tables.
     Datasets,
-    /// Shipped pipelines and validation.
+    /// Shipped pipelines, the generators they run, and validation.
     Pipelines,
     /// Pipeline runs, their progress, reports and outputs.
     Jobs,
@@ -326,6 +326,52 @@ pub struct PipelineView {
     pub toml: String,
 }
 
+/// A generator a job can choose (`generator` on `POST /v1/jobs`).
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct GeneratorView {
+    /// Name to submit jobs with (`cart`, `copula`, `privsyn`, `ctgan`, `tvae`).
+    pub id: String,
+    /// For people.
+    pub label: String,
+    /// What it does and when to choose it.
+    pub summary: String,
+    /// Whether its guarantee is differential privacy (the dataset's privacy
+    /// budget is charged before the job runs).
+    pub dp: bool,
+    /// Whether this server can run it.
+    pub available: bool,
+    /// Why it cannot, when it cannot (e.g. built without `--features torch`).
+    pub unavailable_reason: Option<String>,
+    /// The shipped pipeline a job with this generator runs by default.
+    pub pipeline: String,
+    /// The other shipped pipelines that run it (`pipeline` may name one).
+    pub pipelines: Vec<String>,
+    /// The parameters a job may set (`generator.params`); empty when unavailable.
+    pub params: Vec<GeneratorParam>,
+}
+
+/// One parameter a job may set on a generator.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct GeneratorParam {
+    /// Key in `generator.params`.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// `string`, `integer`, `number`, `boolean` or `strings`.
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// Value when not set.
+    pub default: Option<serde_json::Value>,
+    /// The values a string parameter accepts (absent: any).
+    pub allowed: Option<Vec<String>>,
+    /// Inclusive lower bound.
+    pub minimum: Option<f64>,
+    /// Inclusive upper bound.
+    pub maximum: Option<f64>,
+}
+
 /// One problem in a pipeline.
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -445,8 +491,12 @@ fn ledger_view(l: doppel_platform::privacy::Ledger) -> PrivacyLedgerView {
 #[derive(Debug, Object, serde::Deserialize, serde::Serialize)]
 #[oai(skip_serializing_if_is_none)]
 pub struct NewJob {
-    /// A shipped pipeline (`GET /v1/pipelines`).
-    pub pipeline: String,
+    /// A shipped pipeline (`GET /v1/pipelines`). With `generator`, one of
+    /// the pipelines that run it, or absent for the generator's own.
+    pub pipeline: Option<String>,
+    /// The generator to make the twin with (`GET /v1/generators`) and its
+    /// parameters, checked against its schema.
+    pub generator: Option<GeneratorChoice>,
     /// The dataset to run it on (every pipeline but `sample`).
     pub dataset_id: Option<String>,
     /// For the `sample` pipeline: the saved model to sample, instead of a
@@ -458,6 +508,18 @@ pub struct NewJob {
     pub overrides: Vec<String>,
     /// Output table format (default parquet).
     pub format: Option<OutputFormat>,
+}
+
+/// A generator chosen for a job.
+#[derive(Debug, Clone, Object, serde::Deserialize, serde::Serialize)]
+pub struct GeneratorChoice {
+    /// `cart`, `copula`, `privsyn`, `ctgan` or `tvae` (`GET /v1/generators`).
+    pub name: String,
+    /// Parameter values by name (`{"epochs": 50}`); each must be one the
+    /// generator lists, of its type and within its bounds.
+    #[oai(default)]
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A model an earlier job of yours saved (its generator set `save_model = true`).
@@ -478,6 +540,8 @@ pub struct JobView {
     pub id: String,
     /// Pipeline run.
     pub pipeline: String,
+    /// The generator that made the twin (absent for pipelines without one).
+    pub generator: Option<String>,
     /// Dataset it ran on (absent for jobs that sampled a saved model).
     pub dataset_id: Option<String>,
     /// The job whose saved model it sampled (the `sample` pipeline).
@@ -531,6 +595,7 @@ pub fn job_view(j: &Job) -> JobView {
     JobView {
         id: v.id,
         pipeline: v.pipeline,
+        generator: v.generator,
         dataset_id: v.dataset_id,
         model_job_id: v.model_job_id,
         state: v.state,

@@ -1,8 +1,8 @@
-//! Shipped pipelines and validation.
+//! Shipped pipelines, the generators a job can choose, and validation.
 
 use super::*;
 
-/// Shipped pipelines and validation.
+/// Shipped pipelines, the generators a job can choose, and validation.
 #[derive(Debug, Default)]
 pub struct PipelinesApi;
 
@@ -23,6 +23,46 @@ impl PipelinesApi {
                     name: p.name.to_owned(),
                     description: doppel_host::shipped::description(p.text).unwrap_or_default(),
                     toml: p.text.to_owned(),
+                })
+                .collect(),
+        )
+    }
+
+    /// The generators a job can choose (`generator` on `POST /v1/jobs`):
+    /// each with its parameters, whether it is differentially private, and
+    /// why this server cannot run it when it cannot.
+    #[oai(
+        path = "/generators",
+        method = "get",
+        tag = "ApiTags::Pipelines",
+        operation_id = "list_generators"
+    )]
+    async fn list_generators(&self, state: Data<&Arc<AppState>>) -> Json<Vec<GeneratorView>> {
+        Json(
+            doppel_app::methods::methods(&state)
+                .into_iter()
+                .map(|m| GeneratorView {
+                    id: m.id.to_owned(),
+                    label: m.label.to_owned(),
+                    summary: m.summary.to_owned(),
+                    dp: m.dp,
+                    available: m.unavailable.is_none(),
+                    unavailable_reason: m.unavailable,
+                    pipeline: m.pipeline.to_owned(),
+                    pipelines: doppel_app::methods::pipelines_running(m.id),
+                    params: m
+                        .params
+                        .into_iter()
+                        .map(|p| GeneratorParam {
+                            name: p.name,
+                            description: p.description,
+                            kind: p.kind.to_owned(),
+                            default: p.default,
+                            allowed: (!p.allowed.is_empty()).then_some(p.allowed),
+                            minimum: p.minimum,
+                            maximum: p.maximum,
+                        })
+                        .collect(),
                 })
                 .collect(),
         )

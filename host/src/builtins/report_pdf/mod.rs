@@ -514,13 +514,20 @@ pub fn render(
         _ => None,
     });
     for (id, dp) in spends {
+        let how = match &dp.sgd {
+            None => format!("zCDP rho = {:.5}", dp.rho),
+            Some(sgd) => format!(
+                "measurements of the domain at zCDP rho = {:.5}, then {} DP-SGD steps with sampling rate {:.4}, \
+                 noise multiplier {:.3} and clipping norm {}, composed in Renyi DP",
+                dp.rho, sgd.steps, sgd.sampling_rate, sgd.noise_multiplier, sgd.clip
+            ),
+        };
         w.paragraph(
             &format!(
                 "Differential privacy (stage `{id}`): the twin is ({:.3}, {:.1e})-differentially private \
-                 (zCDP rho = {:.5}); {}.",
+                 ({how}); {}.",
                 dp.epsilon,
                 dp.delta,
-                dp.rho,
                 dp.notes.join("; ")
             ),
             10.0,
