@@ -228,10 +228,14 @@ pub fn pipeline_for(state: &AppState, method: &str, checks: Checks) -> Option<(&
     Some((pipeline, stage))
 }
 
+/// Shipped pipelines by name, each with its generator stage's id and the
+/// generator it uses, if it has one.
+type GeneratorStages = Vec<(&'static str, Option<(String, &'static str)>)>;
+
 /// Each shipped pipeline's generator stage (its id and the generator it
 /// uses), read once from the pipeline texts: `None` for pipelines without
 /// one (`sample`, `pii-scan`).
-static GENERATOR_STAGES: LazyLock<Vec<(&'static str, Option<(String, &'static str)>)>> = LazyLock::new(|| {
+static GENERATOR_STAGES: LazyLock<GeneratorStages> = LazyLock::new(|| {
     use doppel_host::spec::{PipelineSpec, SourceFile};
     doppel_host::shipped::PIPELINES
         .iter()
