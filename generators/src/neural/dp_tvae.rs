@@ -62,6 +62,8 @@ const SAMPLE_STREAM: u64 = 0x6470_7476_6165_5f73;
 /// norm of 1, 16 % at 15, against 30 % real), while a norm above them all
 /// drowns the gradient in noise.
 const DEFAULT_CLIP: f64 = 15.0;
+/// The most values the one-hot table may hold (2 GiB of `f32`).
+const MAX_ENCODED: usize = 1 << 29;
 /// Larger than TVAE's 1e-3: DP-SGD takes fewer, noisier steps.
 const DEFAULT_LEARNING_RATE: f64 = 5e-3;
 
@@ -305,6 +307,17 @@ impl Generator for DpTvae {
         for c in &codecs {
             offsets.push(width);
             width += c.size();
+        }
+        // Bounded before it is allocated: many released categories times
+        // many rows would otherwise take the process down.
+        if rows.saturating_mul(width) > MAX_ENCODED {
+            return Err(invalid(
+                "bins",
+                format!(
+                    "the one-hot table would hold {rows} rows × {width} values, more than {MAX_ENCODED}: use fewer \
+                     `bins`, or leave out columns with thousands of values"
+                ),
+            ));
         }
         let mut hot = vec![0f32; rows * width];
         for (ci, plan) in plans.iter().enumerate() {
