@@ -279,6 +279,11 @@ fn dp_tvae_learns_the_dependence_and_spends_exactly_its_budget() {
     // `plan` is released by partition selection, which takes half of δ.
     let (eps, _) = accountant.epsilon(0.5e-9);
     assert!((eps - spend.epsilon).abs() < 1e-9, "{eps} vs {}", spend.epsilon);
+    // What the report says is fixed before training or DP: no loss, no
+    // share of clipped rows (exact statistics of the real rows).
+    for note in model.notes().iter().chain(&spend.notes) {
+        assert!(!note.contains("loss") && !note.contains('%'), "{note}");
+    }
     let steps: f64 = spend.steps.iter().map(|(_, rho)| rho).sum();
     assert!((steps - spend.rho).abs() < 1e-15);
 

@@ -382,7 +382,6 @@ impl Generator for DpTvae {
             expected_batch: q * noisy_rows,
         };
         let steps_per_epoch = (steps / epochs_u).max(1);
-        let (mut clipped, mut seen, mut last) = (0i64, 0i64, 0.0);
         for step in 0..steps {
             if progress.is_cancelled() {
                 return Err(Error::Cancelled);
@@ -415,12 +414,9 @@ impl Generator for DpTvae {
                 // norm) do not grow with the table's width.
                 #[allow(clippy::cast_precision_loss, reason = "column counts are small")]
                 let loss: Tensor = (recon * LOSS_FACTOR + kld) / spans.len() as f64;
-                #[allow(clippy::cast_precision_loss, reason = "batch sizes are small")]
-                let per_row = loss.double_value(&[]) / batch.len() as f64;
-                last = per_row;
-                let stats = privatizer.backward(&loss, tape, &layers, &mut noise)?;
-                clipped += stats.clipped;
-                seen += stats.rows;
+                // The batch's loss and how many rows were clipped are exact
+                // statistics of real rows: neither is kept or reported.
+                privatizer.backward(&loss, tape, &layers, &mut noise)?;
             }
             opt.step();
             if (step + 1) % steps_per_epoch == 0 || step + 1 == steps {
@@ -430,16 +426,13 @@ impl Generator for DpTvae {
         }
         drop(table);
 
-        #[allow(clippy::cast_precision_loss, reason = "counts are small")]
-        let clipped_share = if seen > 0 { clipped as f64 / seen as f64 } else { 0.0 };
         let mut spend_notes = vec![
             "neighbouring tables differ by one added or removed row".to_owned(),
             format!(
-                "DP-SGD: {steps} steps, each row in a step's batch with probability {q:.4}, gradients \
-                 clipped to norm {} ({:.0} % of rows' were), Gaussian noise {sigma:.3} × the norm; Rényi DP \
-                 with the domain's measurements (ρ·α per order), converted at order {order} (Balle et al. 2020)",
-                s.clip,
-                clipped_share * 100.0
+                "DP-SGD: {steps} steps, each row in a step's batch with probability {q:.4}, every row's gradient \
+                 clipped to norm {}, Gaussian noise {sigma:.3} × the norm; Rényi DP with the domain's \
+                 measurements (ρ·α per order), converted at order {order} (Balle et al. 2020)",
+                s.clip
             ),
         ];
         if selecting > 0 {
@@ -456,10 +449,9 @@ impl Generator for DpTvae {
                     .into(),
             );
         }
-        domain_notes.push(format!(
-            "{} epochs of DP-SGD on {device:?}; last loss {last:.3} per row",
-            s.epochs
-        ));
+        // Only facts fixed before training: a loss or a clipped share would
+        // be an exact, unprotected statistic of the rows.
+        domain_notes.push(format!("{} epochs of DP-SGD on {device:?}", s.epochs));
         let spend = PrivacySpend {
             epsilon,
             delta: delta_gauss + delta_select,

@@ -55,27 +55,12 @@ pub(crate) struct Privatizer {
     pub(crate) expected_batch: f64,
 }
 
-/// What one step did, for the model's notes.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct StepStats {
-    /// Rows in the batch.
-    pub(crate) rows: i64,
-    /// Of them, how many had their gradient scaled down.
-    pub(crate) clipped: i64,
-}
-
 impl Privatizer {
     /// Set the gradients of `layers` to DP-SGD's for this batch: `loss` is
     /// the sum over the batch of per-row losses (row `i`'s reading row `i`
     /// only, through the layers `tape` recorded). Call after the
     /// optimiser's `zero_grad` and before its `step`.
-    pub(crate) fn backward(
-        &self,
-        loss: &Tensor,
-        tape: Tape,
-        layers: &[nn::Linear],
-        noise: &mut Noise,
-    ) -> Result<StepStats> {
+    pub(crate) fn backward(&self, loss: &Tensor, tape: Tape, layers: &[nn::Linear], noise: &mut Noise) -> Result<()> {
         let mut seen = vec![false; layers.len()];
         for (index, _, _) in &tape.uses {
             if std::mem::replace(&mut seen[*index], true) {
@@ -85,7 +70,7 @@ impl Privatizer {
             }
         }
         if tape.uses.is_empty() {
-            return self.noise_only(layers, noise).map(|()| StepStats::default());
+            return self.noise_only(layers, noise);
         }
         let outputs: Vec<&Tensor> = tape.uses.iter().map(|(_, _, y)| y).collect();
         let grads = Tensor::f_run_backward(&[loss], &outputs, false, false).map_err(torch_err)?;
@@ -105,7 +90,6 @@ impl Privatizer {
         let norms = norms.sqrt();
         // Opacus's factor: min(1, C / (‖g‖ + 1e-6)).
         let factor = (self.clip / (&norms + 1e-6)).clamp_max(1.0);
-        let clipped = norms.gt(self.clip).sum(Kind::Int64).int64_value(&[]);
         let sigma = self.noise_multiplier * self.clip;
         let mut surrogate = Tensor::zeros([], (Kind::Float, device));
         let mut clipped_grads: Vec<Option<(Tensor, Option<Tensor>)>> = (0..layers.len()).map(|_| None).collect();
@@ -133,8 +117,7 @@ impl Privatizer {
         }
         // The gradient of Σ⟨W, G̃⟩ with respect to W is G̃: one backward pass
         // puts the privatised gradients where the optimiser reads them.
-        surrogate.f_backward().map_err(torch_err)?;
-        Ok(StepStats { rows, clipped })
+        surrogate.f_backward().map_err(torch_err)
     }
 
     /// An empty batch: the gradients are the noise alone.
@@ -289,7 +272,6 @@ mod tests {
                 *w += t * factor;
             }
         }
-        let clipped_rows = 5;
 
         zero(&layers);
         let mut tape = Tape::default();
@@ -299,8 +281,7 @@ mod tests {
             noise_multiplier: 0.0,
             expected_batch,
         };
-        let stats = p.backward(&loss, tape, &layers, &mut Noise::seeded(1)).unwrap();
-        assert_eq!((stats.rows, stats.clipped), (9, clipped_rows));
+        p.backward(&loss, tape, &layers, &mut Noise::seeded(1)).unwrap();
         for (got, want) in grads(&layers).iter().zip(&want) {
             let diff = (got - want / expected_batch).abs().max().double_value(&[]);
             assert!(diff < 1e-5, "{diff}");
