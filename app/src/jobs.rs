@@ -265,7 +265,8 @@ pub struct JobRequest {
 /// its schema, instead of a pipeline and raw overrides.
 #[derive(Debug, Clone)]
 pub struct GeneratorRequest {
-    /// `cart`, `copula`, `privsyn`, `ctgan` or `tvae`.
+    /// `cart`, `copula`, `privsyn`, `ctgan`, `tvae` or `dp-tvae` (what
+    /// [`crate::methods::methods`] lists).
     pub name: String,
     /// Parameter values as the client sent them (JSON), checked against the
     /// generator's schema by [`crate::methods::resolve`].

@@ -330,7 +330,7 @@ pub struct PipelineView {
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct GeneratorView {
-    /// Name to submit jobs with (`cart`, `copula`, `privsyn`, `ctgan`, `tvae`).
+    /// Name to submit jobs with (`cart`, `copula`, `privsyn`, `ctgan`, `tvae`, `dp-tvae`).
     pub id: String,
     /// For people.
     pub label: String,
@@ -513,7 +513,7 @@ pub struct NewJob {
 /// A generator chosen for a job.
 #[derive(Debug, Clone, Object, serde::Deserialize, serde::Serialize)]
 pub struct GeneratorChoice {
-    /// `cart`, `copula`, `privsyn`, `ctgan` or `tvae` (`GET /v1/generators`).
+    /// `cart`, `copula`, `privsyn`, `ctgan`, `tvae` or `dp-tvae` (`GET /v1/generators`).
     pub name: String,
     /// Parameter values by name (`{"epochs": 50}`); each must be one the
     /// generator lists, of its type and within its bounds.
