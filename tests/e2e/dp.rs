@@ -113,12 +113,7 @@ fn a_dp_job_over_the_datasets_budget_is_refused_before_it_runs() {
     let last = events.last().unwrap();
     assert_eq!(last["state"], "succeeded", "{last}");
     let (_, report) = get(&s, &format!("/v1/jobs/{job_id}/report"), Some(&key));
-    let synth = report["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "synth")
-        .unwrap();
+    let synth = report_stage(&report, "synth");
     assert!((synth["result"]["model"]["privacy"]["epsilon"].as_f64().unwrap() - 1.0).abs() < 1e-6);
 
     // Someone else can neither read nor raise this budget.
@@ -238,12 +233,7 @@ fn a_generator_chosen_by_name_runs_as_a_rest_job() {
     let last = events.last().unwrap();
     assert_eq!(last["state"], "succeeded", "{last}");
     let (_, report) = get(&s, &format!("/v1/jobs/{job_id}/report"), Some(&key));
-    let synth = report["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "synth")
-        .unwrap();
+    let synth = report_stage(&report, "synth");
     assert!((synth["result"]["model"]["privacy"]["epsilon"].as_f64().unwrap() - 0.25).abs() < 1e-6);
 }
 

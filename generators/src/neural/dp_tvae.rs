@@ -33,14 +33,16 @@ use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
 use super::dpsgd::{Privatizer, Tape, poisson_batch};
-use super::{device, linear, positive, to_i64, torch_err, torch_lock};
+use super::{device, device_param, linear, positive, to_i64, torch_err, torch_lock};
 use crate::accountant::rdp::{RdpAccountant, noise_multiplier_after, steps_for_epochs};
 use crate::accountant::{PrivacyCost, PrivacySpend, SgdSpend, cdp_rho, gaussian_sigma};
 use crate::counts::LocalCounts;
-use crate::params::{ParamSpec, ParamType, ParamValue, Params};
+use crate::params::{ParamSpec, Params};
 use crate::privsyn::domain::Codec;
 use crate::privsyn::noise::Noise;
-use crate::privsyn::{Domain, DomainBudget, DomainParams, Kind as ColumnKind, Plan, keys, private_domain};
+use crate::privsyn::{
+    Columns, Domain, DomainBudget, DomainParams, Kind as ColumnKind, Plan, budget, invalid, keys, private_domain,
+};
 use crate::semantic::SemanticType;
 use crate::{ColumnModel, Error, Generator, Model, Progress, Result, TrainingData};
 
@@ -83,23 +85,9 @@ struct Settings {
     reproducible_noise: bool,
 }
 
-fn invalid(name: &str, message: impl Into<String>) -> Error {
-    Error::InvalidParam {
-        name: name.to_owned(),
-        message: message.into(),
-    }
-}
-
 impl Settings {
     fn parse(params: &Params) -> Result<Settings> {
-        let epsilon = params.float("epsilon", 4.0)?;
-        if !(epsilon.is_finite() && epsilon > 0.0) {
-            return Err(invalid("epsilon", "must be a positive number"));
-        }
-        let delta = params.float("delta", 1e-9)?;
-        if !(delta > 0.0 && delta < 1.0) {
-            return Err(invalid("delta", "must be in (0, 1)"));
-        }
+        let (epsilon, delta) = budget(params, 4.0)?;
         let clip = params.float("clip", DEFAULT_CLIP)?;
         if !(clip.is_finite() && clip > 0.0) {
             return Err(invalid("clip", "must be a positive number"));
@@ -173,19 +161,7 @@ impl Generator for DpTvae {
             ParamSpec::float("learning_rate", "Adam's step size.", DEFAULT_LEARNING_RATE, 1e-6, 1.0),
         ];
         specs.extend(DomainParams::specs());
-        specs.extend([
-            ParamSpec {
-                name: "device",
-                description: "`auto` (CUDA when available), `cpu` or `cuda`.",
-                ty: ParamType::String,
-                default: Some(ParamValue::String("auto".into())),
-                allowed: &["auto", "cpu", "cuda"],
-                minimum: None,
-                maximum: None,
-                user_settable: false,
-            },
-            crate::privsyn::reproducible_noise(),
-        ]);
+        specs.extend([device_param(), crate::privsyn::reproducible_noise()]);
         specs
     }
 
@@ -212,26 +188,16 @@ impl Generator for DpTvae {
         if kinds.iter().all(|k| *k == ColumnKind::Key) {
             return Err(invalid("epsilon", "every column is a key: there is nothing to learn"));
         }
-        let mut noise = if s.reproducible_noise {
-            Noise::seeded(seed)
-        } else {
-            Noise::os().map_err(|e| Error::Entropy(e.to_string()))?
-        };
+        let mut noise = Noise::for_fit(s.reproducible_noise, seed)?;
 
         // 1. The budget split, from the schema and parameters only.
-        let need_bounds = kinds
-            .iter()
-            .filter(|k| matches!(k, ColumnKind::Numeric { public: false }))
-            .count();
-        let selecting = kinds
-            .iter()
-            .filter(|k| matches!(k, ColumnKind::Categories { public: false }))
-            .count();
-        let (delta_gauss, delta_select) = if selecting > 0 {
-            (s.delta / 2.0, s.delta / 2.0)
-        } else {
-            (s.delta, 0.0)
-        };
+        let Columns {
+            need_bounds,
+            selecting,
+            delta_gauss,
+            delta_select,
+            ..
+        } = Columns::of(&kinds, s.delta);
         let rho_domain = DOMAIN_SHARE * cdp_rho(s.epsilon, delta_gauss);
         let rho_count = COUNT_SHARE * rho_domain;
         let parts = usize::from(need_bounds > 0) + usize::from(selecting > 0);

@@ -100,17 +100,22 @@ fn common_params(epochs: i64, batch: i64) -> Vec<ParamSpec> {
             2.0,
             1e6,
         ),
-        ParamSpec {
-            name: "device",
-            description: "`auto` (CUDA when available), `cpu` or `cuda`.",
-            ty: ParamType::String,
-            default: Some(ParamValue::String("auto".into())),
-            allowed: &["auto", "cpu", "cuda"],
-            minimum: None,
-            maximum: None,
-            user_settable: false,
-        },
+        device_param(),
     ]
+}
+
+/// `device`: the operator's hardware, never a job's to set.
+fn device_param() -> ParamSpec {
+    ParamSpec {
+        name: "device",
+        description: "`auto` (CUDA when available), `cpu` or `cuda`.",
+        ty: ParamType::String,
+        default: Some(ParamValue::String("auto".into())),
+        allowed: &["auto", "cpu", "cuda"],
+        minimum: None,
+        maximum: None,
+        user_settable: false,
+    }
 }
 
 /// `[start, width]` of each discrete block, for gathers on the device.

@@ -353,23 +353,65 @@ pub(crate) fn private_domain(
     })
 }
 
-fn invalid(name: &str, message: impl Into<String>) -> Error {
+pub(crate) fn invalid(name: &str, message: impl Into<String>) -> Error {
     Error::InvalidParam {
         name: name.to_owned(),
         message: message.into(),
     }
 }
 
+/// A DP fit's `(epsilon, delta)`, checked (δ defaults to 1e-9).
+pub(crate) fn budget(params: &Params, default_epsilon: f64) -> Result<(f64, f64)> {
+    let epsilon = params.float("epsilon", default_epsilon)?;
+    if !(epsilon.is_finite() && epsilon > 0.0) {
+        return Err(invalid("epsilon", "must be a positive number"));
+    }
+    let delta = params.float("delta", 1e-9)?;
+    if !(delta > 0.0 && delta < 1.0) {
+        return Err(invalid("delta", "must be in (0, 1)"));
+    }
+    Ok((epsilon, delta))
+}
+
+/// How many columns a DP fit models, finds bounds for and selects
+/// categories of; and δ split between partition selection (half, when a
+/// column selects) and the Gaussian measurements.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Columns {
+    pub(crate) modelled: usize,
+    pub(crate) need_bounds: usize,
+    pub(crate) selecting: usize,
+    pub(crate) delta_gauss: f64,
+    pub(crate) delta_select: f64,
+}
+
+impl Columns {
+    pub(crate) fn of(kinds: &[Kind], delta: f64) -> Columns {
+        let selecting = kinds
+            .iter()
+            .filter(|k| matches!(k, Kind::Categories { public: false }))
+            .count();
+        let (delta_gauss, delta_select) = if selecting > 0 {
+            (delta / 2.0, delta / 2.0)
+        } else {
+            (delta, 0.0)
+        };
+        Columns {
+            modelled: kinds.iter().filter(|k| **k != Kind::Key).count(),
+            need_bounds: kinds
+                .iter()
+                .filter(|k| matches!(k, Kind::Numeric { public: false }))
+                .count(),
+            selecting,
+            delta_gauss,
+            delta_select,
+        }
+    }
+}
+
 impl Settings {
     fn parse(params: &Params) -> Result<Settings> {
-        let epsilon = params.float("epsilon", 1.0)?;
-        if !(epsilon.is_finite() && epsilon > 0.0) {
-            return Err(invalid("epsilon", "must be a positive number"));
-        }
-        let delta = params.float("delta", 1e-9)?;
-        if !(delta > 0.0 && delta < 1.0) {
-            return Err(invalid("delta", "must be in (0, 1)"));
-        }
+        let (epsilon, delta) = budget(params, 1.0)?;
         let positive = |name: &str, default: i64| -> Result<usize> {
             let v = params.integer(name, default)?;
             usize::try_from(v)
@@ -515,28 +557,17 @@ impl PrivSynModel {
         let schema = source.schema();
         let semantics = source.semantics().to_vec();
         let kinds = s.domain.kinds(&schema, &semantics)?;
-        let mut noise = if s.reproducible_noise {
-            Noise::seeded(seed)
-        } else {
-            Noise::os().map_err(|e| Error::Entropy(e.to_string()))?
-        };
+        let mut noise = Noise::for_fit(s.reproducible_noise, seed)?;
 
         // Each column's treatment is decided before touching values, so the
         // budget split depends on the schema and parameters only.
-        let modelled = kinds.iter().filter(|k| **k != Kind::Key).count();
-        let need_bounds = kinds
-            .iter()
-            .filter(|k| matches!(k, Kind::Numeric { public: false }))
-            .count();
-        let selecting = kinds
-            .iter()
-            .filter(|k| matches!(k, Kind::Categories { public: false }))
-            .count();
-        let (delta_gauss, delta_select) = if selecting > 0 {
-            (s.delta / 2.0, s.delta / 2.0)
-        } else {
-            (s.delta, 0.0)
-        };
+        let Columns {
+            modelled,
+            need_bounds,
+            selecting,
+            delta_gauss,
+            delta_select,
+        } = Columns::of(&kinds, s.delta);
         let rho = cdp_rho(s.epsilon, delta_gauss);
         let rho_bounds = if need_bounds > 0 { BOUNDS_SHARE * rho } else { 0.0 };
         let rest = rho - rho_bounds;

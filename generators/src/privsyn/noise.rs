@@ -29,6 +29,16 @@ impl Noise {
         })
     }
 
+    /// A fit's noise: from the operating system unless the fit asked for
+    /// `reproducible_noise`.
+    pub(crate) fn for_fit(reproducible: bool, seed: u64) -> crate::Result<Noise> {
+        if reproducible {
+            Ok(Noise::seeded(seed))
+        } else {
+            Noise::os().map_err(|e| crate::Error::Entropy(e.to_string()))
+        }
+    }
+
     /// Keyed by a seed: reproducible, and not private against whoever knows it.
     pub(crate) fn seeded(seed: u64) -> Noise {
         Noise {
